@@ -1,0 +1,113 @@
+"""Typed errors of the core. Adapters turn them into short user-facing text with `user_message`.
+
+    GptsBotError
+    ├── ConfigError              a config key is missing, unknown, mistyped or malformed
+    ├── BadGptName               text that is not a GPT id, model name or GPT URL
+    ├── NotAllowed               e.g. a non-admin binding a GPT in a shared chat
+    ├── NoGptBound               no binding here and no default GPT
+    └── UpstreamError            the GPTs endpoint failed (carries the HTTP status when there was one)
+        ├── AuthError            401/403: the endpoint refused the key
+        ├── GptNotFound          404 or model_not_found: the bound GPT does not exist there
+        ├── RateLimited          429 after retries (retry_after in seconds, when the endpoint said)
+        ├── UpstreamTimeout      connect, first chunk, idle or total timeout (phase names which)
+        └── StreamInterrupted    the stream broke after text had arrived
+
+Third-party exceptions are translated at the boundary with ``raise ... from exc``. No message built
+here ever contains a secret: callers pass only what the endpoint said, already shortened.
+"""
+
+from __future__ import annotations
+
+
+class GptsBotError(Exception):
+    """Base of every error the core raises on purpose."""
+
+
+class ConfigError(GptsBotError):
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config: {key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+GPT_NAME_FORMS = (
+    "a GPT id (g-B3hgivKK9), a model name (gpt-4-gizmo-g-B3hgivKK9) "
+    "or a GPT link (https://chatgpt.com/g/g-B3hgivKK9-write-for-me)"
+)
+
+
+class BadGptName(GptsBotError):
+    def __init__(self, text: str) -> None:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        super().__init__(f"{shown!r} is not a GPT. Use {GPT_NAME_FORMS}.")
+        self.text = text
+
+
+class NotAllowed(GptsBotError):
+    pass
+
+
+class NoGptBound(GptsBotError):
+    def __init__(self) -> None:
+        super().__init__(
+            "No GPT answers here yet. An admin can bind one with /gpt bind <GPT link or id>."
+        )
+
+
+class UpstreamError(GptsBotError):
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class AuthError(UpstreamError):
+    pass
+
+
+class GptNotFound(UpstreamError):
+    pass
+
+
+class RateLimited(UpstreamError):
+    def __init__(
+        self, message: str, *, status: int | None = 429, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class UpstreamTimeout(UpstreamError):
+    def __init__(self, phase: str, seconds: float) -> None:
+        super().__init__(f"no {phase} from the GPTs endpoint within {seconds:g} s")
+        self.phase = phase
+        self.seconds = seconds
+
+
+class StreamInterrupted(UpstreamError):
+    pass
+
+
+def user_message(exc: BaseException) -> str:
+    """One short sentence for the person who asked; never a stack trace or a secret."""
+    match exc:
+        case AuthError():
+            return "⚠️ The GPTs endpoint refused the API key. The bot's operator needs to check it."
+        case GptNotFound():
+            return "⚠️ The GPT was not found. Check the binding with /gpt info."
+        case RateLimited(retry_after=float() | int() as seconds):
+            return f"⚠️ Rate limited by the GPTs endpoint. Try again in {max(1, round(seconds))} s."
+        case RateLimited():
+            return "⚠️ Rate limited by the GPTs endpoint. Try again in a minute."
+        case UpstreamTimeout(phase="first chunk"):
+            return "⚠️ The GPT is taking too long to answer. Try again."
+        case UpstreamTimeout():
+            return "⚠️ The GPT stopped answering in time. Try again."
+        case StreamInterrupted():
+            return "⚠️ The answer was cut off by the GPTs endpoint. Try again."
+        case UpstreamError(message=message):
+            return f"⚠️ The GPTs endpoint failed: {message}"
+        case GptsBotError():
+            return f"⚠️ {exc}"
+        case _:
+            return "⚠️ Something went wrong on our side. Please try again."

@@ -1,0 +1,72 @@
+"""Shared request budgets: at most `max_calls` grants in any `period_s` window, first come first served.
+
+A streaming reply asks every budget that covers it (its channel's, then the bot's) before each
+send or edit. Waiters queue in arrival order and a reply waits for at most one grant at a time,
+so when hundreds of answers stream at once each gets its turn in rotation; while it waits, its
+text keeps growing and the edit it finally makes carries all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from core.platform import Clock, SystemClock
+
+
+class RateBudget:
+    def __init__(self, max_calls: int, period_s: float, clock: Clock | None = None) -> None:
+        if max_calls < 1 or period_s <= 0:
+            raise ValueError("a budget needs max_calls >= 1 and period_s > 0")
+        self.max_calls = max_calls
+        self.period_s = period_s
+        self._clock = clock or SystemClock()
+        self._grants: deque[float] = deque(maxlen=max_calls)
+        self._queue = asyncio.Lock()  # asyncio.Lock wakes waiters in FIFO order
+
+    @classmethod
+    def per_second(cls, rate: float, clock: Clock | None = None) -> RateBudget:
+        """`rate` calls a second, granted evenly rather than in one burst per second."""
+        return cls(1, 1.0 / rate, clock)
+
+    @property
+    def waiting(self) -> bool:
+        return self._queue.locked()
+
+    async def acquire(self) -> None:
+        async with self._queue:
+            if len(self._grants) == self.max_calls:
+                delay = self._grants[0] + self.period_s - self._clock.monotonic()
+                if delay > 0:
+                    await self._clock.sleep(delay)
+            self._grants.append(self._clock.monotonic())
+
+
+class KeyedBudgets:
+    """One `RateBudget` per key (e.g. per channel), created on first use and dropped when idle."""
+
+    def __init__(self, max_calls: int, period_s: float, clock: Clock | None = None) -> None:
+        self._make = lambda: RateBudget(max_calls, period_s, clock)
+        self._clock = clock or SystemClock()
+        self._period_s = period_s
+        self._budgets: dict[str, RateBudget] = {}
+
+    def __getitem__(self, key: str) -> RateBudget:
+        budget = self._budgets.get(key)
+        if budget is None:
+            self._forget_idle()
+            budget = self._budgets[key] = self._make()
+        return budget
+
+    def __len__(self) -> int:
+        return len(self._budgets)
+
+    def _forget_idle(self) -> None:
+        # A budget whose last grant is older than its window constrains nothing: drop it.
+        if len(self._budgets) < 1024:
+            return
+        now = self._clock.monotonic()
+        for key, budget in list(self._budgets.items()):
+            grants = budget._grants
+            if not budget.waiting and (not grants or grants[-1] + self._period_s <= now):
+                del self._budgets[key]

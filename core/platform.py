@@ -1,0 +1,92 @@
+"""The small interface the core asks of a platform, and the clock it paces with.
+
+An adapter implements `ReplyChannel` for each answer it streams: the core's `StreamingReply`
+decides when to send and edit (pacing, splitting, the final text); the channel only performs
+the calls and says what the platform answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """A message the bot sent, as the platform names it."""
+
+    chat_id: str
+    message_id: str
+
+
+class MessageGone(Exception):
+    """The message to edit no longer exists (deleted, or the platform stopped accepting edits)."""
+
+
+class PlatformRateLimited(Exception):
+    """The platform refused a call for flood control and said when to try again."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited for {retry_after:g} s")
+        self.retry_after = retry_after
+
+
+class ReplyChannel(Protocol):
+    """Where one answer is written.
+
+    `max_chars` is the platform's limit for one message as `measure` counts it (Telegram counts
+    UTF-16 code units, Discord code points). `final` marks the text that will not change again:
+    adapters may render it richly (e.g. Markdown) and must fall back to plain text, not fail.
+    """
+
+    max_chars: int
+
+    def measure(self, text: str) -> int:
+        """The length of `text` as the platform counts it against `max_chars`."""
+        ...
+
+    async def send(self, text: str, *, final: bool) -> MessageRef:
+        """Post a new message. Raises `PlatformRateLimited` when told to wait."""
+        ...
+
+    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+        """Replace a sent message's text. Raises `MessageGone` or `PlatformRateLimited`."""
+        ...
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The event loop's clock."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def code_points(text: str) -> int:
+    return len(text)
+
+
+def utf16_units(text: str) -> int:
+    """Telegram measures text (limits, entity offsets) in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+class Adapter(Protocol):
+    """A platform connection that `gptsbot run` starts. Created by a `gptsbot.adapters` entry
+    point `create_adapter(config, service) -> Adapter | None` (None when its token is unset)."""
+
+    name: str
+
+    async def run(self) -> None:
+        """Connect and serve until cancelled; on cancellation disconnect cleanly, then return."""
+        ...

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from core.errors import ConfigError
+from core.errors import BadGptName, ConfigError
+from core.gpt_names import parse_gpt_id
 
 CONFIG_ENV = "GPTSBOT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -180,6 +181,11 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -
                 section_raw[key] = env[variable]
         built[name] = _build_section(name, hints[name], section_raw)
     config = Config(**built)
+    if config.gpts.default_gpt is not None:
+        try:
+            parse_gpt_id(config.gpts.default_gpt)
+        except BadGptName as exc:
+            raise ConfigError("gpts.default_gpt", str(exc)) from exc
     template = config.gpts.model_template
     if "{id}" not in template:
         raise ConfigError("gpts.model_template", "must contain {id}")

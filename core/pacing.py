@@ -29,9 +29,10 @@ class RateBudget:
         """`rate` calls a second, granted evenly rather than in one burst per second."""
         return cls(1, 1.0 / rate, clock)
 
-    @property
-    def waiting(self) -> bool:
-        return self._queue.locked()
+    def idle_since(self, now: float) -> bool:
+        """True when nobody waits and no grant is recent enough to constrain the next one."""
+        recent = self._grants and self._grants[-1] + self.period_s > now
+        return not self._queue.locked() and not recent
 
     async def acquire(self) -> None:
         async with self._queue:
@@ -46,16 +47,16 @@ class KeyedBudgets:
     """One `RateBudget` per key (e.g. per channel), created on first use and dropped when idle."""
 
     def __init__(self, max_calls: int, period_s: float, clock: Clock | None = None) -> None:
-        self._make = lambda: RateBudget(max_calls, period_s, clock)
-        self._clock = clock or SystemClock()
+        self._max_calls = max_calls
         self._period_s = period_s
+        self._clock = clock or SystemClock()
         self._budgets: dict[str, RateBudget] = {}
 
     def __getitem__(self, key: str) -> RateBudget:
         budget = self._budgets.get(key)
         if budget is None:
             self._forget_idle()
-            budget = self._budgets[key] = self._make()
+            budget = self._budgets[key] = RateBudget(self._max_calls, self._period_s, self._clock)
         return budget
 
     def __len__(self) -> int:
@@ -67,6 +68,5 @@ class KeyedBudgets:
             return
         now = self._clock.monotonic()
         for key, budget in list(self._budgets.items()):
-            grants = budget._grants
-            if not budget.waiting and (not grants or grants[-1] + self._period_s <= now):
+            if budget.idle_since(now):
                 del self._budgets[key]

@@ -1,0 +1,116 @@
+"""The `gptsbot` command: run, chat, check, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from core import __version__
+from core.app import (
+    TOKEN_VARIABLES,
+    has_platform_token,
+    load_adapters,
+    open_app,
+    run_adapters,
+    stop_on_signals,
+)
+from core.config import Config, config_path, load_config
+from core.console import chat
+from core.errors import ConfigError, GptsBotError
+from core.gpt_names import model_name, parse_gpt_id
+from core.gpts_client import GptsClient
+
+logger = logging.getLogger("gptsbot")
+
+EXIT_USAGE = 2
+# `check` asks this model when no default GPT is configured: any model proves the key.
+CHECK_FALLBACK_MODEL = "gpt-4o-mini"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(config_path(args.config))
+    except ConfigError as exc:
+        print(f"gptsbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=config.bot.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return asyncio.run(args.handler(config, args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gptsbot", description="Talk to ChatGPT GPTs from Discord, Telegram and the terminal."
+    )
+    parser.add_argument("--version", action="version", version=f"gptsbot {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--config",
+            help="TOML config file (default: $GPTSBOT_CONFIG, then ./config.toml if present)",
+        )
+        return sub
+
+    command("run", "run every platform whose token is set").set_defaults(handler=_run)
+    chat_parser = command("chat", "chat with a GPT in the terminal")
+    chat_parser.add_argument("--gpt", help="GPT link, id or model name to talk to")
+    chat_parser.add_argument("--new", action="store_true", help="start a new conversation")
+    chat_parser.set_defaults(handler=_chat)
+    command("check", "check the config and the endpoint's API key").set_defaults(handler=_check)
+    db = command("db", "database maintenance")
+    db.add_argument("action", choices=["upgrade"], help="upgrade: apply migrations")
+    db.set_defaults(handler=_db)
+    return parser
+
+
+async def _run(config: Config, args: argparse.Namespace) -> int:
+    if not has_platform_token(config):
+        print(f"gptsbot: no platform token set: set {TOKEN_VARIABLES}.", file=sys.stderr)
+        return EXIT_USAGE
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    async with open_app(config) as app:
+        adapters = load_adapters(config, app.service)
+        logger.info("running %s", ", ".join(adapter.name for adapter in adapters))
+        await run_adapters(adapters, stop)
+    return 0
+
+
+async def _chat(config: Config, args: argparse.Namespace) -> int:
+    async with open_app(config) as app:
+        return await chat(app.service, gpt=args.gpt, new=args.new)
+
+
+async def _check(config: Config, args: argparse.Namespace) -> int:
+    gpts = config.gpts
+    model = (
+        model_name(gpts.model_template, parse_gpt_id(gpts.default_gpt))
+        if gpts.default_gpt
+        else CHECK_FALLBACK_MODEL
+    )
+    async with GptsClient(gpts) as client:
+        try:
+            await client.check(model)
+        except GptsBotError as exc:
+            print(f"FAIL: {gpts.base_url}: {exc}")
+            return 1
+    print(f"OK: {gpts.base_url} accepted the key; {model} answered.")
+    return 0
+
+
+async def _db(config: Config, args: argparse.Namespace) -> int:
+    async with open_app(config):
+        pass  # opening the app applies the migrations
+    print("The database is up to date.")
+    return 0

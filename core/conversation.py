@@ -1,0 +1,266 @@
+"""The conversation service: one turn, from the user's message to the stored answer.
+
+    lock the scope → store the user's message → history window → stream upstream into the reply
+    → finish the reply (with a short error line on failure) → store the answer with its status
+
+Turns in one scope run in order; different scopes run in parallel. Nothing a user wrote is lost:
+their message is stored before upstream is called, whatever happens next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from core.config import Config
+from core.errors import GptsBotError, NoGptBound, NotAllowed, UpstreamError, user_message
+from core.gpt_names import gpt_url, model_name, parse_gpt_id
+from core.gpts_client import ChatMessage, GptsClient, Usage
+from core.streaming import StreamingReply
+from core.turns import Author, Scope, Turn
+from storage.repository import MessageRecord, Repository
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["complete", "partial", "error"]
+EMPTY_ANSWER = "⚠️ The GPT sent an empty answer. Try rephrasing."
+
+
+@dataclass(frozen=True, slots=True)
+class BindingInfo:
+    """The GPT that answers in a scope, and where that choice comes from."""
+
+    gpt_id: str
+    model: str
+    bound_scope: Scope | None  # None: the configured default GPT
+    bound_by_name: str | None
+    bound_at: datetime | None
+    inherited: bool  # bound on the parent channel or group, not on this thread/topic
+
+    @property
+    def url(self) -> str:
+        return gpt_url(self.gpt_id)
+
+    @property
+    def is_default(self) -> bool:
+        return self.bound_scope is None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerOutcome:
+    status: Status
+    text: str
+    model: str | None
+    error: BaseException | None = None
+
+
+class _ScopeLocks:
+    """One lock per scope, dropped when no turn holds or awaits it (scopes are unbounded)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Scope, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, scope: Scope) -> AsyncIterator[None]:
+        lock, users = self._locks.get(scope, (asyncio.Lock(), 0))
+        self._locks[scope] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[scope]
+            if users == 1:
+                del self._locks[scope]
+            else:
+                self._locks[scope] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class ConversationService:
+    def __init__(self, config: Config, repo: Repository, client: GptsClient) -> None:
+        self.config = config
+        self.repo = repo
+        self.client = client
+        self._locks = _ScopeLocks()
+        # Tests set this to see unexpected exceptions instead of the user's apology.
+        self.reraise_unexpected = False
+
+    async def answer(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
+        """Answer one user message into `reply`. Never raises for upstream or binding errors."""
+        async with self._locks.hold(turn.scope):
+            return await self._answer_locked(turn, reply)
+
+    async def _answer_locked(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
+        gpts = self.config.gpts
+        scope, author = turn.scope, turn.author
+        conversation = await self.repo.current_conversation(*_key(scope))
+        history = await self.repo.history(conversation, limit=gpts.history_messages)
+        await self.repo.add_message(
+            conversation,
+            role="user",
+            content=turn.text,
+            author_id=author.id,
+            author_name=author.display_name,
+            platform_message_ids=[turn.message_id] if turn.message_id else (),
+        )
+        model: str | None = None
+        usage: Usage | None = None
+        started = time.monotonic()
+        first_chunk_at: float | None = None
+        error: BaseException | None = None
+        try:
+            binding = await self.binding(scope)
+            if binding is None:
+                raise NoGptBound()
+            model = binding.model
+            messages = self._upstream_messages(history, turn)
+            async for delta in self.client.stream_chat(model, messages):
+                if delta.text:
+                    if first_chunk_at is None:
+                        first_chunk_at = time.monotonic()
+                    reply.append(delta.text)
+                usage = delta.usage or usage
+        except GptsBotError as exc:
+            error = exc
+            level = logging.WARNING if isinstance(exc, UpstreamError) else logging.INFO
+            logger.log(level, "turn in %s failed: %s", scope, type(exc).__name__)
+        except Exception as exc:
+            if self.reraise_unexpected:
+                raise
+            error = exc
+            logger.exception("turn in %s failed unexpectedly", scope)
+        text = reply.text
+        status: Status = "complete" if error is None else ("partial" if text else "error")
+        error_line = user_message(error) if error is not None else None
+        if error is None and not text.strip():
+            status, error_line = "error", EMPTY_ANSWER
+        try:
+            await reply.finish(error_line)
+        finally:
+            await self.repo.add_message(
+                conversation,
+                role="assistant",
+                content=text,
+                status=status,
+                model=model,
+                prompt_tokens=usage.prompt_tokens if usage else None,
+                completion_tokens=usage.completion_tokens if usage else None,
+                total_tokens=usage.total_tokens if usage else None,
+                first_chunk_ms=_ms(first_chunk_at - started) if first_chunk_at else None,
+                total_ms=_ms(time.monotonic() - started),
+                platform_message_ids=[ref.message_id for ref in reply.messages],
+            )
+        return AnswerOutcome(status, text, model, error)
+
+    def _upstream_messages(self, history: list[MessageRecord], turn: Turn) -> list[ChatMessage]:
+        """System prompt, then the newest history that fits `history_chars`, then the turn."""
+        gpts = self.config.gpts
+        shared = not turn.is_private
+        current = ChatMessage(role="user", content=_speaker(turn.author.display_name, turn.text, shared))
+        budget = gpts.history_chars - len(current["content"])
+        window: list[ChatMessage] = []
+        for record in reversed(history):
+            if record.status == "error" and not record.content:
+                continue
+            content = (
+                _speaker(record.author_name, record.content, shared)
+                if record.role == "user"
+                else record.content
+            )
+            budget -= len(content)
+            if budget < 0:
+                break
+            window.append(ChatMessage(role=record.role, content=content))
+        window.reverse()
+        system = [ChatMessage(role="system", content=gpts.system_prompt)] if gpts.system_prompt else []
+        return [*system, *window, current]
+
+    async def reset(self, scope: Scope) -> None:
+        """Start a new conversation here; the old one stays stored but is no longer sent."""
+        async with self._locks.hold(scope):
+            await self.repo.start_conversation(*_key(scope))
+
+    async def bind(
+        self,
+        scope: Scope,
+        gpt_text: str,
+        author: Author,
+        *,
+        is_private: bool,
+        group_id: str | None = None,
+    ) -> BindingInfo:
+        """Bind the GPT named by `gpt_text` (id, model name or link) to `scope`."""
+        self._check_may_bind(author, is_private)
+        gpt_id = parse_gpt_id(gpt_text)
+        record = await self.repo.set_binding(
+            *_key(scope),
+            gpt_id=gpt_id,
+            group_id=group_id,
+            bound_by_id=author.id,
+            bound_by_name=author.display_name,
+        )
+        logger.info("%s bound %s to %s", author.id, gpt_id, scope)
+        return BindingInfo(
+            gpt_id=gpt_id,
+            model=model_name(self.config.gpts.model_template, gpt_id),
+            bound_scope=scope,
+            bound_by_name=record.bound_by_name,
+            bound_at=record.bound_at,
+            inherited=False,
+        )
+
+    async def unbind(self, scope: Scope, author: Author, *, is_private: bool) -> bool:
+        """Remove this scope's own binding; False if it had none."""
+        self._check_may_bind(author, is_private)
+        return await self.repo.delete_binding(*_key(scope))
+
+    @staticmethod
+    def _check_may_bind(author: Author, is_private: bool) -> None:
+        if not is_private and not author.is_admin:
+            raise NotAllowed("Only admins of this chat can change its GPT.")
+
+    async def binding(self, scope: Scope) -> BindingInfo | None:
+        """The GPT answering in `scope`: its own binding, its parent's, or the default GPT."""
+        template = self.config.gpts.model_template
+        for candidate in (scope, scope.parent):
+            if candidate is None:
+                continue
+            record = await self.repo.get_binding(*_key(candidate))
+            if record is not None:
+                return BindingInfo(
+                    gpt_id=record.gpt_id,
+                    model=model_name(template, record.gpt_id),
+                    bound_scope=candidate,
+                    bound_by_name=record.bound_by_name,
+                    bound_at=record.bound_at,
+                    inherited=candidate != scope,
+                )
+        default = self.config.gpts.default_gpt
+        if default is None:
+            return None
+        gpt_id = parse_gpt_id(default)
+        return BindingInfo(gpt_id, model_name(template, gpt_id), None, None, None, inherited=False)
+
+    async def bound_gpts(self, platform: str, group_id: str) -> list[str]:
+        return await self.repo.bound_gpts(platform, group_id)
+
+
+def _key(scope: Scope) -> tuple[str, str, str]:
+    return scope.platform, scope.chat_id, scope.thread_id
+
+
+def _speaker(name: str | None, text: str, shared: bool) -> str:
+    # In a shared chat the GPT sees who said what.
+    return f"{name}: {text}" if shared and name else text
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)

@@ -1,0 +1,189 @@
+"""The streaming reply: one answer shown while it arrives, on any platform.
+
+The GPT's text is appended as it streams; a background task shows it by sending the first message
+at once and then editing it in place — at most once per `edit_interval_s` per message, never with
+unchanged text, and only after every shared budget covering it grants a call. Past the platform's
+length the answer continues in new messages (see `core.splitting`). `finish` ends with a final
+edit of every message whose text is not yet the full, final text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from core.pacing import RateBudget
+from core.platform import (
+    Clock,
+    MessageGone,
+    MessageRef,
+    PlatformRateLimited,
+    ReplyChannel,
+    SystemClock,
+)
+from core.splitting import Page, split_pages
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# After the platform says "too many requests", this message's interval grows by this factor.
+SLOWDOWN_FACTOR = 2.0
+MAX_SLOWDOWN = 8.0
+
+
+@dataclass(slots=True)
+class _Shown:
+    """A message of this reply and what it shows now."""
+
+    ref: MessageRef
+    text: str
+    final: bool
+    shown_at: float
+    slowdown: float = 1.0
+
+
+class StreamingReply:
+    def __init__(
+        self,
+        channel: ReplyChannel,
+        *,
+        edit_interval_s: float,
+        budgets: Sequence[RateBudget] = (),
+        indicator: str = "",
+        clock: Clock | None = None,
+    ) -> None:
+        self.channel = channel
+        self.edit_interval_s = edit_interval_s
+        self._budgets = tuple(budgets)
+        self._indicator = indicator
+        self._clock = clock or SystemClock()
+        self._parts: list[str] = []
+        self._joined = ""
+        self._shown: list[_Shown] = []
+        # Pages before the last are final once computed: keep them instead of re-splitting.
+        self._stable: list[Page] = []
+        self._changed = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+        self._in_call = False
+        self._finishing = False
+        self.first_sent = asyncio.Event()
+        self.calls = 0
+
+    @property
+    def text(self) -> str:
+        """Everything appended so far."""
+        if self._parts:
+            self._joined += "".join(self._parts)
+            self._parts.clear()
+        return self._joined
+
+    @property
+    def messages(self) -> list[MessageRef]:
+        return [shown.ref for shown in self._shown]
+
+    def append(self, text: str) -> None:
+        """Add streamed text; it is shown by the next paced edit."""
+        if not text or self._finishing:
+            return
+        self._parts.append(text)
+        self._changed.set()
+        if self._pump is None:
+            self._pump = asyncio.create_task(self._show_while_streaming())
+
+    async def finish(self, error_line: str | None = None) -> None:
+        """Show the final text (plus `error_line`, if any) in full. Call exactly once."""
+        self._finishing = True
+        if self._pump is not None:
+            if not self._in_call:
+                self._pump.cancel()  # it is only waiting: nothing is half-sent
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        text = self.text
+        if error_line:
+            text = f"{text.rstrip()}\n\n{error_line}" if text.strip() else error_line
+        await self._show(text, final=True)
+
+    async def _show_while_streaming(self) -> None:
+        while not self._finishing:
+            await self._changed.wait()
+            self._changed.clear()
+            try:
+                await self._show(self.text, final=False)
+            except Exception:
+                # Nothing is lost: the next change (or finish) shows all the text again.
+                logger.warning("showing a streamed answer failed", exc_info=True)
+
+    async def _show(self, text: str, *, final: bool) -> None:
+        pages = self._pages(text)
+        for index, page in enumerate(pages):
+            is_last = index == len(pages) - 1
+            page_final = final or not is_last
+            shown = page.render(text)
+            if not page_final:
+                shown += self._indicator
+            if not shown.strip():
+                continue  # platforms refuse empty messages; nothing to show yet
+            if index < len(self._shown):
+                await self._edit(self._shown[index], shown, final=page_final)
+            else:
+                await self._send(shown, final=page_final)
+            if self._finishing and not final:
+                return  # finish() takes over with the final text
+
+    def _pages(self, text: str) -> list[Page]:
+        stable = self._stable
+        start, reopen = (stable[-1].end, stable[-1].reopen) if stable else (0, "")
+        fresh = split_pages(
+            text, self.channel.max_chars, self.channel.measure, start=start, reopen=reopen
+        )
+        stable.extend(fresh[:-1])
+        return [*stable, fresh[-1]]
+
+    async def _send(self, text: str, *, final: bool) -> None:
+        ref = await self._call(lambda: self.channel.send(text, final=final))
+        self._shown.append(_Shown(ref, text, final, self._clock.monotonic()))
+        self.first_sent.set()
+
+    async def _edit(self, shown: _Shown, text: str, *, final: bool) -> None:
+        if shown.text == text and shown.final == final:
+            return
+        due = shown.shown_at + self.edit_interval_s * shown.slowdown - self._clock.monotonic()
+        if due > 0:
+            await self._clock.sleep(due)
+        try:
+            await self._call(lambda: self.channel.edit(shown.ref, text, final=final), shown)
+        except MessageGone:
+            logger.info("message %s was deleted; sending the rest anew", shown.ref.message_id)
+            shown.ref = await self._call(lambda: self.channel.send(text, final=final))
+        except Exception:
+            if final:
+                raise
+            # A refused intermediate edit loses nothing: the next edit carries all the text.
+            logger.warning("intermediate edit of %s failed", shown.ref.message_id, exc_info=True)
+            shown.shown_at = self._clock.monotonic()
+            return
+        shown.text, shown.final, shown.shown_at = text, final, self._clock.monotonic()
+
+    async def _call(
+        self, make_call: Callable[[], Awaitable[T]], shown: _Shown | None = None
+    ) -> T:
+        while True:
+            for budget in self._budgets:
+                await budget.acquire()
+            self._in_call = True
+            self.calls += 1
+            try:
+                return await make_call()
+            except PlatformRateLimited as exc:
+                retry_after = exc.retry_after
+            finally:
+                self._in_call = False
+            if shown is not None:
+                shown.slowdown = min(shown.slowdown * SLOWDOWN_FACTOR, MAX_SLOWDOWN)
+            logger.info("platform rate limit: retrying in %.1f s", retry_after)
+            await self._clock.sleep(retry_after)

@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.bot.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx (under python-telegram-bot) logs every request URL at INFO, and Telegram's URLs
+    # carry the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return asyncio.run(args.handler(config, args))
     except KeyboardInterrupt:

@@ -75,6 +75,15 @@ def _cut(window: str) -> int:
     return len(window)
 
 
+def _page_end(text: str, start: int, budget: int, reopen: str, measure: Measure) -> tuple[int, str]:
+    if budget <= 0:
+        raise ValueError("the platform's message limit is too small for a fenced page")
+    rest = text[start:]
+    size = _fitting_length(rest, budget, measure)
+    end = start + (size if size == len(rest) else _cut(rest[:size]))
+    return end, open_fence(text[start:end], reopen)
+
+
 def split_pages(
     text: str, limit: int, measure: Measure = len, *, start: int = 0, reopen: str = ""
 ) -> list[Page]:
@@ -82,13 +91,10 @@ def split_pages(
     pages: list[Page] = []
     while True:
         prefix = reopen + "\n" if reopen else ""
-        rest = text[start:]
-        budget = limit - measure(prefix) - measure(_CLOSE)
-        if budget <= 0:
-            raise ValueError(f"limit {limit} is too small for a fenced page")
-        size = _fitting_length(rest, budget, measure)
-        end = start + (size if size == len(rest) else _cut(rest[:size]))
-        still_open = open_fence(text[start:end], reopen)
+        budget = limit - measure(prefix)
+        end, still_open = _page_end(text, start, budget, reopen, measure)
+        if still_open:  # make room to close the fence the cut leaves open
+            end, still_open = _page_end(text, start, budget - measure(_CLOSE), reopen, measure)
         suffix = ("" if text[start:end].endswith("\n") else "\n") + "```" if still_open else ""
         pages.append(Page(start, end, prefix, suffix, still_open))
         if end == len(text):

@@ -1,0 +1,150 @@
+"""The streaming reply and the splitter, on virtual time with a platform that records calls."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from core.pacing import RateBudget
+from core.platform import utf16_units
+from core.splitting import open_fence, split_message, split_pages
+from core.streaming import StreamingReply
+from tests.fakes import FakeClock, RecordingChannel, rate_limited
+
+INTERVAL = 1.0
+
+
+async def stream(reply: StreamingReply, clock: FakeClock, chunks: list[str], gap: float) -> None:
+    for chunk in chunks:
+        reply.append(chunk)
+        await clock.advance(gap)
+
+
+def words(count: int, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    return [rng.choice(["alpha ", "beta ", "gamma\n", "δέλτα ", "😀 ", "\n\n"]) for _ in range(count)]
+
+
+@pytest.mark.asyncio
+async def test_edits_are_paced_per_message_and_end_with_the_full_text() -> None:
+    clock = FakeClock()
+    channel = RecordingChannel(clock)
+    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock, indicator=" ▌")
+    chunks = words(200)
+    await stream(reply, clock, chunks, gap=0.05)  # 10 s of streaming
+    finished = asyncio.ensure_future(reply.finish())
+    await clock.run_until(finished)
+
+    duration = 200 * 0.05
+    assert len(channel.calls) <= duration / INTERVAL + 2
+    assert channel.calls[0].kind == "send" and channel.calls[0].at == 0.0  # shown at once
+    times = [call.at for call in channel.calls]
+    assert all(b - a >= INTERVAL for a, b in zip(times, times[1:], strict=False))
+    texts = [call.text for call in channel.calls]
+    assert all(a != b for a, b in zip(texts, texts[1:], strict=False))
+    assert channel.visible() == ["".join(chunks)]
+    assert channel.calls[-1].final and not any(call.final for call in channel.calls[:-1])
+    assert all(call.text.endswith(" ▌") for call in channel.calls[:-1])
+
+
+@pytest.mark.asyncio
+async def test_long_answer_continues_in_new_messages_with_every_character_in_order() -> None:
+    clock = FakeClock()
+    channel = RecordingChannel(clock, max_chars=300)
+    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    code = "```python\n" + "".join(f"print({i})\n" for i in range(120)) + "```\n"
+    chunks = [*words(150), code, *words(60, seed=2)]
+    await stream(reply, clock, chunks, gap=0.1)
+    finished = asyncio.ensure_future(reply.finish())
+    await clock.run_until(finished)
+
+    answer = "".join(chunks)
+    pages = split_message(answer, 300)
+    assert channel.visible() == pages
+    assert len(pages) > 3
+    assert all(open_fence(page) == "" for page in pages)  # every message renders its code
+    rebuilt = "".join(p.render(answer)[len(p.prefix) : len(p.render(answer)) - len(p.suffix)]
+                      for p in split_pages(answer, 300))  # fmt: skip
+    assert rebuilt == answer
+
+
+@pytest.mark.asyncio
+async def test_a_deleted_message_gets_the_rest_as_a_new_message() -> None:
+    clock = FakeClock()
+    channel = RecordingChannel(clock)
+    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    reply.append("first part ")
+    await clock.advance(0.1)
+    channel.deleted.add("1")
+    reply.append("second part")
+    finished = asyncio.ensure_future(reply.finish())
+    await clock.run_until(finished)
+    assert channel.visible() == ["first part second part"]
+    assert [ref.message_id for ref in reply.messages] == ["2"]
+
+
+@pytest.mark.asyncio
+async def test_platform_rate_limit_is_waited_out_and_slows_that_message() -> None:
+    clock = FakeClock()
+    channel = RecordingChannel(clock, faults=[rate_limited(5.0)])
+    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    await stream(reply, clock, ["a"] * 40, gap=0.25)  # 10 s
+    finished = asyncio.ensure_future(reply.finish())
+    await clock.run_until(finished)
+    assert channel.visible() == ["a" * 40]
+    edits = [call.at for call in channel.calls if call.kind == "edit"]
+    # The refused edit was retried 5 s later; after it, this message edits at twice the interval.
+    assert edits[0] >= 1.0 + 5.0
+    assert all(b - a >= 2 * INTERVAL for a, b in zip(edits, edits[1:], strict=False))
+
+
+@pytest.mark.asyncio
+async def test_an_error_line_follows_what_arrived() -> None:
+    clock = FakeClock()
+    channel = RecordingChannel(clock)
+    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    reply.append("Half an ans")
+    finished = asyncio.ensure_future(reply.finish("⚠️ cut off"))
+    await clock.run_until(finished)
+    assert channel.visible() == ["Half an ans\n\n⚠️ cut off"]
+
+
+@pytest.mark.asyncio
+async def test_shared_budget_is_never_exceeded_and_served_in_turn() -> None:
+    clock = FakeClock()
+    budget = RateBudget(5, 1.0, clock)  # 5 calls a second for the whole bot
+    channel = RecordingChannel(clock)
+    replies = [
+        StreamingReply(channel, edit_interval_s=0.5, budgets=[budget], clock=clock)
+        for _ in range(20)
+    ]
+    for _ in range(100):  # 10 s of 20 answers streaming at once
+        for reply in replies:
+            reply.append("x")
+        await clock.advance(0.1)
+    finished = asyncio.ensure_future(asyncio.gather(*(r.finish() for r in replies)))
+    await clock.run_until(finished)
+
+    times = sorted(call.at for call in channel.calls)
+    assert all(later - times[i] >= 1.0 for i, later in enumerate(times[5:]))  # ≤ 5 in any 1 s
+    assert channel.visible() == ["x" * 100] * 20
+    # While text arrived (10 s), the budget was used: 5 a second.
+    assert sum(1 for t in times if t < 10.0) >= 0.9 * 5 * 10
+    per_reply = [sum(1 for c in channel.calls if c.message_id == str(i + 1)) for i in range(20)]
+    assert max(per_reply) - min(per_reply) <= 1  # fair shares
+
+
+def test_split_counts_utf16_units_and_never_cuts_a_character() -> None:
+    text = "😀" * 3000  # 6000 UTF-16 units
+    pages = split_message(text, 4096, utf16_units)
+    assert "".join(pages) == text
+    assert all(utf16_units(page) <= 4096 for page in pages)
+
+
+def test_split_prefers_paragraphs_then_lines_then_words() -> None:
+    paragraph = "word " * 30 + "\n\n"
+    pages = split_message(paragraph * 10, 400)
+    assert all(page.endswith("\n\n") for page in pages[:-1])
+    assert split_message("a" * 250, 100) == ["a" * 100, "a" * 100, "a" * 50]  # one long word

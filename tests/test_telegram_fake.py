@@ -52,11 +52,11 @@ async def test_send_and_edit_with_telegram_errors(fake: FakeTelegram, bot: Bot) 
     edited = await bot.edit_message_text("hello there", chat_id=chat["id"], message_id=sent.id)
     assert not isinstance(edited, bool) and edited.text == "hello there"
 
-    with pytest.raises(BadRequest, match="(?i)message is not modified"):
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
         await bot.edit_message_text("hello there", chat_id=chat["id"], message_id=sent.id)
-    with pytest.raises(BadRequest, match="(?i)message to edit not found"):
+    with pytest.raises(BadRequest, match=r"(?i)message to edit not found"):
         await bot.edit_message_text("x", chat_id=chat["id"], message_id=999)
-    with pytest.raises(BadRequest, match="(?i)message is too long"):
+    with pytest.raises(BadRequest, match=r"(?i)message is too long"):
         await bot.send_message(chat["id"], "😀" * 2049)  # 4098 UTF-16 units
     assert (await bot.send_message(chat["id"], "😀" * 2048)).text == "😀" * 2048
 
@@ -74,9 +74,9 @@ async def test_markdown_v2_is_checked(fake: FakeTelegram, bot: Bot) -> None:
         ("bold", 0, 4),
         ("code", 9, 4),
     ]
-    with pytest.raises(BadRequest, match="(?i)can't parse entities: character '.' is reserved"):
+    with pytest.raises(BadRequest, match=r"(?i)can't parse entities: character '.' is reserved"):
         await bot.send_message(chat["id"], "version 1.5", parse_mode="MarkdownV2")
-    with pytest.raises(BadRequest, match="(?i)can't parse entities: can't find end"):
+    with pytest.raises(BadRequest, match=r"(?i)can't parse entities: can't find end"):
         await bot.send_message(chat["id"], "*never closed", parse_mode="MarkdownV2")
 
 
@@ -100,7 +100,7 @@ async def test_entities_are_checked_in_utf16(fake: FakeTelegram, bot: Bot) -> No
     chat = fake.private_chat(fake.user(10, "Ann"))
     ok = await bot.send_message(chat["id"], "😀 hi", entities=[MessageEntity("bold", 3, 2)])
     assert ok.entities[0].offset == 3
-    with pytest.raises(BadRequest, match="(?i)can't parse entities"):
+    with pytest.raises(BadRequest, match=r"(?i)can't parse entities"):
         await bot.send_message(chat["id"], "😀 hi", entities=[MessageEntity("bold", 3, 3)])
 
 
@@ -132,7 +132,7 @@ async def test_replies_and_topics(fake: FakeTelegram, bot: Bot) -> None:
     )
     assert sent.message_thread_id == thread
     assert sent.reply_to_message is not None and sent.reply_to_message.id == asked["message_id"]
-    with pytest.raises(BadRequest, match="(?i)message thread not found"):
+    with pytest.raises(BadRequest, match=r"(?i)message thread not found"):
         await bot.send_message(group["id"], "x", message_thread_id=4242)
 
 

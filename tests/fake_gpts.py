@@ -1,0 +1,389 @@
+"""A local GPTs endpoint: a real aiohttp server speaking OpenAI chat completions (SSE or JSON).
+
+    async with FakeGpts() as fake:                      # or the `fake_gpts` fixture
+        fake.enqueue(Reply("Hello there", chunk_chars=3), Fail(500), Reply("ok"))
+        client = GptsClient(GptsConfig(base_url=fake.base_url, api_key="k"))
+        ...
+        await fake.wait_requests(2)
+        assert fake.requests[0].model == "gpt-4-gizmo-g-x"
+
+Each POST takes the next queued script (FIFO); with the queue empty it streams
+f"echo: {last user message}". Scripts: `Reply` (an answer, optionally broken mid-stream),
+`Fail` (an HTTP error), `Hang` (no answer at all), `Gate` (chunks released by the test) and
+`RawSse` (a fixture body served as is). Like real relays, no headers are sent before the first
+chunk, so the time to headers is the time to the first token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+CLOUDFLARE_524 = """<!DOCTYPE html>
+<html lang="en-US">
+<head>
+<title>api.example.com | 524: A timeout occurred</title>
+<meta charset="UTF-8" />
+</head>
+<body><div id="cf-wrapper"><h1>A timeout occurred</h1>
+<p>The origin web server timed out responding to this request.</p>
+<span>Cloudflare Ray ID: <strong>8c9d2a1b3e4f5a6b</strong></span></div></body>
+</html>
+"""
+SERVER_ERROR = {
+    "message": "The server had an error while processing your request. Sorry about that!",
+    "type": "server_error",
+    "param": None,
+    "code": None,
+}
+
+
+@dataclass
+class RecordedRequest:
+    json: dict[str, Any]
+    headers: CIMultiDict[str]
+    time: float  # the event loop's clock when it arrived
+
+    @property
+    def model(self) -> str | None:
+        return self.json.get("model")
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.json.get("messages") or [])
+
+
+@dataclass
+class Reply:
+    """An answer streamed in `chunk_chars` pieces; the *_after fields break it after N pieces."""
+
+    text: str = "Hello from the fake GPT."
+    chunk_chars: int = 4
+    first_delay_s: float = 0.0  # before anything, headers included
+    chunk_delay_s: float | None = None  # None: FakeGpts.chunk_delay_s
+    finish_reason: str | None = "stop"
+    usage: dict[str, int] | None = None  # e.g. {"prompt_tokens": 3, "completion_tokens": 2, ...}
+    done: bool = True  # False: end without [DONE]
+    drop_after: int | None = None  # abort the connection after N text pieces
+    error_after: int | None = None  # send an {"error": ...} object after N text pieces
+    error: dict[str, Any] | str = field(default_factory=lambda: dict(SERVER_ERROR))
+    malformed_after: int | None = None  # send a data line that is not JSON after N pieces
+
+
+@dataclass
+class Fail:
+    """An HTTP error. `body`: a dict is sent as JSON, a str as is (e.g. CLOUDFLARE_524)."""
+
+    status: int
+    body: dict[str, Any] | str = field(default_factory=lambda: {"error": dict(SERVER_ERROR)})
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str | None = None  # None: JSON for a dict body, text/html for a "<..." str
+
+
+@dataclass
+class Hang:
+    """Send nothing, not even headers, until the client gives up or the server stops."""
+
+
+@dataclass
+class Gate:
+    """An answer the test releases piece by piece: `send("text")`, then `finish()` or `drop()`.
+
+    Headers go out with the first piece, as relays do.
+    """
+
+    finish_reason: str | None = "stop"
+    usage: dict[str, int] | None = None
+    _queue: asyncio.Queue[str | bool] = field(default_factory=asyncio.Queue, repr=False)
+
+    def send(self, text: str) -> None:
+        self._queue.put_nowait(text)
+
+    def finish(self) -> None:
+        """End the answer normally: finish_reason, usage, [DONE]."""
+        self._queue.put_nowait(True)
+
+    def drop(self) -> None:
+        """Abort the connection mid-answer."""
+        self._queue.put_nowait(False)
+
+
+@dataclass
+class RawSse:
+    """A raw `text/event-stream` body served as is, in `chunk_bytes` pieces (None: at once)."""
+
+    body: bytes
+    chunk_bytes: int | None = None
+
+    @classmethod
+    def from_file(cls, path: str | Path, chunk_bytes: int | None = None) -> RawSse:
+        return cls(Path(path).read_bytes(), chunk_bytes)
+
+
+Script = Reply | Fail | Hang | Gate | RawSse
+
+
+def _chunk(model: str, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+def _event(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"data: {data}\n\n".encode()
+
+
+class _Dropped(Exception):
+    """The script aborted the connection on purpose."""
+
+
+class FakeGpts:
+    """The server. `requests` records every POST; `chunk_delay_s` paces `Reply` pieces."""
+
+    def __init__(self, *, chunk_delay_s: float = 0.0) -> None:
+        self.chunk_delay_s = chunk_delay_s
+        self.requests: list[RecordedRequest] = []
+        self.base_url = ""
+        self._scripts: deque[Script] = deque()
+        self._arrived = asyncio.Condition()
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    def enqueue(self, *scripts: Script) -> None:
+        self._scripts.extend(scripts)
+
+    async def wait_requests(self, count: int, within_s: float = 5.0) -> list[RecordedRequest]:
+        """Wait until `count` requests have arrived (TimeoutError after `within_s`); all so far."""
+        async with asyncio.timeout(within_s), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.requests) >= count)
+        return list(self.requests)
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.base_url = f"http://{host}:{port}/v1"
+
+    async def stop(self) -> None:
+        self._stopping.set()  # wakes hanging and gated handlers so shutdown is prompt
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeGpts:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # --- serving ---
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but raise _Dropped at once when the server stops."""
+        if seconds <= 0 and not self._stopping.is_set():
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            return
+        raise _Dropped
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        record = RecordedRequest(
+            body if isinstance(body, dict) else {},
+            CIMultiDict(request.headers),
+            asyncio.get_running_loop().time(),
+        )
+        self.requests.append(record)
+        async with self._arrived:
+            self._arrived.notify_all()
+        if not isinstance(body, dict):
+            return web.json_response({"error": {"message": "body is not JSON"}}, status=400)
+        script = self._scripts.popleft() if self._scripts else self._echo(record)
+        try:
+            return await self._serve(request, record, script)
+        except (_Dropped, ConnectionResetError):
+            # Abort: no chunked-encoding terminator, so the client sees a broken payload.
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response()
+
+    def _echo(self, record: RecordedRequest) -> Reply:
+        users = [m for m in record.messages if m.get("role") == "user"]
+        return Reply(f"echo: {users[-1].get('content', '') if users else ''}")
+
+    async def _serve(
+        self, request: web.Request, record: RecordedRequest, script: Script
+    ) -> web.StreamResponse:
+        stream = bool(record.json.get("stream"))
+        model = str(record.model)
+        match script:
+            case Fail():
+                return self._fail(script)
+            case Hang():
+                await self._pause(float("inf"))
+                raise _Dropped
+            case RawSse():
+                response = await self._open_sse(request)
+                step = script.chunk_bytes or len(script.body) or 1
+                for start in range(0, len(script.body), step):
+                    await response.write(script.body[start : start + step])
+                await response.write_eof()
+                return response
+            case Gate():
+                return await self._gated(request, model, stream, script)
+            case Reply():
+                await self._pause(script.first_delay_s)
+                if not stream:
+                    return self._whole(model, script)
+                return await self._stream(request, model, script)
+
+    def _fail(self, script: Fail) -> web.Response:
+        if isinstance(script.body, dict):
+            text, content_type = json.dumps(script.body), "application/json"
+        else:
+            text = script.body
+            content_type = "text/html" if text.lstrip().startswith("<") else "text/plain"
+        return web.Response(
+            status=script.status,
+            text=text,
+            content_type=script.content_type or content_type,
+            headers=script.headers,
+        )
+
+    def _whole(self, model: str, script: Reply) -> web.Response:
+        if script.drop_after is not None:
+            raise _Dropped
+        if script.error_after is not None:
+            return web.json_response({"error": script.error}, status=500)
+        if script.malformed_after is not None:
+            return web.Response(text="{not json", content_type="application/json")
+        body: dict[str, Any] = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": script.text},
+                    "finish_reason": script.finish_reason,
+                }
+            ],
+        }
+        if script.usage is not None:
+            body["usage"] = script.usage
+        return web.json_response(body)
+
+    async def _open_sse(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        return response
+
+    async def _stream(self, request: web.Request, model: str, script: Reply) -> web.StreamResponse:
+        response = await self._open_sse(request)
+        await response.write(_event(_chunk(model, {"role": "assistant", "content": ""})))
+        step = max(1, script.chunk_chars)
+        pieces = [script.text[i : i + step] for i in range(0, len(script.text), step)]
+        delay = self.chunk_delay_s if script.chunk_delay_s is None else script.chunk_delay_s
+        for sent, piece in enumerate(pieces):
+            if script.drop_after == sent:
+                raise _Dropped
+            if script.error_after == sent:
+                await response.write(_event({"error": script.error}))
+                await response.write(_event("[DONE]"))
+                await response.write_eof()
+                return response
+            if script.malformed_after == sent:
+                await response.write(b'data: {"choices": [{"delta": {"content": "oops\n\n')
+            if sent:
+                await self._pause(delay)
+            await response.write(_event(_chunk(model, {"content": piece})))
+        if script.drop_after is not None and script.drop_after >= len(pieces):
+            raise _Dropped
+        await self._end_sse(response, model, script.finish_reason, script.usage, script.done)
+        return response
+
+    async def _end_sse(
+        self,
+        response: web.StreamResponse,
+        model: str,
+        finish_reason: str | None,
+        usage: dict[str, int] | None,
+        done: bool,
+    ) -> None:
+        if finish_reason is not None:
+            await response.write(_event(_chunk(model, {}, finish_reason)))
+        if usage is not None:
+            await response.write(_event({**_chunk(model, {}), "choices": [], "usage": usage}))
+        if done:
+            await response.write(_event("[DONE]"))
+        await response.write_eof()
+
+    async def _gated(
+        self, request: web.Request, model: str, stream: bool, gate: Gate
+    ) -> web.StreamResponse:
+        response: web.StreamResponse | None = None
+        text = ""
+        while True:
+            item = await self._next(gate)
+            if item is False:
+                raise _Dropped
+            if item is True:
+                break
+            assert isinstance(item, str)
+            text += item
+            if stream:
+                if response is None:
+                    response = await self._open_sse(request)
+                    role = {"role": "assistant", "content": ""}
+                    await response.write(_event(_chunk(model, role)))
+                await response.write(_event(_chunk(model, {"content": item})))
+        if not stream:
+            return self._whole(
+                model, Reply(text, finish_reason=gate.finish_reason, usage=gate.usage)
+            )
+        if response is None:
+            response = await self._open_sse(request)
+        await self._end_sse(response, model, gate.finish_reason, gate.usage, True)
+        return response
+
+    async def _next(self, gate: Gate) -> str | bool:
+        """The gate's next item, or _Dropped when the server stops first."""
+        getter = asyncio.ensure_future(gate._queue.get())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({getter, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not getter.done():
+                getter.cancel()
+        if not getter.done() or getter.cancelled():
+            raise _Dropped
+        return getter.result()

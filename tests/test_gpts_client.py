@@ -1,0 +1,377 @@
+"""The GPTs client over real HTTP against FakeGpts: answers, faults, timeouts, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from core.config import GptsConfig
+from core.errors import (
+    AuthError,
+    GptNotFound,
+    RateLimited,
+    StreamInterrupted,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from core.gpts_client import ChatMessage, Delta, GptsClient, Usage
+from tests.fake_gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
+
+API_KEY = "sk-test-SECRET-0123456789abcdef"
+MODEL = "gpt-4-gizmo-g-B3hgivKK9"
+HISTORY: list[ChatMessage] = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "What is 2+2?"},
+]
+FIXTURES = Path(__file__).parent / "fixtures" / "sse"
+
+
+@pytest.fixture(autouse=True)
+def no_key_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    caplog.set_level(logging.DEBUG)
+    yield
+    assert API_KEY not in caplog.text
+
+
+def make_config(fake: FakeGpts, **overrides: Any) -> GptsConfig:
+    settings: dict[str, Any] = {
+        "base_url": fake.base_url,
+        "api_key": API_KEY,
+        "retry_backoff_s": 0.01,
+        "first_chunk_timeout_s": 2.0,
+        "idle_timeout_s": 2.0,
+        "total_timeout_s": 5.0,
+    }
+    return GptsConfig(**(settings | overrides))
+
+
+async def collect(
+    fake: FakeGpts, deltas: list[Delta] | None = None, **overrides: Any
+) -> list[Delta]:
+    """All deltas of one answer; pass `deltas` to keep the ones before an exception."""
+    deltas = [] if deltas is None else deltas
+    async with GptsClient(make_config(fake, **overrides)) as client:
+        async for delta in client.stream_chat(MODEL, HISTORY):
+            deltas.append(delta)
+    return deltas
+
+
+def text_of(deltas: list[Delta]) -> str:
+    return "".join(d.text for d in deltas)
+
+
+def assert_no_key(exc: BaseException) -> None:
+    assert API_KEY not in str(exc) and API_KEY not in repr(exc)
+
+
+@pytest.mark.asyncio
+async def test_streamed_answer_and_the_request_it_sends(fake_gpts: FakeGpts) -> None:
+    usage = {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+    fake_gpts.enqueue(Reply("Four, of course.", chunk_chars=4, usage=usage))
+    deltas = await collect(fake_gpts)
+    assert [d.text for d in deltas if d.text] == ["Four", ", of", " cou", "rse."]
+    assert deltas[-2:] == [Delta(finish_reason="stop"), Delta(usage=Usage(12, 3, 15))]
+    (request,) = fake_gpts.requests
+    assert request.model == MODEL
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert request.messages == HISTORY
+    assert request.json == {"model": MODEL, "messages": HISTORY, "stream": True}
+
+
+@pytest.mark.asyncio
+async def test_temperature_is_sent_only_when_configured(fake_gpts: FakeGpts) -> None:
+    await collect(fake_gpts, temperature=0.3)
+    assert fake_gpts.requests[0].json["temperature"] == 0.3
+
+
+@pytest.mark.asyncio
+async def test_non_streaming_answer_is_one_delta(fake_gpts: FakeGpts) -> None:
+    usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    fake_gpts.enqueue(Reply("All of it.", usage=usage))
+    deltas = await collect(fake_gpts, stream=False)
+    assert deltas == [Delta("All of it.", "stop", Usage(5, 2, 7))]
+    assert fake_gpts.requests[0].json["stream"] is False
+
+
+@pytest.mark.asyncio
+async def test_non_streaming_mode_merges_a_stream_the_relay_sent_anyway(
+    fake_gpts: FakeGpts,
+) -> None:
+    fake_gpts.enqueue(RawSse.from_file(FIXTURES / "openai-refusal.sse"))
+    deltas = await collect(fake_gpts, stream=False)
+    assert deltas == [Delta("I'm sorry, I can't help with that.", "stop", Usage(79, 11, 90))]
+
+
+@pytest.mark.asyncio
+async def test_default_answer_echoes_the_last_user_message(fake_gpts: FakeGpts) -> None:
+    assert text_of(await collect(fake_gpts)) == "echo: What is 2+2?"
+
+
+@pytest.mark.asyncio
+async def test_raw_fixture_body_served_in_small_pieces(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(RawSse.from_file(FIXTURES / "azure-style-crlf-quirks.sse", chunk_bytes=7))
+    deltas = await collect(fake_gpts)
+    assert text_of(deltas) == "Hello world"
+    assert deltas[-1] == Delta(usage=Usage(15, 2, 17))
+
+
+@pytest.mark.asyncio
+async def test_gated_answer_is_stepped_by_the_test(fake_gpts: FakeGpts) -> None:
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    async with GptsClient(make_config(fake_gpts)) as client:
+        answer = client.stream_chat(MODEL, HISTORY)
+        gate.send("Hel")
+        assert await anext(answer) == Delta("Hel")
+        await fake_gpts.wait_requests(1)
+        gate.send("lo")
+        assert await anext(answer) == Delta("lo")
+        gate.finish()
+        assert await anext(answer) == Delta(finish_reason="stop")
+        with pytest.raises(StopAsyncIteration):
+            await anext(answer)
+
+
+@pytest.mark.asyncio
+async def test_401_is_an_auth_error_without_the_key(fake_gpts: FakeGpts) -> None:
+    message = f"Incorrect API key provided: {API_KEY}. You can find your API key at ..."
+    fake_gpts.enqueue(Fail(401, {"error": {"message": message, "type": "invalid_request_error"}}))
+    with pytest.raises(AuthError) as caught:
+        await collect(fake_gpts)
+    assert caught.value.status == 401
+    assert caught.value.message.startswith("Incorrect API key provided: ***")
+    assert_no_key(caught.value)
+    assert len(fake_gpts.requests) == 1  # not retried
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (404, {"message": "The model does not exist", "code": "model_not_found"}),
+        (400, {"message": "The model does not exist", "type": "model_not_found"}),
+        (503, {"message": "The model does not exist", "code": "model_not_found"}),
+    ],
+)
+async def test_model_not_found_is_gpt_not_found(
+    fake_gpts: FakeGpts, status: int, error: dict[str, str]
+) -> None:
+    fake_gpts.enqueue(Fail(status, {"error": error}))
+    with pytest.raises(GptNotFound, match="The model does not exist"):
+        await collect(fake_gpts)
+    assert len(fake_gpts.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_429_waits_retry_after_then_succeeds(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(
+        Fail(429, {"error": "slow down"}, headers={"Retry-After": "0.3"}), Reply("ok")
+    )
+    assert text_of(await collect(fake_gpts)) == "ok"
+    first, second = fake_gpts.requests
+    assert second.time - first.time >= 0.3
+
+
+@pytest.mark.asyncio
+async def test_429_with_a_long_retry_after_is_not_waited_out(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(Fail(429, {"error": "slow down"}, headers={"Retry-After": "120"}))
+    with pytest.raises(RateLimited) as caught:
+        await collect(fake_gpts)
+    assert caught.value.retry_after == 120
+    assert len(fake_gpts.requests) == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "failure",
+    [Fail(500), Fail(502, "Bad Gateway"), Fail(524, CLOUDFLARE_524), Fail(408), Hang()],
+    ids=["500", "502", "524", "408", "first-chunk-timeout"],
+)
+async def test_retryable_failure_then_success(fake_gpts: FakeGpts, failure: Fail | Hang) -> None:
+    fake_gpts.enqueue(failure, Reply("recovered"))
+    deltas = await collect(fake_gpts, first_chunk_timeout_s=0.2)
+    assert text_of(deltas) == "recovered"
+    assert len(fake_gpts.requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_500_forever_fails_after_all_retries(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(*[Fail(500)] * 5)
+    with pytest.raises(UpstreamError) as caught:
+        await collect(fake_gpts, max_retries=2)
+    assert type(caught.value) is UpstreamError and caught.value.status == 500
+    assert caught.value.message.startswith("The server had an error")
+    assert len(fake_gpts.requests) == 3
+
+
+@pytest.mark.asyncio
+async def test_cloudflare_524_page_becomes_a_short_message(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(Fail(524, CLOUDFLARE_524))
+    with pytest.raises(UpstreamError) as caught:
+        await collect(fake_gpts, max_retries=0)
+    assert caught.value.status == 524
+    assert caught.value.message == "HTTP 524: api.example.com | 524: A timeout occurred"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"error": "plain text error"}, "plain text error"),
+        ({"detail": "detail as text"}, "detail as text"),
+        ({"detail": {"message": "detail as object"}}, "detail as object"),
+    ],
+)
+async def test_other_4xx_error_shapes_are_not_retried(
+    fake_gpts: FakeGpts, body: dict[str, Any], message: str
+) -> None:
+    fake_gpts.enqueue(Fail(400, body))
+    with pytest.raises(UpstreamError) as caught:
+        await collect(fake_gpts)
+    assert caught.value.message == message and caught.value.status == 400
+    assert len(fake_gpts.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_hang_is_a_first_chunk_timeout(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(Hang())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(UpstreamTimeout) as caught:
+        await collect(fake_gpts, first_chunk_timeout_s=0.2, max_retries=0)
+    assert caught.value.phase == "first chunk" and caught.value.seconds == 0.2
+    assert loop.time() - started < 1.0
+
+
+@pytest.mark.asyncio
+async def test_first_chunk_timeout_is_retried_only_within_the_total(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(Hang(), Hang(), Hang())
+    with pytest.raises(UpstreamTimeout) as caught:
+        await collect(fake_gpts, first_chunk_timeout_s=0.2, total_timeout_s=0.3, max_retries=2)
+    assert caught.value.phase == "total"
+    assert len(fake_gpts.requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_idle_timeout_after_text_is_not_retried(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(Reply("abcdef", chunk_chars=2, chunk_delay_s=1.0))
+    deltas: list[Delta] = []
+    with pytest.raises(UpstreamTimeout) as caught:
+        await collect(fake_gpts, deltas, idle_timeout_s=0.2)
+    assert caught.value.phase == "idle"
+    assert text_of(deltas) == "ab"
+    assert len(fake_gpts.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_drop_mid_stream_is_interrupted_and_not_retried(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(Reply("Hello world, how are you?", chunk_chars=4, drop_after=2))
+    deltas: list[Delta] = []
+    with pytest.raises(StreamInterrupted) as caught:
+        await collect(fake_gpts, deltas)
+    assert text_of(deltas) == "Hello wo"
+    assert len(fake_gpts.requests) == 1
+    assert isinstance(caught.value.__cause__, aiohttp.ClientError)
+    assert_no_key(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_drop_before_any_text_is_retried(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(Reply("lost", drop_after=0), Reply("second try"))
+    assert text_of(await collect(fake_gpts)) == "second try"
+    assert len(fake_gpts.requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_malformed_line_is_skipped(
+    fake_gpts: FakeGpts, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_gpts.enqueue(Reply("abcdefgh", chunk_chars=2, malformed_after=2))
+    deltas = await collect(fake_gpts)
+    assert text_of(deltas) == "abcdefgh" and deltas[-1].finish_reason == "stop"
+    assert "malformed SSE data line" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_error_object_mid_stream_interrupts_after_text(fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(Reply("Partial answer here", chunk_chars=8, error_after=1))
+    deltas: list[Delta] = []
+    with pytest.raises(StreamInterrupted, match="The server had an error") as caught:
+        await collect(fake_gpts, deltas)
+    assert text_of(deltas) == "Partial "
+    assert len(fake_gpts.requests) == 1
+    assert_no_key(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_error_object_before_text_is_retried_then_mapped(fake_gpts: FakeGpts) -> None:
+    not_found = {"message": "no such GPT", "code": "model_not_found"}
+    fake_gpts.enqueue(Reply(error_after=0), Reply(error_after=0, error=not_found))
+    with pytest.raises(GptNotFound, match="no such GPT"):
+        await collect(fake_gpts)
+    assert len(fake_gpts.requests) == 2
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("finish_reason", ["stop", None])
+async def test_stream_without_done_keeps_the_answer(
+    fake_gpts: FakeGpts, finish_reason: str | None
+) -> None:
+    fake_gpts.enqueue(Reply("complete", done=False, finish_reason=finish_reason))
+    deltas = await collect(fake_gpts)
+    assert text_of(deltas) == "complete"
+    finish_reasons = [d.finish_reason for d in deltas if d.finish_reason]
+    assert finish_reasons == ([finish_reason] if finish_reason else [])
+
+
+@pytest.mark.asyncio
+async def test_unreachable_endpoint_is_an_upstream_error(fake_gpts: FakeGpts) -> None:
+    config = make_config(fake_gpts, max_retries=1)
+    await fake_gpts.stop()
+    with pytest.raises(UpstreamError, match="cannot reach the GPTs endpoint") as caught:
+        async with GptsClient(config) as client:
+            async for _ in client.stream_chat(MODEL, HISTORY):
+                pass
+    assert isinstance(caught.value.__cause__, aiohttp.ClientError)
+    assert_no_key(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_check_sends_a_tiny_request(fake_gpts: FakeGpts) -> None:
+    async with GptsClient(make_config(fake_gpts)) as client:
+        await client.check(MODEL)
+        fake_gpts.enqueue(Fail(404, {"error": {"message": "gone", "code": "model_not_found"}}))
+        with pytest.raises(GptNotFound):
+            await client.check(MODEL)
+    request = fake_gpts.requests[0]
+    assert request.model == MODEL and request.json["max_tokens"] == 1
+    assert request.messages == [{"role": "user", "content": "ping"}]
+
+
+@pytest.mark.asyncio
+async def test_a_given_session_is_shared_and_left_open(fake_gpts: FakeGpts) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = GptsClient(make_config(fake_gpts), session=session)
+        assert API_KEY not in repr(client)
+        async with client:
+            assert text_of([d async for d in client.stream_chat(MODEL, HISTORY)]).startswith("echo")
+        assert not session.closed
+
+
+@pytest.mark.asyncio
+async def test_check_returns_at_the_first_text_without_waiting_for_the_rest(
+    fake_gpts: FakeGpts,
+) -> None:
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    gate.send("p")  # and never finish: check must not wait for the whole answer
+    async with GptsClient(make_config(fake_gpts)) as client:
+        await client.check(MODEL)

@@ -1,0 +1,228 @@
+"""Pure wire parsing: captured SSE bodies replayed through the parser, error bodies, retry rules."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from core.errors import AuthError, GptNotFound, RateLimited, UpstreamError, UpstreamTimeout
+from core.gpts_client import (
+    Delta,
+    SseDecoder,
+    StreamParser,
+    Usage,
+    delta_from_chunk,
+    delta_from_completion,
+    error_from_body,
+    is_retryable,
+    parse_retry_after,
+    parse_sse_lines,
+)
+from tests.fake_gpts import CLOUDFLARE_524
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sse"
+
+
+def replay(body: bytes, pieces: list[int] | None = None) -> tuple[list[Delta], StreamParser]:
+    """Feed `body` in pieces of the given sizes (all at once when None), then close."""
+    parser = StreamParser()
+    deltas: list[Delta] = []
+    start = 0
+    for size in pieces or [len(body)]:
+        deltas += parser.feed(body[start : start + size])
+        start += size
+    deltas += parser.feed(body[start:])
+    deltas += parser.close()
+    return deltas, parser
+
+
+def summary(deltas: list[Delta]) -> tuple[str, str | None, Usage | None]:
+    text = "".join(d.text for d in deltas)
+    finish = [d.finish_reason for d in deltas if d.finish_reason]
+    usage = [d.usage for d in deltas if d.usage]
+    assert len(finish) <= 1 and len(usage) <= 1
+    return text, next(iter(finish), None), next(iter(usage), None)
+
+
+EXPECTED = {
+    "openai-usage-length.sse": ('{"', "length", Usage(79, 1, 80)),
+    "openai-refusal.sse": ("I'm sorry, I can't help with that.", "stop", Usage(79, 11, 90)),
+    "azure-style-crlf-quirks.sse": ("Hello world", "stop", Usage(15, 2, 17)),
+    "gizmo-relay-quirks.sse": (
+        'Here is your picture:\n```json\n{"prompt": "a cat"}\n```\n'
+        "![image](https://files.oaiusercontent.com/file-abc?se=2026-11-26&sig=x)\n",
+        "stop",
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_replays_to_the_exact_answer(name: str) -> None:
+    body = (FIXTURES / name).read_bytes()
+    deltas, parser = replay(body)
+    assert summary(deltas) == EXPECTED[name]
+    assert parser.done and parser.error is None and parser.malformed_chunks == 0
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_split_anywhere_gives_the_same_answer(name: str) -> None:
+    body = (FIXTURES / name).read_bytes()
+    rng = random.Random(name)
+    byte_by_byte, _ = replay(body, [1] * len(body))
+    assert summary(byte_by_byte) == EXPECTED[name]
+    for _ in range(20):
+        pieces = [rng.randint(1, 40) for _ in range(len(body) // 10)]
+        deltas, _ = replay(body, pieces)
+        assert summary(deltas) == EXPECTED[name]
+
+
+def test_error_mid_stream_fixture_keeps_the_text_before_the_error() -> None:
+    deltas, parser = replay((FIXTURES / "error-mid-stream.sse").read_bytes())
+    assert summary(deltas) == ("Partial answer", None, None)
+    assert isinstance(parser.error, UpstreamError)
+    assert parser.error.message.startswith("The server had an error")
+    assert not parser.done  # parsing stopped at the error, before [DONE]
+
+
+def test_decoder_handles_the_sse_line_rules() -> None:
+    body = (
+        b"\xef\xbb\xbf: comment\r\n"
+        b"data:first\rdata: second\n\n"  # CR, no space, multi-line data
+        b"event: message\nid: 7\nretry: 100\ndata\n\n"  # other fields ignored; bare "data"
+        b"data:  two spaces keeps one\n\n"
+        b"data: tail without blank line"
+    )
+    decoder = SseDecoder()
+    assert decoder.feed(body) == ["first\nsecond", "", " two spaces keeps one"]
+    assert decoder.close() == ["tail without blank line"]
+
+
+def test_decoder_keeps_utf8_and_crlf_split_across_feeds() -> None:
+    decoder = SseDecoder()
+    raw = "data: héllo ✓\r\n\r\n".encode()
+    events = [e for i in range(len(raw)) for e in decoder.feed(raw[i : i + 1])]
+    assert events == ["héllo ✓"]
+    assert decoder.feed(b"data: x\r") == []  # a CR may be half of a CRLF
+    assert decoder.feed(b"\n\r\n") == ["x"]
+
+
+def test_parse_sse_lines_works_on_text_lines() -> None:
+    lines = [": PING\n", "data: a\n", "data: b\n", "\n", "data: [DONE]\n", "\n"]
+    assert list(parse_sse_lines(lines)) == ["a\nb", "[DONE]"]
+
+
+def test_malformed_line_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    chunk = json.dumps({"choices": [{"delta": {"content": "ok"}, "finish_reason": "stop"}]})
+    body = f"data: {{not json\n\ndata: {chunk}\n\ndata: [DONE]\n\n".encode()
+    deltas, parser = replay(body)
+    assert deltas == [Delta("ok", "stop")]
+    assert parser.malformed_chunks == 1 and parser.valid_chunks == 1
+    assert "malformed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("chunk", "expected"),
+    [
+        ({"choices": []}, None),
+        ({"choices": [{"index": 0, "finish_reason": None}]}, None),  # no delta
+        ({"choices": [{"delta": {"role": "assistant", "content": None}}]}, None),
+        ({"choices": [{"delta": {"content": "a"}, "finish_reason": "stop"}]}, Delta("a", "stop")),
+        ({"choices": [{"delta": {"content": None, "refusal": "no"}}]}, Delta("no")),
+        (
+            {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}},
+            Delta(usage=Usage(1, 2, None)),
+        ),
+        (
+            {"choices": [{"index": 1, "delta": {"content": "b"}}, {"delta": {"content": "a"}}]},
+            Delta("a"),
+        ),
+    ],
+)
+def test_delta_from_chunk(chunk: dict[str, object], expected: Delta | None) -> None:
+    assert delta_from_chunk(chunk) == expected
+
+
+def test_delta_from_completion() -> None:
+    body = {
+        "choices": [{"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+    assert delta_from_completion(body) == Delta("hi", "stop", Usage(3, 1, 4))
+    with pytest.raises(UpstreamError, match="without any choices"):
+        delta_from_completion({"id": "x"})
+    with pytest.raises(GptNotFound):
+        delta_from_completion({"error": {"message": "no such GPT", "code": "model_not_found"}})
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "message"),
+    [
+        (
+            401,
+            {"error": {"message": "bad key", "type": "invalid_request_error"}},
+            AuthError,
+            "bad key",
+        ),
+        (403, {"error": "forbidden"}, AuthError, "forbidden"),
+        (404, {"detail": "Not Found"}, GptNotFound, "Not Found"),
+        (400, {"error": {"message": "nope", "code": "model_not_found"}}, GptNotFound, "nope"),
+        (503, {"error": {"message": "no channel", "type": "model_not_found"}}, GptNotFound, None),
+        (429, {"detail": {"message": "slow down"}}, RateLimited, "slow down"),
+        (422, {"detail": [{"loc": ["body"], "msg": "field required"}]}, UpstreamError, None),
+        (500, "upstream exploded\nstack trace...", UpstreamError, "upstream exploded"),
+        (502, "", UpstreamError, "HTTP 502"),
+        (524, CLOUDFLARE_524, UpstreamError, "HTTP 524: api.example.com | 524: A timeout occurred"),
+        (520, "<html><body>oops</body></html>", UpstreamError, "HTTP 520 (HTML page)"),
+    ],
+)
+def test_error_bodies_become_one_short_typed_message(
+    status: int, body: object, kind: type[UpstreamError], message: str | None
+) -> None:
+    raw = body if isinstance(body, str) else json.dumps(body)
+    exc = error_from_body(status, raw.encode())
+    assert type(exc) is kind
+    assert exc.status == status
+    if message is not None:
+        assert exc.message == message
+    assert 0 < len(exc.message) <= 200
+
+
+def test_error_message_is_shortened_and_never_carries_a_key() -> None:
+    exc = error_from_body(
+        401, {"error": {"message": "Incorrect key sk-live-abcdef123 " + "x" * 500}}
+    )
+    assert len(exc.message) == 200
+    assert "sk-live-abcdef123" not in exc.message
+    exc = error_from_body(400, {"error": "your key is my-own-secret"}, secret="my-own-secret")
+    assert "my-own-secret" not in exc.message
+
+
+def test_retry_after_parsing() -> None:
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize(
+    ("exc", "retry"),
+    [
+        (UpstreamError("connection refused"), True),
+        (UpstreamError("x", status=408), True),
+        (UpstreamError("x", status=503), True),
+        (UpstreamError("x", status=400), False),
+        (AuthError("x", status=401), False),
+        (GptNotFound("x", status=404), False),
+        (RateLimited("x", retry_after=2.0), True),
+        (RateLimited("x", retry_after=300.0), False),
+        (UpstreamTimeout("first chunk", 1.0), True),
+        (UpstreamTimeout("idle", 1.0), False),
+    ],
+)
+def test_which_errors_are_retried(exc: UpstreamError, retry: bool) -> None:
+    assert is_retryable(exc) is retry

@@ -1,0 +1,152 @@
+"""ORM tables. Only `storage.repository` and the Alembic migrations use them.
+
+Schema (every id is an autoincrementing integer; every timestamp is timezone-aware UTC):
+
+    scopes         (platform, chat_id, thread_id)  unique     -- where a conversation lives
+      └─ conversations (scope_id, started_at)      ix (scope_id, id)
+           └─ messages  (conversation_id, role, content, ...)   ix (conversation_id, id)
+      └─ bindings      (scope_id unique, gpt_id, group_id ix, bound_by_*, bound_at)
+
+A scope's *current* conversation is its newest one (highest id); there is no pointer column.
+`/reset` is then a single INSERT, there is no scopes <-> conversations foreign-key cycle to manage,
+and the lookup is one seek on the (scope_id, id) index. The repository keeps the invariant that
+every scope has at least one conversation (a scope row is always inserted together with its first
+conversation), which is what makes `current_conversation` race-free with a plain unique constraint.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+MESSAGE_STATUSES: Final = frozenset({"complete", "partial", "error"})
+
+# Deterministic constraint names, so later migrations (and SQLite batch mode) can refer to them.
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT on PostgreSQL (messages can pass 2**31), but exactly INTEGER on SQLite, where only an
+# "INTEGER PRIMARY KEY" column is the rowid alias that autoincrements.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and always hands back aware UTC datetimes.
+
+    SQLite has no time zone type and returns naive values; PostgreSQL's timestamptz returns aware
+    ones in the session's zone. Both come back as UTC here.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: storage keeps aware UTC timestamps only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {value!r}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Scope(Base):
+    __tablename__ = "scopes"
+    __table_args__ = (UniqueConstraint("platform", "chat_id", "thread_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    # "" rather than NULL for "no thread": NULLs are never equal, so a unique constraint over a
+    # nullable column would let the same thread-less scope be inserted twice.
+    thread_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+    __table_args__ = (Index("ix_conversations_scope_id_id", "scope_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope_id: Mapped[int] = mapped_column(BigId, ForeignKey("scopes.id", ondelete="CASCADE"))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        # The history window is "WHERE conversation_id = ? ORDER BY id DESC LIMIT n": one seek on
+        # this index and n steps, whatever the table holds.
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        CheckConstraint("status IN ('complete', 'partial', 'error')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("conversations.id", ondelete="CASCADE")
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    author_id: Mapped[str | None] = mapped_column(String(64))
+    author_name: Mapped[str | None] = mapped_column(String(255))
+    content: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="complete")
+    model: Mapped[str | None] = mapped_column(String(255))
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    total_tokens: Mapped[int | None] = mapped_column(Integer)
+    first_chunk_ms: Mapped[int | None] = mapped_column(Integer)
+    total_ms: Mapped[int | None] = mapped_column(Integer)
+    # The platform messages this one was shown as (a long answer spans several).
+    platform_message_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Binding(Base):
+    __tablename__ = "bindings"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("scopes.id", ondelete="CASCADE"), unique=True
+    )
+    gpt_id: Mapped[str] = mapped_column(String(128))
+    # The container the scope belongs to (a Discord guild), for "GPTs bound in this guild".
+    group_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    bound_by_id: Mapped[str | None] = mapped_column(String(64))
+    bound_by_name: Mapped[str | None] = mapped_column(String(255))
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,527 @@
+"""Storage against a real SQLite file: migrations, pragmas, the repository API, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import event, inspect
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
+
+from storage import MessageRecord, Repository
+from storage.models import Base, UTCDateTime
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TABLES = {"scopes", "conversations", "messages", "bindings"}
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "bot.db"
+
+
+@pytest_asyncio.fixture
+async def repo(db_path: Path) -> AsyncIterator[Repository]:
+    repository = await Repository.open(sqlite_url(db_path))
+    await repository.upgrade()
+    yield repository
+    await repository.close()
+
+
+@contextmanager
+def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain stdlib connection, to look at the file from outside the repository."""
+    with closing(sqlite3.connect(db_path)) as connection:
+        yield connection
+
+
+@contextmanager
+def captured_sql(repository: Repository) -> Iterator[list[tuple[str, Any]]]:
+    """Record the SQL the repository sends, as (statement, parameters)."""
+    statements: list[tuple[str, Any]] = []
+    engine = repository._engine.sync_engine
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def add_numbered(repository: Repository, conversation_id: int, count: int) -> list[int]:
+    return [
+        await repository.add_message(
+            conversation_id, role="user" if n % 2 == 0 else "assistant", content=f"m{n}"
+        )
+        for n in range(count)
+    ]
+
+
+# -- schema and migrations ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_upgrade_creates_tables_in_a_new_folder_and_is_idempotent(tmp_path: Path) -> None:
+    db_path = tmp_path / "not" / "yet" / "there.db"
+    repository = await Repository.open(sqlite_url(db_path))
+    try:
+        await repository.upgrade()
+        await repository.upgrade()  # already at head: nothing to do, no error
+        conversation_id = await repository.current_conversation("telegram", "42")
+        await repository.upgrade()  # and data survives it
+        assert await repository.current_conversation("telegram", "42") == conversation_id
+    finally:
+        await repository.close()
+
+    with raw(db_path) as connection:
+        names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        versions = connection.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert names >= TABLES | {"alembic_version", "ix_messages_conversation_id_id"}
+    assert versions == [("0001",)]
+
+
+@pytest.mark.asyncio
+async def test_migration_matches_the_models(repo: Repository) -> None:
+    def diff(connection: Any) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+    async with repo._engine.connect() as connection:
+        assert await connection.run_sync(diff) == []
+        tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+    assert tables >= TABLES
+
+
+@pytest.mark.asyncio
+async def test_upgrade_leaves_the_app_logging_alone(db_path: Path) -> None:
+    existing = logging.getLogger("gptsbot.test.existing")
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+
+    repository = await Repository.open(sqlite_url(db_path))
+    try:
+        await repository.upgrade()
+    finally:
+        await repository.close()
+
+    # logging.config.fileConfig() would have replaced root's handlers and disabled this logger.
+    assert (list(root.handlers), root.level) == before
+    assert not existing.disabled
+
+
+@pytest.mark.asyncio
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout(
+    repo: Repository, db_path: Path
+) -> None:
+    assert repo.dialect == "sqlite"
+    async with repo._engine.connect() as connection:
+        pragmas = {
+            name: (await connection.exec_driver_sql(f"PRAGMA {name}")).scalar_one()
+            for name in ("journal_mode", "foreign_keys", "busy_timeout")
+        }
+    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
+
+    # Foreign keys are enforced, not just declared.
+    with pytest.raises(IntegrityError):
+        await repo.add_message(999_999, role="user", content="orphan")
+    # WAL is a property of the file: a fresh outside connection sees it too.
+    with raw(db_path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# -- conversations and messages ----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_history_is_the_last_n_messages_of_one_conversation_oldest_first(
+    repo: Repository,
+) -> None:
+    first = await repo.current_conversation("discord", "channel-1")
+    other = await repo.current_conversation("discord", "channel-2")
+    ids = await add_numbered(repo, first, 12)
+    await add_numbered(repo, other, 3)
+
+    window = await repo.history(first, limit=5)
+    assert [m.id for m in window] == ids[-5:]
+    assert [m.content for m in window] == [f"m{n}" for n in range(7, 12)]
+    assert [m.role for m in window] == ["assistant", "user", "assistant", "user", "assistant"]
+
+    assert [m.id for m in await repo.history(first, limit=100)] == ids
+    assert await repo.history(first, limit=0) == []
+    assert await repo.history(first, limit=-1) == []  # not SQLite's "LIMIT -1" = everything
+    assert len(await repo.history(other, limit=100)) == 3
+    assert await repo.history(123_456, limit=10) == []
+
+
+@pytest.mark.asyncio
+async def test_add_message_stores_every_field(repo: Repository, db_path: Path) -> None:
+    conversation_id = await repo.current_conversation("discord", "c", "t")
+    message_id = await repo.add_message(
+        conversation_id,
+        role="assistant",
+        content="hello **there**",
+        author_id="bot",
+        author_name="Bot",
+        status="partial",
+        model="gpt-4-gizmo-g-abc",
+        prompt_tokens=10,
+        completion_tokens=20,
+        total_tokens=30,
+        first_chunk_ms=150,
+        total_ms=2500,
+        platform_message_ids=["111", "222"],
+    )
+
+    [record] = await repo.history(conversation_id, limit=1)
+    assert record == MessageRecord(
+        id=message_id,
+        role="assistant",
+        content="hello **there**",
+        author_id="bot",
+        author_name="Bot",
+        status="partial",
+        model="gpt-4-gizmo-g-abc",
+        created_at=record.created_at,
+    )
+    with raw(db_path) as connection:
+        row = connection.execute(
+            "SELECT prompt_tokens, completion_tokens, total_tokens, first_chunk_ms, total_ms,"
+            " platform_message_ids FROM messages WHERE id = ?",
+            (message_id,),
+        ).fetchone()
+    assert row[:5] == (10, 20, 30, 150, 2500)
+    assert json.loads(row[5]) == ["111", "222"]
+
+
+@pytest.mark.asyncio
+async def test_add_message_rejects_an_unknown_status(repo: Repository) -> None:
+    conversation_id = await repo.current_conversation("telegram", "1")
+    with pytest.raises(ValueError, match="status"):
+        await repo.add_message(conversation_id, role="user", content="x", status="done")
+    assert await repo.count_messages(conversation_id) == 0
+
+
+@pytest.mark.asyncio
+async def test_start_conversation_empties_the_window_and_keeps_old_messages(
+    repo: Repository,
+) -> None:
+    old = await repo.current_conversation("telegram", "-100", "7")
+    await add_numbered(repo, old, 4)
+
+    new = await repo.start_conversation("telegram", "-100", "7")
+
+    assert new != old
+    assert await repo.current_conversation("telegram", "-100", "7") == new
+    assert await repo.history(new, limit=20) == []
+    assert await repo.count_messages(old) == 4
+    assert len(await repo.history(old, limit=20)) == 4
+    # Other scopes, including the same chat without the topic, are untouched.
+    assert await repo.current_conversation("telegram", "-100") not in {old, new}
+
+
+@pytest.mark.asyncio
+async def test_start_conversation_on_a_new_scope_returns_its_first_conversation(
+    repo: Repository,
+) -> None:
+    started = await repo.start_conversation("discord", "fresh")
+    assert await repo.current_conversation("discord", "fresh") == started
+
+
+@pytest.mark.asyncio
+async def test_concurrent_first_turns_in_one_scope_agree_on_one_conversation(
+    repo: Repository, db_path: Path
+) -> None:
+    ids = await asyncio.gather(
+        *(repo.current_conversation("discord", "busy", "thread") for _ in range(25))
+    )
+    assert len(set(ids)) == 1
+    with raw(db_path) as connection:
+        assert connection.execute("SELECT count(*) FROM scopes").fetchone() == (1,)
+        assert connection.execute("SELECT count(*) FROM conversations").fetchone() == (1,)
+
+
+@pytest.mark.asyncio
+async def test_concurrent_writes_to_many_scopes_all_land(repo: Repository) -> None:
+    async def turn(n: int) -> int:
+        conversation_id = await repo.current_conversation("telegram", f"chat-{n % 10}")
+        await repo.add_message(conversation_id, role="user", content=f"turn {n}")
+        return conversation_id
+
+    ids = await asyncio.gather(*(turn(n) for n in range(100)))
+    assert len(set(ids)) == 10
+    counts = [await repo.count_messages(i) for i in set(ids)]
+    assert counts == [10] * 10
+
+
+@pytest.mark.asyncio
+async def test_history_query_is_an_index_seek_not_a_scan(repo: Repository, db_path: Path) -> None:
+    conversation_id = await repo.current_conversation("discord", "plan")
+    await add_numbered(repo, conversation_id, 3)
+    with captured_sql(repo) as statements:
+        await repo.history(conversation_id, limit=2)
+        await repo.current_conversation("discord", "plan")
+
+    assert len(statements) == 2  # one round trip each
+    with raw(db_path) as connection:
+        plans = [
+            " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql, params in statements
+        ]
+    history_plan, current_plan = plans
+    assert "USING COVERING INDEX ix_messages_conversation_id_id" in history_plan or (
+        "USING INDEX ix_messages_conversation_id_id" in history_plan
+    ), history_plan
+    assert "TEMP B-TREE" not in history_plan, history_plan
+    assert "ix_conversations_scope_id_id" in current_plan, current_plan
+    assert "TEMP B-TREE" not in current_plan, current_plan
+
+
+# -- bindings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_binding_set_get_overwrite_delete(repo: Repository) -> None:
+    assert await repo.get_binding("discord", "chan") is None
+
+    first = await repo.set_binding(
+        "discord",
+        "chan",
+        "",
+        gpt_id="g-one",
+        group_id="guild",
+        bound_by_id="u1",
+        bound_by_name="Ann",
+    )
+    assert await repo.get_binding("discord", "chan") == first
+    assert (first.platform, first.chat_id, first.thread_id, first.gpt_id) == (
+        "discord",
+        "chan",
+        "",
+        "g-one",
+    )
+
+    second = await repo.set_binding(
+        "discord",
+        "chan",
+        "",
+        gpt_id="g-two",
+        group_id="guild",
+        bound_by_id="u2",
+        bound_by_name="Bo",
+    )
+    assert await repo.get_binding("discord", "chan") == second
+    assert (second.gpt_id, second.bound_by_id, second.bound_by_name) == ("g-two", "u2", "Bo")
+    assert second.bound_at >= first.bound_at
+
+    # Exact scope only: a thread of the channel has no binding of its own.
+    assert await repo.get_binding("discord", "chan", "thread") is None
+    assert await repo.delete_binding("discord", "chan", "thread") is False
+
+    assert await repo.delete_binding("discord", "chan") is True
+    assert await repo.get_binding("discord", "chan") is None
+    assert await repo.delete_binding("discord", "chan") is False
+
+
+@pytest.mark.asyncio
+async def test_binding_a_scope_keeps_its_conversation(repo: Repository) -> None:
+    await repo.set_binding(
+        "discord", "c", "", gpt_id="g-x", group_id=None, bound_by_id=None, bound_by_name=None
+    )
+    conversation_id = await repo.current_conversation("discord", "c")
+    await repo.add_message(conversation_id, role="user", content="hi")
+    await repo.delete_binding("discord", "c")
+    assert await repo.current_conversation("discord", "c") == conversation_id
+    assert await repo.count_messages(conversation_id) == 1
+
+
+@pytest.mark.asyncio
+async def test_concurrent_binds_of_one_new_scope_leave_one_binding(
+    repo: Repository, db_path: Path
+) -> None:
+    records = await asyncio.gather(
+        *(
+            repo.set_binding(
+                "discord",
+                "race",
+                "",
+                gpt_id=f"g-{n}",
+                group_id="G",
+                bound_by_id=None,
+                bound_by_name=None,
+            )
+            for n in range(10)
+        )
+    )
+    stored = await repo.get_binding("discord", "race")
+    assert stored is not None
+    assert stored.gpt_id in {r.gpt_id for r in records}
+    with raw(db_path) as connection:
+        assert connection.execute("SELECT count(*) FROM bindings").fetchone() == (1,)
+
+
+@pytest.mark.asyncio
+async def test_bound_gpts_lists_each_gpt_of_a_group_once_newest_first(repo: Repository) -> None:
+    async def bind(
+        chat_id: str, gpt_id: str, group_id: str | None, platform: str = "discord"
+    ) -> None:
+        await repo.set_binding(
+            platform,
+            chat_id,
+            "",
+            gpt_id=gpt_id,
+            group_id=group_id,
+            bound_by_id=None,
+            bound_by_name=None,
+        )
+
+    await bind("c1", "g-old", "guild-a")
+    await bind("c2", "g-mid", "guild-a")
+    await bind("c3", "g-old", "guild-a")  # g-old bound again, now the most recent
+    await bind("c4", "g-new", "guild-a")
+    await bind("c5", "g-other", "guild-b")
+    await bind("dm", "g-dm", None)
+    await bind("c6", "g-telegram", "guild-a", platform="telegram")
+
+    assert await repo.bound_gpts("discord", "guild-a") == ["g-new", "g-old", "g-mid"]
+    assert await repo.bound_gpts("discord", "guild-b") == ["g-other"]
+    assert await repo.bound_gpts("discord", "nowhere") == []
+    assert await repo.bound_gpts("telegram", "guild-a") == ["g-telegram"]
+
+    # Rebinding c4 away removes g-new from the guild; deleting c3 leaves g-old via c1.
+    await bind("c4", "g-mid", "guild-a")
+    assert await repo.delete_binding("discord", "c3")
+    assert await repo.bound_gpts("discord", "guild-a") == ["g-mid", "g-old"]
+
+
+# -- time and restarts -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_timestamps_come_back_timezone_aware_utc(repo: Repository) -> None:
+    before = datetime.now(UTC)
+    conversation_id = await repo.current_conversation("discord", "tz")
+    await repo.add_message(conversation_id, role="user", content="x")
+    binding = await repo.set_binding(
+        "discord", "tz", "", gpt_id="g", group_id=None, bound_by_id=None, bound_by_name=None
+    )
+    [message] = await repo.history(conversation_id, limit=1)
+    stored = await repo.get_binding("discord", "tz")
+    assert stored is not None
+
+    for moment in (message.created_at, binding.bound_at, stored.bound_at):
+        assert moment.utcoffset() == timedelta(0)
+        assert before <= moment <= datetime.now(UTC)
+
+
+def test_utc_type_normalises_other_zones_and_refuses_naive_datetimes() -> None:
+    column_type, dialect = UTCDateTime(), sqlite.dialect()
+    plus_two = datetime(2025, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    bound = column_type.process_bind_param(plus_two, dialect)
+    assert bound == plus_two
+    assert bound is not None and bound.utcoffset() == timedelta(0)
+    with pytest.raises(ValueError, match="naive"):
+        column_type.process_bind_param(datetime(2025, 1, 1), dialect)
+    read = column_type.process_result_value(datetime(2025, 1, 1, 10), dialect)
+    assert read == datetime(2025, 1, 1, 10, tzinfo=UTC)
+
+
+RESTARTED_PROCESS = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from storage import Repository
+
+    async def main() -> None:
+        repository = await Repository.open(sys.argv[1])
+        try:
+            await repository.upgrade()
+            conversation_id = await repository.current_conversation("telegram", "7", "topic")
+            history = await repository.history(conversation_id, limit=10)
+            binding = await repository.get_binding("telegram", "7", "topic")
+            print(json.dumps({
+                "conversation_id": conversation_id,
+                "history": [[m.id, m.role, m.content, m.author_name, m.status,
+                             m.created_at.isoformat()] for m in history],
+                "gpt_id": binding.gpt_id if binding else None,
+                "bound_gpts": await repository.bound_gpts("telegram", "group"),
+            }))
+        finally:
+            await repository.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.asyncio
+async def test_a_restarted_process_sees_everything(db_path: Path) -> None:
+    url = sqlite_url(db_path)
+    repository = await Repository.open(url)
+    try:
+        await repository.upgrade()
+        old = await repository.current_conversation("telegram", "7", "topic")
+        await repository.add_message(old, role="user", content="forgotten")
+        conversation_id = await repository.start_conversation("telegram", "7", "topic")
+        await repository.add_message(conversation_id, role="user", content="hi", author_name="Ann")
+        await repository.add_message(
+            conversation_id, role="assistant", content="hello", status="partial"
+        )
+        await repository.set_binding(
+            "telegram",
+            "7",
+            "topic",
+            gpt_id="g-abc",
+            group_id="group",
+            bound_by_id="1",
+            bound_by_name="Ann",
+        )
+        expected = [
+            [m.id, m.role, m.content, m.author_name, m.status, m.created_at.isoformat()]
+            for m in await repository.history(conversation_id, limit=10)
+        ]
+    finally:
+        await repository.close()
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *sys.path])}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        RESTARTED_PROCESS,
+        url,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, stderr.decode()
+
+    seen = json.loads(stdout)
+    assert seen == {
+        "conversation_id": conversation_id,
+        "history": expected,
+        "gpt_id": "g-abc",
+        "bound_gpts": ["g-abc"],
+    }
+    assert [row[2] for row in seen["history"]] == ["hi", "hello"]

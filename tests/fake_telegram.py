@@ -332,6 +332,7 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.drafts: list[Draft] = []
         self.commands: list[dict[str, Any]] | None = None
+        self.allowed_updates: set[str] | None = None  # None: every kind but a few rare ones
         self._topics: dict[tuple[int, int], dict[str, Any]] = {}
         self._faults: dict[str, list[_Injected]] = {}
         self._updates: list[dict[str, Any]] = []
@@ -650,9 +651,16 @@ class FakeTelegram:
         limit = int(params.get("limit") or 100)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        if "allowed_updates" in params:  # Telegram remembers it until the next one
+            self.allowed_updates = set(params["allowed_updates"]) or None
+
+        def wanted(update: dict[str, Any]) -> bool:
+            kinds = set(update) - {"update_id"}
+            return self.allowed_updates is None or bool(kinds & self.allowed_updates)
 
         def pending() -> list[dict[str, Any]]:
-            return [u for u in self._updates if u["update_id"] >= offset][:limit]
+            # Updates of unwanted kinds are skipped for good, as Telegram does.
+            return [u for u in self._updates if u["update_id"] >= offset and wanted(u)][:limit]
 
         if timeout > 0:
             with contextlib.suppress(TimeoutError):

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 
 from core import __version__
 from core.app import (
@@ -38,14 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gptsbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     logging.basicConfig(
-        level=config.bot.log_level.upper(),
+        level=config.bot.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # httpx (under python-telegram-bot) logs every request URL at INFO, and Telegram's URLs
     # carry the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    handler: Callable[[Config, argparse.Namespace], Coroutine[None, None, int]] = args.handler
     try:
-        return asyncio.run(args.handler(config, args))
+        return asyncio.run(handler(config, args))
     except KeyboardInterrupt:
         return 130
 
@@ -117,3 +118,7 @@ async def _db(config: Config, args: argparse.Namespace) -> int:
         pass  # opening the app applies the migrations
     print("The database is up to date.")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -65,7 +65,7 @@ class StorageConfig:
 class BotConfig:
     # Appended to intermediate edits only, so readers see the answer is still coming.
     streaming_indicator: str = " ▌"
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 @dataclass(frozen=True, slots=True)

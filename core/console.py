@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
 import sys
 from typing import TextIO
 
@@ -43,13 +42,20 @@ class TerminalChannel:
         return MessageRef("console", "1")
 
     async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
-        shared = len(os.path.commonprefix([self._printed, text]))
+        shared = _common_prefix_length(self._printed, text)
         gained = text[shared:]
         if shared < len(self._printed):
             gained = "\n" + gained  # the end changed (an error line): start it on its own line
         self._out.write(gained + ("\n" if final else ""))
         self._out.flush()
         self._printed = text
+
+
+def _common_prefix_length(a: str, b: str) -> int:
+    for index, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return index
+    return min(len(a), len(b))
 
 
 def console_scope() -> Scope:
@@ -113,11 +119,15 @@ async def _command(service: ConversationService, scope: Scope, me: Author, text:
                 removed = await service.unbind(scope, me, is_private=True)
                 return "Unbound." if removed else "Nothing was bound here."
             case ("/gpt", "info") | ("/gpt",):
-                info = await service.binding(scope)
-                if info is None:
+                current = await service.binding(scope)
+                if current is None:
                     return "No GPT answers here yet: /gpt bind <GPT link or id>."
-                source = "the default GPT" if info.is_default else f"bound {info.bound_at:%Y-%m-%d}"
-                return f"{info.gpt_id} ({info.url}), {source}; model {info.model}."
+                source = (
+                    "the default GPT"
+                    if current.is_default
+                    else f"bound {current.bound_at:%Y-%m-%d}"
+                )
+                return f"{current.gpt_id} ({current.url}), {source}; model {current.model}."
             case _:
                 return HELP
     except GptsBotError as exc:

@@ -164,7 +164,9 @@ class ConversationService:
         """System prompt, then the newest history that fits `history_chars`, then the turn."""
         gpts = self.config.gpts
         shared = not turn.is_private
-        current = ChatMessage(role="user", content=_speaker(turn.author.display_name, turn.text, shared))
+        current = ChatMessage(
+            role="user", content=_speaker(turn.author.display_name, turn.text, shared)
+        )
         budget = gpts.history_chars - len(current["content"])
         window: list[ChatMessage] = []
         for record in reversed(history):
@@ -180,7 +182,9 @@ class ConversationService:
                 break
             window.append(ChatMessage(role=record.role, content=content))
         window.reverse()
-        system = [ChatMessage(role="system", content=gpts.system_prompt)] if gpts.system_prompt else []
+        system = (
+            [ChatMessage(role="system", content=gpts.system_prompt)] if gpts.system_prompt else []
+        )
         return [*system, *window, current]
 
     async def reset(self, scope: Scope) -> None:

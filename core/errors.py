@@ -5,7 +5,7 @@
     ├── BadGptName               text that is not a GPT id, model name or GPT URL
     ├── NotAllowed               e.g. a non-admin binding a GPT in a shared chat
     ├── NoGptBound               no binding here and no default GPT
-    └── UpstreamError            the GPTs endpoint failed (carries the HTTP status when there was one)
+    └── UpstreamError            the GPTs endpoint failed (with its HTTP status, if any)
         ├── AuthError            401/403: the endpoint refused the key
         ├── GptNotFound          404 or model_not_found: the bound GPT does not exist there
         ├── RateLimited          429 after retries (retry_after in seconds, when the endpoint said)

@@ -46,7 +46,11 @@ def _id_from_url(text: str) -> str | None:
     if len(path) < 2 or path[0] != "g":
         return None
     tail = path[2:]
-    if tail and tail != ["project"] and not (len(tail) == 2 and tail[0] == "c" and _UUID.fullmatch(tail[1])):
+    if (
+        tail
+        and tail != ["project"]
+        and not (len(tail) == 2 and tail[0] == "c" and _UUID.fullmatch(tail[1]))
+    ):
         return None
     match = _ID_THEN_SLUG.fullmatch(path[1])
     return match["id"] if match else None

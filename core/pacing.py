@@ -1,4 +1,4 @@
-"""Shared request budgets: at most `max_calls` grants in any `period_s` window, first come first served.
+"""Shared request budgets: at most `max_calls` grants in any `period_s` window, in arrival order.
 
 A streaming reply asks every budget that covers it (its channel's, then the bot's) before each
 send or edit. Waiters queue in arrival order and a reply waits for at most one grant at a time,

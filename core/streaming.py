@@ -169,9 +169,7 @@ class StreamingReply:
             return
         shown.text, shown.final, shown.shown_at = text, final, self._clock.monotonic()
 
-    async def _call(
-        self, make_call: Callable[[], Awaitable[T]], shown: _Shown | None = None
-    ) -> T:
+    async def _call(self, make_call: Callable[[], Awaitable[T]], shown: _Shown | None = None) -> T:
         while True:
             for budget in self._budgets:
                 await budget.acquire()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 import pytest
@@ -24,7 +25,9 @@ async def stream(reply: StreamingReply, clock: FakeClock, chunks: list[str], gap
 
 def words(count: int, seed: int = 1) -> list[str]:
     rng = random.Random(seed)
-    return [rng.choice(["alpha ", "beta ", "gamma\n", "δέλτα ", "😀 ", "\n\n"]) for _ in range(count)]
+    return [
+        rng.choice(["alpha ", "beta ", "gamma\n", "δέλτα ", "😀 ", "\n\n"]) for _ in range(count)
+    ]
 
 
 @pytest.mark.asyncio
@@ -41,9 +44,9 @@ async def test_edits_are_paced_per_message_and_end_with_the_full_text() -> None:
     assert len(channel.calls) <= duration / INTERVAL + 2
     assert channel.calls[0].kind == "send" and channel.calls[0].at == 0.0  # shown at once
     times = [call.at for call in channel.calls]
-    assert all(b - a >= INTERVAL for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= INTERVAL for a, b in itertools.pairwise(times))
     texts = [call.text for call in channel.calls]
-    assert all(a != b for a, b in zip(texts, texts[1:], strict=False))
+    assert all(a != b for a, b in itertools.pairwise(texts))
     assert channel.visible() == ["".join(chunks)]
     assert channel.calls[-1].final and not any(call.final for call in channel.calls[:-1])
     assert all(call.text.endswith(" ▌") for call in channel.calls[:-1])
@@ -97,7 +100,7 @@ async def test_platform_rate_limit_is_waited_out_and_slows_that_message() -> Non
     edits = [call.at for call in channel.calls if call.kind == "edit"]
     # The refused edit was retried 5 s later; after it, this message edits at twice the interval.
     assert edits[0] >= 1.0 + 5.0
-    assert all(b - a >= 2 * INTERVAL for a, b in zip(edits, edits[1:], strict=False))
+    assert all(b - a >= 2 * INTERVAL for a, b in itertools.pairwise(edits))
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,146 @@
+"""The `gptsbot` command as a user runs it: a real subprocess, pipes, the fake GPTs endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fake_gpts import Fail, FakeGpts, Gate
+
+API_KEY = "sk-cli-secret-0123456789"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def environment(tmp_path: Path, fake: FakeGpts | None, **extra: str) -> dict[str, str]:
+    config = tmp_path / "config.toml"
+    base_url = fake.base_url if fake else "http://127.0.0.1:9/v1"
+    config.write_text(
+        f'[gpts]\nbase_url = "{base_url}"\nretry_backoff_s = 0.01\n'
+        f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "chat.db"}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
+    env |= {"GPTSBOT_CONFIG": str(config), "GPTS_API_KEY": API_KEY, "USER": "alice"}
+    return env | extra
+
+
+async def gptsbot(*args: str, env: dict[str, str], stdin: str = "") -> Result:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+@pytest.mark.asyncio
+async def test_chat_remembers_across_runs_and_takes_a_gpt_link(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    env = environment(tmp_path, fake_gpts)
+    link = "https://chatgpt.com/g/g-B3hgivKK9-write-for-me"
+    first = await gptsbot("chat", "--gpt", link, env=env, stdin="hello there\n")
+    assert first.code == 0, first.err
+    assert first.out == "echo: hello there\n"
+    assert fake_gpts.requests[0].model == "gpt-4-gizmo-g-B3hgivKK9"
+
+    second = await gptsbot("chat", env=env, stdin="and again\n/gpt info\n")
+    assert second.out == "echo: and again\n"
+    assert "g-B3hgivKK9 (https://chatgpt.com/g/g-B3hgivKK9), bound" in second.err
+    assert fake_gpts.requests[1].model == "gpt-4-gizmo-g-B3hgivKK9"
+    assert fake_gpts.requests[1].messages == [
+        {"role": "user", "content": "hello there"},
+        {"role": "assistant", "content": "echo: hello there"},
+        {"role": "user", "content": "and again"},
+    ]
+    third = await gptsbot("chat", "--new", env=env, stdin="fresh\n")
+    assert third.code == 0
+    assert fake_gpts.requests[2].messages == [{"role": "user", "content": "fresh"}]
+    assert API_KEY not in first.err + second.err + third.err
+
+
+@pytest.mark.asyncio
+async def test_chat_streams_to_stdout_as_the_answer_arrives(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    env = environment(tmp_path, fake_gpts)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "chat", "--gpt", "g-B3hgivKK9",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    assert process.stdin and process.stdout
+    process.stdin.write(b"stream please\n")
+    await process.stdin.drain()
+    await fake_gpts.wait_requests(1, within_s=30)
+    gate.send("First words, ")
+    assert await asyncio.wait_for(process.stdout.readexactly(13), 10) == b"First words, "
+    gate.send("then the rest.")
+    gate.finish()
+    process.stdin.close()
+    assert await asyncio.wait_for(process.stdout.read(), 10) == b"then the rest.\n"
+    assert await process.wait() == 0
+
+
+@pytest.mark.asyncio
+async def test_chat_shows_a_short_error_and_keeps_going(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    fake_gpts.enqueue(Fail(404, {"error": {"message": "no such model", "code": "model_not_found"}}))
+    env = environment(tmp_path, fake_gpts)
+    result = await gptsbot("chat", "--gpt", "g-B3hgivKK9", env=env, stdin="one\ntwo\n")
+    assert result.out == ("⚠️ The GPT was not found. Check the binding with /gpt info.\necho: two\n")
+
+
+@pytest.mark.asyncio
+async def test_run_without_tokens_names_the_variables(tmp_path: Path) -> None:
+    result = await gptsbot("run", env=environment(tmp_path, None))
+    assert result.code == 2
+    assert "TELEGRAM_BOT_TOKEN" in result.err and "DISCORD_BOT_TOKEN" in result.err
+
+
+@pytest.mark.asyncio
+async def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    env = environment(tmp_path, None)
+    Path(env["GPTSBOT_CONFIG"]).write_text('[gpts]\nbase_url = "nope"\n')
+    result = await gptsbot("chat", env=env)
+    assert result.code == 2
+    assert (
+        result.err.strip() == "gptsbot: config: gpts.base_url: must be an http(s) URL, got 'nope'"
+    )
+
+
+@pytest.mark.asyncio
+async def test_check_says_whether_the_key_works(fake_gpts: FakeGpts, tmp_path: Path) -> None:
+    env = environment(tmp_path, fake_gpts)
+    ok = await gptsbot("check", env=env)
+    assert ok.code == 0 and ok.out.startswith("OK: ")
+    assert fake_gpts.requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
+    fake_gpts.enqueue(Fail(401, {"error": {"message": f"Incorrect API key: {API_KEY}"}}))
+    refused = await gptsbot("check", env=env)
+    assert refused.code == 1 and refused.out.startswith("FAIL: ")
+    assert API_KEY not in refused.out + refused.err
+
+
+@pytest.mark.asyncio
+async def test_db_upgrade_and_version(tmp_path: Path) -> None:
+    env = environment(tmp_path, None)
+    upgraded = await gptsbot("db", "upgrade", env=env)
+    assert upgraded.code == 0, upgraded.err
+    assert (tmp_path / "chat.db").exists()
+    version = await gptsbot("--version", env=env)
+    assert version.out.startswith("gptsbot ")

@@ -1,0 +1,232 @@
+"""The conversation service end to end: real SQLite file, real HTTP to the fake GPTs endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from core.app import App, open_app
+from core.config import parse_config
+from core.errors import BadGptName, NotAllowed
+from core.streaming import StreamingReply
+from core.turns import Author, Scope, Turn
+from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
+from tests.fakes import FakeClock, RecordingChannel
+
+ALICE = Author("1", "Alice")
+BOB = Author("2", "Bob")
+ADMIN = Author("9", "Admin", is_admin=True)
+DM = Scope("test", "dm-alice")
+GROUP = Scope("test", "group")
+THREAD = Scope("test", "group", "thread-7")
+GPT = "g-B3hgivKK9"
+API_KEY = "sk-test-secret-key-123456"
+
+
+def make_config(fake: FakeGpts, db: Path, **gpts: Any) -> Any:
+    return parse_config(
+        {
+            "gpts": {
+                "base_url": fake.base_url,
+                "default_gpt": GPT,
+                "retry_backoff_s": 0.01,
+                "max_retries": 1,
+                **gpts,
+            },
+            "storage": {"url": f"sqlite+aiosqlite:///{db}"},
+        },
+        {"GPTS_API_KEY": API_KEY},
+    )
+
+
+@dataclass
+class Bot:
+    app: App
+    fake: FakeGpts
+
+    async def say(
+        self, text: str, *, scope: Scope = DM, author: Author = ALICE
+    ) -> RecordingChannel:
+        channel = RecordingChannel(FakeClock())
+        reply = StreamingReply(channel, edit_interval_s=0)
+        turn = Turn(scope, author, text, is_private=scope == DM, message_id="m1")
+        await self.app.service.answer(turn, reply)
+        return channel
+
+
+@pytest_asyncio.fixture
+async def bot(fake_gpts: FakeGpts, tmp_path: Path) -> AsyncIterator[Bot]:
+    async with open_app(make_config(fake_gpts, tmp_path / "bot.db")) as app:
+        app.service.reraise_unexpected = True
+        yield Bot(app, fake_gpts)
+
+
+async def stored(app: App, scope: Scope) -> list[tuple[str, str, str]]:
+    conversation = await app.repo.current_conversation(
+        scope.platform, scope.chat_id, scope.thread_id
+    )
+    records = await app.repo.history(conversation, limit=1000)
+    return [(r.role, r.content, r.status) for r in records]
+
+
+@pytest.mark.asyncio
+async def test_a_turn_streams_and_stores_both_messages(bot: Bot) -> None:
+    bot.fake.enqueue(Reply("Hello, Alice!", chunk_chars=3, usage={"prompt_tokens": 5,
+                                                                  "completion_tokens": 4,
+                                                                  "total_tokens": 9}))  # fmt: skip
+    channel = await bot.say("hi")
+    assert channel.visible() == ["Hello, Alice!"]
+    request = bot.fake.requests[0]
+    assert request.model == f"gpt-4-gizmo-{GPT}"
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
+    assert request.messages == [{"role": "user", "content": "hi"}]
+    assert await stored(bot.app, DM) == [
+        ("user", "hi", "complete"),
+        ("assistant", "Hello, Alice!", "complete"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_history_goes_upstream_within_both_bounds(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    config = make_config(fake_gpts, tmp_path / "h.db", history_messages=4, history_chars=60)
+    async with open_app(config) as app:
+        bot = Bot(app, fake_gpts)
+        for i in range(4):
+            await bot.say(f"question {i}")  # answered "echo: question {i}"
+        await bot.say("x" * 30)
+    last = fake_gpts.requests[-1].messages
+    # 4 messages fit the count, but only the newest that fit 60 characters with the new one.
+    assert last == [
+        {"role": "user", "content": "question 3"},
+        {"role": "assistant", "content": "echo: question 3"},
+        {"role": "user", "content": "x" * 30},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_shared_chats_tell_the_gpt_who_speaks(bot: Bot) -> None:
+    await bot.say("I like tea", scope=GROUP, author=ALICE)
+    await bot.say("And I coffee", scope=GROUP, author=BOB)
+    assert bot.fake.requests[-1].messages == [
+        {"role": "user", "content": "Alice: I like tea"},
+        {"role": "assistant", "content": "echo: Alice: I like tea"},
+        {"role": "user", "content": "Bob: And I coffee"},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_upstream_failure_keeps_the_user_message_and_says_what_happened(bot: Bot) -> None:
+    bot.fake.enqueue(Fail(401, {"error": {"message": f"bad key {API_KEY}", "type": "auth"}}))
+    channel = await bot.say("are you there?")
+    assert channel.visible() == [
+        "⚠️ The GPTs endpoint refused the API key. The bot's operator needs to check it."
+    ]
+    assert await stored(bot.app, DM) == [
+        ("user", "are you there?", "complete"),
+        ("assistant", "", "error"),
+    ]
+    channel = await bot.say("again")  # the next turn still works
+    assert channel.visible() == ["echo: again"]
+    # The failed turn is not sent upstream as an empty assistant message.
+    assert bot.fake.requests[-1].messages[-2:] == [
+        {"role": "user", "content": "are you there?"},
+        {"role": "user", "content": "again"},
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_stream_dropped_mid_answer_keeps_what_arrived(bot: Bot) -> None:
+    bot.fake.enqueue(Reply("The first half and the second half", chunk_chars=4, drop_after=3))
+    channel = await bot.say("tell me")
+    (shown,) = channel.visible()
+    assert shown.startswith("The first ha\n\n")
+    assert shown.endswith("⚠️ The answer was cut off by the GPTs endpoint. Try again.")
+    assert len(bot.fake.requests) == 1  # never retried once text was shown
+    assert (await stored(bot.app, DM))[-1] == ("assistant", "The first ha", "partial")
+
+
+@pytest.mark.asyncio
+async def test_reset_empties_the_history_sent_upstream(bot: Bot) -> None:
+    await bot.say("remember 42")
+    await bot.app.service.reset(DM)
+    await bot.say("what number?")
+    assert bot.fake.requests[-1].messages == [{"role": "user", "content": "what number?"}]
+
+
+@pytest.mark.asyncio
+async def test_bindings_fall_back_from_thread_to_parent_to_default(bot: Bot) -> None:
+    service = bot.app.service
+    assert (await service.binding(THREAD)).gpt_id == GPT  # type: ignore[union-attr]
+    parent_gpt = "g-0123456789abcdef0123456789abcdef"
+    await service.bind(GROUP, f"https://chatgpt.com/g/{parent_gpt}-x", ADMIN, is_private=False)
+    info = await service.binding(THREAD)
+    assert info is not None and info.gpt_id == parent_gpt and info.inherited
+    assert info.bound_by_name == "Admin" and info.bound_at is not None
+    await service.bind(THREAD, "gpt-4-gizmo-g-AAAAAAAAA", ADMIN, is_private=False)
+    await bot.say("hello", scope=THREAD)
+    assert bot.fake.requests[-1].model == "gpt-4-gizmo-g-AAAAAAAAA"
+    assert await service.unbind(THREAD, ADMIN, is_private=False)
+    await bot.say("hello", scope=THREAD)
+    assert bot.fake.requests[-1].model == f"gpt-4-gizmo-{parent_gpt}"
+
+
+@pytest.mark.asyncio
+async def test_only_admins_bind_in_shared_chats_and_bad_names_change_nothing(bot: Bot) -> None:
+    service = bot.app.service
+    with pytest.raises(NotAllowed):
+        await service.bind(GROUP, "g-AAAAAAAAA", ALICE, is_private=False)
+    with pytest.raises(NotAllowed):
+        await service.unbind(GROUP, ALICE, is_private=False)
+    with pytest.raises(BadGptName):
+        await service.bind(GROUP, "https://example.com/g/g-AAAAAAAAA", ADMIN, is_private=False)
+    assert (await service.binding(GROUP)).is_default  # type: ignore[union-attr]
+    await service.bind(DM, "g-AAAAAAAAA", ALICE, is_private=True)  # one's own DM: allowed
+    assert (await service.binding(DM)).gpt_id == "g-AAAAAAAAA"  # type: ignore[union-attr]
+
+
+@pytest.mark.asyncio
+async def test_no_binding_and_no_default_says_how_to_bind(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    config = make_config(fake_gpts, tmp_path / "n.db", default_gpt=None)
+    async with open_app(config) as app:
+        channel = await Bot(app, fake_gpts).say("hello")
+        assert channel.visible() == [
+            "⚠️ No GPT answers here yet. An admin can bind one with /gpt bind <GPT link or id>."
+        ]
+        assert (await stored(app, DM))[0] == ("user", "hello", "complete")
+    assert fake_gpts.requests == []
+
+
+@pytest.mark.asyncio
+async def test_turns_in_one_scope_run_in_order_and_other_scopes_in_parallel(bot: Bot) -> None:
+    first, other = Gate(), Gate()
+    bot.fake.enqueue(first, other)
+    one = asyncio.create_task(bot.say("first", scope=DM))
+    await bot.fake.wait_requests(1)
+    two = asyncio.create_task(bot.say("second", scope=DM))
+    three = asyncio.create_task(bot.say("elsewhere", scope=GROUP))
+    await bot.fake.wait_requests(2)  # the other scope is not held up by the open turn
+    assert bot.fake.requests[1].messages[-1]["content"] == "Alice: elsewhere"
+    other.send("ok")
+    other.finish()
+    await three
+    assert not two.done()
+    first.send("done")
+    first.finish()
+    await one
+    await two
+    # The second turn waited, so it saw the first one's answer in its history.
+    assert bot.fake.requests[2].messages[-3:] == [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "done"},
+        {"role": "user", "content": "second"},
+    ]

@@ -88,6 +88,7 @@ CONNECTION_POOL_SIZE = 512  # hundreds of answers may stream at once
 POOL_TIMEOUT_S = 30.0
 RATE_LIMIT_RETRIES = 3  # for calls outside a streamed answer (commands, typing, lookups)
 SHUTDOWN_GRACE_S = 10.0
+TOKEN_LOGGERS = ("telegram.Bot", "telegram.ext.ExtBot", "httpx")
 # rate_limit_args for streamed calls: one attempt, the 429 goes to the core (must be truthy).
 ONE_ATTEMPT = -1
 
@@ -404,6 +405,21 @@ class _DraftChannel(_MessageChannel):
                 await self._refresher
 
 
+class _RedactToken(logging.Filter):
+    """Replaces the bot token in log records of libraries that log Bot API URLs."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self._token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._token:
+            message = record.getMessage()
+            if self._token in message:
+                record.msg, record.args = message.replace(self._token, "<token>"), None
+        return True
+
+
 # --- the adapter ------------------------------------------------------------------------------
 
 
@@ -449,8 +465,20 @@ class TelegramAdapter:
         return application
 
     async def run(self) -> None:
-        # httpx logs every request URL at INFO, and Bot API URLs contain the token.
-        logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
+        # Bot API URLs contain the token: PTB logs them at DEBUG, httpx every request at INFO.
+        httpx_logger = logging.getLogger("httpx")
+        httpx_logger.setLevel(max(logging.WARNING, httpx_logger.level))
+        redact = _RedactToken(self.config.telegram.token)
+        noisy = [logging.getLogger(name) for name in TOKEN_LOGGERS]
+        for noisy_logger in noisy:
+            noisy_logger.addFilter(redact)
+        try:
+            await self._run()
+        finally:
+            for noisy_logger in noisy:
+                noisy_logger.removeFilter(redact)
+
+    async def _run(self) -> None:
         application = self.build_application()
         async with application:
             bot = application.bot

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import time
@@ -53,6 +54,7 @@ _ENTITY_TYPES = {
     "italic", "underline", "strikethrough", "spoiler", "blockquote", "expandable_blockquote",
     "code", "pre", "text_link", "text_mention", "custom_emoji", "date_time",
 }  # fmt: skip
+_FLOOD_METHODS = {"sendmessage", "editmessagetext", "sendmessagedraft"}
 _MENTION = re.compile(r"@[A-Za-z0-9_]{3,32}")
 _COMMAND = re.compile(r"/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?")
 
@@ -335,6 +337,7 @@ class FakeTelegram:
         self.allowed_updates: set[str] | None = None  # None: every kind but a few rare ones
         self._topics: dict[tuple[int, int], dict[str, Any]] = {}
         self._faults: dict[str, list[_Injected]] = {}
+        self._flooded_until: dict[int, float] = {}
         self._updates: list[dict[str, Any]] = []
         self._next_update_id = 1
         self._changed = asyncio.Event()
@@ -544,13 +547,19 @@ class FakeTelegram:
         method = request.match_info["method"]
         if request.match_info["token"] != self.token:
             return _error(Fault(401, "Unauthorized"))
-        params = _decode(dict(await request.post()))
+        try:
+            params = _decode(dict(await request.post()))
+        except ConnectionResetError:  # the client gave up mid-request (e.g. at shutdown)
+            return web.Response(status=400)
         call = Call(method, params, self.clock())
         self.calls.append(call)
         self._notify()
         try:
-            fault = self._injected(method, params)
+            fault = self._injected(method, params) or self._still_flooded(method, params)
             if fault is not None:
+                if fault.retry_after is not None and "chat_id" in params:
+                    until = self.clock() + fault.retry_after
+                    self._flooded_until[params["chat_id"]] = until
                 raise _Refused(fault)
             handler = getattr(self, f"_api_{method.lower()}", None)
             if handler is None:
@@ -569,6 +578,13 @@ class FakeTelegram:
                 injected.times -= 1
                 return injected.fault
         return None
+
+    def _still_flooded(self, method: str, params: dict[str, Any]) -> Fault | None:
+        """Like Telegram, keep refusing messages to a chat until its retry_after has passed."""
+        if method.lower() not in _FLOOD_METHODS:
+            return None
+        left = self._flooded_until.get(params.get("chat_id"), 0.0) - self.clock()  # type: ignore[arg-type]
+        return Fault.flood(max(1, math.ceil(left))) if left > 0 else None
 
     def _chat(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self.chats.get(params.get("chat_id"))  # type: ignore[arg-type]

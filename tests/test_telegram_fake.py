@@ -112,9 +112,12 @@ async def test_flood_control_becomes_retry_after(fake: FakeTelegram, bot: Bot) -
     with pytest.raises(RetryAfter) as caught:
         await bot.edit_message_text("b", chat_id=chat["id"], message_id=sent.id)
     assert caught.value.retry_after.total_seconds() == 7  # type: ignore[union-attr]
-    # Injected faults are used up; the next call goes through.
-    await bot.edit_message_text("b", chat_id=chat["id"], message_id=sent.id)
-    assert [c.status for c in fake.calls_to("editMessageText")] == [429, 200]
+    # Like Telegram, the chat stays closed until retry_after has passed; other chats are open.
+    with pytest.raises(RetryAfter):
+        await bot.send_message(chat["id"], "c")
+    other = fake.private_chat(fake.user(11, "Bob"))
+    await bot.send_message(other["id"], "d")
+    assert [c.status for c in fake.calls if c.method != "getMe"] == [200, 429, 429, 200]
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,500 @@
+"""End to end: the real python-telegram-bot Application polls the fake Bot API, the real core and
+a SQLite file answer, and the fake GPTs endpoint streams upstream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bots.telegram_adapter import NOT_ADMIN, TelegramAdapter, create_adapter
+from core.app import open_app
+from core.config import Config, parse_config
+from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
+from tests.fake_telegram import Call, FakeTelegram, Fault
+
+WAIT_S = 10.0
+INTERVAL_S = 0.15
+DEFAULT_GPT = "g-Default01"
+CLOCK_SLACK_S = 0.02  # the fake's clock and the bot's see the same monotonic time, plus transit
+
+
+@pytest_asyncio.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake
+
+
+def make_config(tmp_path: Path, tg: FakeTelegram, gpts: FakeGpts, **telegram: Any) -> Config:
+    return parse_config(
+        {
+            "gpts": {
+                "base_url": gpts.base_url,
+                "api_key": "sk-test",
+                "default_gpt": DEFAULT_GPT,
+                "max_retries": 0,
+            },
+            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
+            "telegram": {
+                "token": tg.token,
+                "base_url": tg.base_url,
+                "edit_interval_s": INTERVAL_S,
+                "group_edit_interval_s": INTERVAL_S,
+                **telegram,
+            },
+        },
+        env={},
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(config: Config) -> AsyncIterator[TelegramAdapter]:
+    """The adapter polling the fake, on a fresh ConversationService over the configured DB."""
+    async with open_app(config) as app:
+        app.service.reraise_unexpected = True
+        adapter = create_adapter(config, app.service)
+        assert adapter is not None
+        adapter.raise_errors = True
+        task = asyncio.create_task(adapter.run())
+        ready = asyncio.create_task(adapter.ready.wait())
+        try:
+            await asyncio.wait({task, ready}, timeout=WAIT_S, return_when="FIRST_COMPLETED")
+            if task.done():
+                task.result()  # it failed to start: show why
+            assert adapter.ready.is_set(), "the adapter did not start polling"
+            yield adapter
+        finally:
+            ready.cancel()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert adapter.failures == []
+
+
+@pytest_asyncio.fixture
+async def bot(
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> AsyncIterator[TelegramAdapter]:
+    async with running(make_config(tmp_path, tg, fake_gpts)) as adapter:
+        yield adapter
+
+
+def answer_to(tg: FakeTelegram, asked: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bot's messages in the asking chat (and topic) sent after the question."""
+    chat_id = asked["chat"]["id"]
+    return [
+        m
+        for m in tg.bot_messages(chat_id, asked.get("message_thread_id"))
+        if m["message_id"] > asked["message_id"]
+    ]
+
+
+async def wait_answer(
+    tg: FakeTelegram, asked: dict[str, Any], text: str, *, pages: int = 1
+) -> list[dict[str, Any]]:
+    """Wait until the answer to `asked` shows `text` (its last page does, when several)."""
+
+    def done() -> bool:
+        messages = answer_to(tg, asked)
+        return len(messages) >= pages and messages[-1].get("text") == text
+
+    try:
+        await tg.wait_until(done, WAIT_S)
+    except TimeoutError:
+        shown = [m.get("text") for m in answer_to(tg, asked)]
+        raise AssertionError(f"no answer {text!r}; the bot shows {shown!r}") from None
+    return answer_to(tg, asked)
+
+
+def stream_calls(tg: FakeTelegram, chat_id: int) -> list[Call]:
+    return [
+        c
+        for c in tg.calls
+        if c.method in {"sendMessage", "editMessageText"} and c.params.get("chat_id") == chat_id
+    ]
+
+
+# --- private chats -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_dm_streams_into_one_message_paced_after_typing(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    asked = tg.user_message(chat, ann, "Tell me a story")
+    await tg.wait_for_call("sendChatAction", timeout=WAIT_S)
+    pieces = ["Once ", "upon ", "a ", "time ", "there ", "was ", "a ", "bot."]
+    for piece in pieces:
+        gate.send(piece)
+        await asyncio.sleep(0.04)
+    gate.finish()
+    answer = "".join(pieces)
+    messages = await wait_answer(tg, asked, answer)
+
+    assert len(messages) == 1
+    calls = stream_calls(tg, chat["id"])
+    assert [c.method for c in calls].count("sendMessage") == 1
+    assert calls[0].method == "sendMessage" and len(calls) >= 3  # streamed, not sent whole
+    typing = tg.calls_to("sendChatAction")[0]
+    assert typing.params == {"chat_id": chat["id"], "action": "typing"}
+    assert typing.at <= calls[0].at
+    gaps = [b.at - a.at for a, b in itertools.pairwise(calls)]
+    assert min(gaps) >= INTERVAL_S - CLOCK_SLACK_S, gaps
+    assert all(c.ok for c in calls)  # never an edit with unchanged text
+    assert "reply_parameters" not in calls[0].params  # DMs are not quoted
+    request = fake_gpts.requests[0]
+    assert request.model == f"gpt-4-gizmo-{DEFAULT_GPT}"
+    assert request.messages[-1] == {"role": "user", "content": "Tell me a story"}
+
+
+@pytest.mark.asyncio
+async def test_reset_and_separate_histories(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann, bob = tg.user(10, "Ann"), tg.user(11, "Bob")
+    ann_chat, bob_chat = tg.private_chat(ann), tg.private_chat(bob)
+
+    await wait_answer(tg, tg.user_message(ann_chat, ann, "one"), "echo: one")
+    await wait_answer(tg, tg.user_message(bob_chat, bob, "hello"), "echo: hello")
+    await wait_answer(tg, tg.user_message(ann_chat, ann, "two"), "echo: two")
+    contents = [[m["content"] for m in r.messages] for r in fake_gpts.requests]
+    assert contents[1] == ["hello"]  # Bob never sees Ann's conversation
+    assert contents[2] == ["one", "echo: one", "two"]
+
+    reset = tg.user_message(ann_chat, ann, "/reset")
+    await tg.wait_until(lambda: len(answer_to(tg, reset)) == 1, WAIT_S)
+    assert "new conversation" in answer_to(tg, reset)[0]["text"]
+    await wait_answer(tg, tg.user_message(ann_chat, ann, "three"), "echo: three")
+    assert [m["content"] for m in fake_gpts.requests[3].messages] == ["three"]
+
+
+@pytest.mark.asyncio
+async def test_long_answer_continues_in_a_second_message(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    paragraphs = [
+        f"Paragraph {i}: " + " ".join(f"word{i}x{j}" for j in range(80)) for i in range(10)
+    ]
+    answer = "\n\n".join(paragraphs)
+    assert 6000 <= len(answer) <= 8000
+    fake_gpts.enqueue(Reply(answer, chunk_chars=700))
+    asked = tg.user_message(chat, ann, "long please")
+
+    def complete() -> bool:
+        texts = [m.get("text", "") for m in answer_to(tg, asked)]
+        return len(texts) == 2 and texts[-1].endswith(paragraphs[-1])
+
+    await tg.wait_until(complete, WAIT_S)
+    # Let any pending final edit land, then check nothing was lost, doubled or reordered.
+    await asyncio.sleep(INTERVAL_S * 2)
+    texts = [m["text"] for m in answer_to(tg, asked)]
+    assert len(texts) == 2
+    assert all(len(t.encode("utf-16-le")) // 2 <= 4096 for t in texts)
+    assert " ".join(" ".join(texts).split()) == " ".join(answer.split())
+    assert not any(t.endswith("▌") for t in texts)
+
+
+@pytest.mark.asyncio
+async def test_flood_control_on_edit_is_survived(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    tg.inject("editMessageText", Fault.flood(1))
+    asked = tg.user_message(chat, ann, "hi")
+    gate.send("First part. ")
+    await tg.wait_for_call("sendMessage", timeout=WAIT_S)
+    gate.send("Second part. ")
+    await tg.wait_for_call("editMessageText", timeout=WAIT_S)
+    gate.send("Third part.")
+    gate.finish()
+    messages = await wait_answer(tg, asked, "First part. Second part. Third part.")
+
+    assert len(messages) == 1
+    calls = stream_calls(tg, chat["id"])
+    flood = next(c for c in calls if c.status == 429)
+    later = [c for c in calls if c.at > flood.at]
+    assert later and later[-1].ok
+    # Nothing got through before retry_after passed, and the bot did not hammer the chat.
+    assert all(c.at - flood.at >= 1.0 - CLOCK_SLACK_S for c in later if c.ok)
+    assert sum(c.status == 429 for c in calls) <= 2
+
+
+@pytest.mark.asyncio
+async def test_markdown_rendered_and_plain_fallback(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    fake_gpts.enqueue(Reply("**Bold** and `code`", chunk_chars=100))
+    asked = tg.user_message(chat, ann, "format")
+    (message,) = await wait_answer(tg, asked, "Bold and code")
+    assert [(e["type"], e["offset"], e["length"]) for e in message["entities"]] == [
+        ("bold", 0, 4),
+        ("code", 9, 4),
+    ]
+
+    for method in ("sendMessage", "editMessageText"):
+        tg.inject(method, Fault.cant_parse(), when=lambda p: "entities" in p)
+    fake_gpts.enqueue(Reply("**Still** here", chunk_chars=100))
+    asked = tg.user_message(chat, ann, "again")
+    (message,) = await wait_answer(tg, asked, "**Still** here")
+    assert "entities" not in message
+    refused = [c for c in stream_calls(tg, chat["id"]) if not c.ok]
+    assert len(refused) == 1 and "entities" in refused[0].params
+
+
+@pytest.mark.asyncio
+async def test_upstream_error_shows_what_arrived_and_a_short_line(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    fake_gpts.enqueue(
+        Fail(404, {"error": {"message": "model not found", "code": "model_not_found"}})
+    )
+    asked = tg.user_message(chat, ann, "hi")
+    await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
+    await asyncio.sleep(INTERVAL_S)
+    (message,) = answer_to(tg, asked)
+    assert "not found" in message["text"] and "/gpt info" in message["text"]
+    assert "Traceback" not in message["text"] and "sk-test" not in message["text"]
+
+
+@pytest.mark.asyncio
+async def test_deleted_message_continues_in_a_new_one(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    asked = tg.user_message(chat, ann, "hi")
+    gate.send("Hello ")
+    (sent,) = await tg.wait_for_call("sendMessage", timeout=WAIT_S)
+    tg.delete_message(chat["id"], sent.result["message_id"])
+    gate.send("world")
+    gate.finish()
+    messages = await wait_answer(tg, asked, "Hello world")
+    assert len(messages) == 1 and messages[0]["message_id"] != sent.result["message_id"]
+
+
+@pytest.mark.asyncio
+async def test_edited_messages_and_other_chats_are_ignored(
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann, eve = tg.user(10, "Ann"), tg.user(66, "Eve")
+    ann_chat, eve_chat = tg.private_chat(ann), tg.private_chat(eve)
+    config = make_config(tmp_path, tg, fake_gpts, allowed_chat_ids=[ann["id"]])
+    async with running(config):
+        tg.user_message(eve_chat, eve, "let me in")
+        asked = tg.user_message(ann_chat, ann, "first")
+        await wait_answer(tg, asked, "echo: first")
+        tg.edit_user_message(asked, "first, edited")
+        await wait_answer(tg, tg.user_message(ann_chat, ann, "second"), "echo: second")
+    assert [r.messages[-1]["content"] for r in fake_gpts.requests] == ["first", "second"]
+    assert tg.bot_messages(eve["id"]) == []
+
+
+@pytest.mark.asyncio
+async def test_draft_mode_sends_drafts_then_one_message(
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    async with running(make_config(tmp_path, tg, fake_gpts, dm_streaming="draft")):
+        asked = tg.user_message(chat, ann, "hi")
+        for piece in ["Drafts ", "stream ", "here."]:
+            gate.send(piece)
+            await tg.wait_until(lambda: any(d.text.startswith("Drafts") for d in tg.drafts))
+            await asyncio.sleep(INTERVAL_S)
+        gate.finish()
+        await wait_answer(tg, asked, "Drafts stream here.")
+    assert len(tg.drafts) >= 2
+    assert len({d.draft_id for d in tg.drafts}) == 1
+    assert tg.drafts[-1].text.startswith("Drafts stream")
+    assert len(tg.calls_to("sendMessage")) == 1
+    assert tg.calls_to("editMessageText") == []
+    assert tg.calls_to("sendMessage")[0].at > tg.drafts[-1].at
+
+
+# --- groups ---------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_group_answers_mentions_replies_and_chat_only(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann, bob = tg.user(10, "Ann"), tg.user(11, "Bob")
+    group = tg.group(-1001, "Team")
+    handle = f"@{tg.username}"
+
+    tg.user_message(group, ann, "just chatting, no bot here")
+    mention = tg.user_message(group, ann, f"😀 {handle} what is 2+2?")
+    (first,) = await wait_answer(tg, mention, "echo: Ann: 😀 what is 2+2?")
+    assert first["reply_to_message"]["message_id"] == mention["message_id"]
+
+    reply = tg.user_message(group, bob, "and 3+3?", reply_to=first)
+    (second,) = await wait_answer(tg, reply, "echo: Bob: and 3+3?")
+    assert second["reply_to_message"]["message_id"] == reply["message_id"]
+
+    chat = tg.user_message(group, ann, f"/chat{handle} last one")
+    (third,) = await wait_answer(tg, chat, "echo: Ann: last one")
+    assert third["reply_to_message"]["message_id"] == chat["message_id"]
+
+    tg.user_message(group, bob, "a reply to Ann, not the bot", reply_to=mention)
+    tg.user_message(group, bob, "/chat@some_other_bot hi")
+    plain = tg.user_message(group, ann, "/chat plain")
+    await wait_answer(tg, plain, "echo: Ann: plain")
+
+    assert [r.messages[-1]["content"] for r in fake_gpts.requests] == [
+        "Ann: 😀 what is 2+2?",
+        "Bob: and 3+3?",
+        "Ann: last one",
+        "Ann: plain",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_forum_topics_keep_separate_histories(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann = tg.user(10, "Ann")
+    forum = tg.group(-1002, "Forum", forum=True)
+    ideas = tg.create_topic(forum, "Ideas", ann)
+    bugs = tg.create_topic(forum, "Bugs", ann)
+    handle = f"@{tg.username}"
+
+    tg.user_message(forum, ann, "chatting in the topic", thread_id=ideas)  # not addressed
+    asked = tg.user_message(forum, ann, f"{handle} idea one", thread_id=ideas)
+    (answer,) = await wait_answer(tg, asked, "echo: Ann: idea one")
+    assert answer["message_thread_id"] == ideas
+    asked = tg.user_message(forum, ann, f"{handle} bug one", thread_id=bugs)
+    await wait_answer(tg, asked, "echo: Ann: bug one")
+    asked = tg.user_message(forum, ann, "idea two", thread_id=ideas, reply_to=answer)
+    await wait_answer(tg, asked, "echo: Ann: idea two")
+
+    contents = [[m["content"] for m in r.messages] for r in fake_gpts.requests]
+    assert contents == [
+        ["Ann: idea one"],
+        ["Ann: bug one"],
+        ["Ann: idea one", "echo: Ann: idea one", "Ann: idea two"],
+    ]
+    assert all(
+        c.params.get("message_thread_id") in {ideas, bugs} for c in tg.calls_to("sendMessage")
+    )
+
+
+@pytest.mark.asyncio
+async def test_binding_needs_an_admin_at_command_time(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann, bob = tg.user(10, "Ann"), tg.user(11, "Bob")
+    group = tg.group(-1003, "Team")
+    tg.set_member(group, ann, "administrator")
+
+    async def command(user: dict[str, Any] | None, text: str, **kw: Any) -> str:
+        asked = tg.user_message(group, user, text, **kw)
+        await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
+        return str(answer_to(tg, asked)[0]["text"])
+
+    assert await command(bob, "/gpt bind g-BobsGpt01") == NOT_ADMIN
+    assert DEFAULT_GPT in await command(bob, "/gpt info")
+    assert "Usage" in await command(ann, f"/gpt@{tg.username} bind")
+    assert "is not a GPT" in await command(ann, "/gpt bind not-a-gpt")
+
+    bound = await command(ann, f"/gpt@{tg.username} bind https://chatgpt.com/g/g-AnnsGpt01-helper")
+    assert bound.startswith("✅ Bound g-AnnsGpt01")
+    mention = tg.user_message(group, bob, f"@{tg.username} hi")
+    await wait_answer(tg, mention, "echo: Bob: hi")
+    assert fake_gpts.requests[-1].model == "gpt-4-gizmo-g-AnnsGpt01"
+
+    info = await command(bob, "/gpt")
+    assert "g-AnnsGpt01" in info and "https://chatgpt.com/g/g-AnnsGpt01" in info
+    assert "by Ann" in info
+
+    # Admin rights are asked at each command: Ann lost hers, Bob became the creator.
+    tg.set_member(group, ann, "member")
+    tg.set_member(group, bob, "creator")
+    assert await command(ann, "/gpt unbind") == NOT_ADMIN
+    assert (await command(bob, "/gpt bind g-BobsGpt01")).startswith("✅ Bound g-BobsGpt01")
+    member_checks = tg.calls_to("getChatMember")
+    assert len(member_checks) == 5  # every bind/unbind with a GPT asked anew
+
+    # An anonymous admin posts as the group itself.
+    bound = await command(None, "/gpt bind g-AnonGpt01", sender_chat=group)
+    assert bound.startswith("✅") and "g-AnonGpt01" in bound
+    assert "by Team" in await command(ann, "/gpt info")
+    mention = tg.user_message(group, ann, f"@{tg.username} hello")
+    await wait_answer(tg, mention, "echo: Ann: hello")
+    assert fake_gpts.requests[-1].model == "gpt-4-gizmo-g-AnonGpt01"
+    # A channel posting in the group is not an admin.
+    channel = {"id": -1009, "type": "channel", "title": "Some channel"}
+    assert await command(None, "/gpt bind g-ChanGpt01", sender_chat=channel) == NOT_ADMIN
+
+
+@pytest.mark.asyncio
+async def test_commands_registered_and_help(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    assert tg.commands is not None
+    assert {c["command"] for c in tg.commands} == {"start", "help", "reset", "chat", "gpt"}
+    ann = tg.user(10, "Ann")
+    group = tg.group(-1004, "Team")
+    asked = tg.user_message(group, ann, f"/help@{tg.username}")
+    await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
+    text = answer_to(tg, asked)[0]["text"]
+    assert f"@{tg.username}" in text and "/gpt bind" in text and DEFAULT_GPT in text
+    assert tg.calls_to("getMe") and tg.calls_to("deleteWebhook")
+    assert tg.allowed_updates == {"message"}
+
+
+# --- restarts -------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_restart_keeps_history_and_bindings(
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    config = make_config(tmp_path, tg, fake_gpts)
+    async with running(config):
+        bound = tg.user_message(chat, ann, "/gpt bind g-AnnsGpt01")
+        await tg.wait_until(lambda: len(answer_to(tg, bound)) == 1, WAIT_S)
+        await wait_answer(tg, tg.user_message(chat, ann, "remember me"), "echo: remember me")
+    async with running(config):
+        await wait_answer(tg, tg.user_message(chat, ann, "still there?"), "echo: still there?")
+    last = fake_gpts.requests[-1]
+    assert last.model == "gpt-4-gizmo-g-AnnsGpt01"
+    assert [m["content"] for m in last.messages] == [
+        "remember me",
+        "echo: remember me",
+        "still there?",
+    ]
+    assert tg.token not in caplog.text
+    assert tg.token.split(":")[1] not in caplog.text
+
+
+def test_no_token_no_adapter(tmp_path: Path) -> None:
+    config = parse_config({}, env={})
+    service: Callable[..., Any] = object  # never used without a token
+    assert create_adapter(config, service) is None  # type: ignore[arg-type]

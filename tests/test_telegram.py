@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bots import telegram_adapter
 from bots.telegram_adapter import NOT_ADMIN, TelegramAdapter, create_adapter
 from core.app import open_app
 from core.config import Config, parse_config
@@ -498,3 +499,70 @@ def test_no_token_no_adapter(tmp_path: Path) -> None:
     config = parse_config({}, env={})
     service: Callable[..., Any] = object  # never used without a token
     assert create_adapter(config, service) is None  # type: ignore[arg-type]
+
+
+# --- concurrency, typing, drafts kept alive, retried command replies ------------------------
+
+
+@pytest.mark.asyncio
+async def test_chats_are_answered_concurrently_with_typing_until_text(
+    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telegram_adapter, "TYPING_EVERY_S", 0.05)
+    ann, bob = tg.user(10, "Ann"), tg.user(11, "Bob")
+    ann_chat, bob_chat = tg.private_chat(ann), tg.private_chat(bob)
+    slow = Gate()
+    fake_gpts.enqueue(slow)
+    async with running(make_config(tmp_path, tg, fake_gpts)):
+        ann_asked = tg.user_message(ann_chat, ann, "slow one")
+        await fake_gpts.wait_requests(1)
+        # While Ann's GPT thinks, her chat shows "typing" again and again, and Bob is answered.
+        await wait_answer(tg, tg.user_message(bob_chat, bob, "quick"), "echo: quick")
+        await tg.wait_for_call(
+            "sendChatAction", lambda c: c.params["chat_id"] == ann["id"], count=3
+        )
+        assert answer_to(tg, ann_asked) == []
+        slow.send("done")
+        slow.finish()
+        await wait_answer(tg, ann_asked, "done")
+        typing_calls = len(tg.calls_to("sendChatAction"))
+        await asyncio.sleep(0.2)
+        assert len(tg.calls_to("sendChatAction")) == typing_calls  # stopped once text showed
+
+
+@pytest.mark.asyncio
+async def test_drafts_are_refreshed_while_the_gpt_pauses(
+    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telegram_adapter, "DRAFT_REFRESH_S", 0.1)
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    async with running(make_config(tmp_path, tg, fake_gpts, dm_streaming="draft")):
+        asked = tg.user_message(chat, ann, "hi")
+        gate.send("Thinking hard")
+        await tg.wait_until(lambda: len(tg.drafts) >= 4, WAIT_S)  # no new text, drafts go on
+        assert {d.text for d in tg.drafts} == {"Thinking hard ▌"}
+        gate.finish()
+        await wait_answer(tg, asked, "Thinking hard")
+        drafts = len(tg.drafts)
+        await asyncio.sleep(0.3)
+        assert len(tg.drafts) == drafts  # the final message ended the refreshing
+
+
+@pytest.mark.asyncio
+async def test_command_reply_is_retried_after_flood_control(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    ann = tg.user(10, "Ann")
+    group = tg.group(-1005, "Team")
+    tg.inject("sendMessage", Fault.flood(1))
+    asked = tg.user_message(group, ann, "/chat")
+    await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
+    assert answer_to(tg, asked)[0]["text"] == "Usage: /chat <your question>"
+    hint = tg.user_message(group, ann, f"@{tg.username}")
+    await tg.wait_until(lambda: len(answer_to(tg, hint)) == 1, WAIT_S)
+    assert "Ask me something after the mention" in answer_to(tg, hint)[0]["text"]
+    assert [c.status for c in tg.calls_to("sendMessage")] == [429, 200, 200]
+    assert fake_gpts.requests == []

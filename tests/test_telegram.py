@@ -566,3 +566,46 @@ async def test_command_reply_is_retried_after_flood_control(
     assert "Ask me something after the mention" in answer_to(tg, hint)[0]["text"]
     assert [c.status for c in tg.calls_to("sendMessage")] == [429, 200, 200]
     assert fake_gpts.requests == []
+
+
+@pytest.mark.asyncio
+async def test_many_streams_share_the_bot_wide_budget(
+    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    rate, chats = 40, 40
+    config = make_config(tmp_path, tg, fake_gpts, messages_per_second=rate)
+    users = [tg.user(1000 + i, f"User{i}") for i in range(chats)]
+    answers = [f"Answer number {i} " + "la " * 12 for i in range(chats)]
+    fake_gpts.enqueue(*(Reply(a, chunk_chars=6, chunk_delay_s=0.03) for a in answers))
+    async with running(config):
+        # Each request takes the next script, so send in order and match by request order.
+        asked = []
+        for user in users:
+            asked.append(tg.user_message(tg.private_chat(user), user, "go"))
+            await fake_gpts.wait_requests(len(asked))
+        for question, answer in zip(asked, answers, strict=True):
+            await wait_answer(tg, question, answer.strip())
+    sends = [c for c in tg.calls if c.method in {"sendMessage", "editMessageText"}]
+    assert all(c.ok for c in sends)  # the bot never provoked flood control
+    times = [c.at for c in sends]
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= rate + 1, busiest
+    assert busiest >= rate // 2  # the budget was actually the limit in this test
+
+
+@pytest.mark.asyncio
+async def test_shutdown_mid_answer_is_clean(
+    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telegram_adapter, "SHUTDOWN_GRACE_S", 0.2)
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    async with running(make_config(tmp_path, tg, fake_gpts)):
+        tg.user_message(chat, ann, "hi")
+        gate.send("partial")
+        await tg.wait_for_call("sendMessage", timeout=WAIT_S)
+    # The adapter stopped within the grace period; polling ended with the confirming call.
+    last_poll = tg.calls_to("getUpdates")[-1]
+    assert last_poll.params.get("timeout") == 0

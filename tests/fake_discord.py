@@ -478,10 +478,11 @@ class FakeDiscord:
         return [m for m in self.messages.values() if m.channel_id == channel_id]
 
     def bot_messages(self, channel_id: int) -> list[FakeMessage]:
+        """The bot's messages everyone in the channel sees (not deleted, not ephemeral)."""
         return [
             m
             for m in self.channel_messages(channel_id)
-            if m.author["id"] == self.bot["id"] and not m.deleted
+            if m.author["id"] == self.bot["id"] and not m.deleted and not m.flags & EPHEMERAL_FLAG
         ]
 
     # -- gateway ------------------------------------------------------------------------------
@@ -857,6 +858,9 @@ class FakeDiscord:
                 "application_id": str(self.app_id),
                 "version": str(self.snowflake()),
             }
+            if stored.get("default_member_permissions") is not None:
+                # Discord answers permission sets as strings.
+                stored["default_member_permissions"] = str(stored["default_member_permissions"])
             if "guild_id" in params:
                 stored["guild_id"] = params["guild_id"]
             commands.append(stored)

@@ -1,0 +1,178 @@
+"""Where Discord answers are written: core `ReplyChannel`s over discord.py.
+
+The core's `StreamingReply` decides when to send and edit and where to split; these classes only
+perform the calls, with `allowed_mentions` that ping no one, and translate what Discord answered
+into `MessageGone` / `PlatformRateLimited`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import discord
+
+from bots.discord_adapter.text import MAX_MESSAGE_CHARS
+from core.platform import Clock, MessageGone, MessageRef, PlatformRateLimited, code_points
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+NO_PINGS = discord.AllowedMentions.none()
+UNKNOWN_MESSAGE = 10008
+INVALID_WEBHOOK_TOKEN = 50027
+DEFAULT_RETRY_AFTER_S = 1.0
+
+
+def _retry_after(exc: discord.HTTPException) -> float:
+    headers = exc.response.headers
+    for name in ("X-RateLimit-Reset-After", "Retry-After"):
+        try:
+            return float(headers[name])
+        except (KeyError, ValueError):
+            continue
+    return DEFAULT_RETRY_AFTER_S
+
+
+async def translated(call: Awaitable[T], *, editing: bool = False) -> T:
+    """Await a discord.py call; a 429 it gave up on becomes `PlatformRateLimited`, and when
+    `editing`, a deleted message (404 Unknown Message) becomes `MessageGone`."""
+    try:
+        return await call
+    except discord.RateLimited as exc:  # longer than max_ratelimit_timeout: the core waits
+        raise PlatformRateLimited(exc.retry_after) from exc
+    except discord.NotFound as exc:
+        if editing and exc.code == UNKNOWN_MESSAGE:
+            raise MessageGone(str(exc.code)) from exc
+        raise
+    except discord.HTTPException as exc:
+        if exc.status == 429:  # still limited after discord.py's own retries
+            raise PlatformRateLimited(_retry_after(exc)) from exc
+        raise
+
+
+class ChannelReplies:
+    """An answer written as ordinary channel messages; the first replies to `reply_to`."""
+
+    max_chars = MAX_MESSAGE_CHARS
+
+    def __init__(
+        self, channel: discord.PartialMessageable, reply_to: discord.Message | None = None
+    ) -> None:
+        self._channel = channel
+        self._reply_to = reply_to
+
+    def measure(self, text: str) -> int:
+        return code_points(text)
+
+    async def send(self, text: str, *, final: bool) -> MessageRef:
+        reference = None
+        if self._reply_to is not None:
+            # Only the first message replies; without fail_if_not_exists a deleted question
+            # would make Discord refuse the answer.
+            reference = self._reply_to.to_reference(fail_if_not_exists=False)
+            self._reply_to = None
+        message = await translated(
+            self._channel.send(text, reference=reference, allowed_mentions=NO_PINGS)  # type: ignore[arg-type]
+        )
+        return MessageRef(str(self._channel.id), str(message.id))
+
+    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+        partial = self._channel.get_partial_message(int(ref.message_id))
+        await translated(partial.edit(content=text, allowed_mentions=NO_PINGS), editing=True)
+
+
+class InteractionReplies:
+    """A /chat answer: the deferred original response shows the quoted prompt and the first page;
+    further pages are follow-ups. An interaction token lives 15 minutes: past `deadline` (a
+    minute before that, on `clock`) new pages become channel messages and edits go through the
+    channel's message route, which works for a bot's non-ephemeral interaction messages."""
+
+    def __init__(
+        self,
+        interaction: discord.Interaction,
+        channel: discord.PartialMessageable,
+        *,
+        header: str,
+        deadline: float,
+        clock: Clock,
+    ) -> None:
+        self._interaction = interaction
+        self._channel = channel
+        self._header = header
+        self._deadline = deadline
+        self._clock = clock
+        self._token_dead = False
+        self._original: str | None = None  # message id of the original response, once shown
+        self.max_chars = MAX_MESSAGE_CHARS - code_points(header)
+
+    def measure(self, text: str) -> int:
+        return code_points(text)
+
+    @property
+    def token_alive(self) -> bool:
+        return not self._token_dead and self._clock.monotonic() < self._deadline
+
+    def _expire(self, exc: discord.HTTPException) -> bool:
+        if exc.status == 401 and exc.code == INVALID_WEBHOOK_TOKEN:
+            logger.info("interaction token expired; continuing with channel messages")
+            self._token_dead = True
+            return True
+        return False
+
+    async def send(self, text: str, *, final: bool) -> MessageRef:
+        if self._original is None:
+            content = self._header + text
+            if self.token_alive:
+                try:
+                    message = await translated(
+                        self._interaction.edit_original_response(
+                            content=content, allowed_mentions=NO_PINGS
+                        )
+                    )
+                    self._original = str(message.id)
+                    return MessageRef(str(self._channel.id), self._original)
+                except discord.HTTPException as exc:
+                    if not self._expire(exc):
+                        raise
+            ref = await self._channel_send(content)
+            self._original = ref.message_id  # it carries the header: edits keep it
+            return ref
+        if self.token_alive:
+            try:
+                followup = await translated(
+                    self._interaction.followup.send(text, wait=True, allowed_mentions=NO_PINGS)
+                )
+                return MessageRef(str(self._channel.id), str(followup.id))
+            except discord.HTTPException as exc:
+                if not self._expire(exc):
+                    raise
+        return await self._channel_send(text)
+
+    async def _channel_send(self, text: str) -> MessageRef:
+        message = await translated(self._channel.send(text, allowed_mentions=NO_PINGS))
+        return MessageRef(str(self._channel.id), str(message.id))
+
+    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+        is_original = ref.message_id == self._original
+        content = self._header + text if is_original else text
+        if self.token_alive:
+            try:
+                call: Awaitable[discord.Message]
+                if is_original:
+                    call = self._interaction.edit_original_response(
+                        content=content, allowed_mentions=NO_PINGS
+                    )
+                else:
+                    call = self._interaction.followup.edit_message(
+                        int(ref.message_id), content=content, allowed_mentions=NO_PINGS
+                    )
+                await translated(call, editing=True)
+                return
+            except discord.HTTPException as exc:
+                if not self._expire(exc):
+                    raise
+        partial = self._channel.get_partial_message(int(ref.message_id))
+        await translated(partial.edit(content=content, allowed_mentions=NO_PINGS), editing=True)

@@ -516,14 +516,16 @@ class TelegramAdapter:
             await self._handle(message, context.bot)
         except Exception as exc:
             await self._failed(exc, message, context.bot)
+            if self.raise_errors:
+                raise
 
     async def _failed(self, exc: Exception, message: Message, bot: ExtBot[Any]) -> None:
+        """Log an unexpected error and apologise in one short line (tests: record it instead)."""
         self.failures.append(exc)
         logger.exception("handling message %s in chat %s failed", message.id, message.chat.id)
-        if self.raise_errors:
-            raise exc
-        with contextlib.suppress(TelegramError):
-            await self._say(bot, message, APOLOGY)
+        if not self.raise_errors:
+            with contextlib.suppress(TelegramError):
+                await self._say(bot, message, APOLOGY)
 
     async def _handle(self, message: Message, bot: ExtBot[Any]) -> None:
         chat = message.chat

@@ -56,13 +56,14 @@ def make_config(tmp_path: Path, tg: FakeTelegram, gpts: FakeGpts, **telegram: An
 
 
 @contextlib.asynccontextmanager
-async def running(config: Config) -> AsyncIterator[TelegramAdapter]:
-    """The adapter polling the fake, on a fresh ConversationService over the configured DB."""
+async def running(config: Config, *, raise_errors: bool = True) -> AsyncIterator[TelegramAdapter]:
+    """The adapter polling the fake, on a fresh ConversationService over the configured DB.
+    With `raise_errors` (the default) any unexpected error fails the test."""
     async with open_app(config) as app:
         app.service.reraise_unexpected = True
         adapter = create_adapter(config, app.service)
         assert adapter is not None
-        adapter.raise_errors = True
+        adapter.raise_errors = raise_errors
         task = asyncio.create_task(adapter.run())
         ready = asyncio.create_task(adapter.ready.wait())
         try:
@@ -76,7 +77,8 @@ async def running(config: Config) -> AsyncIterator[TelegramAdapter]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        assert adapter.failures == []
+        if raise_errors:
+            assert adapter.failures == []
 
 
 @pytest_asyncio.fixture
@@ -609,3 +611,21 @@ async def test_shutdown_mid_answer_is_clean(
     # The adapter stopped within the grace period; polling ended with the confirming call.
     last_poll = tg.calls_to("getUpdates")[-1]
     assert last_poll.params.get("timeout") == 0
+
+
+@pytest.mark.asyncio
+async def test_unexpected_failure_gets_a_short_apology(
+    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    ann = tg.user(10, "Ann")
+    group = tg.group(-1006, "Team")
+    tg.inject("getChatMember", Fault(500, "Internal Server Error"))
+    async with running(make_config(tmp_path, tg, fake_gpts), raise_errors=False) as adapter:
+        asked = tg.user_message(group, ann, "/gpt bind g-AnnsGpt01")
+        await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
+        assert answer_to(tg, asked)[0]["text"] == telegram_adapter.APOLOGY
+        assert len(adapter.failures) == 1
+        # The next update is handled normally.
+        info = tg.user_message(group, ann, "/gpt info")
+        await tg.wait_until(lambda: len(answer_to(tg, info)) == 1, WAIT_S)
+        assert DEFAULT_GPT in answer_to(tg, info)[0]["text"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-import tests.discord_fixtures  # noqa: F401  discord.py imported with its audioop warning silenced
+from tests.discord_fixtures import discord  # discord.py imported with its audioop warning silenced
 
 # isort: split
 from bots.discord_adapter import DiscordAdapter, create_adapter
@@ -407,6 +407,50 @@ async def test_thread_inherits_the_channel_binding_and_is_its_own_conversation(
         thread_scope = Scope("discord", str(w.channel_id), str(w.thread_id))
         info = await w.app.service.binding(thread_scope)
         assert info is not None and info.inherited and info.gpt_id == GPT_A
+
+        # A thread the client has not seen yet (no THREAD_CREATE) is looked up once.
+        fake_gpts.enqueue(Reply("in a new thread"))
+        new_thread = w.fake.add_thread(w.guild_id, w.channel_id, "new")
+        await w.fake.user_says(new_thread, w.member, "and here?", mention_bot=True)
+        await w.answered(new_thread, "in a new thread")
+        assert fake_gpts.requests[-1].model == f"gpt-4-gizmo-{GPT_A}"
+        assert [
+            c.params["channel_id"] for c in w.fake.calls_to("GET", "/channels/{channel_id}")
+        ] == [str(new_thread)]
+        # Each thread is its own conversation: the second one did not see the first.
+        assert "hello thread" not in str(fake_gpts.requests[-1].messages)
+
+
+@pytest.mark.asyncio
+async def test_reset_starts_a_new_conversation(tmp_path: Path, fake_gpts: FakeGpts) -> None:
+    fake_gpts.enqueue(Reply("one"), Reply("two"))
+    async with world(tmp_path, fake_gpts) as w:
+        await w.fake.user_says(w.channel_id, w.member, "remember me", mention_bot=True)
+        await w.answered(w.channel_id, "one")
+        reset = await w.fake.slash(w.channel_id, w.member, "reset")
+        await w.fake.wait_for(lambda: reset.callbacks, TIMEOUT)
+        notice = reset.callbacks[0]["data"]["content"]
+        assert "New conversation" in notice  # shown to the channel: everyone's context changed
+        await w.fake.user_says(w.channel_id, w.member, "who am I?", mention_bot=True)
+        await w.answered(w.channel_id, f"one{notice}two", count=3)
+        assert [m["content"] for m in fake_gpts.requests[-1].messages] == ["mia: who am I?"]
+
+
+@pytest.mark.asyncio
+async def test_cancelling_mid_answer_shuts_down_cleanly(
+    tmp_path: Path, fake_gpts: FakeGpts
+) -> None:
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    saved = discord.http.Route.BASE
+    async with world(tmp_path, fake_gpts) as w:
+        assert w.fake.api_base == discord.http.Route.BASE
+        await w.fake.user_says(w.channel_id, w.member, "long story", mention_bot=True)
+        gate.send("Once upon")
+        await w.fake.wait_for(lambda: w.fake.bot_messages(w.channel_id), TIMEOUT)
+        # Leaving the block cancels adapter.run() while the answer is still streaming.
+    assert w.adapter.client is not None and w.adapter.client.is_closed()
+    assert saved == discord.http.Route.BASE
 
 
 @pytest.mark.asyncio

@@ -523,6 +523,24 @@ async def test_long_answer_arrives_as_three_messages_despite_a_429_on_edits(
 
 
 @pytest.mark.asyncio
+async def test_long_chat_answer_continues_in_follow_ups_despite_a_429_on_edits(
+    tmp_path: Path, fake_gpts: FakeGpts
+) -> None:
+    text = "".join(f"word{i:04d} " for i in range(500)).rstrip()
+    fake_gpts.enqueue(Reply(text, chunk_chars=300, chunk_delay_s=0.01))
+    async with world(tmp_path, fake_gpts) as w:
+        w.fake.fail("PATCH", EDIT_HOOK, times=2, retry_after=0.05)
+        chat = await w.fake.slash(w.channel_id, w.member, "chat", [option("prompt", "long")])
+        header = quote_prompt("long")
+        messages = await w.answered(w.channel_id, header + text, count=3)
+        assert messages[0].id == chat.original_id
+        assert [m.id for m in messages[1:]] == chat.followup_ids
+        assert all(len(m.content) <= 2000 for m in messages)
+        statuses = [c.status for c in w.fake.calls_to("PATCH", EDIT_HOOK)]
+        assert statuses.count(429) == 2 and statuses[-1] == 200
+
+
+@pytest.mark.asyncio
 async def test_everyone_in_an_answer_pings_no_one(tmp_path: Path, fake_gpts: FakeGpts) -> None:
     answer = "Hey @everyone and @here, ask <@123456789012345678> or <@&987654321098765432>!"
     fake_gpts.enqueue(Reply(answer, chunk_chars=10))

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bots import telegram_adapter
-from bots.telegram_adapter import NOT_ADMIN, TelegramAdapter, create_adapter
+from bots.telegram_adapter import TelegramAdapter, channels, create_adapter
+from bots.telegram_adapter import adapter as adapter_module
+from bots.telegram_adapter.adapter import APOLOGY, NOT_ADMIN
 from core.app import open_app
 from core.config import Config, parse_config
 from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
@@ -510,7 +511,7 @@ def test_no_token_no_adapter(tmp_path: Path) -> None:
 async def test_chats_are_answered_concurrently_with_typing_until_text(
     tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(telegram_adapter, "TYPING_EVERY_S", 0.05)
+    monkeypatch.setattr(channels, "TYPING_EVERY_S", 0.05)
     ann, bob = tg.user(10, "Ann"), tg.user(11, "Bob")
     ann_chat, bob_chat = tg.private_chat(ann), tg.private_chat(bob)
     slow = Gate()
@@ -536,7 +537,7 @@ async def test_chats_are_answered_concurrently_with_typing_until_text(
 async def test_drafts_are_refreshed_while_the_gpt_pauses(
     tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(telegram_adapter, "DRAFT_REFRESH_S", 0.1)
+    monkeypatch.setattr(channels, "DRAFT_REFRESH_S", 0.1)
     ann = tg.user(10, "Ann")
     chat = tg.private_chat(ann)
     gate = Gate()
@@ -599,7 +600,7 @@ async def test_many_streams_share_the_bot_wide_budget(
 async def test_shutdown_mid_answer_is_clean(
     tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(telegram_adapter, "SHUTDOWN_GRACE_S", 0.2)
+    monkeypatch.setattr(adapter_module, "SHUTDOWN_GRACE_S", 0.2)
     ann = tg.user(10, "Ann")
     chat = tg.private_chat(ann)
     gate = Gate()
@@ -623,7 +624,7 @@ async def test_unexpected_failure_gets_a_short_apology(
     async with running(make_config(tmp_path, tg, fake_gpts), raise_errors=False) as adapter:
         asked = tg.user_message(group, ann, "/gpt bind g-AnnsGpt01")
         await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
-        assert answer_to(tg, asked)[0]["text"] == telegram_adapter.APOLOGY
+        assert answer_to(tg, asked)[0]["text"] == APOLOGY
         assert len(adapter.failures) == 1
         # The next update is handled normally.
         info = tg.user_message(group, ann, "/gpt info")

@@ -7,10 +7,10 @@ from datetime import datetime
 import pytest
 from telegram import MessageEntity, User
 
-from bots.telegram_adapter import (
+from bots.telegram_adapter.adapter import _describe
+from bots.telegram_adapter.text import (
     MAX_TEXT_UNITS,
     Command,
-    _describe,
     bot_mentions,
     parse_command,
     render_markdown,

@@ -1,0 +1,262 @@
+"""Where answers are written: the core's ReplyChannel on the Bot API, and the rate limiter.
+
+Streamed sends and edits get one attempt (`ONE_ATTEMPT`): a 429 goes back to the core's
+StreamingReply, which waits `retry_after` and slows that message. Every other call is retried by
+AIORateLimiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from telegram import Message, MessageEntity, ReplyParameters
+from telegram.constants import ChatAction
+from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.ext import AIORateLimiter, ExtBot
+
+from bots.telegram_adapter.text import MAX_TEXT_UNITS, render_markdown
+from core.pacing import RateBudget
+from core.platform import MessageGone, MessageRef, PlatformRateLimited, utf16_units
+
+logger = logging.getLogger(__name__)
+
+TYPING_EVERY_S = 4.0  # Telegram shows a chat action for 5 s
+DRAFT_REFRESH_S = 25.0  # drafts vanish 30 s after their last update
+# rate_limit_args for streamed calls: one attempt, the 429 goes to the core (must be truthy).
+ONE_ATTEMPT = -1
+
+T = TypeVar("T")
+
+
+class RateLimiter(AIORateLimiter):
+    """AIORateLimiter, but calls made with `rate_limit_args=ONE_ATTEMPT` are tried once: their
+    RetryAfter goes straight back to the caller instead of being retried here."""
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        if rate_limit_args != ONE_ATTEMPT:
+            return await super().process_request(
+                callback, args, kwargs, endpoint, data, rate_limit_args
+            )
+
+        async def once(*a: Any, **kw: Any) -> bool | dict[str, Any] | list[dict[str, Any]]:
+            try:
+                return await callback(*a, **kw)
+            except RetryAfter as exc:
+                raise _Flood(exc) from exc
+
+        try:
+            return await super().process_request(once, args, kwargs, endpoint, data, None)
+        except _Flood as flood:
+            raise flood.error from None
+
+
+class _Flood(Exception):
+    """Carries a RetryAfter past AIORateLimiter's retry loop."""
+
+    def __init__(self, error: RetryAfter) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _retry_after_s(exc: RetryAfter) -> float:
+    value = exc.retry_after  # a timedelta: PTB_TIMEDELTA is set above
+    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
+
+
+def _is_entity_error(exc: BadRequest) -> bool:
+    return "entit" in exc.message.lower()  # "can't parse entities: ...", "entity ... invalid"
+
+
+@contextlib.asynccontextmanager
+async def _telegram_errors() -> Any:
+    """Translate what Telegram answered into what the core's StreamingReply understands."""
+    try:
+        yield
+    except RetryAfter as exc:
+        raise PlatformRateLimited(_retry_after_s(exc)) from exc
+    except BadRequest as exc:
+        problem = exc.message.lower()
+        if "message is not modified" in problem:
+            return  # the message already shows this text: that is success
+        if "message to edit not found" in problem or "message can't be edited" in problem:
+            raise MessageGone(exc.message) from exc
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an answer goes: the chat, its topic, and (in groups) the message it answers."""
+
+    chat_id: int
+    thread_id: int | None
+    reply_to: int | None  # None in private chats
+    is_private: bool
+
+
+class MessageChannel:
+    """A ReplyChannel that sends real messages and edits them in place."""
+
+    def __init__(self, bot: ExtBot[Any], target: Target, *, indicator: str = "") -> None:
+        # The core appends the streaming indicator after cutting a page to max_chars.
+        self.max_chars = MAX_TEXT_UNITS - utf16_units(indicator)
+        self._bot = bot
+        self._target = target
+        self._replied = False
+
+    def measure(self, text: str) -> int:
+        return utf16_units(text)
+
+    async def send(self, text: str, *, final: bool) -> MessageRef:
+        target = self._target
+        reply = None
+        if target.reply_to is not None and not self._replied:
+            # Only the first message quotes the question; continuations follow it.
+            reply = ReplyParameters(target.reply_to, allow_sending_without_reply=True)
+
+        async def call(body: str, entities: list[MessageEntity] | None) -> Message:
+            return await self._bot.send_message(
+                target.chat_id,
+                body,
+                entities=entities,
+                message_thread_id=target.thread_id,
+                reply_parameters=reply,
+                rate_limit_args=ONE_ATTEMPT,
+            )
+
+        message = await _deliver(call, text, final=final)
+        assert message is not None
+        self._replied = True
+        return MessageRef(str(target.chat_id), str(message.message_id))
+
+    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+        async def call(body: str, entities: list[MessageEntity] | None) -> object:
+            return await self._bot.edit_message_text(
+                body,
+                chat_id=int(ref.chat_id),
+                message_id=int(ref.message_id),
+                entities=entities,
+                rate_limit_args=ONE_ATTEMPT,
+            )
+
+        await _deliver(call, text, final=final)
+
+    async def close(self) -> None:
+        pass
+
+
+async def _deliver(
+    call: Callable[[str, list[MessageEntity] | None], Awaitable[T]], text: str, *, final: bool
+) -> T | None:
+    """Send `text` through `call`: rendered from Markdown when final, plain if that is refused.
+    Returns None when Telegram said the message already shows exactly this."""
+    rendered = render_markdown(text) if final else None
+    async with _telegram_errors():
+        if rendered is not None:
+            try:
+                return await call(rendered[0], rendered[1] or None)
+            except BadRequest as exc:
+                if not _is_entity_error(exc):
+                    raise
+                logger.warning(
+                    "Telegram refused the formatted answer (%s); sent plain", exc.message
+                )
+        return await call(text, None)
+    return None
+
+
+class DraftChannel(MessageChannel):
+    """A private-chat ReplyChannel that streams into a draft (sendMessageDraft) and posts the
+    final text as one real message per page. Drafts vanish 30 s after their last update, so a
+    draft that waits for more text is refreshed every DRAFT_REFRESH_S."""
+
+    def __init__(
+        self,
+        bot: ExtBot[Any],
+        target: Target,
+        *,
+        indicator: str = "",
+        budgets: Sequence[RateBudget] = (),
+    ) -> None:
+        super().__init__(bot, target, indicator=indicator)
+        self._budgets = tuple(budgets)
+        self._draft_text: dict[int, str] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        self._touched = asyncio.Event()
+
+    async def send(self, text: str, *, final: bool) -> MessageRef:
+        if final:
+            return await super().send(text, final=True)
+        draft_id = random.randint(1, 2**31 - 1)
+        await self._draft(draft_id, text)
+        return MessageRef(str(self._target.chat_id), f"draft:{draft_id}")
+
+    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+        draft_id = int(ref.message_id.removeprefix("draft:"))
+        if not final:
+            await self._draft(draft_id, text)
+            return
+        self._draft_text.pop(draft_id, None)
+        await super().send(text, final=True)
+
+    async def _draft(self, draft_id: int, text: str) -> None:
+        async with _telegram_errors():
+            await self._bot.send_message_draft(
+                self._target.chat_id,
+                draft_id,
+                text,
+                message_thread_id=self._target.thread_id,
+                rate_limit_args=ONE_ATTEMPT,
+            )
+        self._draft_text[draft_id] = text
+        self._touched.set()
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._keep_drafts_alive())
+
+    async def _keep_drafts_alive(self) -> None:
+        while True:
+            self._touched.clear()
+            try:
+                await asyncio.wait_for(self._touched.wait(), DRAFT_REFRESH_S)
+                continue  # updated in time: nothing to refresh
+            except TimeoutError:
+                pass
+            for draft_id, text in list(self._draft_text.items()):
+                try:
+                    for budget in self._budgets:
+                        await budget.acquire()
+                    await self._bot.send_message_draft(self._target.chat_id, draft_id, text)
+                except TelegramError as exc:
+                    logger.info("refreshing a draft failed: %s", exc)
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+
+
+async def keep_typing(bot: ExtBot[Any], target: Target, first_sent: asyncio.Event) -> None:
+    """Show "typing…" until the answer's first message exists."""
+    while not first_sent.is_set():
+        try:
+            await bot.send_chat_action(
+                target.chat_id, ChatAction.TYPING, message_thread_id=target.thread_id
+            )
+        except TelegramError as exc:
+            logger.debug("chat action failed: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(first_sent.wait(), TYPING_EVERY_S)

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 Status = Literal["complete", "partial", "error"]
 EMPTY_ANSWER = "⚠️ The GPT sent an empty answer. Try rephrasing."
+# On shutdown, how long a cancelled turn may take to show and store what had arrived.
+SHUTDOWN_GRACE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +116,7 @@ class ConversationService:
         model: str | None = None
         usage: Usage | None = None
         started = time.monotonic()
-        first_chunk_at: float | None = None
+        first: float | None = None  # when the first text arrived
         error: BaseException | None = None
         try:
             binding = await self.binding(scope)
@@ -124,19 +126,38 @@ class ConversationService:
             messages = self._upstream_messages(history, turn)
             async for delta in self.client.stream_chat(model, messages):
                 if delta.text:
-                    if first_chunk_at is None:
-                        first_chunk_at = time.monotonic()
+                    first = first or time.monotonic()
                     reply.append(delta.text)
                 usage = delta.usage or usage
         except GptsBotError as exc:
             error = exc
             level = logging.WARNING if isinstance(exc, UpstreamError) else logging.INFO
             logger.log(level, "turn in %s failed: %s", scope, type(exc).__name__)
+        except asyncio.CancelledError as exc:
+            error = exc  # shutting down mid-answer: show and store what arrived, then stop
+            logger.info("turn in %s cancelled", scope)
         except Exception as exc:
             if self.reraise_unexpected:
                 raise
             error = exc
             logger.exception("turn in %s failed unexpectedly", scope)
+        if isinstance(error, asyncio.CancelledError):
+            async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                await self._conclude(conversation, reply, error, model, usage, started, first)
+            raise error
+        return await self._conclude(conversation, reply, error, model, usage, started, first)
+
+    async def _conclude(
+        self,
+        conversation: int,
+        reply: StreamingReply,
+        error: BaseException | None,
+        model: str | None,
+        usage: Usage | None,
+        started: float,
+        first_chunk_at: float | None,
+    ) -> AnswerOutcome:
+        """Finish the reply (with a short error line on failure) and store the answer."""
         text = reply.text
         status: Status = "complete" if error is None else ("partial" if text else "error")
         error_line = user_message(error) if error is not None else None

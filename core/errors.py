@@ -18,6 +18,8 @@ here ever contains a secret: callers pass only what the endpoint said, already s
 
 from __future__ import annotations
 
+import asyncio
+
 
 class GptsBotError(Exception):
     """Base of every error the core raises on purpose."""
@@ -109,5 +111,7 @@ def user_message(exc: BaseException) -> str:
             return f"⚠️ The GPTs endpoint failed: {message}"
         case GptsBotError():
             return f"⚠️ {exc}"
+        case asyncio.CancelledError():
+            return "⚠️ The bot is restarting; this answer stopped here. Ask again in a moment."
         case _:
             return "⚠️ Something went wrong on our side. Please try again."

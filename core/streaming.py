@@ -71,6 +71,9 @@ class StreamingReply:
         self._pump: asyncio.Task[None] | None = None
         self._in_call = False
         self._finishing = False
+        # After "too many requests", no call before this time (it survives finish() cancelling
+        # the pump mid-wait, so the final edit does not provoke a second refusal).
+        self._not_before = 0.0
         self.first_sent = asyncio.Event()
         self.calls = 0
 
@@ -138,9 +141,10 @@ class StreamingReply:
     def _pages(self, text: str) -> list[Page]:
         stable = self._stable
         start, reopen = (stable[-1].end, stable[-1].reopen) if stable else (0, "")
-        fresh = split_pages(
-            text, self.channel.max_chars, self.channel.measure, start=start, reopen=reopen
-        )
+        # Room for the indicator on every page, so the split is the same while streaming and
+        # at the end.
+        limit = self.channel.max_chars - self.channel.measure(self._indicator)
+        fresh = split_pages(text, limit, self.channel.measure, start=start, reopen=reopen)
         stable.extend(fresh[:-1])
         return [*stable, fresh[-1]]
 
@@ -171,6 +175,9 @@ class StreamingReply:
 
     async def _call(self, make_call: Callable[[], Awaitable[T]], shown: _Shown | None = None) -> T:
         while True:
+            wait = self._not_before - self._clock.monotonic()
+            if wait > 0:
+                await self._clock.sleep(wait)
             for budget in self._budgets:
                 await budget.acquire()
             self._in_call = True
@@ -184,4 +191,4 @@ class StreamingReply:
             if shown is not None:
                 shown.slowdown = min(shown.slowdown * SLOWDOWN_FACTOR, MAX_SLOWDOWN)
             logger.info("platform rate limit: retrying in %.1f s", retry_after)
-            await self._clock.sleep(retry_after)
+            self._not_before = self._clock.monotonic() + retry_after

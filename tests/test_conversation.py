@@ -230,3 +230,23 @@ async def test_turns_in_one_scope_run_in_order_and_other_scopes_in_parallel(bot:
         {"role": "assistant", "content": "done"},
         {"role": "user", "content": "second"},
     ]
+
+
+@pytest.mark.asyncio
+async def test_shutdown_mid_answer_shows_and_stores_what_arrived(bot: Bot) -> None:
+    gate = Gate()
+    bot.fake.enqueue(gate)
+    channel = RecordingChannel(FakeClock())
+    reply = StreamingReply(channel, edit_interval_s=0)
+    turn = Turn(DM, ALICE, "long story please", is_private=True)
+    task = asyncio.create_task(bot.app.service.answer(turn, reply))
+    gate.send("Once upon a time")
+    await asyncio.wait_for(reply.first_sent.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert channel.visible() == [
+        "Once upon a time\n\n⚠️ The bot is restarting; this answer stopped here. "
+        "Ask again in a moment."
+    ]
+    assert (await stored(bot.app, DM))[-1] == ("assistant", "Once upon a time", "partial")

@@ -151,3 +151,29 @@ def test_split_prefers_paragraphs_then_lines_then_words() -> None:
     pages = split_message(paragraph * 10, 400)
     assert all(page.endswith("\n\n") for page in pages[:-1])
     assert split_message("a" * 250, 100) == ["a" * 100, "a" * 100, "a" * 50]  # one long word
+
+
+@pytest.mark.asyncio
+async def test_the_final_edit_waits_out_a_rate_limit_that_came_just_before_it() -> None:
+    clock = FakeClock()
+    channel = RecordingChannel(clock, faults=[rate_limited(5.0)])
+    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    reply.append("a")
+    await clock.advance(0.1)
+    reply.append("b")
+    await clock.advance(1.0)  # the edit at t=1.0 is refused for 5 s
+    finished = asyncio.ensure_future(reply.finish())
+    await clock.run_until(finished)
+    assert channel.visible() == ["ab"]
+    assert channel.calls[-1].at >= 6.0
+
+
+@pytest.mark.asyncio
+async def test_the_indicator_never_pushes_a_message_past_the_limit() -> None:
+    clock = FakeClock()
+    channel = RecordingChannel(clock, max_chars=50)  # it asserts every text fits
+    reply = StreamingReply(channel, edit_interval_s=0.1, clock=clock, indicator=" ▌")
+    await stream(reply, clock, ["x" * 7] * 30, gap=0.2)
+    finished = asyncio.ensure_future(reply.finish())
+    await clock.run_until(finished)
+    assert "".join(channel.visible()) == "x" * 210

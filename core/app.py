@@ -8,7 +8,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib import import_module
 
 from core.config import Config
 from core.conversation import ConversationService
@@ -18,7 +18,9 @@ from storage.repository import Repository
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_GROUP = "gptsbot.adapters"
+# The platform adapters, named rather than imported so that the core never depends on `bots`.
+# Each module's `create_adapter(config, service)` returns None when its token is unset.
+ADAPTERS = ("bots.telegram_adapter", "bots.discord_adapter")
 TOKEN_VARIABLES = "TELEGRAM_BOT_TOKEN / DISCORD_BOT_TOKEN"
 
 
@@ -49,8 +51,8 @@ def has_platform_token(config: Config) -> bool:
 def load_adapters(config: Config, service: ConversationService) -> list[Adapter]:
     """Every installed adapter whose platform has a token configured."""
     adapters = []
-    for entry in sorted(entry_points(group=ADAPTER_GROUP), key=lambda e: e.name):
-        adapter = entry.load()(config, service)
+    for module in ADAPTERS:
+        adapter = import_module(module).create_adapter(config, service)
         if adapter is not None:
             adapters.append(adapter)
     return adapters

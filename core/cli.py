@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # httpx (under python-telegram-bot) logs every request URL at INFO, and Telegram's URLs
     # carry the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     handler: Callable[[Config, argparse.Namespace], Coroutine[None, None, int]] = args.handler
     try:
         return asyncio.run(handler(config, args))

@@ -82,8 +82,8 @@ def utf16_units(text: str) -> int:
 
 
 class Adapter(Protocol):
-    """A platform connection that `gptsbot run` starts. Created by a `gptsbot.adapters` entry
-    point `create_adapter(config, service) -> Adapter | None` (None when its token is unset)."""
+    """A platform connection that `gptsbot run` starts, made by its module's
+    `create_adapter(config, service) -> Adapter | None` (None when its token is unset)."""
 
     name: str
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.fake_gpts import Fail, FakeGpts, Gate
+from tests.fake_telegram import FakeTelegram
 
 API_KEY = "sk-cli-secret-0123456789"
+DEFAULT_GPT = "g-B3hgivKK9"
 
 
 @dataclass
@@ -26,7 +29,7 @@ def environment(tmp_path: Path, fake: FakeGpts | None, **extra: str) -> dict[str
     config = tmp_path / "config.toml"
     base_url = fake.base_url if fake else "http://127.0.0.1:9/v1"
     config.write_text(
-        f'[gpts]\nbase_url = "{base_url}"\nretry_backoff_s = 0.01\n'
+        f'[gpts]\nbase_url = "{base_url}"\nretry_backoff_s = 0.01\ndefault_gpt = "{DEFAULT_GPT}"\n'
         f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "chat.db"}"\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
@@ -144,3 +147,31 @@ async def test_db_upgrade_and_version(tmp_path: Path) -> None:
     assert (tmp_path / "chat.db").exists()
     version = await gptsbot("--version", env=env)
     assert version.out.startswith("gptsbot ")
+
+
+@pytest.mark.asyncio
+async def test_run_serves_telegram_until_sigterm_then_exits_0(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    async with FakeTelegram() as telegram:
+        env = environment(tmp_path, fake_gpts, TELEGRAM_BOT_TOKEN=telegram.token)
+        with Path(env["GPTSBOT_CONFIG"]).open("a") as config:
+            config.write(f'[telegram]\nbase_url = "{telegram.base_url}"\n')
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "core.cli", "run", "--config", env["GPTSBOT_CONFIG"],
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        try:
+            await telegram.wait_for_call("getUpdates", timeout=30)
+            user = telegram.user(501, "Mei")
+            telegram.user_message(telegram.private_chat(user), user, "你好")
+            await telegram.wait_until(
+                lambda: [m["text"] for m in telegram.bot_messages(501)] == ["echo: 你好"]
+            )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    log = out.decode() + err.decode()
+    assert telegram.token not in log and API_KEY not in log
+    assert fake_gpts.requests[0].model == f"gpt-4-gizmo-{DEFAULT_GPT}"

@@ -354,9 +354,9 @@ class TelegramAdapter:
         indicator = self.config.bot.streaming_indicator
         channel: MessageChannel
         if is_private and telegram.dm_streaming == "draft":
-            channel = DraftChannel(bot, target, indicator=indicator, budgets=budgets)
+            channel = DraftChannel(bot, target, budgets=budgets)
         else:
-            channel = MessageChannel(bot, target, indicator=indicator)
+            channel = MessageChannel(bot, target)
         interval = telegram.edit_interval_s if is_private else telegram.group_edit_interval_s
         reply = StreamingReply(
             channel, edit_interval_s=interval, budgets=budgets, indicator=indicator

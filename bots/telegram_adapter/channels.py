@@ -110,9 +110,8 @@ class Target:
 class MessageChannel:
     """A ReplyChannel that sends real messages and edits them in place."""
 
-    def __init__(self, bot: ExtBot[Any], target: Target, *, indicator: str = "") -> None:
-        # The core appends the streaming indicator after cutting a page to max_chars.
-        self.max_chars = MAX_TEXT_UNITS - utf16_units(indicator)
+    def __init__(self, bot: ExtBot[Any], target: Target) -> None:
+        self.max_chars = int(MAX_TEXT_UNITS)
         self._bot = bot
         self._target = target
         self._replied = False
@@ -188,10 +187,9 @@ class DraftChannel(MessageChannel):
         bot: ExtBot[Any],
         target: Target,
         *,
-        indicator: str = "",
         budgets: Sequence[RateBudget] = (),
     ) -> None:
-        super().__init__(bot, target, indicator=indicator)
+        super().__init__(bot, target)
         self._budgets = tuple(budgets)
         self._draft_text: dict[int, str] = {}
         self._refresher: asyncio.Task[None] | None = None

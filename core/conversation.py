@@ -103,16 +103,16 @@ class ConversationService:
     async def _answer_locked(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
         gpts = self.config.gpts
         scope, author = turn.scope, turn.author
-        conversation = await self.repo.current_conversation(*_key(scope))
-        history = await self.repo.history(conversation, limit=gpts.history_messages)
-        await self.repo.add_message(
-            conversation,
-            role="user",
+        # One transaction: the conversation, its history window, the user's message stored.
+        start = await self.repo.start_turn(
+            *_key(scope),
+            history_limit=gpts.history_messages,
             content=turn.text,
             author_id=author.id,
             author_name=author.display_name,
             platform_message_ids=[turn.message_id] if turn.message_id else (),
         )
+        conversation, history = start.conversation_id, start.history
         model: str | None = None
         usage: Usage | None = None
         started = time.monotonic()

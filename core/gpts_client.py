@@ -610,13 +610,11 @@ class GptsClient:
         parser = StreamParser(secret=self._config.api_key)
         has_text = False  # after text, a break is StreamInterrupted and the idle timeout applies
         finished = False  # a finish_reason arrived: only usage and [DONE] may follow
+        loop = asyncio.get_running_loop()
+        idle_s = self._config.idle_timeout_s
         while not parser.is_stopped:
-            if has_text:
-                deadline, timeout = self._deadline(
-                    "idle", self._config.idle_timeout_s, total_deadline
-                )
-            else:
-                deadline, timeout = first_deadline, first_timeout
+            # Per read, only the deadline: the error is built if it is ever reached.
+            deadline = min(loop.time() + idle_s, total_deadline) if has_text else first_deadline
             try:
                 async with asyncio.timeout_at(deadline):
                     data = await response.content.readany()
@@ -624,7 +622,11 @@ class GptsClient:
                 if finished:
                     logger.warning("GPTs stream stalled after its finish_reason; ending it")
                     return
-                raise timeout from exc
+                if not has_text:
+                    raise first_timeout from exc
+                if deadline >= total_deadline:
+                    raise UpstreamTimeout("total", self._config.total_timeout_s) from exc
+                raise UpstreamTimeout("idle", idle_s) from exc
             except aiohttp.ClientError as exc:
                 if finished:
                     logger.warning("GPTs stream broke after its finish_reason: %s", exc)

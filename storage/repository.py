@@ -2,7 +2,8 @@
 
 It takes plain strings and ints and returns frozen records, never ORM rows. Each public call is one
 short transaction of one or two statements on the hot paths (`current_conversation` on an existing
-scope is one SELECT, `add_message` one INSERT, `history` one SELECT). The same code runs on SQLite
+scope is one SELECT, `add_message` one INSERT, `history` one SELECT); `start_turn` does the three a
+turn starts with in one transaction. The same code runs on SQLite
 (the default) and PostgreSQL: queries use only portable SQL, and the SQLite pragmas are applied only
 when the dialect is SQLite.
 """
@@ -21,19 +22,15 @@ from typing import TYPE_CHECKING, Any, Final, Self, TypeVar, cast
 from sqlalchemy import ColumnElement, delete, event, func, insert, select, update
 from sqlalchemy.engine import URL, Connection, CursorResult, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.dml import ReturningInsert
 
 from storage.models import MESSAGE_STATUSES, Binding, Conversation, Message, Scope, utcnow
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy.engine.interfaces import DBAPIConnection
-    from sqlalchemy.pool import ConnectionPoolEntry
+    from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +103,23 @@ def _set_sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPo
         cursor.close()
 
 
+def _rollback_if_open(
+    dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry, state: PoolResetState
+) -> None:
+    """The pool's reset on return, minus the ROLLBACK after a COMMIT.
+
+    Every repository call is one `engine.begin()` block, which already commits or rolls back;
+    the pool's default reset would then send one more ROLLBACK per call, and with aiosqlite each
+    statement is a round trip to the connection's thread (about a fifth of a turn's DB calls).
+    A transaction left open (a call cancelled mid-way) is still rolled back.
+    """
+    if state.terminate_only or state.transaction_was_reset:
+        return
+    driver = getattr(dbapi_connection, "_connection", dbapi_connection)
+    if getattr(driver, "in_transaction", True):
+        dbapi_connection.rollback()
+
+
 def _ensure_sqlite_folder(url: URL) -> None:
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -124,6 +138,90 @@ def _check_status(status: str) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    """What `Repository.start_turn` found and stored."""
+
+    conversation_id: int
+    history: list[MessageRecord]  # oldest first, without the new message
+    message_id: int  # the user's message
+
+
+_HISTORY_COLUMNS: Final = (
+    Message.id,
+    Message.role,
+    Message.content,
+    Message.author_id,
+    Message.author_name,
+    Message.status,
+    Message.model,
+    Message.created_at,
+)
+
+
+async def _history(
+    connection: AsyncConnection, conversation_id: int, limit: int
+) -> list[MessageRecord]:
+    query = (
+        select(*_HISTORY_COLUMNS)
+        .where(Message.conversation_id == conversation_id)
+        .order_by(Message.id.desc())
+        .limit(limit)
+    )
+    rows = (await connection.execute(query)).all()
+    return [
+        MessageRecord(
+            id=row.id,
+            role=row.role,
+            content=row.content,
+            author_id=row.author_id,
+            author_name=row.author_name,
+            status=row.status,
+            model=row.model,
+            created_at=row.created_at,
+        )
+        for row in reversed(rows)
+    ]
+
+
+def _message_insert(
+    *,
+    role: str,
+    content: str,
+    author_id: str | None,
+    author_name: str | None,
+    status: str,
+    model: str | None = None,
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    total_tokens: int | None = None,
+    first_chunk_ms: int | None = None,
+    total_ms: int | None = None,
+    platform_message_ids: Sequence[str] = (),
+) -> ReturningInsert[int]:
+    """INSERT of one message (add `.values(conversation_id=...)`), returning its id."""
+    _check_status(status)
+    return (
+        insert(Message)
+        .values(
+            role=role,
+            content=content,
+            author_id=author_id,
+            author_name=author_name,
+            status=status,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=total_tokens,
+            first_chunk_ms=first_chunk_ms,
+            total_ms=total_ms,
+            platform_message_ids=list(platform_message_ids),
+            created_at=utcnow(),
+        )
+        .returning(Message.id)
+    )
+
+
 class Repository:
     """Conversations, messages and GPT bindings, keyed by scope `(platform, chat_id, thread_id)`.
 
@@ -133,17 +231,19 @@ class Repository:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
     async def open(cls, url: str) -> Repository:
-        """Create the engine and session factory. Connects lazily and does not migrate."""
+        """Create the engine. Connects lazily and does not migrate."""
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
             _ensure_sqlite_folder(parsed)
-        engine = create_async_engine(parsed)
-        if engine.dialect.name == "sqlite":
+        if parsed.get_backend_name() == "sqlite":
+            engine = create_async_engine(parsed, pool_reset_on_return=None)
             event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+            event.listen(engine.sync_engine, "reset", _rollback_if_open)
+        else:
+            engine = create_async_engine(parsed)
         return cls(engine)
 
     async def close(self) -> None:
@@ -177,40 +277,21 @@ class Repository:
     async def current_conversation(self, platform: str, chat_id: str, thread_id: str = "") -> int:
         """The scope's current (newest) conversation id; creates the scope and its first
         conversation when missing. Safe to call concurrently for the same new scope."""
-        newest = (
-            select(Conversation.id)
-            .where(Conversation.scope_id == Scope.id)
-            .order_by(Conversation.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        # One statement, so the scope and its newest conversation are read from one snapshot:
-        # reading them separately could see a scope that a concurrent caller committed in between
-        # and wrongly conclude it has no conversation yet.
-        lookup = select(Scope.id, newest).where(*_is_scope(platform, chat_id, thread_id))
 
-        async def work(session: AsyncSession) -> int:
-            row = (await session.execute(lookup)).one_or_none()
-            if row is None:
-                return (await self._insert_scope(session, platform, chat_id, thread_id))[1]
-            scope_id, conversation_id = row
-            if conversation_id is not None:
-                return cast(int, conversation_id)
-            # Unreachable through this API (scopes are born with a conversation); repairs rows
-            # written by hand.
-            return await self._insert_conversation(session, scope_id)
+        async def work(connection: AsyncConnection) -> int:
+            return await self._current_conversation(connection, platform, chat_id, thread_id)
 
         return await self._write(work)
 
     async def start_conversation(self, platform: str, chat_id: str, thread_id: str = "") -> int:
         """Start a new current conversation for the scope (`/reset`). Older ones stay stored."""
 
-        async def work(session: AsyncSession) -> int:
-            scope_id = await self._scope_id(session, platform, chat_id, thread_id)
+        async def work(connection: AsyncConnection) -> int:
+            scope_id = await self._scope_id(connection, platform, chat_id, thread_id)
             if scope_id is None:
                 # A brand-new scope's first conversation is already a fresh one.
-                return (await self._insert_scope(session, platform, chat_id, thread_id))[1]
-            return await self._insert_conversation(session, scope_id)
+                return (await self._insert_scope(connection, platform, chat_id, thread_id))[1]
+            return await self._insert_conversation(connection, scope_id)
 
         return await self._write(work)
 
@@ -232,64 +313,70 @@ class Repository:
         platform_message_ids: Sequence[str] = (),
     ) -> int:
         """Store one message; returns its id. IntegrityError for an unknown conversation."""
-        _check_status(status)
-        statement = (
-            insert(Message)
-            .values(
-                conversation_id=conversation_id,
-                role=role,
-                content=content,
-                author_id=author_id,
-                author_name=author_name,
-                status=status,
-                model=model,
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                total_tokens=total_tokens,
-                first_chunk_ms=first_chunk_ms,
-                total_ms=total_ms,
-                platform_message_ids=list(platform_message_ids),
-                created_at=utcnow(),
-            )
-            .returning(Message.id)
-        )
-        async with self._sessions.begin() as session:
-            return (await session.execute(statement)).scalar_one()
+        statement = _message_insert(
+            role=role,
+            content=content,
+            author_id=author_id,
+            author_name=author_name,
+            status=status,
+            model=model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=total_tokens,
+            first_chunk_ms=first_chunk_ms,
+            total_ms=total_ms,
+            platform_message_ids=platform_message_ids,
+        ).values(conversation_id=conversation_id)
+        async with self._engine.begin() as connection:
+            return (await connection.execute(statement)).scalar_one()
 
     async def history(self, conversation_id: int, *, limit: int) -> list[MessageRecord]:
         """The last `limit` messages of the conversation, oldest first."""
         if limit <= 0:
             return []  # and never "LIMIT -1", which SQLite reads as "no limit"
-        query = (
-            select(
-                Message.id,
-                Message.role,
-                Message.content,
-                Message.author_id,
-                Message.author_name,
-                Message.status,
-                Message.model,
-                Message.created_at,
-            )
-            .where(Message.conversation_id == conversation_id)
-            .order_by(Message.id.desc())
-            .limit(limit)
+        async with self._engine.begin() as connection:
+            return await _history(connection, conversation_id, limit)
+
+    async def start_turn(
+        self,
+        platform: str,
+        chat_id: str,
+        thread_id: str,
+        *,
+        history_limit: int,
+        content: str,
+        author_id: str | None = None,
+        author_name: str | None = None,
+        platform_message_ids: Sequence[str] = (),
+    ) -> TurnStart:
+        """One transaction for the start of a turn: the scope's current conversation (created
+        when missing), its last `history_limit` messages, then the user's message stored.
+
+        The same as `current_conversation`, `history` and `add_message(role="user")` in a row,
+        in one round of the connection instead of three.
+        """
+        statement = _message_insert(
+            role="user",
+            content=content,
+            author_id=author_id,
+            author_name=author_name,
+            status="complete",
+            platform_message_ids=platform_message_ids,
         )
-        async with self._sessions.begin() as session:
-            rows = (await session.execute(query)).all()
-        return [
-            MessageRecord(
-                id=row.id,
-                role=row.role,
-                content=row.content,
-                author_id=row.author_id,
-                author_name=row.author_name,
-                status=row.status,
-                model=row.model,
-                created_at=row.created_at,
+
+        async def work(connection: AsyncConnection) -> TurnStart:
+            conversation_id = await self._current_conversation(
+                connection, platform, chat_id, thread_id
             )
-            for row in reversed(rows)
-        ]
+            history = (
+                await _history(connection, conversation_id, history_limit)
+                if history_limit > 0
+                else []
+            )
+            inserted = await connection.execute(statement.values(conversation_id=conversation_id))
+            return TurnStart(conversation_id, history, inserted.scalar_one())
+
+        return await self._write(work)
 
     async def count_messages(self, conversation_id: int) -> int:
         query = (
@@ -297,8 +384,8 @@ class Repository:
             .select_from(Message)
             .where(Message.conversation_id == conversation_id)
         )
-        async with self._sessions.begin() as session:
-            return (await session.execute(query)).scalar_one()
+        async with self._engine.begin() as connection:
+            return (await connection.execute(query)).scalar_one()
 
     # -- bindings ------------------------------------------------------------------------------
 
@@ -317,8 +404,8 @@ class Repository:
             .join(Scope, Binding.scope_id == Scope.id)
             .where(*_is_scope(platform, chat_id, thread_id))
         )
-        async with self._sessions.begin() as session:
-            row = (await session.execute(query)).one_or_none()
+        async with self._engine.begin() as connection:
+            row = (await connection.execute(query)).one_or_none()
         if row is None:
             return None
         return BindingRecord(
@@ -345,10 +432,10 @@ class Repository:
     ) -> BindingRecord:
         """Bind the scope to a GPT, replacing any earlier binding of the same scope."""
 
-        async def work(session: AsyncSession) -> BindingRecord:
-            scope_id = await self._scope_id(session, platform, chat_id, thread_id)
+        async def work(connection: AsyncConnection) -> BindingRecord:
+            scope_id = await self._scope_id(connection, platform, chat_id, thread_id)
             if scope_id is None:
-                scope_id = (await self._insert_scope(session, platform, chat_id, thread_id))[0]
+                scope_id = (await self._insert_scope(connection, platform, chat_id, thread_id))[0]
             values = {
                 "gpt_id": gpt_id,
                 "group_id": group_id,
@@ -356,11 +443,11 @@ class Repository:
                 "bound_by_name": bound_by_name,
                 "bound_at": utcnow(),
             }
-            updated = await session.execute(
+            updated = await connection.execute(
                 update(Binding).where(Binding.scope_id == scope_id).values(values)
             )
             if cast("CursorResult[Any]", updated).rowcount == 0:
-                await session.execute(insert(Binding).values(scope_id=scope_id, **values))
+                await connection.execute(insert(Binding).values(scope_id=scope_id, **values))
             return BindingRecord(
                 platform=platform,
                 chat_id=chat_id,
@@ -378,8 +465,8 @@ class Repository:
         """Remove the scope's own binding; True when there was one."""
         scope_id = select(Scope.id).where(*_is_scope(platform, chat_id, thread_id))
         statement = delete(Binding).where(Binding.scope_id == scope_id.scalar_subquery())
-        async with self._sessions.begin() as session:
-            result = await session.execute(statement)
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement)
         return cast("CursorResult[Any]", result).rowcount > 0
 
     async def bound_gpts(self, platform: str, group_id: str) -> list[str]:
@@ -391,33 +478,57 @@ class Repository:
             .group_by(Binding.gpt_id)
             .order_by(func.max(Binding.bound_at).desc(), Binding.gpt_id)
         )
-        async with self._sessions.begin() as session:
-            return list((await session.scalars(query)).all())
+        async with self._engine.begin() as connection:
+            return list((await connection.scalars(query)).all())
 
     # -- internals -----------------------------------------------------------------------------
 
-    async def _write(self, work: Callable[[AsyncSession], Awaitable[_T]]) -> _T:
+    async def _write(self, work: Callable[[AsyncConnection], Awaitable[_T]]) -> _T:
         """Run `work` in one transaction, and once more if it lost a race to insert the same scope
         (or binding): the unique constraint rejected our row, so the second run finds theirs."""
         try:
-            async with self._sessions.begin() as session:
-                return await work(session)
+            async with self._engine.begin() as connection:
+                return await work(connection)
         except IntegrityError:
             logger.debug("concurrent insert of the same scope; retrying with the winner's row")
-        async with self._sessions.begin() as session:
-            return await work(session)
+        async with self._engine.begin() as connection:
+            return await work(connection)
+
+    async def _current_conversation(
+        self, connection: AsyncConnection, platform: str, chat_id: str, thread_id: str
+    ) -> int:
+        newest = (
+            select(Conversation.id)
+            .where(Conversation.scope_id == Scope.id)
+            .order_by(Conversation.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        # One statement, so the scope and its newest conversation are read from one snapshot:
+        # reading them separately could see a scope that a concurrent caller committed in between
+        # and wrongly conclude it has no conversation yet.
+        lookup = select(Scope.id, newest).where(*_is_scope(platform, chat_id, thread_id))
+        row = (await connection.execute(lookup)).one_or_none()
+        if row is None:
+            return (await self._insert_scope(connection, platform, chat_id, thread_id))[1]
+        scope_id, conversation_id = row
+        if conversation_id is not None:
+            return cast(int, conversation_id)
+        # Unreachable through this API (scopes are born with a conversation); repairs rows
+        # written by hand.
+        return await self._insert_conversation(connection, scope_id)
 
     @staticmethod
     async def _scope_id(
-        session: AsyncSession, platform: str, chat_id: str, thread_id: str
+        connection: AsyncConnection, platform: str, chat_id: str, thread_id: str
     ) -> int | None:
-        return await session.scalar(
+        return await connection.scalar(
             select(Scope.id).where(*_is_scope(platform, chat_id, thread_id))
         )
 
     @staticmethod
     async def _insert_scope(
-        session: AsyncSession, platform: str, chat_id: str, thread_id: str
+        connection: AsyncConnection, platform: str, chat_id: str, thread_id: str
     ) -> tuple[int, int]:
         """Insert a scope together with its first conversation; returns both ids. Every scope
         has a conversation from birth, so `current_conversation` never races on an empty scope."""
@@ -426,14 +537,14 @@ class Repository:
             .values(platform=platform, chat_id=chat_id, thread_id=thread_id)
             .returning(Scope.id)
         )
-        scope_id = (await session.execute(statement)).scalar_one()
-        return scope_id, await Repository._insert_conversation(session, scope_id)
+        scope_id = (await connection.execute(statement)).scalar_one()
+        return scope_id, await Repository._insert_conversation(connection, scope_id)
 
     @staticmethod
-    async def _insert_conversation(session: AsyncSession, scope_id: int) -> int:
+    async def _insert_conversation(connection: AsyncConnection, scope_id: int) -> int:
         statement = (
             insert(Conversation)
             .values(scope_id=scope_id, started_at=utcnow())
             .returning(Conversation.id)
         )
-        return (await session.execute(statement)).scalar_one()
+        return (await connection.execute(statement)).scalar_one()

@@ -1,0 +1,191 @@
+"""An in-process platform that records every send and edit and enforces nothing, the published
+limits it is checked against afterwards, and a clock that remembers why a reply waited.
+
+Bot-added latency of a platform call = the call's time minus the moment it became due: the later
+of (a) the arrival of the newest chunk its text carries and (b) the intended end of the last
+deliberate wait (per-message interval, shared budget) the calling task made since its previous
+call, or when a full shared budget freed the slot it granted (waiting in a budget's FIFO queue is
+the platform's limit too). What the platform's limits impose is not counted; what the event
+loop adds is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from core.pacing import RateBudget
+from core.platform import MessageRef
+
+_BUDGET_ACQUIRE = RateBudget.acquire.__code__
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A platform's published limits (what a real server would answer 429 to)."""
+
+    name: str
+    max_chars: int
+    edit_interval_s: float  # per message
+    global_calls: int  # per global_window_s, the whole bot
+    global_window_s: float
+    chat_calls: int | None  # per chat_window_s, one chat/channel (None: no such limit)
+    chat_window_s: float
+
+
+DISCORD = Limits("discord", 2000, 1.0, 50, 1.0, 5, 5.0)
+# Private chats: ~1 message a second per chat, ~30 a second overall.
+TELEGRAM = Limits("telegram", 4096, 1.0, 30, 1.0, None, 60.0)
+PLATFORMS = {limits.name: limits for limits in (DISCORD, TELEGRAM)}
+# Two calls this close to a limit's edge are not counted as over it (timer granularity).
+TOLERANCE_S = 0.002
+
+
+class TracingClock:
+    """The system clock; `sleep` remembers, per task, when the wait was meant to end."""
+
+    def __init__(self) -> None:
+        self.due: dict[asyncio.Task[object] | None, float] = {}
+
+    def monotonic(self) -> float:
+        now = time.monotonic()
+        # A full budget reads the clock once its FIFO queue lets a caller through: the call is
+        # due when the budget's window frees a slot (waiting for it is the platform's limit).
+        frame = sys._getframe(1)
+        if frame.f_code is _BUDGET_ACQUIRE:
+            budget = frame.f_locals["self"]
+            grants = budget._grants
+            if len(grants) == budget.max_calls:
+                slot = grants[0] + budget.period_s
+                task = asyncio.current_task()
+                if slot > self.due.get(task, 0.0):
+                    self.due[task] = slot
+        return now
+
+    async def sleep(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        end = time.monotonic() + seconds
+        if end > self.due.get(task, 0.0):
+            self.due[task] = end
+        await asyncio.sleep(seconds)
+
+    def take_due(self) -> float:
+        """The latest intended wake-up of the current task since this was last asked."""
+        return self.due.pop(asyncio.current_task(), 0.0)
+
+
+@dataclass(slots=True)
+class Call:
+    at: float
+    kind: str  # "send" | "edit"
+    chat: str
+    message_id: str
+    chars: int
+    final: bool
+    ready: float  # when the call became due (see the module docstring)
+    carried_arrival: float  # arrival of the newest chunk the text carries (0: unknown)
+
+
+@dataclass
+class Recorder:
+    """Every call of every channel, in order."""
+
+    limits: Limits
+    clock: TracingClock
+    calls: list[Call] = field(default_factory=list)
+    _ids: int = 0
+
+    def next_id(self) -> str:
+        self._ids += 1
+        return str(self._ids)
+
+
+class Arrivals:
+    """When the reply's text reached each length (one entry per appended chunk)."""
+
+    __slots__ = ("lengths", "times")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.lengths: list[int] = []
+
+    def add(self, length: int) -> None:
+        self.times.append(time.monotonic())
+        self.lengths.append(length)
+
+    def arrival_of(self, length: int) -> float:
+        """When the text first reached `length` characters (0.0 when no chunk did)."""
+        index = bisect.bisect_left(self.lengths, length)
+        if index >= len(self.times):
+            return self.times[-1] if self.times else 0.0
+        return self.times[index]
+
+
+class RecordingChannel:
+    """A `ReplyChannel` for one answer: records calls, never refuses one."""
+
+    def __init__(self, recorder: Recorder, chat: str, arrivals: Arrivals, indicator: str) -> None:
+        self.max_chars = recorder.limits.max_chars - len(indicator)
+        self._recorder = recorder
+        self._chat = chat
+        self._arrivals = arrivals
+        self._indicator = indicator
+
+    def measure(self, text: str) -> int:
+        return len(text)
+
+    def _record(self, kind: str, message_id: str, text: str, final: bool) -> None:
+        now = time.monotonic()
+        body = text if final else text.removesuffix(self._indicator)
+        # The bench's answers fit one message: its text is the answer so far, so its length
+        # names the newest chunk it carries.
+        carried = self._arrivals.arrival_of(len(body))
+        due = self._recorder.clock.take_due()
+        self._recorder.calls.append(
+            Call(now, kind, self._chat, message_id, len(text), final, max(carried, due), carried)
+        )
+
+    async def send(self, text: str, *, final: bool) -> MessageRef:
+        message_id = self._recorder.next_id()
+        self._record("send", message_id, text, final)
+        return MessageRef(self._chat, message_id)
+
+    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+        self._record("edit", ref.message_id, text, final)
+
+
+def would_be_429s(calls: list[Call], limits: Limits) -> dict[str, int]:
+    """Calls a platform enforcing `limits` would refuse (refused calls use no allowance)."""
+    ordered = sorted(calls, key=lambda c: c.at)
+    overall: deque[float] = deque()
+    per_chat: dict[str, deque[float]] = {}
+    last_on_message: dict[str, float] = {}
+    refused = {"global": 0, "chat": 0, "message_interval": 0}
+    for call in ordered:
+        while overall and overall[0] <= call.at - limits.global_window_s + TOLERANCE_S:
+            overall.popleft()
+        if len(overall) >= limits.global_calls:
+            refused["global"] += 1
+            continue
+        if limits.chat_calls is not None:
+            window = per_chat.setdefault(call.chat, deque())
+            while window and window[0] <= call.at - limits.chat_window_s + TOLERANCE_S:
+                window.popleft()
+            if len(window) >= limits.chat_calls:
+                refused["chat"] += 1
+                continue
+            window.append(call.at)
+        previous = last_on_message.get(call.message_id)
+        if (
+            call.kind == "edit"
+            and previous is not None
+            and call.at - previous < limits.edit_interval_s - TOLERANCE_S
+        ):
+            refused["message_interval"] += 1
+        last_on_message[call.message_id] = call.at
+        overall.append(call.at)
+    return refused

@@ -1,0 +1,84 @@
+"""The fake Telegram Bot API (tests/fake_telegram.py) in its own process.
+
+    python -m bench.telegram_server [--users N]
+
+Prints `READY <base_url> <token>`, then `GETUPDATES <time.monotonic()>` when the first long
+poll arrives (monotonic time is system-wide on Linux, so the parent can compare). With `--users`,
+N private chats each send one message as soon as the bot polls; when all N have a final answer
+it prints `DONE <json stats>`. Runs until stdin closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from tests.fake_telegram import FakeTelegram
+
+
+class BenchTelegram(FakeTelegram):
+    def __init__(self, users: int, question: str) -> None:
+        super().__init__()
+        self._users = users
+        self._question = question
+        self._polled = False
+        self.first_poll_at = 0.0
+
+    async def _api_getupdates(self, params: dict[str, Any]) -> Any:
+        if not self._polled:
+            self._polled = True
+            self.first_poll_at = time.monotonic()
+            print(f"GETUPDATES {self.first_poll_at}", flush=True)
+            for i in range(self._users):
+                user = self.user(10_000 + i, f"User{i}")
+                self.user_message(self.private_chat(user), user, f"{self._question} {i}")
+        return await super()._api_getupdates(params)
+
+
+async def serve(users: int, question: str) -> None:
+    async with BenchTelegram(users, question) as fake:
+        print(f"READY {fake.base_url} {fake.token}", flush=True)
+        loop = asyncio.get_running_loop()
+        stdin_closed = loop.run_in_executor(None, sys.stdin.read)
+        if users:
+            await fake.wait_until(lambda: _finished(fake) >= users, timeout=600)
+            print("DONE " + json.dumps(stats(fake)), flush=True)
+        await stdin_closed
+
+
+def _finished(fake: FakeTelegram) -> int:
+    # A final answer carries no streaming indicator.
+    return sum(
+        1
+        for (chat, _), message in fake.messages.items()
+        if chat >= 10_000 and message["from"]["id"] == fake.bot_id
+        and not message.get("text", "").endswith("▌")
+    )  # fmt: skip
+
+
+def stats(fake: FakeTelegram) -> dict[str, Any]:
+    streamed = [c for c in fake.calls if c.method.lower() in {"sendmessage", "editmessagetext"}]
+    return {
+        "calls": [
+            (c.at, c.method, c.params.get("chat_id"), c.params.get("message_id"), c.status)
+            for c in streamed
+        ],
+        "other_calls": len(fake.calls) - len(streamed),
+        "first_poll_at": fake.first_poll_at,  # type: ignore[attr-defined]
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=0)
+    parser.add_argument("--question", default="question")
+    args = parser.parse_args()
+    asyncio.run(serve(args.users, args.question))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,9 +2,8 @@
 long poll (`getUpdates`) reaches the fake Bot API, i.e. until the bot can take turns.
 
 The command is the real CLI (`python -m core.cli run`, what the `gptsbot` script runs) with a
-fresh config and SQLite file, so imports, migrations and connections are all counted. When the
-`gptsbot.adapters` entry points are not installed (the project is run from its source tree), a
-throw-away dist-info on PYTHONPATH registers bots/telegram_adapter.py the same way.
+fresh config and SQLite file, so imports, migrations and connections are all counted. The
+adapters are the modules `core.app.ADAPTERS` names, found on PYTHONPATH from the source tree.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import sys
 import tempfile
 import threading
 import time
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,19 +28,6 @@ TIMEOUT_S = 30.0
 def _lines(stream: IO[str], into: queue.Queue[tuple[float, str]]) -> None:
     for line in stream:
         into.put((time.monotonic(), line))
-
-
-def _shim(folder: Path) -> str | None:
-    """A dist-info registering the Telegram adapter, unless entry points already exist."""
-    if any(e.name == "telegram" for e in entry_points(group="gptsbot.adapters")):
-        return None
-    info = folder / "gptsbot_bench_shim-0.dist-info"
-    info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gptsbot-bench-shim\nVersion: 0\n")
-    (info / "entry_points.txt").write_text(
-        "[gptsbot.adapters]\ntelegram = bots.telegram_adapter:create_adapter\n"
-    )
-    return str(folder)
 
 
 def start_telegram(users: int = 0) -> tuple[subprocess.Popen[str], queue.Queue[tuple[float, str]],
@@ -82,8 +67,7 @@ def bot_env(folder: Path, base_url: str, token: str, gpts_url: str, db: Path) ->
     env = dict(os.environ)
     env.update(GPTSBOT_CONFIG=str(config), TELEGRAM_BOT_TOKEN=token, GPTS_API_KEY="sk-bench")
     env.pop("DISCORD_BOT_TOKEN", None)
-    shim = _shim(folder)
-    paths = [str(ROOT), *([shim] if shim else []), env.get("PYTHONPATH", "")]
+    paths = [str(ROOT), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return env
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from core.errors import BadGptName, ConfigError
 from core.gpt_names import parse_gpt_id
+from core.i18n import LanguageSetting
 
 CONFIG_ENV = "GPTSBOT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -65,6 +66,8 @@ class StorageConfig:
 class BotConfig:
     # Appended to intermediate edits only, so readers see the answer is still coming.
     streaming_indicator: str = " ▌"
+    # The language of the bot's own lines: "auto" follows each person's app language.
+    language: LanguageSetting = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 import sys
 from typing import TextIO
 
 from core.conversation import ConversationService
 from core.errors import GptsBotError
+from core.i18n import language_for
 from core.platform import MessageRef
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
@@ -82,6 +84,9 @@ async def chat(
             print(exc, file=stderr)
             return 2
         print(f"Talking to {info.url}", file=stderr)
+    # Error lines follow the terminal's locale (LANG=zh_CN.UTF-8 → Chinese) unless configured.
+    locale = os.environ.get("LC_ALL") or os.environ.get("LANG")
+    language = language_for(locale, service.config.bot.language)
     interactive = stdin.isatty()
     if interactive:
         print(HELP, file=stderr)
@@ -101,7 +106,7 @@ async def chat(
             print(await _command(service, scope, me, text), file=stderr)
             continue
         reply = StreamingReply(TerminalChannel(stdout), edit_interval_s=0)
-        await service.answer(Turn(scope, me, text, is_private=True), reply)
+        await service.answer(Turn(scope, me, text, is_private=True, language=language), reply)
 
 
 async def _command(service: ConversationService, scope: Scope, me: Author, text: str) -> str:

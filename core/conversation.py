@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from core import i18n
 from core.config import Config
 from core.errors import GptsBotError, NoGptBound, NotAllowed, UpstreamError, user_message
 from core.gpt_names import gpt_url, model_name, parse_gpt_id
@@ -29,7 +30,6 @@ from storage.repository import MessageRecord, Repository
 logger = logging.getLogger(__name__)
 
 Status = Literal["complete", "partial", "error"]
-EMPTY_ANSWER = "⚠️ The GPT sent an empty answer. Try rephrasing."
 # On shutdown, how long a cancelled turn may take to show and store what had arrived.
 SHUTDOWN_GRACE_S = 5.0
 
@@ -143,9 +143,9 @@ class ConversationService:
             logger.exception("turn in %s failed unexpectedly", scope)
         if isinstance(error, asyncio.CancelledError):
             async with asyncio.timeout(SHUTDOWN_GRACE_S):
-                await self._conclude(conversation, reply, error, model, usage, started, first)
+                await self._conclude(conversation, reply, error, model, usage, started, first, turn)
             raise error
-        return await self._conclude(conversation, reply, error, model, usage, started, first)
+        return await self._conclude(conversation, reply, error, model, usage, started, first, turn)
 
     async def _conclude(
         self,
@@ -156,13 +156,14 @@ class ConversationService:
         usage: Usage | None,
         started: float,
         first_chunk_at: float | None,
+        turn: Turn,
     ) -> AnswerOutcome:
         """Finish the reply (with a short error line on failure) and store the answer."""
         text = reply.text
         status: Status = "complete" if error is None else ("partial" if text else "error")
-        error_line = user_message(error) if error is not None else None
+        error_line = user_message(error, turn.language) if error is not None else None
         if error is None and not text.strip():
-            status, error_line = "error", EMPTY_ANSWER
+            status, error_line = "error", i18n.EMPTY_ANSWER(turn.language)
         try:
             await reply.finish(error_line)
         finally:

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import asyncio
 
+from core import i18n
+from core.i18n import Language
+
 
 class GptsBotError(Exception):
     """Base of every error the core raises on purpose."""
@@ -40,8 +43,8 @@ GPT_NAME_FORMS = (
 
 class BadGptName(GptsBotError):
     def __init__(self, text: str) -> None:
-        shown = text if len(text) <= 60 else text[:57] + "..."
-        super().__init__(f"{shown!r} is not a GPT. Use {GPT_NAME_FORMS}.")
+        self.shown = text if len(text) <= 60 else text[:57] + "..."
+        super().__init__(f"{self.shown!r} is not a GPT. Use {GPT_NAME_FORMS}.")
         self.text = text
 
 
@@ -90,28 +93,35 @@ class StreamInterrupted(UpstreamError):
     pass
 
 
-def user_message(exc: BaseException) -> str:
+def user_message(exc: BaseException, language: Language = "en") -> str:
     """One short sentence for the person who asked; never a stack trace or a secret."""
     match exc:
         case AuthError():
-            return "⚠️ The GPTs endpoint refused the API key. The bot's operator needs to check it."
+            text = i18n.AUTH_FAILED
         case GptNotFound():
-            return "⚠️ The GPT was not found. Check the binding with /gpt info."
+            text = i18n.GPT_NOT_FOUND
         case RateLimited(retry_after=float() | int() as seconds):
-            return f"⚠️ Rate limited by the GPTs endpoint. Try again in {max(1, round(seconds))} s."
+            return i18n.RATE_LIMITED_FOR(language, seconds=max(1, round(seconds)))
         case RateLimited():
-            return "⚠️ Rate limited by the GPTs endpoint. Try again in a minute."
+            text = i18n.RATE_LIMITED
         case UpstreamTimeout(phase="first chunk"):
-            return "⚠️ The GPT is taking too long to answer. Try again."
+            text = i18n.TOO_SLOW
         case UpstreamTimeout():
-            return "⚠️ The GPT stopped answering in time. Try again."
+            text = i18n.STALLED
         case StreamInterrupted():
-            return "⚠️ The answer was cut off by the GPTs endpoint. Try again."
+            text = i18n.CUT_OFF
         case UpstreamError(message=message):
-            return f"⚠️ The GPTs endpoint failed: {message}"
+            return i18n.UPSTREAM_FAILED(language, message=message)
+        case BadGptName(shown=shown):
+            return i18n.BAD_GPT_NAME(language, text=shown)
+        case NoGptBound():
+            text = i18n.NO_GPT_BOUND
+        case NotAllowed():
+            text = i18n.NOT_ADMIN
         case GptsBotError():
             return f"⚠️ {exc}"
         case asyncio.CancelledError():
-            return "⚠️ The bot is restarting; this answer stopped here. Ask again in a moment."
+            text = i18n.RESTARTING
         case _:
-            return "⚠️ Something went wrong on our side. Please try again."
+            text = i18n.APOLOGY
+    return text(language)

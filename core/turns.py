@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.i18n import Language
+
 
 @dataclass(frozen=True, slots=True)
 class Scope:
@@ -37,10 +39,12 @@ class Author:
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One user message for the GPT. `is_private`: a one-to-one chat with the bot."""
+    """One user message for the GPT. `is_private`: a one-to-one chat with the bot.
+    `language`: what the bot's own lines (errors, notices) are written in."""
 
     scope: Scope
     author: Author
     text: str
     is_private: bool
     message_id: str | None = None
+    language: Language = "en"

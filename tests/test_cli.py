@@ -33,7 +33,8 @@ def environment(tmp_path: Path, fake: FakeGpts | None, **extra: str) -> dict[str
         f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "chat.db"}"\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
-    env |= {"GPTSBOT_CONFIG": str(config), "GPTS_API_KEY": API_KEY, "USER": "alice"}
+    env = {k: v for k, v in env.items() if not k.startswith("LC_")}
+    env |= {"GPTSBOT_CONFIG": str(config), "GPTS_API_KEY": API_KEY, "USER": "alice", "LANG": "C"}
     return env | extra
 
 
@@ -106,7 +107,11 @@ async def test_chat_shows_a_short_error_and_keeps_going(
     fake_gpts.enqueue(Fail(404, {"error": {"message": "no such model", "code": "model_not_found"}}))
     env = environment(tmp_path, fake_gpts)
     result = await gptsbot("chat", "--gpt", "g-B3hgivKK9", env=env, stdin="one\ntwo\n")
-    assert result.out == ("⚠️ The GPT was not found. Check the binding with /gpt info.\necho: two\n")
+    assert result.out == "⚠️ The GPT was not found. Check the binding with /gpt info.\necho: two\n"
+    fake_gpts.enqueue(Fail(404, {"error": {"message": "no such model", "code": "model_not_found"}}))
+    env["LANG"] = "zh_CN.UTF-8"
+    chinese = await gptsbot("chat", env=env, stdin="三\n")
+    assert chinese.out == "⚠️ 找不到这个 GPT。请用 /gpt info 检查绑定。\n"
 
 
 @pytest.mark.asyncio

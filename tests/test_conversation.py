@@ -250,3 +250,13 @@ async def test_shutdown_mid_answer_shows_and_stores_what_arrived(bot: Bot) -> No
         "Ask again in a moment."
     ]
     assert (await stored(bot.app, DM))[-1] == ("assistant", "Once upon a time", "partial")
+
+
+@pytest.mark.asyncio
+async def test_the_error_line_is_in_the_askers_language(bot: Bot) -> None:
+    bot.fake.enqueue(Fail(429, {"error": "slow down"}, headers={"Retry-After": "120"}))
+    channel = RecordingChannel(FakeClock())
+    reply = StreamingReply(channel, edit_interval_s=0)
+    turn = Turn(DM, ALICE, "你好", is_private=True, language="zh")
+    await bot.app.service.answer(turn, reply)
+    assert channel.visible() == ["⚠️ GPTs 接口限流中，请 120 秒后再试。"]

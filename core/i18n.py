@@ -1,0 +1,95 @@
+"""The languages the bot speaks to people: English and Simplified Chinese.
+
+Each user-facing sentence is a `Text` holding both versions; the language is chosen per person
+from the locale their platform reports (Telegram's `language_code`, Discord's interaction locale),
+unless `[bot] language` fixes one. Adapters keep their own sentences next to their code, as
+`Text` constants too, so one look shows every version of a sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Language = Literal["en", "zh"]
+LanguageSetting = Literal["auto", "en", "zh"]
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    en: str
+    zh: str
+
+    def __call__(self, language: Language, /, **values: object) -> str:
+        template = self.zh if language == "zh" else self.en
+        return template.format(**values) if values else template
+
+
+def language_for(locale: str | None, setting: LanguageSetting = "auto") -> Language:
+    """The language to answer in: the configured one, or the person's (Chinese for any `zh*`
+    locale: zh, zh-CN, zh-hans, zh-TW), English when the platform says nothing."""
+    if setting != "auto":
+        return setting
+    return "zh" if locale and locale.lower().startswith("zh") else "en"
+
+
+# --- what the core says ------------------------------------------------------------------------
+
+AUTH_FAILED = Text(
+    "⚠️ The GPTs endpoint refused the API key. The bot's operator needs to check it.",
+    "⚠️ GPTs 接口拒绝了 API 密钥，请联系机器人管理员检查。",
+)
+GPT_NOT_FOUND = Text(
+    "⚠️ The GPT was not found. Check the binding with /gpt info.",
+    "⚠️ 找不到这个 GPT。请用 /gpt info 检查绑定。",
+)
+RATE_LIMITED_FOR = Text(
+    "⚠️ Rate limited by the GPTs endpoint. Try again in {seconds} s.",
+    "⚠️ GPTs 接口限流中，请 {seconds} 秒后再试。",
+)
+RATE_LIMITED = Text(
+    "⚠️ Rate limited by the GPTs endpoint. Try again in a minute.",
+    "⚠️ GPTs 接口限流中，请稍等一分钟再试。",
+)
+TOO_SLOW = Text(
+    "⚠️ The GPT is taking too long to answer. Try again.",
+    "⚠️ GPT 响应超时，请重试。",
+)
+STALLED = Text(
+    "⚠️ The GPT stopped answering in time. Try again.",
+    "⚠️ GPT 回答中途停止响应，请重试。",
+)
+CUT_OFF = Text(
+    "⚠️ The answer was cut off by the GPTs endpoint. Try again.",
+    "⚠️ 回答被 GPTs 接口中断，请重试。",
+)
+UPSTREAM_FAILED = Text(
+    "⚠️ The GPTs endpoint failed: {message}",
+    "⚠️ GPTs 接口出错：{message}",
+)
+RESTARTING = Text(
+    "⚠️ The bot is restarting; this answer stopped here. Ask again in a moment.",
+    "⚠️ 机器人正在重启，回答到此中断，请稍后再问。",
+)
+APOLOGY = Text(
+    "⚠️ Something went wrong on our side. Please try again.",
+    "⚠️ 机器人出了点问题，请重试。",
+)
+EMPTY_ANSWER = Text(
+    "⚠️ The GPT sent an empty answer. Try rephrasing.",
+    "⚠️ GPT 返回了空回答，请换个说法再试。",
+)
+NO_GPT_BOUND = Text(
+    "⚠️ No GPT answers here yet. An admin can bind one with /gpt bind <GPT link or id>.",
+    "⚠️ 这里还没有绑定 GPT。管理员可以用 /gpt bind <GPT 链接或 id> 绑定一个。",
+)
+NOT_ADMIN = Text(
+    "⛔ Only admins of this chat can change its GPT.",
+    "⛔ 只有本群管理员可以更换 GPT。",
+)
+BAD_GPT_NAME = Text(
+    "⚠️ {text!r} is not a GPT. Use a GPT id (g-B3hgivKK9), a model name "
+    "(gpt-4-gizmo-g-B3hgivKK9) or a GPT link (https://chatgpt.com/g/g-B3hgivKK9-write-for-me).",
+    "⚠️ {text!r} 不是有效的 GPT。请使用 GPT id（g-B3hgivKK9）、模型名"
+    "（gpt-4-gizmo-g-B3hgivKK9）或 GPT 链接（https://chatgpt.com/g/g-B3hgivKK9-write-for-me）。",
+)

@@ -19,7 +19,7 @@ from core.app import (
 )
 from core.config import Config, config_path, load_config
 from core.console import chat
-from core.errors import ConfigError, GptsBotError
+from core.errors import ConfigError, GptNotFound, GptsBotError
 from core.gpt_names import model_name, parse_gpt_id
 from core.gpts_client import GptsClient
 
@@ -107,6 +107,13 @@ async def _check(config: Config, args: argparse.Namespace) -> int:
     async with GptsClient(gpts) as client:
         try:
             await client.check(model)
+        except GptNotFound:
+            if gpts.default_gpt:
+                print(f"FAIL: {gpts.base_url} accepted the key, but gpts.default_gpt ({model}) "
+                      "was not found there.")  # fmt: skip
+                return 1
+            print(f"OK: {gpts.base_url} accepted the key.")
+            return 0
         except GptsBotError as exc:
             print(f"FAIL: {gpts.base_url}: {exc}")
             return 1

@@ -142,6 +142,11 @@ async def test_check_says_whether_the_key_works(fake_gpts: FakeGpts, tmp_path: P
     refused = await gptsbot("check", env=env)
     assert refused.code == 1 and refused.out.startswith("FAIL: ")
     assert API_KEY not in refused.out + refused.err
+    missing = {"error": {"message": "model not found", "code": "model_not_found"}}
+    fake_gpts.enqueue(Fail(404, missing))
+    no_gpt = await gptsbot("check", env=env)
+    assert no_gpt.code == 1
+    assert "accepted the key, but gpts.default_gpt" in no_gpt.out
 
 
 @pytest.mark.asyncio

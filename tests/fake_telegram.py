@@ -333,7 +333,9 @@ class FakeTelegram:
         self.members: dict[tuple[int, int], str] = {}
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.drafts: list[Draft] = []
-        self.commands: list[dict[str, Any]] | None = None
+        self.commands: list[dict[str, Any]] | None = None  # the list for every language
+        # Each list registered, by language_code ("" for the list for every language).
+        self.commands_by_language: dict[str, list[dict[str, Any]]] = {}
         self.allowed_updates: set[str] | None = None  # None: every kind but a few rare ones
         self._topics: dict[tuple[int, int], dict[str, Any]] = {}
         self._faults: dict[str, list[_Injected]] = {}
@@ -392,10 +394,20 @@ class FakeTelegram:
 
     # --- what the test sets up ---------------------------------------------------------------
 
-    def user(self, user_id: int, first_name: str, *, username: str | None = None) -> dict[str, Any]:
+    def user(
+        self,
+        user_id: int,
+        first_name: str,
+        *,
+        username: str | None = None,
+        language_code: str | None = None,
+    ) -> dict[str, Any]:
+        """`language_code`: the user's app language as Telegram reports it ("zh-hans", "en")."""
         user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name}
         if username:
             user["username"] = username
+        if language_code:
+            user["language_code"] = language_code
         self.users[user_id] = user
         return user
 
@@ -658,7 +670,12 @@ class FakeTelegram:
             for c in commands
         ):
             raise _Refused(Fault(400, "Bad Request: BOT_COMMAND_INVALID"))
-        self.commands = commands
+        language = params.get("language_code") or ""
+        if language and not re.fullmatch(r"[a-z]{2}", language):
+            raise _Refused(Fault(400, "Bad Request: invalid language code specified"))
+        self.commands_by_language[language] = commands
+        if not language:
+            self.commands = commands
         return True
 
     async def _api_getupdates(self, params: dict[str, Any]) -> Any:

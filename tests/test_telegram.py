@@ -16,9 +16,12 @@ import pytest_asyncio
 
 from bots.telegram_adapter import TelegramAdapter, channels, create_adapter
 from bots.telegram_adapter import adapter as adapter_module
-from bots.telegram_adapter.adapter import APOLOGY, NOT_ADMIN
+from bots.telegram_adapter import text as say
+from bots.telegram_adapter.text import NOT_ADMIN
+from core import i18n
 from core.app import open_app
 from core.config import Config, parse_config
+from core.i18n import APOLOGY
 from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
 from tests.fake_telegram import Call, FakeTelegram, Fault
 
@@ -34,9 +37,17 @@ async def tg() -> AsyncIterator[FakeTelegram]:
         yield fake
 
 
-def make_config(tmp_path: Path, tg: FakeTelegram, gpts: FakeGpts, **telegram: Any) -> Config:
+def make_config(
+    tmp_path: Path,
+    tg: FakeTelegram,
+    gpts: FakeGpts,
+    *,
+    bot: dict[str, Any] | None = None,
+    **telegram: Any,
+) -> Config:
     return parse_config(
         {
+            "bot": bot or {},
             "gpts": {
                 "base_url": gpts.base_url,
                 "api_key": "sk-test",
@@ -419,7 +430,7 @@ async def test_binding_needs_an_admin_at_command_time(
         await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
         return str(answer_to(tg, asked)[0]["text"])
 
-    assert await command(bob, "/gpt bind g-BobsGpt01") == NOT_ADMIN
+    assert await command(bob, "/gpt bind g-BobsGpt01") == NOT_ADMIN("en")
     assert DEFAULT_GPT in await command(bob, "/gpt info")
     assert "Usage" in await command(ann, f"/gpt@{tg.username} bind")
     assert "is not a GPT" in await command(ann, "/gpt bind not-a-gpt")
@@ -437,7 +448,7 @@ async def test_binding_needs_an_admin_at_command_time(
     # Admin rights are asked at each command: Ann lost hers, Bob became the creator.
     tg.set_member(group, ann, "member")
     tg.set_member(group, bob, "creator")
-    assert await command(ann, "/gpt unbind") == NOT_ADMIN
+    assert await command(ann, "/gpt unbind") == NOT_ADMIN("en")
     assert (await command(bob, "/gpt bind g-BobsGpt01")).startswith("✅ Bound g-BobsGpt01")
     member_checks = tg.calls_to("getChatMember")
     assert len(member_checks) == 5  # every bind/unbind with a GPT asked anew
@@ -451,7 +462,7 @@ async def test_binding_needs_an_admin_at_command_time(
     assert fake_gpts.requests[-1].model == "gpt-4-gizmo-g-AnonGpt01"
     # A channel posting in the group is not an admin.
     channel = {"id": -1009, "type": "channel", "title": "Some channel"}
-    assert await command(None, "/gpt bind g-ChanGpt01", sender_chat=channel) == NOT_ADMIN
+    assert await command(None, "/gpt bind g-ChanGpt01", sender_chat=channel) == NOT_ADMIN("en")
 
 
 @pytest.mark.asyncio
@@ -468,6 +479,106 @@ async def test_commands_registered_and_help(
     assert f"@{tg.username}" in text and "/gpt bind" in text and DEFAULT_GPT in text
     assert tg.calls_to("getMe") and tg.calls_to("deleteWebhook")
     assert tg.allowed_updates == {"message"}
+
+
+# --- languages -----------------------------------------------------------------------------
+
+
+async def reply_text(tg: FakeTelegram, asked: dict[str, Any]) -> str:
+    """The bot's one-message reply to `asked`, once it has settled (errors follow text)."""
+    await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
+    await asyncio.sleep(INTERVAL_S)
+    (message,) = answer_to(tg, asked)
+    return str(message["text"])
+
+
+@pytest.mark.asyncio
+async def test_command_menu_is_registered_in_english_and_chinese(
+    bot: TelegramAdapter, tg: FakeTelegram
+) -> None:
+    calls = tg.calls_to("setMyCommands", ok=True)
+    assert [c.params.get("language_code") for c in calls] == [None, "zh"]
+    menus = tg.commands_by_language
+    assert set(menus) == {"", "zh"}
+    assert [c["command"] for c in menus[""]] == [c["command"] for c in menus["zh"]]
+    descriptions = {c["command"]: c["description"] for c in menus["zh"]}
+    assert descriptions["reset"] == "开始新对话"
+    assert descriptions["chat"] == "向 GPT 提问：/chat <问题>"
+    assert menus[""] == tg.commands
+    assert {c["command"]: c["description"] for c in menus[""]}["reset"] == (
+        "Start a new conversation"
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_chinese_app_gets_chinese_lines(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    li = tg.user(20, "Li", language_code="zh-hans")
+    wang = tg.user(21, "Wang", language_code="zh")
+    ann = tg.user(10, "Ann", language_code="en")
+    dm = tg.private_chat(li)
+
+    # The core's error line after the endpoint refused the key; the GPT was asked as usual.
+    fake_gpts.enqueue(Fail(401, {"error": {"message": "Incorrect API key: sk-test"}}))
+    error = await reply_text(tg, tg.user_message(dm, li, "你好"))
+    assert error == i18n.AUTH_FAILED("zh")
+    assert fake_gpts.requests[-1].messages[-1] == {"role": "user", "content": "你好"}
+
+    help_text = await reply_text(tg, tg.user_message(dm, li, "/help"))
+    assert help_text.startswith("我把你的消息转给一个 ChatGPT GPT")
+    assert f"这里由 {DEFAULT_GPT} 回答" in help_text and "/reset — 开始新对话" in help_text
+    info = await reply_text(tg, tg.user_message(dm, li, "/gpt info"))
+    assert f"模型：gpt-4-gizmo-{DEFAULT_GPT}" in info and "默认 GPT" in info
+    assert await reply_text(tg, tg.user_message(dm, li, "/chat")) == "用法：/chat <你的问题>"
+    assert (await reply_text(tg, tg.user_message(dm, li, "/gpt bind g-LisGpt001"))).startswith(
+        "✅ 已在这里绑定 g-LisGpt001。"
+    )
+
+    # In a group each person is answered in their own language.
+    group = tg.group(-1010, "团队")
+    tg.set_member(group, wang, "administrator")
+    assert await reply_text(tg, tg.user_message(group, li, "/gpt bind g-LisGpt001")) == (
+        NOT_ADMIN("zh")
+    )
+    assert await reply_text(tg, tg.user_message(group, ann, "/gpt bind g-AnnsGpt01")) == (
+        NOT_ADMIN("en")
+    )
+    refused = await reply_text(tg, tg.user_message(group, wang, "/gpt bind not-a-gpt"))
+    assert refused == f"{i18n.BAD_GPT_NAME('zh', text='not-a-gpt')}\n{say.GPT_USAGE('zh')}"
+    await reply_text(tg, tg.user_message(group, wang, "/gpt bind g-WangsGpt1"))
+    info = await reply_text(tg, tg.user_message(group, li, "/gpt info"))
+    assert "已由 Wang 于 " in info and info.endswith(" UTC 绑定。")
+    mention = await reply_text(tg, tg.user_message(group, li, f"@{tg.username}"))
+    assert mention == say.EMPTY_MENTION("zh", username=tg.username)
+
+    # An anonymous admin has no app language: Chinese text is answered in Chinese.
+    anonymous = await reply_text(
+        tg, tg.user_message(group, None, "/gpt bind 我的GPT", sender_chat=group)
+    )
+    assert anonymous.startswith("⚠️ '我的GPT' 不是有效的 GPT。")
+    anonymous = await reply_text(tg, tg.user_message(group, None, "/gpt", sender_chat=group))
+    assert "Bound by Wang on " in anonymous
+
+
+@pytest.mark.asyncio
+async def test_a_fixed_language_wins_over_the_app_language(
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    li = tg.user(20, "Li", language_code="zh-hans")
+    dm = tg.private_chat(li)
+    group = tg.group(-1011, "团队")
+    fake_gpts.enqueue(Fail(401, {"error": {"message": "Incorrect API key: sk-test"}}))
+    async with running(make_config(tmp_path, tg, fake_gpts, bot={"language": "en"})):
+        assert await reply_text(tg, tg.user_message(dm, li, "你好")) == i18n.AUTH_FAILED("en")
+        help_text = await reply_text(tg, tg.user_message(dm, li, "/help"))
+        assert help_text.startswith("I pass your messages to a ChatGPT GPT")
+        assert await reply_text(tg, tg.user_message(group, li, "/gpt bind g-LisGpt001")) == (
+            NOT_ADMIN("en")
+        )
+    # Both menus are English, replacing a Chinese one an earlier run may have left.
+    menus = tg.commands_by_language
+    assert set(menus) == {"", "zh"} and menus["zh"] == menus[""]
 
 
 # --- restarts -------------------------------------------------------------------------------
@@ -624,7 +735,7 @@ async def test_unexpected_failure_gets_a_short_apology(
     async with running(make_config(tmp_path, tg, fake_gpts), raise_errors=False) as adapter:
         asked = tg.user_message(group, ann, "/gpt bind g-AnnsGpt01")
         await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
-        assert answer_to(tg, asked)[0]["text"] == APOLOGY
+        assert answer_to(tg, asked)[0]["text"] == APOLOGY("en")
         assert len(adapter.failures) == 1
         # The next update is handled normally.
         info = tg.user_message(group, ann, "/gpt info")

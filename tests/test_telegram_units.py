@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import string
 from datetime import datetime
 
 import pytest
 from telegram import MessageEntity, User
 
+from bots.telegram_adapter import text as say
 from bots.telegram_adapter.adapter import _describe
 from bots.telegram_adapter.text import (
     MAX_TEXT_UNITS,
     Command,
     bot_mentions,
+    has_chinese,
     parse_command,
     render_markdown,
     utf16_slice,
     without_spans,
 )
 from core.conversation import BindingInfo
+from core.i18n import Text
 from core.turns import Scope
 
 BOT = "gpts_test_bot"
@@ -100,13 +104,58 @@ def test_describe_binding() -> None:
     own = BindingInfo(
         "g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9", Scope("telegram", "-1"), "Ann", when, False
     )
-    text = _describe(own)
+    text = _describe(own, "en")
     assert "g-B3hgivKK9" in text and "https://chatgpt.com/g/g-B3hgivKK9" in text
     assert "Bound by Ann on 2025-01-02 10:30 UTC." in text
     inherited = BindingInfo(
         "g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9", Scope("telegram", "-1"), "Ann", when, True
     )
-    assert "Inherited from the group's binding by Ann" in _describe(inherited)
+    assert "Inherited from the group's binding by Ann" in _describe(inherited, "en")
     default = BindingInfo("g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9", None, None, None, False)
-    assert "default GPT" in _describe(default)
-    assert "/gpt bind" in _describe(None)
+    assert "default GPT" in _describe(default, "en")
+    assert "/gpt bind" in _describe(None, "en")
+
+
+def test_describe_binding_in_chinese() -> None:
+    when = datetime(2025, 1, 2, 10, 30)
+    gpt, model = "g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9"
+    own = BindingInfo(gpt, model, Scope("telegram", "-1"), "Ann", when, False)
+    assert _describe(own, "zh").splitlines() == [
+        "🤖 GPT: g-B3hgivKK9",
+        "🔗 https://chatgpt.com/g/g-B3hgivKK9",
+        "模型：gpt-4-gizmo-g-B3hgivKK9",
+        "已由 Ann 于 2025-01-02 10:30 UTC 绑定。",
+    ]
+    unknown = BindingInfo(gpt, model, Scope("telegram", "-1"), None, None, False)
+    assert _describe(unknown, "zh").endswith("\n已绑定。")
+    inherited = BindingInfo(gpt, model, Scope("telegram", "-1"), "Ann", when, True)
+    assert _describe(inherited, "zh").endswith(
+        "\n沿用群里由 Ann 于 2025-01-02 10:30 UTC 设置的绑定。"
+    )
+    default = BindingInfo(gpt, model, None, None, None, False)
+    assert _describe(default, "zh").endswith("\n这是机器人的默认 GPT（这里没有绑定）。")
+    assert _describe(None, "zh").startswith("这里还没有绑定 GPT。")
+
+
+def test_every_adapter_sentence_has_both_languages_with_the_same_placeholders() -> None:
+    texts = [value for value in vars(say).values() if isinstance(value, Text)]
+    texts += [description for _, description in say.COMMANDS]
+    assert len(texts) > 25
+    for text in texts:
+        assert text.en and text.zh and text.en != text.zh, text
+        assert sorted(_fields(text.en)) == sorted(_fields(text.zh)), text
+
+
+def _fields(template: str) -> list[str]:
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+def test_command_menu_fits_telegram() -> None:
+    for name, description in say.COMMANDS:
+        assert name.islower() and len(name) <= 32
+        assert all(1 <= len(d) <= 256 for d in (description.en, description.zh))
+
+
+def test_chinese_text_is_recognised() -> None:
+    assert has_chinese("/gpt bind 我的GPT") and has_chinese("繁體也算")
+    assert not has_chinese("/gpt bind g-B3hgivKK9") and not has_chinese("こんにちは")

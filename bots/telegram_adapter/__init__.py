@@ -18,6 +18,12 @@ Flood control: the core's budgets pace streamed sends and edits (one bot-wide 30
 sits underneath as a safety net for every call and retries other calls after a 429; streamed calls
 get one attempt, so a 429 reaches the core's StreamingReply, which waits `retry_after` and slows
 that message.
+
+Language: each message is answered in its sender's app language (`from_user.language_code`, any
+`zh*` → Simplified Chinese, else English); a message posted as a chat (anonymous admins,
+channels) has no person behind it, so Chinese text gets Chinese. `[bot] language` fixes one for
+all. The command menu is registered twice, for every app and for Chinese apps. The sentences live
+in text.py.
 """
 
 import os

@@ -19,6 +19,7 @@ from telegram.ext import (
     filters,
 )
 
+from bots.telegram_adapter import text as say
 from bots.telegram_adapter.channels import (
     DraftChannel,
     MessageChannel,
@@ -26,10 +27,18 @@ from bots.telegram_adapter.channels import (
     Target,
     keep_typing,
 )
-from bots.telegram_adapter.text import Command, bot_mentions, parse_command, without_spans
+from bots.telegram_adapter.text import (
+    Command,
+    bot_mentions,
+    has_chinese,
+    parse_command,
+    without_spans,
+)
+from core import i18n
 from core.config import Config
 from core.conversation import BindingInfo, ConversationService
 from core.errors import BadGptName, NotAllowed, user_message
+from core.i18n import Language, language_for
 from core.pacing import KeyedBudgets, RateBudget
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
@@ -44,20 +53,6 @@ POOL_TIMEOUT_S = 30.0
 RATE_LIMIT_RETRIES = 3  # for calls outside a streamed answer (commands, typing, lookups)
 SHUTDOWN_GRACE_S = 10.0
 TOKEN_LOGGERS = ("telegram.Bot", "telegram.ext.ExtBot", "httpx")
-
-COMMANDS = (
-    ("help", "What this bot does and which GPT answers here"),
-    ("chat", "Ask the GPT: /chat <question>"),
-    ("gpt", "Show the GPT, or /gpt bind <link or id> · /gpt unbind"),
-    ("reset", "Start a new conversation"),
-    ("start", "Start talking to the GPT"),
-)
-GPT_USAGE = "Usage: /gpt bind <GPT link or id> · /gpt unbind · /gpt info"
-CHAT_USAGE = "Usage: /chat <your question>"
-NOT_ADMIN = "⛔ Only this group's creator or administrators can change its GPT."
-EMPTY_MENTION = "Ask me something after the mention, e.g. @{username} what can you do?"
-RESET_DONE = "🧹 Started a new conversation. Earlier messages are forgotten."
-APOLOGY = "⚠️ Something went wrong on our side. Please try again."
 
 
 class _RedactToken(logging.Filter):
@@ -134,7 +129,7 @@ class TelegramAdapter:
         application = self.build_application()
         async with application:
             bot = application.bot
-            await bot.set_my_commands([BotCommand(name, text) for name, text in COMMANDS])
+            await self._register_commands(bot)
             updater = application.updater
             assert updater is not None
             await updater.start_polling(timeout=POLL_TIMEOUT_S, allowed_updates=["message"])
@@ -150,6 +145,29 @@ class TelegramAdapter:
                 await self._drain_answers()
                 logger.info("Telegram bot @%s stopped", bot.username)
 
+    async def _register_commands(self, bot: ExtBot[Any]) -> None:
+        """The command menu for everyone, and again for Chinese apps (Telegram picks the list by
+        the app's language). A fixed `[bot] language` writes both lists in that language, which
+        also replaces a Chinese list an earlier run registered."""
+        setting = self.config.bot.language
+        for language, code in (
+            (language_for(None, setting), None),
+            (language_for("zh", setting), "zh"),
+        ):
+            commands = [BotCommand(name, text(language)) for name, text in say.COMMANDS]
+            await bot.set_my_commands(commands, language_code=code)
+
+    def _language(self, message: Message) -> Language:
+        """The language to speak to the sender in: their Telegram app's language; for a message
+        posted as a chat (anonymous admins, channels), which carries no person's locale, Chinese
+        when the text is written in Chinese. `[bot] language` overrides both."""
+        user = message.from_user
+        if message.sender_chat is None and user is not None:
+            locale = user.language_code
+        else:
+            locale = "zh" if has_chinese(message.text or "") else None
+        return language_for(locale, self.config.bot.language)
+
     async def _drain_answers(self) -> None:
         if not self._answers:
             return
@@ -164,22 +182,25 @@ class TelegramAdapter:
         message = update.message
         if message is None:
             return
+        language = self._language(message)
         try:
-            await self._handle(message, context.bot)
+            await self._handle(message, context.bot, language)
         except Exception as exc:
-            await self._failed(exc, message, context.bot)
+            await self._failed(exc, message, context.bot, language)
             if self.raise_errors:
                 raise
 
-    async def _failed(self, exc: Exception, message: Message, bot: ExtBot[Any]) -> None:
+    async def _failed(
+        self, exc: Exception, message: Message, bot: ExtBot[Any], language: Language
+    ) -> None:
         """Log an unexpected error and apologise in one short line (tests: record it instead)."""
         self.failures.append(exc)
         logger.exception("handling message %s in chat %s failed", message.id, message.chat.id)
         if not self.raise_errors:
             with contextlib.suppress(TelegramError):
-                await self._say(bot, message, APOLOGY)
+                await self._say(bot, message, i18n.APOLOGY(language))
 
-    async def _handle(self, message: Message, bot: ExtBot[Any]) -> None:
+    async def _handle(self, message: Message, bot: ExtBot[Any], language: Language) -> None:
         chat = message.chat
         allowed = self.config.telegram.allowed_chat_ids
         if (allowed and chat.id not in allowed) or message.text is None:
@@ -189,51 +210,58 @@ class TelegramAdapter:
         scope = _scope(message)
         command = parse_command(text, message.entities, bot.username)
         if command is not None:
-            await self._command(command, message, scope, bot)
+            await self._command(command, message, scope, bot, language)
             return
         if not is_private:
             spans = bot_mentions(text, message.entities, bot.username, bot.id)
             if spans:
                 text = without_spans(text, spans)
                 if not text:
-                    await self._say(bot, message, EMPTY_MENTION.format(username=bot.username))
+                    await self._say(
+                        bot, message, say.EMPTY_MENTION(language, username=bot.username)
+                    )
                     return
             elif not _is_reply_to(message, bot.id):
                 return  # not addressed to the bot
-        self._start_answer(message, scope, text, bot)
+        self._start_answer(message, scope, text, bot, language)
 
     # --- commands -----------------------------------------------------------------------------
 
     async def _command(
-        self, command: Command, message: Message, scope: Scope, bot: ExtBot[Any]
+        self,
+        command: Command,
+        message: Message,
+        scope: Scope,
+        bot: ExtBot[Any],
+        language: Language,
     ) -> None:
         is_private = message.chat.type == ChatType.PRIVATE
         match command.name:
             case "start" | "help":
-                await self._say(bot, message, await self._help(message, scope, bot))
+                await self._say(bot, message, await self._help(message, scope, bot, language))
             case "reset":
                 await self.service.reset(scope)
-                await self._say(bot, message, RESET_DONE)
+                await self._say(bot, message, say.RESET_DONE(language))
             case "chat":
                 if not command.args:
-                    await self._say(bot, message, CHAT_USAGE)
+                    await self._say(bot, message, say.CHAT_USAGE(language))
                 else:
-                    self._start_answer(message, scope, command.args, bot)
+                    self._start_answer(message, scope, command.args, bot, language)
             case "gpt":
-                await self._gpt_command(command.args, message, scope, bot)
+                await self._gpt_command(command.args, message, scope, bot, language)
             case _ if is_private:
-                await self._say(bot, message, f"Unknown command /{command.name}. Try /help.")
+                await self._say(bot, message, say.UNKNOWN_COMMAND(language, name=command.name))
             case _:
                 pass  # in groups, other bots' commands are none of our business
 
     async def _gpt_command(
-        self, args: str, message: Message, scope: Scope, bot: ExtBot[Any]
+        self, args: str, message: Message, scope: Scope, bot: ExtBot[Any], language: Language
     ) -> None:
         action, _, rest = args.partition(" ")
         action, rest = action.lower(), rest.strip()
         is_private = message.chat.type == ChatType.PRIVATE
         if action in {"", "info"} and not rest:
-            await self._say(bot, message, _describe(await self.service.binding(scope)))
+            await self._say(bot, message, _describe(await self.service.binding(scope), language))
         elif action == "bind" and rest:
             author = await self._author(message, bot, check_admin=True)
             try:
@@ -245,49 +273,52 @@ class TelegramAdapter:
                     group_id=None if is_private else str(message.chat.id),
                 )
             except NotAllowed:
-                await self._say(bot, message, NOT_ADMIN)
+                await self._say(bot, message, say.NOT_ADMIN(language))
             except BadGptName as exc:
-                await self._say(bot, message, f"{user_message(exc)}\n{GPT_USAGE}")
+                usage = say.GPT_USAGE(language)
+                await self._say(bot, message, f"{user_message(exc, language)}\n{usage}")
             else:
-                await self._say(bot, message, f"✅ Bound {info.gpt_id} here.\n{info.url}")
+                bound = say.BOUND(language, gpt_id=info.gpt_id, url=info.url)
+                await self._say(bot, message, bound)
         elif action == "unbind" and not rest:
             author = await self._author(message, bot, check_admin=True)
             try:
                 removed = await self.service.unbind(scope, author, is_private=is_private)
             except NotAllowed:
-                await self._say(bot, message, NOT_ADMIN)
+                await self._say(bot, message, say.NOT_ADMIN(language))
+                return
+            if removed:
+                now = _describe(await self.service.binding(scope), language)
+                await self._say(bot, message, say.UNBOUND(language, info=now))
             else:
-                await self._say(
-                    bot,
-                    message,
-                    "✅ Unbound. " + _describe(await self.service.binding(scope))
-                    if removed
-                    else "No GPT was bound here.",
-                )
+                await self._say(bot, message, say.NOTHING_BOUND(language))
         else:
-            await self._say(bot, message, GPT_USAGE)
+            await self._say(bot, message, say.GPT_USAGE(language))
 
-    async def _help(self, message: Message, scope: Scope, bot: ExtBot[Any]) -> str:
+    async def _help(
+        self, message: Message, scope: Scope, bot: ExtBot[Any], language: Language
+    ) -> str:
         if message.chat.type == ChatType.PRIVATE:
-            how = "Just write to me: every message is a question for the GPT."
-            bind = "/gpt bind <GPT link or id> — choose the GPT that answers you"
+            how = say.HELP_HOW_PRIVATE(language)
+            bind = say.HELP_BIND_PRIVATE(language)
         else:
-            how = (
-                f"Mention me (@{bot.username}), reply to one of my messages, "
-                "or use /chat <question>."
-            )
-            bind = "/gpt bind <GPT link or id> — choose the GPT (group admins only)"
+            how = say.HELP_HOW_GROUP(language, username=bot.username)
+            bind = say.HELP_BIND_GROUP(language)
         info = await self.service.binding(scope)
-        here = f"Answering here: {info.gpt_id} — {info.url}" if info else "No GPT answers here yet."
+        here = (
+            say.HELP_HERE(language, gpt_id=info.gpt_id, url=info.url)
+            if info
+            else say.HELP_NONE_HERE(language)
+        )
         return "\n".join(
             [
-                "I pass your messages to a ChatGPT GPT and stream its answer back.",
+                say.HELP_INTRO(language),
                 how,
                 here,
                 "",
                 bind,
-                "/gpt info — which GPT answers here · /gpt unbind — remove the binding",
-                "/reset — start a new conversation",
+                say.HELP_INFO(language),
+                say.HELP_RESET(language),
             ]
         )
 
@@ -331,21 +362,25 @@ class TelegramAdapter:
             return [self._bot_budget]
         return [self._group_budgets[str(target.chat_id)], self._bot_budget]
 
-    def _start_answer(self, message: Message, scope: Scope, text: str, bot: ExtBot[Any]) -> None:
+    def _start_answer(
+        self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
+    ) -> None:
         # Not awaited: the update loop goes on while the answer streams (the core keeps turns
         # of one scope in order).
-        task = asyncio.create_task(self._answer(message, scope, text, bot))
+        task = asyncio.create_task(self._answer(message, scope, text, bot, language))
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
 
-    async def _answer(self, message: Message, scope: Scope, text: str, bot: ExtBot[Any]) -> None:
+    async def _answer(
+        self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
+    ) -> None:
         try:
-            await self._stream_answer(message, scope, text, bot)
+            await self._stream_answer(message, scope, text, bot, language)
         except Exception as exc:
-            await self._failed(exc, message, bot)
+            await self._failed(exc, message, bot, language)
 
     async def _stream_answer(
-        self, message: Message, scope: Scope, text: str, bot: ExtBot[Any]
+        self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
     ) -> None:
         telegram = self.config.telegram
         is_private = message.chat.type == ChatType.PRIVATE
@@ -362,7 +397,14 @@ class TelegramAdapter:
             channel, edit_interval_s=interval, budgets=budgets, indicator=indicator
         )
         author = await self._author(message, bot, check_admin=False)
-        turn = Turn(scope, author, text, is_private=is_private, message_id=str(message.id))
+        turn = Turn(
+            scope,
+            author,
+            text,
+            is_private=is_private,
+            message_id=str(message.id),
+            language=language,
+        )
         typing = asyncio.create_task(keep_typing(bot, target, reply.first_sent))
         try:
             await self.service.answer(turn, reply)
@@ -399,18 +441,18 @@ def _is_reply_to(message: Message, bot_id: int) -> bool:
     return replied.forum_topic_created is None and replied.id != _thread_id(message)
 
 
-def _describe(info: BindingInfo | None) -> str:
+def _describe(info: BindingInfo | None, language: Language) -> str:
     if info is None:
-        return "No GPT answers here yet. Bind one with /gpt bind <GPT link or id>."
-    lines = [f"🤖 GPT: {info.gpt_id}", f"🔗 {info.url}", f"Model: {info.model}"]
-    when = f" on {info.bound_at:%Y-%m-%d %H:%M} UTC" if info.bound_at else ""
-    by = f" by {info.bound_by_name}" if info.bound_by_name else ""
+        return say.NO_BINDING(language)
+    lines = [f"🤖 GPT: {info.gpt_id}", f"🔗 {info.url}", say.MODEL(language, model=info.model)]
+    on = say.ON(language, time=f"{info.bound_at:%Y-%m-%d %H:%M}") if info.bound_at else ""
+    by = say.BY(language, name=info.bound_by_name) if info.bound_by_name else ""
     if info.is_default:
-        lines.append("This is the bot's default GPT (nothing is bound here).")
+        lines.append(say.DEFAULT_GPT(language))
     elif info.inherited:
-        lines.append(f"Inherited from the group's binding{by}{when}.")
+        lines.append(say.INHERITED(language, by=by, on=on))
     else:
-        lines.append(f"Bound{by}{when}.")
+        lines.append(say.BOUND_HERE(language, by=by, on=on))
     return "\n".join(lines)
 
 

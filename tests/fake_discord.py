@@ -230,7 +230,7 @@ class FakeDiscord:
             "public_flags": 0,
         }
 
-    def add_guild(self, name: str = "Test Guild") -> int:
+    def add_guild(self, name: str = "Test Guild", *, preferred_locale: str = "en-US") -> int:
         guild_id = self.snowflake()
         everyone = {
             "id": str(guild_id),
@@ -263,7 +263,7 @@ class FakeDiscord:
             "guild_scheduled_events": [],
             "soundboard_sounds": [],
             "joined_at": _iso(),
-            "preferred_locale": "en-US",
+            "preferred_locale": preferred_locale,
             "premium_tier": 0,
             "system_channel_flags": 0,
             "verification_level": 0,
@@ -657,10 +657,12 @@ class FakeDiscord:
         *,
         permissions: int | None = None,
         interaction_type: int = APPLICATION_COMMAND,
+        locale: str = "en-US",
     ) -> FakeInteraction:
         """A user runs a slash command. `command` may be "gpt bind" (a subcommand); `options`
         are Discord option dicts ({"name", "type", "value"}). In a guild the member's resolved
-        `permissions` travel with the interaction (default: the member's)."""
+        `permissions` travel with the interaction (default: the member's). `locale` is the
+        language of the user's Discord client; `guild_locale` is the guild's preferred one."""
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
         name, *sub = command.split()
@@ -687,7 +689,7 @@ class FakeDiscord:
             "version": 1,
             "channel_id": str(channel_id),
             "channel": channel,
-            "locale": "en-US",
+            "locale": locale,
             "entitlements": [],
             "attachment_size_limit": 10 * 1024 * 1024,
             "app_permissions": str(MEMBER_PERMISSIONS),
@@ -700,7 +702,7 @@ class FakeDiscord:
                 member["permissions"] = str(permissions)
             payload.update(
                 guild_id=str(guild_id),
-                guild_locale="en-US",
+                guild_locale=self.guilds[guild_id]["preferred_locale"],
                 member=member,
                 context=0,
                 authorizing_integration_owners={"0": str(guild_id)},

@@ -18,10 +18,12 @@ from tests.discord_fixtures import discord  # discord.py imported with its audio
 
 # isort: split
 from bots.discord_adapter import DiscordAdapter, create_adapter
-from bots.discord_adapter.adapter import APOLOGY, NEEDS_MANAGE_CHANNELS
-from bots.discord_adapter.text import quote_prompt
+from bots.discord_adapter import text as t
+from bots.discord_adapter.text import NEEDS_MANAGE_CHANNELS, quote_prompt
+from core import i18n
 from core.app import App, open_app
 from core.config import parse_config
+from core.i18n import APOLOGY
 from core.turns import Scope
 from tests.fake_discord import (
     ADMINISTRATOR,
@@ -33,7 +35,7 @@ from tests.fake_discord import (
     FakeMessage,
     max_in_window,
 )
-from tests.fake_gpts import FakeGpts, Gate, Reply
+from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
 
 TIMEOUT = 10.0
 INTERVAL = 0.05
@@ -97,10 +99,12 @@ async def world(
     discord_config: dict[str, Any] | None = None,
     allow_message_content: bool = True,
     allow_only_own_guild: bool = False,
+    guild_locale: str = "en-US",
+    bot_config: dict[str, Any] | None = None,
     **adapter_options: Any,
 ) -> AsyncIterator[World]:
     fake = FakeDiscord(allow_message_content=allow_message_content)
-    guild_id = fake.add_guild()
+    guild_id = fake.add_guild(preferred_locale=guild_locale)
     channel_ids = [fake.add_channel(guild_id, f"c{i}") for i in range(channels)]
     thread_id = fake.add_thread(guild_id, channel_ids[0], "thread")
     member = fake.make_user("mia")
@@ -114,7 +118,7 @@ async def world(
             {
                 "gpts": {"base_url": gpts.base_url, "api_key": "k", "default_gpt": DEFAULT_GPT},
                 "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
-                "bot": {"streaming_indicator": INDICATOR},
+                "bot": {"streaming_indicator": INDICATOR, **(bot_config or {})},
                 "discord": {
                     "token": fake.token,
                     "api_base": fake.api_base,
@@ -300,7 +304,7 @@ async def test_bind_needs_manage_channels_or_administrator(
         callback = refused.callbacks[0]
         assert callback["type"] == 4
         assert callback["data"]["flags"] & EPHEMERAL_FLAG
-        assert callback["data"]["content"] == NEEDS_MANAGE_CHANNELS
+        assert callback["data"]["content"] == NEEDS_MANAGE_CHANNELS("en")
         info = await w.app.service.binding(scope)
         assert info is not None and info.is_default  # nothing changed
 
@@ -570,17 +574,22 @@ async def test_deleted_answer_gets_the_rest_as_a_new_message(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(("guild_locale", "language"), [("en-US", "en"), ("zh-CN", "zh")])
 async def test_unexpected_failure_is_logged_once_and_answered_with_an_apology(
-    tmp_path: Path, fake_gpts: FakeGpts, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    fake_gpts: FakeGpts,
+    caplog: pytest.LogCaptureFixture,
+    guild_locale: str,
+    language: i18n.Language,
 ) -> None:
     fake_gpts.enqueue(Reply("never shown", chunk_chars=100))
-    async with world(tmp_path, fake_gpts) as w:
+    async with world(tmp_path, fake_gpts, guild_locale=guild_locale) as w:
         w.adapter.reraise_unexpected = False
         forbidden = {"message": "Missing Permissions", "code": 50013}
         w.fake.fail("POST", POST_MESSAGE, times=1, status=403, body=forbidden)
         with caplog.at_level(logging.ERROR, logger="bots.discord_adapter"):
             await w.fake.user_says(w.channel_id, w.member, "hi", mention_bot=True)
-            (apology,) = await w.answered(w.channel_id, APOLOGY)
+            (apology,) = await w.answered(w.channel_id, APOLOGY(language))
         errors = [r for r in caplog.records if r.name.startswith("bots.discord_adapter")]
         assert len(errors) == 1 and errors[0].exc_info is not None
         assert "Traceback" not in apology.content
@@ -669,3 +678,143 @@ async def test_without_message_content_intent_commands_and_mentions_still_work(
             await w.answered(w.channel_id, quote_prompt("hi") + "via command" + "via mention", 2)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("message-content intent" in m and "ignored" in m for m in warnings)
+
+
+# -- language ---------------------------------------------------------------------------------
+
+UNAUTHORIZED = Fail(401, {"error": {"message": "Incorrect API key provided", "code": None}})
+
+
+def _descriptions(commands: list[dict[str, Any]]) -> dict[str, tuple[str, dict[str, str]]]:
+    """Every description the sync sent, by path ("chat", "chat prompt", "gpt bind gpt", ...)."""
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def walk(path: str, item: dict[str, Any]) -> None:
+        found[path] = (item["description"], item.get("description_localizations") or {})
+        assert not item.get("name_localizations")  # names stay as the sentences cite them
+        for child in item.get("options") or []:
+            walk(f"{path} {child['name']}", child)
+
+    for command in commands:
+        walk(command["name"], command)
+    return found
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("setting", ["auto", "en", "zh"])
+async def test_command_descriptions_are_chinese_for_chinese_clients(
+    tmp_path: Path, fake_gpts: FakeGpts, setting: str
+) -> None:
+    async with world(tmp_path, fake_gpts, bot_config={"language": setting}) as w:
+        found = _descriptions(w.fake.global_commands)
+    assert set(found) == {
+        "chat",
+        "chat prompt",
+        "reset",
+        "gpt",
+        "gpt bind",
+        "gpt bind gpt",
+        "gpt unbind",
+        "gpt info",
+    }
+    chat, localized = found["chat"]
+    if setting == "auto":
+        assert chat == t.CHAT_DESCRIPTION.en
+        assert localized == {"zh-CN": t.CHAT_DESCRIPTION.zh, "zh-TW": t.CHAT_DESCRIPTION.zh}
+        assert found["gpt bind gpt"][1]["zh-CN"] == t.BIND_GPT_DESCRIPTION.zh
+        assert found["chat prompt"][1]["zh-CN"] == t.PROMPT_DESCRIPTION.zh
+        assert all(set(loc) == {"zh-CN", "zh-TW"} for _, loc in found.values())
+        assert all(desc.isascii() for desc, _ in found.values())
+    else:  # a fixed language: the descriptions are written in it, for every client
+        assert chat == t.CHAT_DESCRIPTION(setting)  # type: ignore[arg-type]
+        assert all(loc == {} for _, loc in found.values())
+
+
+@pytest.mark.asyncio
+async def test_chinese_client_gets_chinese_command_answers(
+    tmp_path: Path, fake_gpts: FakeGpts
+) -> None:
+    fake_gpts.enqueue(UNAUTHORIZED)
+    async with world(tmp_path, fake_gpts) as w:  # an English-speaking guild
+
+        async def zh(channel_id: int, user: dict[str, Any], command: str, *args: Any) -> str:
+            call = await w.fake.slash(channel_id, user, command, *args, locale="zh-CN")
+            await w.fake.wait_for(lambda: call.callbacks, TIMEOUT)
+            return str(call.callbacks[0]["data"]["content"])
+
+        info = await zh(w.channel_id, w.member, "gpt info")
+        assert info.startswith("这里没有绑定 GPT，由默认 GPT `g-Default01`")
+        refused = await zh(w.channel_id, w.member, "gpt bind", [option("gpt", GPT_A)])
+        assert refused == NEEDS_MANAGE_CHANNELS("zh")
+        bad = await zh(w.channel_id, w.manager, "gpt bind", [option("gpt", "nope")])
+        assert bad == i18n.BAD_GPT_NAME("zh", text="nope")
+        bound = await zh(w.channel_id, w.manager, "gpt bind", [option("gpt", GPT_A)])
+        assert bound == t.BOUND_TO_CHANNEL(
+            "zh", name="max", gpt_id=GPT_A, url=f"https://chatgpt.com/g/{GPT_A}"
+        )
+        in_thread = await zh(w.thread_id, w.member, "gpt info")
+        assert in_thread.startswith(f"本子区沿用频道 <#{w.channel_id}> 的 GPT `{GPT_A}`")
+        assert "，由 max 于 <t:" in in_thread and in_thread.endswith("绑定。")
+        assert await zh(w.channel_id, w.member, "reset") == t.NEW_CONVERSATION("zh")
+
+        # Each person reads their own client's language: an English client in the same
+        # channel still gets English.
+        english = await w.fake.slash(w.channel_id, w.member, "gpt info")
+        await w.fake.wait_for(lambda: english.callbacks, TIMEOUT)
+        assert english.callbacks[0]["data"]["content"].startswith(f"The GPT `{GPT_A}`")
+
+        # The core writes its error line in the turn's language: here after a 401 upstream.
+        chat = await w.fake.slash(
+            w.channel_id, w.member, "chat", [option("prompt", "你好")], locale="zh-CN"
+        )
+        await wait_original(w, chat, quote_prompt("你好") + i18n.AUTH_FAILED("zh"))
+
+        unbound = await zh(w.channel_id, w.manager, "gpt unbind")
+        assert unbound == t.UNBOUND("zh", name="max")
+        nothing = await zh(w.channel_id, w.manager, "gpt unbind")
+        assert nothing == t.NOTHING_TO_UNBIND("zh")
+
+
+@pytest.mark.asyncio
+async def test_chinese_guild_answers_mentions_in_chinese_and_dms_in_english(
+    tmp_path: Path, fake_gpts: FakeGpts
+) -> None:
+    fake_gpts.enqueue(UNAUTHORIZED, UNAUTHORIZED)
+    async with world(tmp_path, fake_gpts, guild_locale="zh-CN") as w:
+        # A message has no author locale: the guild's preferred locale decides.
+        await w.fake.user_says(w.channel_id, w.member, "你好", mention_bot=True)
+        await w.answered(w.channel_id, i18n.AUTH_FAILED("zh"))
+        # A DM has no guild and no locale: English.
+        dm = w.fake.dm_channel(w.member)
+        await w.fake.user_says(dm, w.member, "hello")
+        await w.answered(dm, i18n.AUTH_FAILED("en"))
+
+
+@pytest.mark.asyncio
+async def test_configured_english_wins_over_a_chinese_client_and_guild(
+    tmp_path: Path, fake_gpts: FakeGpts
+) -> None:
+    fake_gpts.enqueue(UNAUTHORIZED, UNAUTHORIZED)
+    async with world(tmp_path, fake_gpts, guild_locale="zh-CN", bot_config={"language": "en"}) as w:
+        refused = await w.fake.slash(
+            w.channel_id, w.member, "gpt bind", [option("gpt", GPT_A)], locale="zh-CN"
+        )
+        await w.fake.wait_for(lambda: refused.callbacks, TIMEOUT)
+        assert refused.callbacks[0]["data"]["content"] == NEEDS_MANAGE_CHANNELS("en")
+        chat = await w.fake.slash(
+            w.channel_id, w.member, "chat", [option("prompt", "你好")], locale="zh-CN"
+        )
+        await wait_original(w, chat, quote_prompt("你好") + i18n.AUTH_FAILED("en"))
+        await w.fake.user_says(w.channel_id, w.member, "你好", mention_bot=True)
+        await w.answered(w.channel_id, quote_prompt("你好") + i18n.AUTH_FAILED("en") * 2, count=2)
+
+
+@pytest.mark.asyncio
+async def test_configured_chinese_answers_a_dm_in_chinese(
+    tmp_path: Path, fake_gpts: FakeGpts
+) -> None:
+    fake_gpts.enqueue(UNAUTHORIZED)
+    async with world(tmp_path, fake_gpts, bot_config={"language": "zh"}) as w:
+        dm = w.fake.dm_channel(w.member)
+        await w.fake.user_says(dm, w.member, "hello")
+        await w.answered(dm, i18n.AUTH_FAILED("zh"))

@@ -22,11 +22,14 @@ import discord.http
 import yarl
 from discord import app_commands
 
+from bots.discord_adapter import text as t
 from bots.discord_adapter.replies import NO_PINGS, ChannelReplies, InteractionReplies
-from bots.discord_adapter.text import quote_prompt, turn_text
+from bots.discord_adapter.text import CommandTranslator, described, quote_prompt, turn_text
+from core import i18n
 from core.config import Config
 from core.conversation import BindingInfo, ConversationService
 from core.errors import BadGptName, NotAllowed, user_message
+from core.i18n import Language, language_for
 from core.pacing import KeyedBudgets, RateBudget
 from core.platform import Clock, ReplyChannel, SystemClock
 from core.streaming import StreamingReply
@@ -50,11 +53,6 @@ MAX_RATELIMIT_WAIT_S = 30.0
 MEMBERSHIP_TTL_S = 600.0
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 
-APOLOGY = user_message(Exception())
-NOT_HERE = "⚠️ This bot is not enabled here."
-NEEDS_MANAGE_CHANNELS = (
-    "⚠️ Binding a GPT here needs the Manage Channels or Administrator permission in this channel."
-)
 BIND_PERMISSIONS = discord.Permissions(manage_channels=True)
 
 
@@ -88,7 +86,11 @@ class _Client(discord.Client):
         self.adapter._on_ready(self)
 
     async def on_message(self, message: discord.Message) -> None:
-        await self.adapter._guarded(self.adapter._on_message(self, message), message=message)
+        adapter = self.adapter
+        language = adapter._message_language(message)
+        await adapter._guarded(
+            adapter._on_message(self, message, language), language, message=message
+        )
 
 
 class DiscordAdapter:
@@ -183,6 +185,7 @@ class DiscordAdapter:
 
     async def _setup(self, client: _Client) -> None:
         self._install_commands(client.tree)
+        await client.tree.set_translator(CommandTranslator(self.config.bot.language))
         if self._synced:
             return
         dev_guild = self.settings.dev_guild_id
@@ -230,6 +233,7 @@ class DiscordAdapter:
     async def _guarded(
         self,
         work: Coroutine[Any, Any, None],
+        language: Language,
         *,
         message: discord.Message | None = None,
         interaction: discord.Interaction | None = None,
@@ -246,15 +250,16 @@ class DiscordAdapter:
             if self.reraise_unexpected:
                 raise
             logger.exception("handling a Discord %s failed", "message" if message else "command")
+            apology = i18n.APOLOGY(language)
             with contextlib.suppress(Exception):
                 if message is not None:
                     await message.channel.send(
-                        APOLOGY,
+                        apology,
                         reference=message.to_reference(fail_if_not_exists=False),
                         allowed_mentions=NO_PINGS,
                     )
                 elif interaction is not None:
-                    await self._respond(interaction, APOLOGY, ephemeral=True)
+                    await self._respond(interaction, apology, ephemeral=True)
         finally:
             if task is not None:
                 self._handlers.discard(task)
@@ -267,6 +272,19 @@ class DiscordAdapter:
             await interaction.response.send_message(
                 text, ephemeral=ephemeral, allowed_mentions=NO_PINGS
             )
+
+    # -- language ------------------------------------------------------------------------------
+
+    def _message_language(self, message: discord.Message) -> Language:
+        """A message carries no locale of its author: a guild's preferred locale stands in for
+        it; a DM has none (English unless `[bot] language` says otherwise)."""
+        guild = message.guild
+        locale = guild.preferred_locale.value if guild is not None else None
+        return language_for(locale, self.config.bot.language)
+
+    def _interaction_language(self, interaction: discord.Interaction) -> Language:
+        """A slash command carries the language of the user's Discord client."""
+        return language_for(interaction.locale.value, self.config.bot.language)
 
     # -- access ---------------------------------------------------------------------------------
 
@@ -338,7 +356,9 @@ class DiscordAdapter:
 
     # -- messages -------------------------------------------------------------------------------
 
-    async def _on_message(self, client: _Client, message: discord.Message) -> None:
+    async def _on_message(
+        self, client: _Client, message: discord.Message, language: Language
+    ) -> None:
         me = client.user
         if me is None or message.author.bot or message.webhook_id is not None:
             return
@@ -366,7 +386,7 @@ class DiscordAdapter:
             channel = await client.fetch_channel(message.channel.id)  # a thread not yet cached
         scope, is_private = self._scope(channel, message.channel.id, guild.id if guild else None)
         author = Author(str(message.author.id), message.author.display_name)
-        turn = Turn(scope, author, text, is_private, message_id=str(message.id))
+        turn = Turn(scope, author, text, is_private, message_id=str(message.id), language=language)
         target = client.get_partial_messageable(
             message.channel.id, guild_id=guild.id if guild else None
         )
@@ -398,24 +418,29 @@ class DiscordAdapter:
 
     def _install_commands(self, tree: app_commands.CommandTree[Any]) -> None:
         adapter = self
+        # The descriptions' own language; Chinese clients get theirs from `CommandTranslator`.
+        default: Language = "zh" if self.config.bot.language == "zh" else "en"
 
         def guarded(
             handler: Callable[..., Coroutine[Any, Any, None]],
         ) -> Callable[..., Coroutine[Any, Any, None]]:
             async def run(interaction: discord.Interaction, *args: Any) -> None:
+                language = adapter._interaction_language(interaction)
                 if not adapter._guild_allowed(interaction.guild_id):
-                    await adapter._respond(interaction, NOT_HERE, ephemeral=True)
+                    await adapter._respond(interaction, t.NOT_HERE(language), ephemeral=True)
                     return
-                await adapter._guarded(handler(interaction, *args), interaction=interaction)
+                await adapter._guarded(
+                    handler(interaction, language, *args), language, interaction=interaction
+                )
 
             return run
 
-        @tree.command(name="chat", description="Ask the GPT bound to this channel")
-        @app_commands.describe(prompt="What to ask")
+        @tree.command(name="chat", description=described(t.CHAT_DESCRIPTION, default))
+        @app_commands.describe(prompt=described(t.PROMPT_DESCRIPTION, default))
         async def chat(interaction: discord.Interaction, prompt: str) -> None:
             await guarded(adapter._chat)(interaction, prompt)
 
-        @tree.command(name="reset", description="Start a new conversation here")
+        @tree.command(name="reset", description=described(t.RESET_DESCRIPTION, default))
         async def reset(interaction: discord.Interaction) -> None:
             await guarded(adapter._reset)(interaction)
 
@@ -426,12 +451,12 @@ class DiscordAdapter:
         # permissions of each interaction.
         gpt = app_commands.Group(
             name="gpt",
-            description="Choose the GPT that answers here",
+            description=described(t.GPT_DESCRIPTION, default),
             default_permissions=BIND_PERMISSIONS,
         )
 
-        @gpt.command(name="bind", description="Make a GPT answer in this channel or thread")
-        @app_commands.describe(gpt="A GPT link (https://chatgpt.com/g/g-...) or id (g-...)")
+        @gpt.command(name="bind", description=described(t.BIND_DESCRIPTION, default))
+        @app_commands.describe(gpt=described(t.BIND_GPT_DESCRIPTION, default))
         async def bind(interaction: discord.Interaction, gpt: str) -> None:
             await guarded(adapter._bind)(interaction, gpt)
 
@@ -441,11 +466,11 @@ class DiscordAdapter:
         ) -> list[app_commands.Choice[str]]:
             return await adapter._bound_choices(interaction, current)
 
-        @gpt.command(name="unbind", description="Remove the GPT bound to this channel or thread")
+        @gpt.command(name="unbind", description=described(t.UNBIND_DESCRIPTION, default))
         async def unbind(interaction: discord.Interaction) -> None:
             await guarded(adapter._unbind)(interaction)
 
-        @gpt.command(name="info", description="Show which GPT answers here")
+        @gpt.command(name="info", description=described(t.INFO_DESCRIPTION, default))
         async def info(interaction: discord.Interaction) -> None:
             await guarded(adapter._info)(interaction)
 
@@ -465,12 +490,14 @@ class DiscordAdapter:
         )
         return Author(str(interaction.user.id), interaction.user.display_name, is_admin=is_admin)
 
-    async def _chat(self, interaction: discord.Interaction, prompt: str) -> None:
+    async def _chat(
+        self, interaction: discord.Interaction, language: Language, prompt: str
+    ) -> None:
         await interaction.response.defer(thinking=True)  # first: Discord's 3-second deadline
         started = self._clock.monotonic()
         client = interaction.client
         if interaction.guild_id is None and not await self._dm_allowed(client, interaction.user.id):
-            await interaction.edit_original_response(content=NOT_HERE)
+            await interaction.edit_original_response(content=t.NOT_HERE(language))
             return
         scope, is_private = self._interaction_turn_parts(interaction)
         channel_id = interaction.channel_id
@@ -483,22 +510,21 @@ class DiscordAdapter:
             deadline=started + self.interaction_window_s,
             clock=self._clock,
         )
-        turn = Turn(scope, self._author(interaction), prompt, is_private)
+        turn = Turn(scope, self._author(interaction), prompt, is_private, language=language)
         await self.service.answer(turn, self._streaming_reply(replies, channel_id))
 
-    async def _reset(self, interaction: discord.Interaction) -> None:
+    async def _reset(self, interaction: discord.Interaction, language: Language) -> None:
         scope, _ = self._interaction_turn_parts(interaction)
         await self.service.reset(scope)
         await interaction.response.send_message(
-            "🆕 New conversation: the GPT no longer sees the earlier messages here.",
-            allowed_mentions=NO_PINGS,
+            t.NEW_CONVERSATION(language), allowed_mentions=NO_PINGS
         )
 
-    async def _bind(self, interaction: discord.Interaction, gpt: str) -> None:
+    async def _bind(self, interaction: discord.Interaction, language: Language, gpt: str) -> None:
         scope, is_private = self._interaction_turn_parts(interaction)
         author = self._author(interaction)
         if not is_private and not author.is_admin:
-            await self._respond(interaction, NEEDS_MANAGE_CHANNELS, ephemeral=True)
+            await self._respond(interaction, t.NEEDS_MANAGE_CHANNELS(language), ephemeral=True)
             return
         group = str(interaction.guild_id) if interaction.guild_id is not None else None
         try:
@@ -506,36 +532,42 @@ class DiscordAdapter:
                 scope, gpt, author, is_private=is_private, group_id=group
             )
         except (BadGptName, NotAllowed) as exc:
-            await self._respond(interaction, user_message(exc), ephemeral=True)
+            await self._respond(interaction, user_message(exc, language), ephemeral=True)
             return
-        where = "this thread" if scope.thread_id else "this chat" if is_private else "this channel"
+        bound = (
+            t.BOUND_TO_THREAD
+            if scope.thread_id
+            else t.BOUND_TO_CHAT
+            if is_private
+            else t.BOUND_TO_CHANNEL
+        )
         await interaction.response.send_message(
-            f"✅ {author.display_name} bound the GPT `{info.gpt_id}` to {where}: <{info.url}>",
+            bound(language, name=author.display_name, gpt_id=info.gpt_id, url=info.url),
             allowed_mentions=NO_PINGS,
         )
 
-    async def _unbind(self, interaction: discord.Interaction) -> None:
+    async def _unbind(self, interaction: discord.Interaction, language: Language) -> None:
         scope, is_private = self._interaction_turn_parts(interaction)
         author = self._author(interaction)
         if not is_private and not author.is_admin:
-            await self._respond(interaction, NEEDS_MANAGE_CHANNELS, ephemeral=True)
+            await self._respond(interaction, t.NEEDS_MANAGE_CHANNELS(language), ephemeral=True)
             return
         try:
             removed = await self.service.unbind(scope, author, is_private=is_private)
         except NotAllowed as exc:
-            await self._respond(interaction, user_message(exc), ephemeral=True)
+            await self._respond(interaction, user_message(exc, language), ephemeral=True)
             return
         if not removed:
-            await self._respond(interaction, "No GPT was bound here.", ephemeral=True)
+            await self._respond(interaction, t.NOTHING_TO_UNBIND(language), ephemeral=True)
             return
         await interaction.response.send_message(
-            f"{author.display_name} unbound the GPT from here.", allowed_mentions=NO_PINGS
+            t.UNBOUND(language, name=author.display_name), allowed_mentions=NO_PINGS
         )
 
-    async def _info(self, interaction: discord.Interaction) -> None:
+    async def _info(self, interaction: discord.Interaction, language: Language) -> None:
         scope, _ = self._interaction_turn_parts(interaction)
         info = await self.service.binding(scope)
-        await self._respond(interaction, describe_binding(info, scope), ephemeral=True)
+        await self._respond(interaction, describe_binding(info, scope, language), ephemeral=True)
 
     async def _bound_choices(
         self, interaction: discord.Interaction, current: str
@@ -551,18 +583,25 @@ class DiscordAdapter:
         ][:AUTOCOMPLETE_LIMIT]
 
 
-def describe_binding(info: BindingInfo | None, scope: Scope) -> str:
+def describe_binding(info: BindingInfo | None, scope: Scope, language: Language = "en") -> str:
     """The /gpt info text."""
     if info is None:
-        return "No GPT answers here yet. Someone with Manage Channels can use /gpt bind."
+        return t.INFO_NOTHING_BOUND(language)
     gpt = f"`{info.gpt_id}` (<{info.url}>)"
     if info.is_default:
-        return f"No GPT is bound here; the default GPT {gpt} answers."
-    by = f" by {info.bound_by_name}" if info.bound_by_name else ""
-    when = f" <t:{int(info.bound_at.timestamp())}:R>" if info.bound_at else ""
+        return t.INFO_DEFAULT(language, gpt=gpt)
+    name = info.bound_by_name
+    when = f"<t:{int(info.bound_at.timestamp())}:R>" if info.bound_at else None
+    if name and when:
+        detail = t.BOUND_BY_WHEN(language, name=name, when=when)
+    elif name:
+        detail = t.BOUND_BY(language, name=name)
+    elif when:
+        detail = t.BOUND_WHEN(language, when=when)
+    else:
+        detail = ""
     if info.inherited and info.bound_scope is not None:
-        return (
-            f"This thread uses its channel's GPT {gpt}, bound in <#{info.bound_scope.chat_id}>"
-            f"{by}{when}."
+        return t.INFO_INHERITED(
+            language, gpt=gpt, channel_id=info.bound_scope.chat_id, detail=detail
         )
-    return f"The GPT {gpt} answers here, bound{by}{when}."
+    return t.INFO_BOUND(language, gpt=gpt, detail=detail)

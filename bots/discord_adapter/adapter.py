@@ -57,7 +57,7 @@ BIND_PERMISSIONS = discord.Permissions(manage_channels=True)
 
 
 def create_adapter(config: Config, service: ConversationService) -> DiscordAdapter | None:
-    """The `gptsbot.adapters` entry point: None when no Discord token is configured."""
+    """Called by `gptsbot run` (core.app): a Discord adapter, or None without a token."""
     if not config.discord.token:
         return None
     return DiscordAdapter(config, service)

@@ -457,7 +457,7 @@ def _describe(info: BindingInfo | None, language: Language) -> str:
 
 
 def create_adapter(config: Config, service: ConversationService) -> TelegramAdapter | None:
-    """The `gptsbot.adapters` entry point: a Telegram adapter, or None without a bot token."""
+    """Called by `gptsbot run` (core.app): a Telegram adapter, or None without a bot token."""
     if not config.telegram.token:
         return None
     return TelegramAdapter(config, service)

@@ -3,12 +3,14 @@
     python -m bench.run                       # N = 1,100,1000, ours and llmcord-style baseline
     python -m bench.run --n 1,200 --platform telegram --no-baseline
     python -m bench.run --quick               # N = 1,10: a smoke run in ~20 s
+    python -m bench.run --e2e telegram --n 1,200   # `gptsbot run` through the fake Bot API
 
 Each measurement runs in a fresh child process (so peak RSS is per N) against the fake GPTs
 endpoint in a process of its own (so the upstream's CPU is not counted as the bot's). The
 standard workload is a 1,200-character answer in 60 chunks over 6.4 s (0.5 s to the first chunk,
 then one chunk every 0.1 s), one answer per scope, N scopes at once. See bench/scenario.py for
-what each figure means.
+what each figure means. With `--e2e telegram` the N sizes run end to end instead: the real
+`gptsbot run` process (python-telegram-bot) against the fake Telegram Bot API, see bench/e2e.py.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import history, startup
+from bench import e2e, history, startup
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
@@ -83,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.run", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("--n", default="1,100,1000", help="concurrent scopes, comma-separated")
+    parser.add_argument("--n", help="concurrent scopes, comma-separated (default 1,100,1000; "
+                        "with --e2e 1,200)")  # fmt: skip
+    parser.add_argument("--e2e", choices=["telegram"],
+                        help="run `gptsbot run` end to end through this platform's fake instead "
+                        "of the in-process core")  # fmt: skip
     parser.add_argument("--platform", default="discord", choices=["discord", "telegram"],
                         help="whose published limits pace and judge the calls")  # fmt: skip
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
@@ -98,11 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-startup", dest="startup", action="store_false",
                         help="skip timing `gptsbot run` start-up")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="N=1,10, small history: ~20 s")
-    parser.add_argument("--profile", help="directory: write a cProfile per scenario run")
+    parser.add_argument("--profile", help="directory: write a cProfile per scenario run (with "
+                        "--e2e: a py-spy profile of the bot, if py-spy is installed)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output file")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.history = "1,10", "10,1000"
+    if args.n is None:
+        args.n = "1,200" if args.e2e else "1,100,1000"
     sizes = [int(x) for x in args.n.split(",") if x]
     started = time.monotonic()
     report: dict[str, Any] = {
@@ -118,7 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     with upstream(args.chars, args.chunks, args.first_delay, args.chunk_delay) as base_url:
-        for n in sizes:
+        for n in sizes if args.e2e else []:
+            profile = None
+            if args.profile:
+                Path(args.profile).mkdir(parents=True, exist_ok=True)
+                profile = str(Path(args.profile) / f"e2e-{args.e2e}-{n}.txt")
+            result = e2e.measure(n, base_url, chunks=args.chunks, chunk_delay=args.chunk_delay,
+                                 interval=args.interval, profile=profile)  # fmt: skip
+            report["runs"].append(result)
+            print(f"  n={n:<5} {result['mode']} cpu {result['cpu_ms_per_turn']:.2f} ms/turn, "
+                  f"rss {result['rss_peak_mib']:.0f} MiB, {result['turns_per_s']} turns/s, "
+                  f"calls/reply {result['calls_per_reply']:.2f}, "
+                  f"429s {result['would_be_429s_total']}", file=sys.stderr, flush=True)  # fmt: skip
+        for n in [] if args.e2e else sizes:
             modes = [False, True] if args.baseline else [False]
             for baseline in modes:
                 profile = None
@@ -145,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
         for n in sizes
-        if args.baseline
+        if args.baseline and not args.e2e
     }
     history_sizes = [int(x) for x in args.history.split(",") if x]
     if history_sizes:
@@ -163,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
 def summary_line(report: dict[str, Any]) -> str:
     parts = []
     for run in report["runs"]:
+        if run["mode"] == "e2e-telegram":
+            parts.append(
+                f"e2e telegram N={run['n']}: {run['turns_per_s']} turns/s, "
+                f"{run['cpu_ms_per_turn']:.2f} ms CPU/turn, {run['rss_peak_mib']:.0f} MiB, "
+                f"{run['calls_per_reply']:.1f} calls/reply, peak {run['peak_calls_per_s']}/s, "
+                f"429s {run['would_be_429s_total']}"
+            )
         if run["mode"] != "ours":
             continue
         parts.append(

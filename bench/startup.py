@@ -26,8 +26,9 @@ TIMEOUT_S = 30.0
 
 
 def _lines(stream: IO[str], into: queue.Queue[tuple[float, str]]) -> None:
-    for line in stream:
-        into.put((time.monotonic(), line))
+    with stream:  # closed here at EOF, when the process has ended
+        for line in stream:
+            into.put((time.monotonic(), line))
 
 
 def start_telegram(users: int = 0) -> tuple[subprocess.Popen[str], queue.Queue[tuple[float, str]],

@@ -4,20 +4,22 @@
 
 Prints `READY <base_url> <token>`, then `GETUPDATES <time.monotonic()>` when the first long
 poll arrives (monotonic time is system-wide on Linux, so the parent can compare). With `--users`,
-N private chats each send one message as soon as the bot polls; when all N have a final answer
-it prints `DONE <json stats>`. Runs until stdin closes.
+N private chats each send one message when the parent writes a line `GO` on stdin (all N updates
+at once, answered to the long poll that waits); when all N have a final answer it prints
+`DONE <json stats>`. Runs until stdin closes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import sys
 import time
 from typing import Any
 
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import Call, FakeTelegram
 
 
 class BenchTelegram(FakeTelegram):
@@ -33,21 +35,27 @@ class BenchTelegram(FakeTelegram):
             self._polled = True
             self.first_poll_at = time.monotonic()
             print(f"GETUPDATES {self.first_poll_at}", flush=True)
-            for i in range(self._users):
-                user = self.user(10_000 + i, f"User{i}")
-                self.user_message(self.private_chat(user), user, f"{self._question} {i}")
         return await super()._api_getupdates(params)
+
+    def ask(self) -> float:
+        """Every user sends their question now; returns when (monotonic time)."""
+        for i in range(self._users):
+            user = self.user(10_000 + i, f"User{i}")
+            self.user_message(self.private_chat(user), user, f"{self._question} {i}")
+        return time.monotonic()
 
 
 async def serve(users: int, question: str) -> None:
     async with BenchTelegram(users, question) as fake:
         print(f"READY {fake.base_url} {fake.token}", flush=True)
         loop = asyncio.get_running_loop()
-        stdin_closed = loop.run_in_executor(None, sys.stdin.read)
         if users:
-            await fake.wait_until(lambda: _finished(fake) >= users, timeout=600)
-            print("DONE " + json.dumps(stats(fake)), flush=True)
-        await stdin_closed
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if line.strip() == "GO":
+                asked_at = fake.ask()
+                await fake.wait_until(lambda: _finished(fake) >= users, timeout=600)
+                print("DONE " + json.dumps(stats(fake) | {"asked_at": asked_at}), flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)
 
 
 def _finished(fake: FakeTelegram) -> int:
@@ -62,14 +70,33 @@ def _finished(fake: FakeTelegram) -> int:
 
 def stats(fake: FakeTelegram) -> dict[str, Any]:
     streamed = [c for c in fake.calls if c.method.lower() in {"sendmessage", "editmessagetext"}]
+    streamed_ids = {id(c) for c in streamed}
     return {
+        # (arrival, method, chat, message id, status, final: without the streaming indicator)
         "calls": [
-            (c.at, c.method, c.params.get("chat_id"), c.params.get("message_id"), c.status)
+            (
+                c.at,
+                c.method,
+                c.params.get("chat_id"),
+                _message_id(c),
+                c.status,
+                not str(c.params.get("text", "")).endswith("▌"),
+            )
             for c in streamed
         ],
         "other_calls": len(fake.calls) - len(streamed),
+        "other_calls_by_method": dict(
+            collections.Counter(c.method for c in fake.calls if id(c) not in streamed_ids)
+        ),
         "first_poll_at": fake.first_poll_at,  # type: ignore[attr-defined]
     }
+
+
+def _message_id(call: Call) -> int | None:
+    if "message_id" in call.params:
+        return int(call.params["message_id"])
+    result = call.result
+    return int(result["message_id"]) if isinstance(result, dict) else None
 
 
 def main() -> None:

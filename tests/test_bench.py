@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench import run
+import pytest
+
+from bench import e2e, run
 
 RUN_FIELDS = {
     "n", "mode", "platform", "turns", "turns_ok", "wall_s", "turns_per_s", "cpu_ms_per_turn",
@@ -51,3 +53,35 @@ def test_a_tiny_run_reports_every_figure(tmp_path: Path) -> None:
     history = report["history_window"]
     assert [s["messages"] for s in history["sizes"]] == [10, 100]
     assert all(s["median_ms"] > 0 for s in history["sizes"])
+
+
+E2E_FIELDS = {
+    "n", "mode", "turns", "turns_per_s", "cpu_ms_per_turn", "idle_cpu_ms_per_s", "rss_peak_mib",
+    "platform_calls", "calls_per_reply", "ceiling_per_reply", "peak_calls_per_s",
+    "would_be_429s", "would_be_429s_total", "message_interval_violations", "platform_429s",
+}  # fmt: skip
+
+
+def test_a_tiny_end_to_end_run_through_telegram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gptsbot run` against the fake Bot API: two private chats, each answered in full."""
+    monkeypatch.setattr(e2e, "IDLE_S", 0.5)
+    monkeypatch.setattr(e2e, "SETTLE_S", 0.2)
+    out = tmp_path / "e2e.json"
+    code = run.main(
+        ["--e2e", "telegram", "--n", "2", "--chars", "60", "--chunks", "6", "--first-delay",
+         "0.05", "--chunk-delay", "0.05", "--history", "", "--no-startup", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["n"], r["mode"]) for r in runs] == [(2, "e2e-telegram")]
+    result = runs[0]
+    assert result.keys() >= E2E_FIELDS, E2E_FIELDS - result.keys()
+    assert result["turns"] == 2
+    assert result["bot_exit_code"] == 0
+    assert result["log_errors"] == 0
+    assert result["cpu_ms_per_turn"] >= 0
+    assert result["rss_peak_mib"] > 10
+    assert 1 <= result["calls_per_reply"] <= result["ceiling_per_reply"]
+    assert result["would_be_429s_total"] == result["platform_429s"] == 0

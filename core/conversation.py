@@ -25,7 +25,7 @@ from core.gpt_names import gpt_url, model_name, parse_gpt_id
 from core.gpts_client import ChatMessage, GptsClient, Usage
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
-from storage.repository import MessageRecord, Repository
+from storage.repository import BindingRecord, MessageRecord, Repository
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ class ConversationService:
     async def _answer_locked(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
         gpts = self.config.gpts
         scope, author = turn.scope, turn.author
-        # One transaction: the conversation, its history window, the user's message stored.
+        # One transaction: the conversation, its history window, the GPT bound here (or on the
+        # parent chat), the user's message stored.
         start = await self.repo.start_turn(
             *_key(scope),
             history_limit=gpts.history_messages,
@@ -111,6 +112,7 @@ class ConversationService:
             author_id=author.id,
             author_name=author.display_name,
             platform_message_ids=[turn.message_id] if turn.message_id else (),
+            with_binding=True,
         )
         conversation, history = start.conversation_id, start.history
         model: str | None = None
@@ -119,7 +121,7 @@ class ConversationService:
         first: float | None = None  # when the first text arrived
         error: BaseException | None = None
         try:
-            binding = await self.binding(scope)
+            binding = self._binding_info(scope, start.binding)
             if binding is None:
                 raise NoGptBound()
             model = binding.model
@@ -255,20 +257,28 @@ class ConversationService:
 
     async def binding(self, scope: Scope) -> BindingInfo | None:
         """The GPT answering in `scope`: its own binding, its parent's, or the default GPT."""
-        template = self.config.gpts.model_template
         for candidate in (scope, scope.parent):
             if candidate is None:
                 continue
             record = await self.repo.get_binding(*_key(candidate))
             if record is not None:
-                return BindingInfo(
-                    gpt_id=record.gpt_id,
-                    model=model_name(template, record.gpt_id),
-                    bound_scope=candidate,
-                    bound_by_name=record.bound_by_name,
-                    bound_at=record.bound_at,
-                    inherited=candidate != scope,
-                )
+                return self._binding_info(scope, record)
+        return self._binding_info(scope, None)
+
+    def _binding_info(self, scope: Scope, record: BindingRecord | None) -> BindingInfo | None:
+        """`record` (the binding of `scope` or of its parent) as a BindingInfo; the default GPT
+        when there is no record, None when there is no default either."""
+        template = self.config.gpts.model_template
+        if record is not None:
+            bound = Scope(record.platform, record.chat_id, record.thread_id)
+            return BindingInfo(
+                gpt_id=record.gpt_id,
+                model=model_name(template, record.gpt_id),
+                bound_scope=bound,
+                bound_by_name=record.bound_by_name,
+                bound_at=record.bound_at,
+                inherited=bound != scope,
+            )
         default = self.config.gpts.default_gpt
         if default is None:
             return None

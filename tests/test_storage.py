@@ -58,16 +58,21 @@ def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
 def captured_sql(repository: Repository) -> Iterator[list[tuple[str, Any]]]:
     """Record the SQL the repository sends, as (statement, parameters)."""
     statements: list[tuple[str, Any]] = []
-    engine = repository._engine.sync_engine
+    # An SQLite file is used through a thread of the repository's own (the stdlib driver).
+    engines = [repository._engine.sync_engine, repository._thread_engine]
 
     def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         statements.append((statement, parameters))
 
-    event.listen(engine, "before_cursor_execute", record)
+    for engine in engines:
+        if engine is not None:
+            event.listen(engine, "before_cursor_execute", record)
     try:
         yield statements
     finally:
-        event.remove(engine, "before_cursor_execute", record)
+        for engine in engines:
+            if engine is not None:
+                event.remove(engine, "before_cursor_execute", record)
 
 
 async def add_numbered(repository: Repository, conversation_id: int, count: int) -> list[int]:

@@ -43,3 +43,37 @@ async def test_start_turn_after_reset_uses_the_new_conversation(tmp_path: Path) 
         new = await repo.start_turn("test", "chat", "t", history_limit=5, content="after")
         assert new.conversation_id == new_id != old.conversation_id
         assert new.history == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("in_memory", [False, True], ids=["file", "memory"])
+async def test_start_turn_reads_the_binding_of_the_scope_or_its_parent_chat(
+    tmp_path: Path, in_memory: bool
+) -> None:
+    # A file runs in the repository's own thread; in-memory SQLite on the async engine.
+    url = "sqlite+aiosqlite://" if in_memory else f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"
+    async with await Repository.open(url) as repo:
+        await repo.upgrade()
+        bare = await repo.start_turn("test", "chat", "t1", history_limit=5, content="hi",
+                                     with_binding=True)  # fmt: skip
+        assert bare.binding is None
+        await repo.set_binding("test", "chat", "", gpt_id="g-parent", group_id=None,
+                               bound_by_id="1", bound_by_name="Ann")  # fmt: skip
+        inherited = await repo.start_turn("test", "chat", "t1", history_limit=5, content="hi",
+                                          with_binding=True)  # fmt: skip
+        assert inherited.binding == await repo.get_binding("test", "chat", "")
+        assert inherited.binding is not None and inherited.binding.thread_id == ""
+        await repo.set_binding("test", "chat", "t1", gpt_id="g-own", group_id=None,
+                               bound_by_id="2", bound_by_name="Bob")  # fmt: skip
+        own = await repo.start_turn("test", "chat", "t1", history_limit=5, content="hi",
+                                    with_binding=True)  # fmt: skip
+        assert own.binding == await repo.get_binding("test", "chat", "t1")
+        assert own.binding is not None and own.binding.gpt_id == "g-own"
+        # The chat itself never inherits from one of its threads.
+        chat = await repo.start_turn("test", "other", "", history_limit=5, content="hi",
+                                     with_binding=True)  # fmt: skip
+        assert chat.binding is None
+        without = await repo.start_turn("test", "chat", "t1", history_limit=5, content="hi")
+        assert without.binding is None
+        assert [r.content for r in own.history] == ["hi", "hi"]
+        assert await repo.count_messages(own.conversation_id) == 4

@@ -34,6 +34,17 @@ class RateBudget:
         recent = self._grants and self._grants[-1] + self.period_s > now
         return not self._queue.locked() and not recent
 
+    def try_acquire(self) -> bool:
+        """Take a call now if one is free and nobody is waiting; never wait (for calls that
+        are only worth making when they cost nobody a turn, like a typing indicator)."""
+        if self._queue.locked():
+            return False
+        now = self._clock.monotonic()
+        if len(self._grants) == self.max_calls and self._grants[0] + self.period_s > now:
+            return False
+        self._grants.append(now)
+        return True
+
     async def acquire(self) -> None:
         async with self._queue:
             if len(self._grants) == self.max_calls:

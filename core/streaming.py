@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -192,3 +192,35 @@ class StreamingReply:
                 shown.slowdown = min(shown.slowdown * SLOWDOWN_FACTOR, MAX_SLOWDOWN)
             logger.info("platform rate limit: retrying in %.1f s", retry_after)
             self._not_before = self._clock.monotonic() + retry_after
+
+
+@contextlib.asynccontextmanager
+async def typing_until_first_message(
+    reply: StreamingReply,
+    show_typing: Callable[[], Awaitable[object]],
+    budget: RateBudget,
+    every_s: float,
+) -> AsyncIterator[None]:
+    """Show the platform's "typing…" while the GPT thinks, until the reply's first message exists.
+
+    It is only cosmetic, so it spends a call of `budget` only when one is free: with hundreds of
+    answers streaming, their sends and edits come first.
+    """
+
+    async def keep_typing() -> None:
+        while not reply.first_sent.is_set():
+            if budget.try_acquire():
+                try:
+                    await show_typing()
+                except Exception as exc:
+                    logger.debug("typing indicator failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reply.first_sent.wait(), every_s)
+
+    task = asyncio.create_task(keep_typing())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

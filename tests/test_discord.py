@@ -653,7 +653,8 @@ async def test_hundred_answers_in_hundred_channels_stay_under_the_global_rate(
         await w.fake.wait_for(all_done, 20.0)
         calls = w.fake.calls[started:]
         assert all(c.status < 400 for c in calls)
-        assert len(calls) >= 200
+        # At least a message per channel: unpaced, 100 arrive at once, far over 50 per 0.25 s.
+        assert len(calls) >= len(w.channels)
         times = [c.at for c in calls]
         assert max_in_window(times, window * JITTER_FACTOR) <= rate * window
         assert max_in_window(times, 1.0 * JITTER_FACTOR) <= rate

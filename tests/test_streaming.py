@@ -11,7 +11,7 @@ import pytest
 from core.pacing import RateBudget
 from core.platform import utf16_units
 from core.splitting import open_fence, split_message, split_pages
-from core.streaming import StreamingReply
+from core.streaming import StreamingReply, typing_until_first_message
 from tests.fakes import FakeClock, RecordingChannel, rate_limited
 
 INTERVAL = 1.0
@@ -177,3 +177,34 @@ async def test_the_indicator_never_pushes_a_message_past_the_limit() -> None:
     finished = asyncio.ensure_future(reply.finish())
     await clock.run_until(finished)
     assert "".join(channel.visible()) == "x" * 210
+
+
+def test_try_acquire_takes_only_a_free_call() -> None:
+    clock = FakeClock()
+    budget = RateBudget(2, 1.0, clock)
+    assert budget.try_acquire() and budget.try_acquire()
+    assert not budget.try_acquire()  # the window is full
+    clock.now = 1.0
+    assert budget.try_acquire()
+
+
+@pytest.mark.asyncio
+async def test_typing_shows_until_the_first_message_and_yields_to_answers() -> None:
+    clock = FakeClock()
+    channel = RecordingChannel(clock)
+    reply = StreamingReply(channel, edit_interval_s=0, clock=clock)
+    budget = RateBudget(1, 10.0, clock)
+    typed: list[float] = []
+
+    async def show_typing() -> None:
+        typed.append(clock.now)
+
+    async with typing_until_first_message(reply, show_typing, budget, every_s=0.01):
+        await asyncio.sleep(0.05)  # real time: the indicator refreshes every 10 ms
+        assert typed == [0.0]  # once: the budget had one free call in its window
+        reply.append("Hi")
+        await asyncio.wait_for(reply.first_sent.wait(), 1)
+        count = len(typed)
+        await asyncio.sleep(0.03)
+        assert len(typed) == count  # stopped once the answer showed
+        await reply.finish()

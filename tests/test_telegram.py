@@ -622,7 +622,7 @@ def test_no_token_no_adapter(tmp_path: Path) -> None:
 async def test_chats_are_answered_concurrently_with_typing_until_text(
     tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(channels, "TYPING_EVERY_S", 0.05)
+    monkeypatch.setattr(adapter_module, "TYPING_EVERY_S", 0.05)
     ann, bob = tg.user(10, "Ann"), tg.user(11, "Bob")
     ann_chat, bob_chat = tg.private_chat(ann), tg.private_chat(bob)
     slow = Gate()

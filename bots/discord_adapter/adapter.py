@@ -32,7 +32,7 @@ from core.errors import BadGptName, NotAllowed, user_message
 from core.i18n import Language, language_for
 from core.pacing import KeyedBudgets, RateBudget
 from core.platform import Clock, ReplyChannel, SystemClock
-from core.streaming import StreamingReply
+from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
 
 logger = logging.getLogger(__name__)
@@ -338,22 +338,6 @@ class DiscordAdapter:
             clock=self._clock,
         )
 
-    async def _typing_until_shown(
-        self, channel: discord.PartialMessageable, reply: StreamingReply
-    ) -> None:
-        # The GPT may take a while before its first token; show that the bot is on it.
-        while not reply.first_sent.is_set():
-            await self.global_budget.acquire()
-            if reply.first_sent.is_set():
-                return
-            try:
-                await channel.typing()
-            except discord.HTTPException as exc:
-                logger.debug("typing indicator refused: %s", exc.status)
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(reply.first_sent.wait(), TYPING_REFRESH_S)
-
     # -- messages -------------------------------------------------------------------------------
 
     async def _on_message(
@@ -391,13 +375,10 @@ class DiscordAdapter:
             message.channel.id, guild_id=guild.id if guild else None
         )
         reply = self._streaming_reply(ChannelReplies(target, reply_to=message), target.id)
-        typing = asyncio.create_task(self._typing_until_shown(target, reply))
-        try:
+        async with typing_until_first_message(
+            reply, target.typing, self.global_budget, TYPING_REFRESH_S
+        ):
             await self.service.answer(turn, reply)
-        finally:
-            typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await typing
 
     @staticmethod
     def _addresses_bot(message: discord.Message, bot_id: int) -> bool:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from functools import partial
 from typing import Any
 
 from telegram import BotCommand, Message, ReplyParameters, Update
-from telegram.constants import ChatMemberStatus, ChatType, FloodLimit
+from telegram.constants import ChatAction, ChatMemberStatus, ChatType, FloodLimit
 from telegram.error import TelegramError
 from telegram.ext import (
     Application,
@@ -25,7 +26,6 @@ from bots.telegram_adapter.channels import (
     MessageChannel,
     RateLimiter,
     Target,
-    keep_typing,
 )
 from bots.telegram_adapter.text import (
     Command,
@@ -40,7 +40,7 @@ from core.conversation import BindingInfo, ConversationService
 from core.errors import BadGptName, NotAllowed, user_message
 from core.i18n import Language, language_for
 from core.pacing import KeyedBudgets, RateBudget
-from core.streaming import StreamingReply
+from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 PLATFORM = "telegram"
 GROUP_MESSAGES_PER_MINUTE = FloodLimit.MESSAGES_PER_MINUTE_PER_GROUP
 POLL_TIMEOUT_S = 10
+TYPING_EVERY_S = 4.0  # Telegram shows a chat action for 5 s
 CONNECTION_POOL_SIZE = 512  # hundreds of answers may stream at once
 POOL_TIMEOUT_S = 30.0
 RATE_LIMIT_RETRIES = 3  # for calls outside a streamed answer (commands, typing, lookups)
@@ -405,13 +406,16 @@ class TelegramAdapter:
             message_id=str(message.id),
             language=language,
         )
-        typing = asyncio.create_task(keep_typing(bot, target, reply.first_sent))
+        typing = partial(
+            bot.send_chat_action,
+            target.chat_id,
+            ChatAction.TYPING,
+            message_thread_id=target.thread_id,
+        )
         try:
-            await self.service.answer(turn, reply)
+            async with typing_until_first_message(reply, typing, self._bot_budget, TYPING_EVERY_S):
+                await self.service.answer(turn, reply)
         finally:
-            typing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await typing
             await channel.close()
 
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from telegram import Message, MessageEntity, ReplyParameters
-from telegram.constants import ChatAction
 from telegram.error import BadRequest, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
 
@@ -26,7 +25,6 @@ from core.platform import MessageGone, MessageRef, PlatformRateLimited, utf16_un
 
 logger = logging.getLogger(__name__)
 
-TYPING_EVERY_S = 4.0  # Telegram shows a chat action for 5 s
 DRAFT_REFRESH_S = 25.0  # drafts vanish 30 s after their last update
 # rate_limit_args for streamed calls: one attempt, the 429 goes to the core (must be truthy).
 ONE_ATTEMPT = -1
@@ -245,16 +243,3 @@ class DraftChannel(MessageChannel):
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
-
-
-async def keep_typing(bot: ExtBot[Any], target: Target, first_sent: asyncio.Event) -> None:
-    """Show "typing…" until the answer's first message exists."""
-    while not first_sent.is_set():
-        try:
-            await bot.send_chat_action(
-                target.chat_id, ChatAction.TYPING, message_thread_id=target.thread_id
-            )
-        except TelegramError as exc:
-            logger.debug("chat action failed: %s", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(first_sent.wait(), TYPING_EVERY_S)

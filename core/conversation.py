@@ -20,7 +20,15 @@ from typing import Literal
 
 from core import i18n
 from core.config import Config
-from core.errors import GptsBotError, NoGptBound, NotAllowed, UpstreamError, user_message
+from core.errors import (
+    EmptyMessage,
+    GptsBotError,
+    MessageTooLong,
+    NoGptBound,
+    NotAllowed,
+    UpstreamError,
+    user_message,
+)
 from core.gpt_names import gpt_url, model_name, parse_gpt_id
 from core.gpts_client import ChatMessage, GptsClient, Usage
 from core.streaming import StreamingReply
@@ -121,6 +129,7 @@ class ConversationService:
         first: float | None = None  # when the first text arrived
         error: BaseException | None = None
         try:
+            self._check_length(turn.text)
             binding = self._binding_info(scope, start.binding)
             if binding is None:
                 raise NoGptBound()
@@ -183,6 +192,14 @@ class ConversationService:
                 platform_message_ids=[ref.message_id for ref in reply.messages],
             )
         return AnswerOutcome(status, text, model, error)
+
+    def _check_length(self, text: str) -> None:
+        """The message must say something and fit the part of a request kept for messages."""
+        if not text.strip():
+            raise EmptyMessage()
+        limit = self.config.gpts.history_chars
+        if len(text) > limit:
+            raise MessageTooLong(len(text), limit)
 
     def _upstream_messages(self, history: list[MessageRecord], turn: Turn) -> list[ChatMessage]:
         """System prompt, then the newest history that fits `history_chars`, then the turn."""

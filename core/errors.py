@@ -5,6 +5,8 @@
     ├── BadGptName               text that is not a GPT id, model name or GPT URL
     ├── NotAllowed               e.g. a non-admin binding a GPT in a shared chat
     ├── NoGptBound               no binding here and no default GPT
+    ├── EmptyMessage             nothing to send the GPT
+    ├── MessageTooLong           more than the GPT may be sent at once (`length`, `limit`)
     └── UpstreamError            the GPTs endpoint failed (with its HTTP status, if any)
         ├── AuthError            401/403: the endpoint refused the key
         ├── GptNotFound          404 or model_not_found: the bound GPT does not exist there
@@ -57,6 +59,18 @@ class NoGptBound(GptsBotError):
         super().__init__(
             "No GPT answers here yet. An admin can bind one with /gpt bind <GPT link or id>."
         )
+
+
+class EmptyMessage(GptsBotError):
+    def __init__(self) -> None:
+        super().__init__("the message is empty")
+
+
+class MessageTooLong(GptsBotError):
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"the message has {length} characters; the limit is {limit}")
+        self.length = length
+        self.limit = limit
 
 
 class UpstreamError(GptsBotError):
@@ -116,6 +130,10 @@ def user_message(exc: BaseException, language: Language = "en") -> str:
             return i18n.BAD_GPT_NAME(language, text=shown)
         case NoGptBound():
             text = i18n.NO_GPT_BOUND
+        case EmptyMessage():
+            text = i18n.EMPTY_MESSAGE
+        case MessageTooLong(length=length, limit=limit):
+            return i18n.MESSAGE_TOO_LONG(language, length=length, limit=limit)
         case NotAllowed():
             text = i18n.NOT_ADMIN
         case GptsBotError():

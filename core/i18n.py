@@ -83,6 +83,15 @@ NO_GPT_BOUND = Text(
     "⚠️ No GPT answers here yet. An admin can bind one with /gpt bind <GPT link or id>.",
     "⚠️ 这里还没有绑定 GPT。管理员可以用 /gpt bind <GPT 链接或 id> 绑定一个。",
 )
+EMPTY_MESSAGE = Text(
+    "⚠️ Your message is empty: write something for the GPT.",
+    "⚠️ 消息是空的，请写点内容给 GPT。",
+)
+MESSAGE_TOO_LONG = Text(
+    "⚠️ Your message is too long for the GPT ({length} characters; at most {limit}). "
+    "Shorten it or send it in parts.",
+    "⚠️ 消息太长（{length} 个字符，最多 {limit} 个），请缩短或分几次发送。",
+)
 NOT_ADMIN = Text(
     "⛔ Only admins of this chat can change its GPT.",
     "⛔ 只有本群管理员可以更换 GPT。",

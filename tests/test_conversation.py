@@ -260,3 +260,24 @@ async def test_the_error_line_is_in_the_askers_language(bot: Bot) -> None:
     turn = Turn(DM, ALICE, "你好", is_private=True, language="zh")
     await bot.app.service.answer(turn, reply)
     assert channel.visible() == ["⚠️ GPTs 接口限流中，请 120 秒后再试。"]
+
+
+@pytest.mark.asyncio
+async def test_empty_and_enormous_messages_get_a_clear_answer_and_are_kept(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    async with open_app(make_config(fake_gpts, tmp_path / "big.db", history_chars=1000)) as app:
+        bot = Bot(app, fake_gpts)
+        assert (await bot.say("   ")).visible() == [
+            "⚠️ Your message is empty: write something for the GPT."
+        ]
+        enormous = "字" * 1001
+        assert (await bot.say(enormous)).visible() == [
+            "⚠️ Your message is too long for the GPT (1001 characters; at most 1000). "
+            "Shorten it or send it in parts."
+        ]
+        assert fake_gpts.requests == []
+        assert [m[:2] for m in await stored(app, DM) if m[0] == "user"] == [
+            ("user", "   "),
+            ("user", enormous),
+        ]

@@ -62,7 +62,9 @@ CHECK_PROMPT = "ping"
 CHECK_MAX_TOKENS = 1
 MODEL_NOT_FOUND = "model_not_found"
 
-_EOL = re.compile(r"\r\n|\r|\n")
+_utf8_decode = codecs.utf_8_decode
+# json.loads minus its checks: the data is stripped already, and trailing text is caught below.
+_json_decode = json.JSONDecoder().raw_decode
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 # Key-shaped words an endpoint might echo back ("invalid token sk-..."): never pass them on.
 _KEY_LIKE = re.compile(r"\b(?:sk|key|token)-[A-Za-z0-9_\-]{6,}", re.IGNORECASE)
@@ -98,58 +100,74 @@ class SseDecoder:
     Handles CRLF, CR or LF line ends (also split across feeds), `:` comments (keep-alives),
     `data:` with or without the space, and multi-line data (joined with "\\n"). Fields other
     than `data` (`event`, `id`, `retry`) are ignored: chat streams do not use them.
+
+    Each feed splits all its complete lines at once with `str.split("\\n")`; text with a CR in
+    it is first rewritten to LF line ends (a CR at the very end is held back: it may be the
+    first half of a CRLF still in flight).
     """
 
+    __slots__ = ("_buffer", "_data", "_started", "_undecoded")
+
     def __init__(self) -> None:
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""
+        self._undecoded = b""  # the start of a UTF-8 sequence split across feeds
+        self._buffer = ""  # text after the last complete line (LF line ends only)
         self._data: list[str] = []
         self._started = False
 
     def feed(self, data: bytes) -> list[str]:
-        self._buffer += self._utf8.decode(data)
-        return self._drain(final=False)
+        if self._undecoded:
+            data = self._undecoded + data
+        text, used = _utf8_decode(data, "replace", False)
+        self._undecoded = data[used:] if used < len(data) else b""
+        return self._drain(self._buffer + text if self._buffer else text, final=False)
 
     def close(self) -> list[str]:
         """End of stream: dispatch what is pending, even without the closing blank line."""
-        self._buffer += self._utf8.decode(b"", final=True)
-        events = self._drain(final=True)
+        text = _utf8_decode(self._undecoded, "replace", True)[0] if self._undecoded else ""
+        self._undecoded = b""
+        events = self._drain(self._buffer + text, final=True)
         if self._buffer:
-            events.extend(self._line(self._buffer))
+            events.extend(self._lines([self._first_line(self._buffer)]))
             self._buffer = ""
         if self._data:
             events.append("\n".join(self._data))
             self._data = []
         return events
 
-    def _drain(self, *, final: bool) -> list[str]:
-        events: list[str] = []
-        start = 0
-        buffer = self._buffer
-        while match := _EOL.search(buffer, start):
-            # A CR at the very end may be the first half of a CRLF still in flight.
-            if match.group() == "\r" and match.end() == len(buffer) and not final:
-                break
-            events.extend(self._line(buffer[start : match.start()]))
-            start = match.end()
-        self._buffer = buffer[start:]
-        return events
+    def _first_line(self, text: str) -> str:
+        if self._started:
+            return text
+        self._started = True
+        return text.removeprefix("\ufeff")
 
-    def _line(self, line: str) -> list[str]:
-        if not self._started:
-            self._started = True
-            line = line.removeprefix("\ufeff")
-        if not line:
-            if not self._data:
-                return []
-            event, self._data = "\n".join(self._data), []
-            return [event]
-        if line.startswith(":"):
+    def _drain(self, text: str, *, final: bool) -> list[str]:
+        held = ""
+        if "\r" in text:
+            if text[-1] == "\r" and not final:
+                text, held = text[:-1], "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        end = text.rfind("\n")
+        if end < 0:
+            self._buffer = text + held
             return []
-        name, _, value = line.partition(":")
-        if name == "data":
-            self._data.append(value.removeprefix(" "))
-        return []
+        self._buffer = text[end + 1 :] + held
+        return self._lines(self._first_line(text[:end]).split("\n"))
+
+    def _lines(self, lines: list[str]) -> list[str]:
+        events: list[str] = []
+        data = self._data
+        for line in lines:
+            if not line:
+                if data:
+                    events.append(data[0] if len(data) == 1 else "\n".join(data))
+                    data = []
+            elif line.startswith("data:"):
+                data.append(line[6:] if line[5:6] == " " else line[5:])
+            elif line == "data":
+                data.append("")
+            # else: a `:` comment or another field
+        self._data = data
+        return events
 
 
 def parse_sse_lines(lines: Iterable[str]) -> Iterator[str]:
@@ -161,7 +179,7 @@ def parse_sse_lines(lines: Iterable[str]) -> Iterator[str]:
 
 
 def _usage(raw: object) -> Usage | None:
-    if not isinstance(raw, Mapping):
+    if raw is None or not isinstance(raw, Mapping):
         return None
 
     def count(key: str) -> int | None:
@@ -173,16 +191,21 @@ def _usage(raw: object) -> Usage | None:
 
 def _message_text(message: object) -> str:
     """Content plus refusal text of a `delta` (streaming) or `message` (non-streaming)."""
-    if not isinstance(message, Mapping):
+    if message is None or not isinstance(message, Mapping):
         return ""
-    parts = (message.get("content"), message.get("refusal"))
-    return "".join(part for part in parts if isinstance(part, str))
+    content, refusal = message.get("content"), message.get("refusal")
+    if refusal is None:  # the usual streamed chunk
+        return content if isinstance(content, str) else ""
+    return "".join(part for part in (content, refusal) if isinstance(part, str))
 
 
 def _first_choice(chunk: Mapping[str, Any]) -> Mapping[str, Any] | None:
     choices = chunk.get("choices")
-    if not isinstance(choices, list):
+    if not isinstance(choices, list) or not choices:
         return None
+    first = choices[0]
+    if isinstance(first, Mapping) and first.get("index", 0) == 0:  # the usual single choice
+        return first
     mappings = [c for c in choices if isinstance(c, Mapping)]
     for choice in mappings:
         if choice.get("index", 0) == 0:
@@ -238,7 +261,7 @@ class StreamParser:
     def _handle(self, events: list[str]) -> list[Delta]:
         deltas: list[Delta] = []
         for data in events:
-            if self.is_stopped:
+            if self.done or self.error is not None:
                 break
             delta = self._event(data.strip())
             if delta is not None:
@@ -249,10 +272,14 @@ class StreamParser:
         if data == DONE_MARKER:
             self.done = True
             return None
+        chunk: object = None
         try:
-            chunk = json.loads(data)
+            chunk, end = _json_decode(data)
         except ValueError:
-            chunk = None
+            pass
+        else:
+            if end != len(data):  # "Extra data"
+                chunk = None
         if not isinstance(chunk, dict):
             self.malformed_chunks += 1
             logger.warning("skipping a malformed SSE data line: %r", data[:MAX_LOGGED_LINE_CHARS])
@@ -390,6 +417,68 @@ class _Progress:
 
     def __init__(self) -> None:
         self.text_yielded = False
+
+
+class _Watchdog:
+    """The read timeout of one stream: one timer, re-armed only when it fires early.
+
+    Entering and leaving an `asyncio.timeout` around every read costs a timer handle, a heap
+    push and a cancellation per chunk. Instead `start` before a read only moves `deadline`
+    (and the task to cancel); when the timer fires before the current deadline it sleeps on,
+    and when it fires during a read past the deadline it cancels the reading task, as
+    `asyncio.timeout` would, and `claim` then tells that CancelledError from any other.
+    Between reads (while the consumer holds a Delta) it never cancels anything.
+    """
+
+    __slots__ = ("_armed_for", "_cancelling", "_expired", "_handle", "_loop", "_task", "deadline")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_for = 0.0  # when the pending timer fires
+        self._task: asyncio.Task[Any] | None = None  # the reading task, None between reads
+        self._cancelling = 0
+        self._expired = False
+        self.deadline = 0.0
+
+    def start(self, deadline: float) -> None:
+        """A read begins, to be cancelled at `deadline`."""
+        self.deadline = deadline
+        if self._handle is None or deadline < self._armed_for:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._armed_for = deadline
+            self._handle = self._loop.call_at(deadline, self._fire)
+        task = self._task = asyncio.current_task()
+        assert task is not None
+        self._cancelling = task.cancelling()
+
+    def stop(self) -> None:
+        """The read is over (without a cancellation)."""
+        self._task = None
+
+    def claim(self) -> bool:
+        """The read was cancelled: True when by this watchdog alone, i.e. it timed out."""
+        task, self._task = self._task, None
+        if not self._expired or task is None:
+            return False
+        self._expired = False
+        return task.uncancel() <= self._cancelling
+
+    def close(self) -> None:
+        self._task = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self.deadline > self._armed_for:  # moved on since this timer was set
+            self._armed_for = self.deadline
+            self._handle = self._loop.call_at(self.deadline, self._fire)
+        elif self._task is not None and not self._expired:
+            self._expired = True
+            self._task.cancel()
 
 
 def _merge(deltas: Iterable[Delta]) -> Delta:
@@ -612,41 +701,56 @@ class GptsClient:
         finished = False  # a finish_reason arrived: only usage and [DONE] may follow
         loop = asyncio.get_running_loop()
         idle_s = self._config.idle_timeout_s
-        while not parser.is_stopped:
-            # Per read, only the deadline: the error is built if it is ever reached.
-            deadline = min(loop.time() + idle_s, total_deadline) if has_text else first_deadline
-            try:
-                async with asyncio.timeout_at(deadline):
-                    data = await response.content.readany()
-            except TimeoutError as exc:
-                if finished:
-                    logger.warning("GPTs stream stalled after its finish_reason; ending it")
-                    return
-                if not has_text:
-                    raise first_timeout from exc
-                if deadline >= total_deadline:
-                    raise UpstreamTimeout("total", self._config.total_timeout_s) from exc
-                raise UpstreamTimeout("idle", idle_s) from exc
-            except aiohttp.ClientError as exc:
-                if finished:
-                    logger.warning("GPTs stream broke after its finish_reason: %s", exc)
-                    return
-                reason = _shorten(str(exc)) or type(exc).__name__
-                if has_text:
-                    raise StreamInterrupted(
-                        f"the GPTs endpoint broke the connection mid-answer: {reason}"
+        read = response.content.readany
+        watchdog = _Watchdog(loop)
+        try:
+            while not parser.is_stopped:
+                # Per read, only the deadline: the error is built if it is ever reached.
+                deadline = min(loop.time() + idle_s, total_deadline) if has_text else first_deadline
+                watchdog.start(deadline)
+                try:
+                    data = await read()
+                except asyncio.CancelledError as cancelled:
+                    if not watchdog.claim():
+                        raise
+                    try:  # what `asyncio.timeout` raises, so the causes stay the same
+                        raise TimeoutError from cancelled
+                    except TimeoutError as exc:
+                        if finished:
+                            logger.warning("GPTs stream stalled after its finish_reason; ending it")
+                            return
+                        if not has_text:
+                            raise first_timeout from exc
+                        if deadline >= total_deadline:
+                            raise UpstreamTimeout("total", self._config.total_timeout_s) from exc
+                        raise UpstreamTimeout("idle", idle_s) from exc
+                except aiohttp.ClientError as exc:
+                    if finished:
+                        logger.warning("GPTs stream broke after its finish_reason: %s", exc)
+                        return
+                    reason = _shorten(str(exc)) or type(exc).__name__
+                    if has_text:
+                        raise StreamInterrupted(
+                            f"the GPTs endpoint broke the connection mid-answer: {reason}"
+                        ) from exc
+                    raise UpstreamError(
+                        f"the GPTs endpoint broke the connection: {reason}"
                     ) from exc
-                raise UpstreamError(f"the GPTs endpoint broke the connection: {reason}") from exc
-            for delta in parser.feed(data) if data else parser.close():
-                finished = finished or delta.finish_reason is not None
-                has_text = has_text or bool(delta.text)
-                yield delta
-            if parser.error is not None:
-                if has_text:
-                    raise StreamInterrupted(parser.error.message)
-                raise parser.error
-            if not data:
-                break
+                watchdog.stop()
+                for delta in parser.feed(data) if data else parser.close():
+                    if delta.finish_reason is not None:
+                        finished = True
+                    if delta.text:
+                        has_text = True
+                    yield delta
+                if parser.error is not None:
+                    if has_text:
+                        raise StreamInterrupted(parser.error.message)
+                    raise parser.error
+                if not data:
+                    break
+        finally:
+            watchdog.close()
         if not parser.valid_chunks:
             raise UpstreamError("the GPTs endpoint sent no readable answer", status=200)
         if parser.done or finished:

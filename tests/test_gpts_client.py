@@ -375,3 +375,60 @@ async def test_check_returns_at_the_first_text_without_waiting_for_the_rest(
     gate.send("p")  # and never finish: check must not wait for the whole answer
     async with GptsClient(make_config(fake_gpts)) as client:
         await client.check(MODEL)
+
+
+@pytest.mark.asyncio
+async def test_idle_timeout_counts_only_the_reads_not_the_consumer(fake_gpts: FakeGpts) -> None:
+    """A consumer that holds each Delta longer than the idle timeout does not trip it."""
+    fake_gpts.enqueue(Reply("abcdef", chunk_chars=2, chunk_delay_s=0.05))
+    async with GptsClient(make_config(fake_gpts, idle_timeout_s=0.15)) as client:
+        text = ""
+        async for delta in client.stream_chat(MODEL, HISTORY):
+            text += delta.text
+            await asyncio.sleep(0.3)
+    assert text == "abcdef"
+
+
+@pytest.mark.asyncio
+async def test_idle_timeout_still_fires_after_reads_that_arrived_in_time(
+    fake_gpts: FakeGpts,
+) -> None:
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    async with GptsClient(make_config(fake_gpts, idle_timeout_s=0.3)) as client:
+        answer = client.stream_chat(MODEL, HISTORY)
+        for piece in ("a", "b", "c"):
+            gate.send(piece)
+            assert await anext(answer) == Delta(piece)
+            await asyncio.sleep(0.2)  # the last deadline was set before this pause
+        with pytest.raises(UpstreamTimeout) as caught:
+            await anext(answer)
+    assert caught.value.phase == "idle"
+
+
+@pytest.mark.asyncio
+async def test_an_outer_cancel_or_timeout_during_a_read_is_not_an_upstream_timeout(
+    fake_gpts: FakeGpts,
+) -> None:
+    gate, second_gate = Gate(), Gate()
+    fake_gpts.enqueue(gate, second_gate)
+    async with GptsClient(make_config(fake_gpts, idle_timeout_s=0.2)) as client:
+        answer = client.stream_chat(MODEL, HISTORY)
+        gate.send("a")
+        assert await anext(answer) == Delta("a")
+        with pytest.raises(TimeoutError) as caught:  # the caller's own, shorter timeout
+            async with asyncio.timeout(0.05):
+                await anext(answer)
+        assert type(caught.value) is TimeoutError
+        await answer.aclose()
+        second = client.stream_chat(MODEL, HISTORY)
+        second_gate.send("b")
+        assert await anext(second) == Delta("b")
+        reader = asyncio.create_task(anext(second))
+        await asyncio.sleep(0.1)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert reader.cancelled()
+        await asyncio.sleep(0.2)  # past the idle deadline: nothing fires into this task
+        await second.aclose()

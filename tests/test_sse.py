@@ -226,3 +226,89 @@ def test_retry_after_parsing() -> None:
 )
 def test_which_errors_are_retried(exc: UpstreamError, retry: bool) -> None:
     assert is_retryable(exc) is retry
+
+
+def reference_events(text: str) -> list[str]:
+    """The SSE rules line by line, straight from the spec, as the decoder's oracle."""
+    events: list[str] = []
+    data: list[str] = []
+    lines = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for number, line in enumerate(lines):
+        last = number == len(lines) - 1
+        if not line:
+            if data and not last:
+                events.append("\n".join(data))
+                data = []
+            continue
+        name, _, value = line.partition(":")
+        if name == "data":
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        events.append("\n".join(data))
+    return events
+
+
+def random_sse_text(rng: random.Random) -> str:
+    pieces = ["\ufeff"] if rng.random() < 0.3 else []
+    fields = [
+        'data: {"choices": [{"delta": {"content": "é ✓ x"}}]}',
+        "data:no space",
+        "data:  two spaces",
+        "data",
+        "data:",
+        ": keep-alive",
+        "event: message",
+        "id: 3",
+        "",
+        "",
+    ]
+    for _ in range(rng.randint(0, 30)):
+        pieces.append(rng.choice(fields) + rng.choice(["\n", "\n", "\r\n", "\r"]))
+    if rng.random() < 0.5:
+        pieces.append(rng.choice(fields))  # a last line without its line end
+    return "".join(pieces)
+
+
+def decode_in_pieces(body: bytes, rng: random.Random) -> list[str]:
+    decoder = SseDecoder()
+    events: list[str] = []
+    start = 0
+    while start < len(body):
+        size = rng.choice([1, 2, 3, rng.randint(1, 64)])
+        events += decoder.feed(body[start : start + size])
+        start += size
+    return events + decoder.close()
+
+
+def test_decoder_matches_the_line_by_line_rules_on_random_bodies_and_splits() -> None:
+    """LF-only feeds (split at once) and feeds with CR or CRLF (rewritten first) agree."""
+    rng = random.Random(20261126)
+    for _ in range(400):
+        text = random_sse_text(rng)
+        body = text.encode()
+        expected = reference_events(text)
+        assert decode_in_pieces(body, rng) == expected, text
+        decoder = SseDecoder()
+        assert decoder.feed(body) + decoder.close() == expected, text
+        lf_only = text.replace("\r\n", "\n").replace("\r", "\n")
+        assert decode_in_pieces(lf_only.encode(), rng) == reference_events(lf_only)
+        assert reference_events(lf_only) == expected
+
+
+def test_decoder_replaces_invalid_utf8_and_keeps_a_split_sequence() -> None:
+    decoder = SseDecoder()
+    raw = "data: ✓\n\n".encode()
+    assert decoder.feed(raw[:7]) == []  # in the middle of the 3-byte "✓"
+    assert decoder.feed(raw[7:] + b"data: \xff\n\n") == ["✓", "\ufffd"]
+    assert decoder.feed(b"data: \xe2\x9c") == []
+    assert decoder.close() == ["\ufffd"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    ['{"choices": []} x', "", "[1, 2]", '"text"', '{"a": 1}{"b": 2}', "\ufeff{}"],
+)
+def test_data_that_is_not_one_json_object_is_malformed(data: str) -> None:
+    parser = StreamParser()
+    assert parser.feed(f"data: {data}\n\n".encode()) == []
+    assert parser.malformed_chunks == 1 and parser.valid_chunks == 0

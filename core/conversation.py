@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -70,6 +70,18 @@ class AnswerOutcome:
     error: BaseException | None = None
 
 
+@dataclass(slots=True)
+class _Progress:
+    """What one turn has got so far, for the answer's record."""
+
+    conversation_id: int
+    started: float = field(default_factory=time.monotonic)
+    model: str | None = None
+    usage: Usage | None = None
+    first_text_at: float | None = None
+    error: BaseException | None = None
+
+
 class _ScopeLocks:
     """One lock per scope, dropped when no turn holds or awaits it (scopes are unbounded)."""
 
@@ -122,55 +134,41 @@ class ConversationService:
             platform_message_ids=[turn.message_id] if turn.message_id else (),
             with_binding=True,
         )
-        conversation, history = start.conversation_id, start.history
-        model: str | None = None
-        usage: Usage | None = None
-        started = time.monotonic()
-        first: float | None = None  # when the first text arrived
-        error: BaseException | None = None
+        progress = _Progress(start.conversation_id)
         try:
             self._check_length(turn.text)
             binding = self._binding_info(scope, start.binding)
             if binding is None:
                 raise NoGptBound()
-            model = binding.model
-            messages = self._upstream_messages(history, turn)
-            async for delta in self.client.stream_chat(model, messages):
+            progress.model = binding.model
+            messages = self._upstream_messages(start.history, turn)
+            async for delta in self.client.stream_chat(binding.model, messages):
                 if delta.text:
-                    first = first or time.monotonic()
+                    progress.first_text_at = progress.first_text_at or time.monotonic()
                     reply.append(delta.text)
-                usage = delta.usage or usage
+                progress.usage = delta.usage or progress.usage
         except GptsBotError as exc:
-            error = exc
+            progress.error = exc
             level = logging.WARNING if isinstance(exc, UpstreamError) else logging.INFO
             logger.log(level, "turn in %s failed: %s", scope, type(exc).__name__)
         except asyncio.CancelledError as exc:
-            error = exc  # shutting down mid-answer: show and store what arrived, then stop
+            progress.error = exc  # shutting down mid-answer: show and store what arrived, then stop
             logger.info("turn in %s cancelled", scope)
+            async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                await self._conclude(turn, reply, progress)
+            raise
         except Exception as exc:
             if self.reraise_unexpected:
                 raise
-            error = exc
+            progress.error = exc
             logger.exception("turn in %s failed unexpectedly", scope)
-        if isinstance(error, asyncio.CancelledError):
-            async with asyncio.timeout(SHUTDOWN_GRACE_S):
-                await self._conclude(conversation, reply, error, model, usage, started, first, turn)
-            raise error
-        return await self._conclude(conversation, reply, error, model, usage, started, first, turn)
+        return await self._conclude(turn, reply, progress)
 
     async def _conclude(
-        self,
-        conversation: int,
-        reply: StreamingReply,
-        error: BaseException | None,
-        model: str | None,
-        usage: Usage | None,
-        started: float,
-        first_chunk_at: float | None,
-        turn: Turn,
+        self, turn: Turn, reply: StreamingReply, progress: _Progress
     ) -> AnswerOutcome:
         """Finish the reply (with a short error line on failure) and store the answer."""
-        text = reply.text
+        text, error = reply.text, progress.error
         status: Status = "complete" if error is None else ("partial" if text else "error")
         error_line = user_message(error, turn.language) if error is not None else None
         if error is None and not text.strip():
@@ -178,20 +176,21 @@ class ConversationService:
         try:
             await reply.finish(error_line)
         finally:
+            usage, started, first = progress.usage, progress.started, progress.first_text_at
             await self.repo.add_message(
-                conversation,
+                progress.conversation_id,
                 role="assistant",
                 content=text,
                 status=status,
-                model=model,
+                model=progress.model,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
                 total_tokens=usage.total_tokens if usage else None,
-                first_chunk_ms=_ms(first_chunk_at - started) if first_chunk_at else None,
+                first_chunk_ms=_ms(first - started) if first else None,
                 total_ms=_ms(time.monotonic() - started),
                 platform_message_ids=[ref.message_id for ref in reply.messages],
             )
-        return AnswerOutcome(status, text, model, error)
+        return AnswerOutcome(status, text, progress.model, error)
 
     def _check_length(self, text: str) -> None:
         """The message must say something and fit the part of a request kept for messages."""

@@ -1,7 +1,8 @@
 """The conversation service: one turn, from the user's message to the stored answer.
 
-    lock the scope → store the user's message → history window → stream upstream into the reply
-    → finish the reply (with a short error line on failure) → store the answer with its status
+    lock the scope → one transaction: history window, binding, the user's message stored
+    → stream upstream into the reply → finish the reply (with a short error line on failure)
+    → store the answer with its status
 
 Turns in one scope run in order; different scopes run in parallel. Nothing a user wrote is lost:
 their message is stored before upstream is called, whatever happens next.

@@ -1,0 +1,177 @@
+"""PTB's HTTP layer on aiohttp instead of httpx: the Bot API calls were most of the bot's CPU.
+
+PTB's default HTTPXRequest spent about 1.5 ms of CPU per Bot API call (httpx → httpcore → anyio,
+and httpcore tries to import the absent `sniffio` several times per request); this one, on the
+aiohttp the GPTs client already uses, about 0.2 ms. Only the transport changes: PTB's BaseRequest
+still turns status codes and bodies into BadRequest / RetryAfter / Forbidden / … as before.
+
+As HTTPXRequest: `connect` bounds opening a connection and `pool` waiting for a free one (aiohttp's
+`connect` timeout covers both, so it gets their sum), `read` each read of the response, and proxies
+come from HTTP(S)_PROXY / ALL_PROXY / NO_PROXY, read once (aiohttp's own `trust_env` would look
+them up in a thread on every request). aiohttp has no write timeout: an upload that stalls waits
+for the response under `read`, which for uploads is at least the write timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import ssl
+from typing import Any
+from urllib.parse import unquote, urlencode, urlsplit
+from urllib.request import getproxies, proxy_bypass
+
+import aiohttp
+import httpx  # PTB depends on it; only for its SSL defaults
+from telegram._utils.defaultvalue import DefaultValue
+from telegram._utils.types import ODVInput
+from telegram.error import NetworkError, TimedOut
+from telegram.request import BaseRequest, RequestData
+
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_TimeoutKey = tuple[float | None, float | None, float | None, float | None, bool]
+
+
+class AiohttpRequest(BaseRequest):
+    """A `telegram.request.BaseRequest` on one aiohttp ClientSession (opened by `initialize`).
+    The arguments and their defaults are HTTPXRequest's."""
+
+    __slots__ = (
+        "_connect_timeout",
+        "_media_write_timeout",
+        "_pool_size",
+        "_pool_timeout",
+        "_proxies",
+        "_read_timeout",
+        "_session",
+        "_timeouts",
+        "_write_timeout",
+    )
+
+    def __init__(
+        self,
+        connection_pool_size: int = 256,
+        read_timeout: float | None = 5.0,
+        write_timeout: float | None = 5.0,
+        connect_timeout: float | None = 5.0,
+        pool_timeout: float | None = 1.0,
+        media_write_timeout: float | None = 20.0,
+    ) -> None:
+        self._pool_size = connection_pool_size
+        self._read_timeout = read_timeout
+        self._write_timeout = write_timeout
+        self._connect_timeout = connect_timeout
+        self._pool_timeout = pool_timeout
+        self._media_write_timeout = media_write_timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[_TimeoutKey, aiohttp.ClientTimeout] = {}
+        self._proxies: dict[str, dict[str, Any]] = {}  # origin → proxy arguments
+
+    @property
+    def read_timeout(self) -> float | None:
+        return self._read_timeout
+
+    async def initialize(self) -> None:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._pool_size, limit_per_host=0, ssl=_ssl_context()
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": self.USER_AGENT}
+            )
+
+    async def shutdown(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        session = self._session
+        if session is None or session.closed:
+            raise RuntimeError("This AiohttpRequest is not initialized!")
+        data: aiohttp.FormData | bytes | None = None
+        headers = None
+        files = request_data.multipart_data if request_data else None
+        if request_data and files:
+            data = aiohttp.FormData(request_data.json_parameters)
+            for name, (filename, content, mimetype) in files.items():
+                data.add_field(name, content, filename=filename, content_type=mimetype)
+        elif request_data:
+            data, headers = urlencode(request_data.json_parameters).encode(), _FORM
+        timeout = self._timeout(
+            read_timeout, write_timeout, connect_timeout, pool_timeout, upload=bool(files)
+        )
+        origin = url[: url.find("/", url.find("//") + 2)]  # Bot API URLs have a path
+        proxy = self._proxies.get(origin)
+        if proxy is None:
+            proxy = self._proxy(origin)
+        try:
+            async with session.request(
+                method, url, data=data, headers=headers, timeout=timeout, **proxy
+            ) as response:
+                return response.status, await response.read()
+        except TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
+            raise TimedOut from exc
+        except aiohttp.ClientError as exc:
+            raise NetworkError(f"aiohttp.{exc.__class__.__name__}: {exc}") from exc
+
+    def _timeout(
+        self,
+        read: ODVInput[float],
+        write: ODVInput[float],
+        connect: ODVInput[float],
+        pool: ODVInput[float],
+        *,
+        upload: bool,
+    ) -> aiohttp.ClientTimeout:
+        """The ClientTimeout for these values (kept: there are only a few combinations)."""
+        if isinstance(read, DefaultValue):
+            read = self._read_timeout
+        if isinstance(write, DefaultValue):
+            write = self._media_write_timeout if upload else self._write_timeout
+        if isinstance(connect, DefaultValue):
+            connect = self._connect_timeout
+        if isinstance(pool, DefaultValue):
+            pool = self._pool_timeout
+        key = (read, write, connect, pool, upload)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            if upload and read is not None:
+                read = None if write is None else max(read, write)
+            timeout = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None,
+                connect=None if connect is None or pool is None else connect + pool,
+                sock_connect=connect,
+                sock_read=read,
+            )
+        return timeout
+
+    def _proxy(self, origin: str) -> dict[str, Any]:
+        """The proxy arguments for an origin (scheme://host:port), from the environment."""
+        parts = urlsplit(origin)
+        proxies = getproxies()
+        proxy = proxies.get(parts.scheme) or proxies.get("all")
+        found: dict[str, Any] = {}
+        if proxy and not proxy_bypass(parts.hostname or ""):
+            url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+            found["proxy"] = url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()
+            if url.username is not None:
+                user = f"{unquote(url.username)}:{unquote(url.password or '')}"
+                auth = base64.b64encode(user.encode()).decode()
+                found["proxy_headers"] = {"Proxy-Authorization": f"Basic {auth}"}
+        self._proxies[origin] = found
+        return found
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """The certificates HTTPXRequest trusted (SSL_CERT_FILE / SSL_CERT_DIR, else certifi's)."""
+    return httpx.create_ssl_context()

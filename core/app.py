@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 
 from core.config import Config
 from core.conversation import ConversationService
 from core.gpts_client import GptsClient
-from core.platform import Adapter
+from core.platform import Adapter, PlatformRefused
 from storage.repository import Repository
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,11 @@ def has_platform_token(config: Config) -> bool:
     return bool(config.telegram.token or config.discord.token)
 
 
+def secrets_of(config: Config) -> tuple[str, ...]:
+    """What must never reach a log line."""
+    return config.gpts.api_key, config.telegram.token, config.discord.token
+
+
 def load_adapters(config: Config, service: ConversationService) -> list[Adapter]:
     """Every installed adapter whose platform has a token configured."""
     adapters = []
@@ -58,20 +63,59 @@ def load_adapters(config: Config, service: ConversationService) -> list[Adapter]
     return adapters
 
 
-async def run_adapters(adapters: list[Adapter], stop: asyncio.Event) -> None:
-    """Run every adapter in this event loop until `stop` is set or one of them fails."""
+# An adapter that fails (network down, platform outage) is restarted after a pause that doubles
+# up to the maximum, and starts again from the first pause after a long enough healthy run.
+FIRST_RESTART_DELAY_S = 2.0
+MAX_RESTART_DELAY_S = 120.0
+HEALTHY_RUN_S = 300.0
+
+
+async def run_adapters(
+    adapters: list[Adapter],
+    stop: asyncio.Event,
+    *,
+    secrets: Sequence[str] = (),
+    first_restart_delay_s: float = FIRST_RESTART_DELAY_S,
+) -> None:
+    """Run every adapter in this event loop until `stop` is set. An adapter that fails is logged
+    in one line (never a secret) and restarted; `PlatformRefused` stops everything."""
 
     async def stop_all() -> None:
         await stop.wait()
         raise _Stopping
 
+    async def supervise(adapter: Adapter) -> None:
+        loop = asyncio.get_running_loop()
+        delay = first_restart_delay_s
+        while True:
+            started = loop.time()
+            try:
+                await adapter.run()
+                return
+            except PlatformRefused:
+                raise
+            except Exception as exc:
+                if loop.time() - started > HEALTHY_RUN_S:
+                    delay = first_restart_delay_s
+                reason = _without(secrets, f"{type(exc).__name__}: {exc}")
+                logger.error("%s stopped (%s); restarting in %.0f s", adapter.name, reason, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RESTART_DELAY_S)
+
     try:
         async with asyncio.TaskGroup() as group:
             for adapter in adapters:
-                group.create_task(adapter.run(), name=adapter.name)
+                group.create_task(supervise(adapter), name=adapter.name)
             group.create_task(stop_all())
     except* _Stopping:
         logger.info("stopped")
+
+
+def _without(secrets: Sequence[str], text: str) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 class _Stopping(Exception):

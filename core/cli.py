@@ -15,6 +15,7 @@ from core.app import (
     load_adapters,
     open_app,
     run_adapters,
+    secrets_of,
     stop_on_signals,
 )
 from core.config import Config, config_path, load_config
@@ -22,6 +23,7 @@ from core.console import chat
 from core.errors import ConfigError, GptNotFound, GptsBotError
 from core.gpt_names import model_name, parse_gpt_id
 from core.gpts_client import GptsClient
+from core.platform import PlatformRefused
 
 logger = logging.getLogger("gptsbot")
 
@@ -88,8 +90,14 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
     async with open_app(config) as app:
         adapters = load_adapters(config, app.service)
         logger.info("running %s", ", ".join(adapter.name for adapter in adapters))
-        await run_adapters(adapters, stop)
-    return 0
+        refusals: list[BaseException] = []
+        try:
+            await run_adapters(adapters, stop, secrets=secrets_of(config))
+        except* PlatformRefused as group:
+            refusals.extend(group.exceptions)
+    for refusal in refusals:
+        print(f"gptsbot: {refusal}", file=sys.stderr)
+    return 1 if refusals else 0
 
 
 async def _chat(config: Config, args: argparse.Namespace) -> int:

@@ -33,6 +33,11 @@ class PlatformRateLimited(Exception):
         self.retry_after = retry_after
 
 
+class PlatformRefused(Exception):
+    """The platform refused the bot itself (e.g. its token): restarting the adapter won't help.
+    The message must not contain the token."""
+
+
 class ReplyChannel(Protocol):
     """Where one answer is written.
 

@@ -185,3 +185,19 @@ async def test_run_serves_telegram_until_sigterm_then_exits_0(
     log = out.decode() + err.decode()
     assert telegram.token not in log and API_KEY not in log
     assert fake_gpts.requests[0].model == f"gpt-4-gizmo-{DEFAULT_GPT}"
+
+
+@pytest.mark.asyncio
+async def test_run_with_a_refused_token_says_so_without_the_token(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    wrong = "999999:not-the-right-token"
+    async with FakeTelegram() as telegram:
+        env = environment(tmp_path, fake_gpts, TELEGRAM_BOT_TOKEN=wrong)
+        with Path(env["GPTSBOT_CONFIG"]).open("a") as config:
+            config.write(f'[telegram]\nbase_url = "{telegram.base_url}"\n')
+        result = await gptsbot("run", env=env)
+    assert result.code == 1
+    assert "gptsbot: Telegram refused the bot token: check TELEGRAM_BOT_TOKEN" in result.err
+    assert wrong not in result.out + result.err
+    assert "Traceback" not in result.err and "Unclosed" not in result.err

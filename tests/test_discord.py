@@ -24,6 +24,7 @@ from core import i18n
 from core.app import App, open_app
 from core.config import parse_config
 from core.i18n import APOLOGY
+from core.platform import PlatformRefused
 from core.turns import Scope
 from tests.fake_discord import (
     ADMINISTRATOR,
@@ -819,3 +820,25 @@ async def test_configured_chinese_answers_a_dm_in_chinese(
         dm = w.fake.dm_channel(w.member)
         await w.fake.user_says(dm, w.member, "hello")
         await w.answered(dm, i18n.AUTH_FAILED("zh"))
+
+
+@pytest.mark.asyncio
+async def test_a_refused_token_stops_the_adapter_without_showing_the_token(
+    tmp_path: Path, fake_gpts: FakeGpts
+) -> None:
+    wrong = "MTIz.not-the-token.xyz"
+    async with FakeDiscord() as fake:
+        config = parse_config(
+            {
+                "gpts": {"base_url": fake_gpts.base_url, "api_key": "k"},
+                "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
+                "discord": {"token": wrong, "api_base": fake.api_base},
+            },
+            env={},
+        )
+        async with open_app(config) as app:
+            adapter = DiscordAdapter(config, app.service, guild_ready_timeout=0.05)
+            with pytest.raises(PlatformRefused) as refused:
+                await asyncio.wait_for(adapter.run(), TIMEOUT)
+    assert "DISCORD_BOT_TOKEN" in str(refused.value)
+    assert wrong not in str(refused.value) and refused.value.__cause__ is None

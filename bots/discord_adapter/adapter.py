@@ -31,7 +31,7 @@ from core.conversation import BindingInfo, ConversationService
 from core.errors import BadGptName, NotAllowed, user_message
 from core.i18n import Language, language_for
 from core.pacing import KeyedBudgets, RateBudget
-from core.platform import Clock, ReplyChannel, SystemClock
+from core.platform import Clock, PlatformRefused, ReplyChannel, SystemClock
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
 
@@ -141,6 +141,10 @@ class DiscordAdapter:
                 try:
                     await client.start(self.settings.token)
                     return
+                except discord.LoginFailure:
+                    raise PlatformRefused(
+                        "Discord refused the bot token: check DISCORD_BOT_TOKEN"
+                    ) from None
                 except discord.PrivilegedIntentsRequired:
                     if not self.message_content:
                         raise
@@ -177,6 +181,8 @@ class DiscordAdapter:
             aiohttp.ClientSession() as session,
             session.get(f"{base}/gateway/bot", headers=headers) as response,
         ):
+            if response.status == 401:
+                raise PlatformRefused("Discord refused the bot token: check DISCORD_BOT_TOKEN")
             if response.status != 200:
                 raise RuntimeError(f"GET {base}/gateway/bot answered HTTP {response.status}")
             data = await response.json(content_type=None)

@@ -10,7 +10,7 @@ from typing import Any
 
 from telegram import BotCommand, Message, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, FloodLimit
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -41,6 +41,7 @@ from core.conversation import BindingInfo, ConversationService
 from core.errors import BadGptName, NotAllowed, user_message
 from core.i18n import Language, language_for
 from core.pacing import KeyedBudgets, RateBudget
+from core.platform import PlatformRefused
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
 
@@ -134,6 +135,18 @@ class TelegramAdapter:
 
     async def _run(self) -> None:
         application = self.build_application()
+        try:
+            await self._serve(application)
+        except InvalidToken:
+            # PTB's own message quotes the token: none of it goes on.
+            raise PlatformRefused(
+                "Telegram refused the bot token: check TELEGRAM_BOT_TOKEN"
+            ) from None
+        finally:
+            # When getMe fails at start, PTB leaves the bot's HTTP sessions open.
+            await application.bot.shutdown()
+
+    async def _serve(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         async with application:
             bot = application.bot
             await self._register_commands(bot)

@@ -1,0 +1,64 @@
+"""`gptsbot run`'s supervision of the platform adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from core.app import run_adapters
+from core.platform import PlatformRefused
+
+SECRET = "123456:very-secret-token"
+
+
+class FlakyAdapter:
+    """Fails `failures` times (with the token in its error, as some libraries do), then runs."""
+
+    name = "flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.starts = 0
+        self.running = asyncio.Event()
+
+    async def run(self) -> None:
+        self.starts += 1
+        if self.starts <= self.failures:
+            raise ConnectionError(f"cannot reach https://api.example/bot{SECRET}/getMe")
+        self.running.set()
+        await asyncio.Event().wait()
+
+
+class RefusedAdapter:
+    name = "refused"
+
+    async def run(self) -> None:
+        raise PlatformRefused("the platform refused the bot token")
+
+
+@pytest.mark.asyncio
+async def test_a_failing_adapter_is_restarted_and_its_secret_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flaky, stop = FlakyAdapter(failures=3), asyncio.Event()
+    with caplog.at_level(logging.ERROR, logger="core.app"):
+        task = asyncio.create_task(
+            run_adapters([flaky], stop, secrets=[SECRET], first_restart_delay_s=0.001)
+        )
+        await asyncio.wait_for(flaky.running.wait(), 5)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+    assert flaky.starts == 4
+    failures = [r.getMessage() for r in caplog.records if "restarting" in r.getMessage()]
+    assert len(failures) == 3
+    assert all(SECRET not in line and "***" in line for line in failures)
+
+
+@pytest.mark.asyncio
+async def test_a_refused_bot_stops_every_adapter() -> None:
+    flaky = FlakyAdapter(failures=0)
+    with pytest.raises(ExceptionGroup) as caught:
+        await asyncio.wait_for(run_adapters([flaky, RefusedAdapter()], asyncio.Event()), 5)
+    assert caught.group_contains(PlatformRefused)

@@ -39,8 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gptsbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    level = config.bot.log_level
+    if args.command == "chat" and level == "INFO":
+        level = "WARNING"  # the terminal is the conversation: only problems interrupt it
     logging.basicConfig(
-        level=config.bot.log_level,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # httpx (under python-telegram-bot) logs every request URL at INFO, and Telegram's URLs

@@ -92,6 +92,7 @@ MESSAGE_TOO_LONG = Text(
     "Shorten it or send it in parts.",
     "⚠️ 消息太长（{length} 个字符，最多 {limit} 个），请缩短或分几次发送。",
 )
+NOTHING_BOUND = Text("No GPT was bound here.", "这里没有绑定 GPT。")
 NOT_ADMIN = Text(
     "⛔ Only admins of this chat can change its GPT.",
     "⛔ 只有本群管理员可以更换 GPT。",

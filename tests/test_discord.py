@@ -774,7 +774,7 @@ async def test_chinese_client_gets_chinese_command_answers(
         unbound = await zh(w.channel_id, w.manager, "gpt unbind")
         assert unbound == t.UNBOUND("zh", name="max")
         nothing = await zh(w.channel_id, w.manager, "gpt unbind")
-        assert nothing == t.NOTHING_TO_UNBIND("zh")
+        assert nothing == i18n.NOTHING_BOUND("zh")
 
 
 @pytest.mark.asyncio

@@ -545,7 +545,7 @@ class DiscordAdapter:
             await self._respond(interaction, user_message(exc, language), ephemeral=True)
             return
         if not removed:
-            await self._respond(interaction, t.NOTHING_TO_UNBIND(language), ephemeral=True)
+            await self._respond(interaction, i18n.NOTHING_BOUND(language), ephemeral=True)
             return
         await interaction.response.send_message(
             t.UNBOUND(language, name=author.display_name), allowed_mentions=NO_PINGS

@@ -88,7 +88,6 @@ BOUND_TO_CHAT = Text(
     "✅ {name} bound the GPT `{gpt_id}` to this chat: <{url}>",
     "✅ {name} 已将 GPT `{gpt_id}` 绑定到本对话：<{url}>",
 )
-NOTHING_TO_UNBIND = Text("No GPT was bound here.", "这里没有绑定 GPT。")
 UNBOUND = Text("{name} unbound the GPT from here.", "{name} 已解除这里的 GPT 绑定。")
 
 # /gpt info. `{gpt}` is "`g-...` (<link>)"; `{detail}` is BOUND_BY_WHEN, BOUND_BY, BOUND_WHEN or "".

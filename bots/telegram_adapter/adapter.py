@@ -311,7 +311,7 @@ class TelegramAdapter:
                 now = _describe(await self.service.binding(scope), language)
                 await self._say(bot, message, say.UNBOUND(language, info=now))
             else:
-                await self._say(bot, message, say.NOTHING_BOUND(language))
+                await self._say(bot, message, i18n.NOTHING_BOUND(language))
         else:
             await self._say(bot, message, say.GPT_USAGE(language))
 

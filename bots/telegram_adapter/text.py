@@ -147,7 +147,6 @@ RESET_DONE = Text(
 UNKNOWN_COMMAND = Text("Unknown command /{name}. Try /help.", "未知命令 /{name}。试试 /help。")
 BOUND = Text("✅ Bound {gpt_id} here.\n{url}", "✅ 已在这里绑定 {gpt_id}。\n{url}")
 UNBOUND = Text("✅ Unbound. {info}", "✅ 已解除绑定。{info}")
-NOTHING_BOUND = Text("No GPT was bound here.", "这里没有绑定 GPT。")
 
 # /help
 HELP_INTRO = Text(

@@ -12,7 +12,7 @@ from importlib import import_module
 
 from core.config import Config
 from core.conversation import ConversationService
-from core.gpts_client import GptsClient
+from core.gpts import GptsClient
 from core.platform import Adapter, PlatformRefused
 from storage.repository import Repository
 

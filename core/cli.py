@@ -22,7 +22,7 @@ from core.config import Config, config_path, load_config
 from core.console import chat
 from core.errors import ConfigError, GptNotFound, GptsBotError
 from core.gpt_names import model_name, parse_gpt_id
-from core.gpts_client import GptsClient
+from core.gpts import GptsClient
 from core.platform import PlatformRefused
 
 logger = logging.getLogger("gptsbot")

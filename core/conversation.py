@@ -31,7 +31,7 @@ from core.errors import (
     user_message,
 )
 from core.gpt_names import gpt_url, model_name, parse_gpt_id
-from core.gpts_client import ChatMessage, GptsClient, Usage
+from core.gpts import ChatMessage, GptsClient, Usage
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
 from storage.repository import BindingRecord, MessageRecord, Repository

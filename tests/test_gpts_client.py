@@ -20,7 +20,7 @@ from core.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from core.gpts_client import ChatMessage, Delta, GptsClient, Usage
+from core.gpts import ChatMessage, Delta, GptsClient, Usage
 from tests.fake_gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import AuthError, GptNotFound, RateLimited, UpstreamError, UpstreamTimeout
-from core.gpts_client import (
+from core.gpts import (
     Delta,
     SseDecoder,
     StreamParser,

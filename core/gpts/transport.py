@@ -1,413 +1,40 @@
-"""The GPTs client: one chat completion, streamed, from an OpenAI-compatible endpoint.
-
-    client = GptsClient(config.gpts)
-    async for delta in client.stream_chat("gpt-4-gizmo-g-B3hgivKK9", messages):
-        text += delta.text                    # may be "" on the finish / usage deltas
-        finish_reason = delta.finish_reason or finish_reason
-        usage = delta.usage or usage
-
-Deltas arrive as the endpoint sends them: text pieces, then `finish_reason` (possibly together
-with the last text), then `usage` when the endpoint reports it. In non-streaming mode
-(`gpts.stream = false`) one Delta carries all three.
+"""The transport: `GptsClient` posts one chat completion over aiohttp and yields its Deltas.
 
 Failures raise the typed errors of `core.errors`. Retries (connection errors, 408, 429, 5xx, a
 first-chunk timeout) happen only before any text has been yielded: once text may have reached a
 user, a broken stream raises `StreamInterrupted` (or `UpstreamTimeout` with phase "idle"/"total").
-
-The wire format is parsed by pure code usable without HTTP: `SseDecoder` (bytes -> event data),
-`parse_sse_lines` (lines -> event data), `delta_from_chunk` (one JSON chunk -> Delta) and
-`StreamParser` (all three together, for replaying a captured `.sse` body).
+Each read of a stream is timed by one `_Watchdog` rather than an `asyncio.timeout` per chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import html
 import json
 import logging
 import random
-import re
-from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, TypedDict
+from typing import Any
 
 import aiohttp
 
 from core.config import GptsConfig
-from core.errors import (
-    AuthError,
-    GptNotFound,
-    RateLimited,
-    StreamInterrupted,
-    UpstreamError,
-    UpstreamTimeout,
+from core.errors import RateLimited, StreamInterrupted, UpstreamError, UpstreamTimeout
+from core.gpts.error_mapping import (
+    error_from_body,
+    is_retryable,
+    parse_retry_after,
+    redact_and_shorten,
 )
+from core.gpts.sse import StreamParser, delta_from_completion
+from core.gpts.wire import ChatMessage, Delta
 
 logger = logging.getLogger(__name__)
 
-DONE_MARKER = "[DONE]"
-# Longest error text carried into an exception (and so possibly shown to a user).
-MAX_ERROR_CHARS = 200
-# A Retry-After longer than this is not waited out: the caller gets RateLimited at once.
-MAX_RETRY_AFTER_S = 30.0
 # Backoff delays are stretched by up to this fraction so parallel retries spread out.
 RETRY_JITTER = 0.25
-# A malformed SSE line is logged with at most this many of its characters.
-MAX_LOGGED_LINE_CHARS = 120
 CHECK_PROMPT = "ping"
 CHECK_MAX_TOKENS = 1
-MODEL_NOT_FOUND = "model_not_found"
-
-_utf8_decode = codecs.utf_8_decode
-# json.loads minus its checks: the data is stripped already, and trailing text is caught below.
-_json_decode = json.JSONDecoder().raw_decode
-_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-# Key-shaped words an endpoint might echo back ("invalid token sk-..."): never pass them on.
-_KEY_LIKE = re.compile(r"\b(?:sk|key|token)-[A-Za-z0-9_\-]{6,}", re.IGNORECASE)
-
-
-class ChatMessage(TypedDict):
-    role: str  # "system" | "user" | "assistant"
-    content: str
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    total_tokens: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """One piece of an answer: text to show (content or refusal), and/or the finish and usage."""
-
-    text: str = ""
-    finish_reason: str | None = None
-    usage: Usage | None = None
-
-
-# --- pure parsing ----------------------------------------------------------------------------
-
-
-class SseDecoder:
-    """Incremental `text/event-stream` decoder: feed bytes, get each event's data string.
-
-    Handles CRLF, CR or LF line ends (also split across feeds), `:` comments (keep-alives),
-    `data:` with or without the space, and multi-line data (joined with "\\n"). Fields other
-    than `data` (`event`, `id`, `retry`) are ignored: chat streams do not use them.
-
-    Each feed splits all its complete lines at once with `str.split("\\n")`; text with a CR in
-    it is first rewritten to LF line ends (a CR at the very end is held back: it may be the
-    first half of a CRLF still in flight).
-    """
-
-    __slots__ = ("_buffer", "_data", "_started", "_undecoded")
-
-    def __init__(self) -> None:
-        self._undecoded = b""  # the start of a UTF-8 sequence split across feeds
-        self._buffer = ""  # text after the last complete line (LF line ends only)
-        self._data: list[str] = []
-        self._started = False
-
-    def feed(self, data: bytes) -> list[str]:
-        if self._undecoded:
-            data = self._undecoded + data
-        text, used = _utf8_decode(data, "replace", False)
-        self._undecoded = data[used:] if used < len(data) else b""
-        return self._drain(self._buffer + text if self._buffer else text, final=False)
-
-    def close(self) -> list[str]:
-        """End of stream: dispatch what is pending, even without the closing blank line."""
-        text = _utf8_decode(self._undecoded, "replace", True)[0] if self._undecoded else ""
-        self._undecoded = b""
-        events = self._drain(self._buffer + text, final=True)
-        if self._buffer:
-            events.extend(self._lines([self._first_line(self._buffer)]))
-            self._buffer = ""
-        if self._data:
-            events.append("\n".join(self._data))
-            self._data = []
-        return events
-
-    def _first_line(self, text: str) -> str:
-        if self._started:
-            return text
-        self._started = True
-        return text.removeprefix("\ufeff")
-
-    def _drain(self, text: str, *, final: bool) -> list[str]:
-        held = ""
-        if "\r" in text:
-            if text[-1] == "\r" and not final:
-                text, held = text[:-1], "\r"
-            text = text.replace("\r\n", "\n").replace("\r", "\n")
-        end = text.rfind("\n")
-        if end < 0:
-            self._buffer = text + held
-            return []
-        self._buffer = text[end + 1 :] + held
-        return self._lines(self._first_line(text[:end]).split("\n"))
-
-    def _lines(self, lines: list[str]) -> list[str]:
-        events: list[str] = []
-        data = self._data
-        for line in lines:
-            if not line:
-                if data:
-                    events.append(data[0] if len(data) == 1 else "\n".join(data))
-                    data = []
-            elif line.startswith("data:"):
-                data.append(line[6:] if line[5:6] == " " else line[5:])
-            elif line == "data":
-                data.append("")
-            # else: a `:` comment or another field
-        self._data = data
-        return events
-
-
-def parse_sse_lines(lines: Iterable[str]) -> Iterator[str]:
-    """Event data strings from already split lines (line ends may be left on)."""
-    decoder = SseDecoder()
-    for line in lines:
-        yield from decoder.feed((line.rstrip("\r\n") + "\n").encode())
-    yield from decoder.close()
-
-
-def _usage(raw: object) -> Usage | None:
-    if raw is None or not isinstance(raw, Mapping):
-        return None
-
-    def count(key: str) -> int | None:
-        value = raw.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-    return Usage(count("prompt_tokens"), count("completion_tokens"), count("total_tokens"))
-
-
-def _message_text(message: object) -> str:
-    """Content plus refusal text of a `delta` (streaming) or `message` (non-streaming)."""
-    if message is None or not isinstance(message, Mapping):
-        return ""
-    content, refusal = message.get("content"), message.get("refusal")
-    if refusal is None:  # the usual streamed chunk
-        return content if isinstance(content, str) else ""
-    return "".join(part for part in (content, refusal) if isinstance(part, str))
-
-
-def _first_choice(chunk: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    choices = chunk.get("choices")
-    if not isinstance(choices, list) or not choices:
-        return None
-    first = choices[0]
-    if isinstance(first, Mapping) and first.get("index", 0) == 0:  # the usual single choice
-        return first
-    mappings = [c for c in choices if isinstance(c, Mapping)]
-    for choice in mappings:
-        if choice.get("index", 0) == 0:
-            return choice
-    return mappings[0] if mappings else None
-
-
-def delta_from_chunk(chunk: Mapping[str, Any], *, secret: str = "") -> Delta | None:
-    """One decoded `chat.completion.chunk` (or a whole `chat.completion`) as a Delta.
-
-    None when the chunk carries nothing to show (a role chunk, an empty first chunk, content
-    filter notes). Raises the mapped `UpstreamError` for an `{"error": ...}` object.
-    """
-    if chunk.get("error"):
-        raise error_from_body(None, chunk, secret=secret)
-    text, finish_reason = "", None
-    choice = _first_choice(chunk)
-    if choice is not None:
-        text = _message_text(choice.get("delta")) or _message_text(choice.get("message"))
-        reason = choice.get("finish_reason")
-        finish_reason = reason if isinstance(reason, str) and reason else None
-    usage = _usage(chunk.get("usage"))
-    if not text and finish_reason is None and usage is None:
-        return None
-    return Delta(text, finish_reason, usage)
-
-
-class StreamParser:
-    """A chat completion SSE body in, Deltas out; no I/O.
-
-    Stops at `[DONE]` or at an `{"error": ...}` object, which it keeps in `error` (the Deltas
-    before it are still returned). A data line that is not JSON is skipped with a warning.
-    """
-
-    def __init__(self, *, secret: str = "") -> None:
-        self._sse = SseDecoder()
-        self._secret = secret
-        self.done = False
-        self.error: UpstreamError | None = None
-        self.valid_chunks = 0
-        self.malformed_chunks = 0
-
-    @property
-    def is_stopped(self) -> bool:
-        return self.done or self.error is not None
-
-    def feed(self, data: bytes) -> list[Delta]:
-        return self._handle(self._sse.feed(data))
-
-    def close(self) -> list[Delta]:
-        return self._handle(self._sse.close())
-
-    def _handle(self, events: list[str]) -> list[Delta]:
-        deltas: list[Delta] = []
-        for data in events:
-            if self.done or self.error is not None:
-                break
-            delta = self._event(data.strip())
-            if delta is not None:
-                deltas.append(delta)
-        return deltas
-
-    def _event(self, data: str) -> Delta | None:
-        if data == DONE_MARKER:
-            self.done = True
-            return None
-        chunk: object = None
-        try:
-            chunk, end = _json_decode(data)
-        except ValueError:
-            pass
-        else:
-            if end != len(data):  # "Extra data"
-                chunk = None
-        if not isinstance(chunk, dict):
-            self.malformed_chunks += 1
-            logger.warning("skipping a malformed SSE data line: %r", data[:MAX_LOGGED_LINE_CHARS])
-            return None
-        self.valid_chunks += 1
-        try:
-            return delta_from_chunk(chunk, secret=self._secret)
-        except UpstreamError as exc:
-            self.error = exc
-            return None
-
-
-def delta_from_completion(body: Mapping[str, Any], *, secret: str = "") -> Delta:
-    """A non-streaming `chat.completion` body as one Delta (raises for an error body)."""
-    delta = delta_from_chunk(body, secret=secret)
-    if delta is None and _first_choice(body) is None:
-        raise UpstreamError("the GPTs endpoint answered without any choices", status=200)
-    return delta or Delta()
-
-
-# --- errors ----------------------------------------------------------------------------------
-
-
-def _shorten(text: str, secret: str = "") -> str:
-    if secret:
-        text = text.replace(secret, "***")
-    text = _KEY_LIKE.sub("***", text)
-    text = " ".join(text.split())
-    if len(text) > MAX_ERROR_CHARS:
-        text = text[: MAX_ERROR_CHARS - 1] + "…"
-    return text
-
-
-def _error_parts(body: object) -> tuple[str, set[str]]:
-    """The message and the code/type words of a JSON error body, in its usual shapes."""
-    if not isinstance(body, Mapping):
-        return "", set()
-    for key in ("error", "detail"):
-        value = body.get(key)
-        if isinstance(value, str):
-            return value, set()
-        if isinstance(value, list) and value:  # FastAPI validation errors
-            first = value[0]
-            value = first if isinstance(first, Mapping) else {"message": str(first)}
-        if isinstance(value, Mapping):
-            codes = {str(value[k]).lower() for k in ("code", "type") if value.get(k)}
-            for text_key in ("message", "msg", "error", "detail"):
-                text = value.get(text_key)
-                if isinstance(text, str) and text:
-                    return text, codes
-            return json.dumps(value, ensure_ascii=False), codes
-    message = body.get("message")
-    return (message if isinstance(message, str) else ""), set()
-
-
-def error_from_body(
-    status: int | None,
-    body: str | bytes | Mapping[str, Any],
-    *,
-    retry_after: float | None = None,
-    secret: str = "",
-) -> UpstreamError:
-    """The typed error for an error answer: JSON in any usual shape, an HTML page, or text.
-
-    `status` is None for an error object inside a 200 stream. The message is one short line
-    with `secret` and key-shaped words removed.
-    """
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    parsed: object = body
-    if isinstance(body, str):
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-    message, codes = _error_parts(parsed)
-    if not message and isinstance(body, str):
-        stripped = body.strip()
-        if stripped[:1] == "<":
-            title = _HTML_TITLE.search(stripped)
-            page = html.unescape(title.group(1)).strip() if title else ""
-            message = f"HTTP {status}: {page}" if page else f"HTTP {status} (HTML page)"
-        elif stripped:
-            message = stripped.splitlines()[0]
-    if not message:
-        message = f"HTTP {status}" if status is not None else "error without a message"
-    message = _shorten(message, secret)
-    if status in (401, 403):
-        return AuthError(message, status=status)
-    if status == 404 or any(MODEL_NOT_FOUND in code for code in codes):
-        return GptNotFound(message, status=status)
-    if status == 429:
-        return RateLimited(message, status=status, retry_after=retry_after)
-    return UpstreamError(message, status=status)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a `Retry-After` header (a number of seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(0.0, seconds)
-
-
-def is_retryable(exc: UpstreamError) -> bool:
-    """May the same request be sent again (before any text reached a user)?"""
-    match exc:
-        case AuthError() | GptNotFound() | StreamInterrupted():
-            return False
-        case RateLimited(retry_after=retry_after):
-            return retry_after is None or retry_after <= MAX_RETRY_AFTER_S
-        case UpstreamTimeout(phase=phase):
-            return phase in ("connect", "first chunk")
-        case _:
-            pass
-    if exc.status is None:
-        return True  # a connection error, or an error object before any text
-    return exc.status == 408 or exc.status >= 500
-
-
-# --- the client ------------------------------------------------------------------------------
 
 
 class _Progress:
@@ -635,7 +262,9 @@ class GptsClient:
         except TimeoutError as exc:
             raise first_timeout from exc
         except aiohttp.ClientError as exc:
-            raise UpstreamError(f"cannot reach the GPTs endpoint: {_shorten(str(exc))}") from exc
+            raise UpstreamError(
+                f"cannot reach the GPTs endpoint: {redact_and_shorten(str(exc))}"
+            ) from exc
         try:
             if response.status != 200:
                 body = await self._read_body(response, first_deadline, first_timeout)
@@ -728,7 +357,7 @@ class GptsClient:
                     if finished:
                         logger.warning("GPTs stream broke after its finish_reason: %s", exc)
                         return
-                    reason = _shorten(str(exc)) or type(exc).__name__
+                    reason = redact_and_shorten(str(exc)) or type(exc).__name__
                     if has_text:
                         raise StreamInterrupted(
                             f"the GPTs endpoint broke the connection mid-answer: {reason}"

@@ -1,0 +1,43 @@
+"""The GPTs client: one chat completion, streamed, from an OpenAI-compatible endpoint.
+
+    client = GptsClient(config.gpts)
+    async for delta in client.stream_chat("gpt-4-gizmo-g-B3hgivKK9", messages):
+        text += delta.text                    # may be "" on the finish / usage deltas
+        finish_reason = delta.finish_reason or finish_reason
+        usage = delta.usage or usage
+
+Deltas arrive as the endpoint sends them: text pieces, then `finish_reason` (possibly together
+with the last text), then `usage` when the endpoint reports it. In non-streaming mode
+(`gpts.stream = false`) one Delta carries all three.
+
+    wire           ChatMessage, Delta, Usage: what is sent and what comes back
+    sse            the pure parser (no I/O): SseDecoder, StreamParser, delta_from_chunk
+    error_mapping  error bodies -> typed errors of `core.errors`, Retry-After, retry rules
+    transport      GptsClient: HTTP, retries, timeouts
+"""
+
+from core.gpts.error_mapping import error_from_body, is_retryable, parse_retry_after
+from core.gpts.sse import (
+    SseDecoder,
+    StreamParser,
+    delta_from_chunk,
+    delta_from_completion,
+    parse_sse_lines,
+)
+from core.gpts.transport import GptsClient
+from core.gpts.wire import ChatMessage, Delta, Usage
+
+__all__ = [
+    "ChatMessage",
+    "Delta",
+    "GptsClient",
+    "SseDecoder",
+    "StreamParser",
+    "Usage",
+    "delta_from_chunk",
+    "delta_from_completion",
+    "error_from_body",
+    "is_retryable",
+    "parse_retry_after",
+    "parse_sse_lines",
+]

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import pytest
@@ -32,6 +32,8 @@ HISTORY: list[ChatMessage] = [
     {"role": "user", "content": "What is 2+2?"},
 ]
 FIXTURES = Path(__file__).parent / "fixtures" / "sse"
+
+E = TypeVar("E", bound=UpstreamError)
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +72,22 @@ def text_of(deltas: list[Delta]) -> str:
 
 def assert_no_key(exc: BaseException) -> None:
     assert API_KEY not in str(exc) and API_KEY not in repr(exc)
+
+
+async def fail_after_text(
+    fake: FakeGpts, reply: Reply, error: type[E], **overrides: Any
+) -> tuple[E, str]:
+    """Serve `reply`, which breaks after some text: the `error` raised and the text kept.
+
+    Once text may have reached a user the request is not retried, and the error has no key.
+    """
+    fake.enqueue(reply)
+    deltas: list[Delta] = []
+    with pytest.raises(error) as caught:
+        await collect(fake, deltas, **overrides)
+    assert len(fake.requests) == 1
+    assert_no_key(caught.value)
+    return caught.value, text_of(deltas)
 
 
 @pytest.mark.asyncio
@@ -262,25 +280,18 @@ async def test_first_chunk_timeout_is_retried_only_within_the_total(fake_gpts: F
 
 @pytest.mark.asyncio
 async def test_idle_timeout_after_text_is_not_retried(fake_gpts: FakeGpts) -> None:
-    fake_gpts.enqueue(Reply("abcdef", chunk_chars=2, chunk_delay_s=1.0))
-    deltas: list[Delta] = []
-    with pytest.raises(UpstreamTimeout) as caught:
-        await collect(fake_gpts, deltas, idle_timeout_s=0.2)
-    assert caught.value.phase == "idle"
-    assert text_of(deltas) == "ab"
-    assert len(fake_gpts.requests) == 1
+    reply = Reply("abcdef", chunk_chars=2, chunk_delay_s=1.0)
+    error, kept = await fail_after_text(fake_gpts, reply, UpstreamTimeout, idle_timeout_s=0.2)
+    assert error.phase == "idle"
+    assert kept == "ab"
 
 
 @pytest.mark.asyncio
 async def test_drop_mid_stream_is_interrupted_and_not_retried(fake_gpts: FakeGpts) -> None:
-    fake_gpts.enqueue(Reply("Hello world, how are you?", chunk_chars=4, drop_after=2))
-    deltas: list[Delta] = []
-    with pytest.raises(StreamInterrupted) as caught:
-        await collect(fake_gpts, deltas)
-    assert text_of(deltas) == "Hello wo"
-    assert len(fake_gpts.requests) == 1
-    assert isinstance(caught.value.__cause__, aiohttp.ClientError)
-    assert_no_key(caught.value)
+    reply = Reply("Hello world, how are you?", chunk_chars=4, drop_after=2)
+    error, kept = await fail_after_text(fake_gpts, reply, StreamInterrupted)
+    assert kept == "Hello wo"
+    assert isinstance(error.__cause__, aiohttp.ClientError)
 
 
 @pytest.mark.asyncio
@@ -302,13 +313,10 @@ async def test_malformed_line_is_skipped(
 
 @pytest.mark.asyncio
 async def test_error_object_mid_stream_interrupts_after_text(fake_gpts: FakeGpts) -> None:
-    fake_gpts.enqueue(Reply("Partial answer here", chunk_chars=8, error_after=1))
-    deltas: list[Delta] = []
-    with pytest.raises(StreamInterrupted, match="The server had an error") as caught:
-        await collect(fake_gpts, deltas)
-    assert text_of(deltas) == "Partial "
-    assert len(fake_gpts.requests) == 1
-    assert_no_key(caught.value)
+    reply = Reply("Partial answer here", chunk_chars=8, error_after=1)
+    error, kept = await fail_after_text(fake_gpts, reply, StreamInterrupted)
+    assert "The server had an error" in str(error)
+    assert kept == "Partial "
 
 
 @pytest.mark.asyncio

@@ -8,20 +8,15 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from importlib import import_module
 
-from core.config import Config
+from core.config import Config, secret_variables
 from core.conversation import ConversationService
 from core.gpts import GptsClient
 from core.platform import Adapter, PlatformRefused
+from core.platforms import Platform, installed_platforms
 from storage.repository import Repository
 
 logger = logging.getLogger(__name__)
-
-# The platform adapters, named rather than imported so that the core never depends on `bots`.
-# Each module's `create_adapter(config, service)` returns None when its token is unset.
-ADAPTERS = ("bots.telegram_adapter", "bots.discord_adapter")
-TOKEN_VARIABLES = "TELEGRAM_BOT_TOKEN / DISCORD_BOT_TOKEN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,23 +39,28 @@ async def open_app(config: Config) -> AsyncIterator[App]:
         await repo.close()
 
 
-def has_platform_token(config: Config) -> bool:
-    return bool(config.telegram.token or config.discord.token)
-
-
-def secrets_of(config: Config) -> tuple[str, ...]:
-    """What must never reach a log line."""
-    return config.gpts.api_key, config.telegram.token, config.discord.token
-
-
-def load_adapters(config: Config, service: ConversationService) -> list[Adapter]:
-    """Every installed adapter whose platform has a token configured."""
+def load_adapters(
+    config: Config, service: ConversationService, platforms: Sequence[Platform] | None = None
+) -> list[Adapter]:
+    """An adapter for every installed platform that is configured (has its token)."""
     adapters = []
-    for module in ADAPTERS:
-        adapter = import_module(module).create_adapter(config, service)
-        if adapter is not None:
-            adapters.append(adapter)
+    for platform in installed_platforms() if platforms is None else platforms:
+        if platform.create_adapter is not None:
+            adapter = platform.create_adapter(config, service)
+            if adapter is not None:
+                adapters.append(adapter)
     return adapters
+
+
+def token_variables(platforms: Sequence[Platform] | None = None) -> list[str]:
+    """The environment variables that switch a platform on (its secrets), for the message
+    `gptsbot run` gives when none is set."""
+    return [
+        variable
+        for platform in (installed_platforms() if platforms is None else platforms)
+        if platform.create_adapter is not None and platform.settings is not None
+        for variable in secret_variables(platform.settings).values()
+    ]
 
 
 # An adapter that fails (network down, platform outage) is restarted after a pause that doubles

@@ -9,21 +9,13 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 
 from core import __version__
-from core.app import (
-    TOKEN_VARIABLES,
-    has_platform_token,
-    load_adapters,
-    open_app,
-    run_adapters,
-    secrets_of,
-    stop_on_signals,
-)
+from core.app import load_adapters, open_app, run_adapters, stop_on_signals, token_variables
 from core.config import Config, config_path, load_config
-from core.console import chat
 from core.errors import ConfigError, GptNotFound, GptsBotError
 from core.gpt_names import model_name, parse_gpt_id
 from core.gpts import GptsClient
 from core.platform import PlatformRefused
+from core.platforms import installed_platforms
 
 logger = logging.getLogger("gptsbot")
 
@@ -40,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gptsbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     level = config.bot.log_level
-    if args.command == "chat" and level == "INFO":
-        level = "WARNING"  # the terminal is the conversation: only problems interrupt it
+    if getattr(args, "quiet_logs", False) and level == "INFO":
+        level = "WARNING"  # e.g. `chat`: the terminal is the conversation
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -73,10 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     command("run", "run every platform whose token is set").set_defaults(handler=_run)
-    chat_parser = command("chat", "chat with a GPT in the terminal")
-    chat_parser.add_argument("--gpt", help="GPT link, id or model name to talk to")
-    chat_parser.add_argument("--new", action="store_true", help="start a new conversation")
-    chat_parser.set_defaults(handler=_chat)
+    for platform in installed_platforms():
+        if platform.add_commands is not None:
+            platform.add_commands(command)
     command("check", "check the config and the endpoint's API key").set_defaults(handler=_check)
     db = command("db", "database maintenance")
     db.add_argument("action", choices=["upgrade"], help="upgrade: apply migrations")
@@ -85,27 +76,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
-    if not has_platform_token(config):
-        print(f"gptsbot: no platform token set: set {TOKEN_VARIABLES}.", file=sys.stderr)
-        return EXIT_USAGE
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with open_app(config) as app:
         adapters = load_adapters(config, app.service)
+        if not adapters:
+            variables = " / ".join(token_variables())
+            print(f"gptsbot: no platform token set: set {variables}.", file=sys.stderr)
+            return EXIT_USAGE
         logger.info("running %s", ", ".join(adapter.name for adapter in adapters))
         refusals: list[BaseException] = []
         try:
-            await run_adapters(adapters, stop, secrets=secrets_of(config))
+            await run_adapters(adapters, stop, secrets=config.secrets())
         except* PlatformRefused as group:
             refusals.extend(group.exceptions)
     for refusal in refusals:
         print(f"gptsbot: {refusal}", file=sys.stderr)
     return 1 if refusals else 0
-
-
-async def _chat(config: Config, args: argparse.Namespace) -> int:
-    async with open_app(config) as app:
-        return await chat(app.service, gpt=args.gpt, new=args.new)
 
 
 async def _check(config: Config, args: argparse.Namespace) -> int:

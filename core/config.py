@@ -1,6 +1,8 @@
 """Configuration: TOML validated into frozen dataclasses at start; secrets may come from the env.
 
-Every section forbids unknown keys and checks types, so a typo fails at start with the key's name
+The core's sections are declared here; each platform declares its own section (a dataclass in its
+`bots/<name>/` package, see `core.platforms`) and the same loader validates it. Every section
+forbids unknown keys and checks types, so a typo fails at start with the key's name
 (`ConfigError("gpts.idle_timeout", "unknown key")`) instead of being ignored at run time.
 """
 
@@ -14,7 +16,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from core.errors import BadGptName, ConfigError
@@ -24,35 +26,56 @@ from core.i18n import LanguageSetting
 CONFIG_ENV = "GPTSBOT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config.toml")
 
-# Environment variables that override a secret in the file: (section, key) -> variable.
-SECRET_ENV = {
-    ("gpts", "api_key"): "GPTS_API_KEY",
-    ("telegram", "token"): "TELEGRAM_BOT_TOKEN",
-    ("discord", "token"): "DISCORD_BOT_TOKEN",
-}
+_T = TypeVar("_T")
+_S = TypeVar("_S")
+
+# --- declaring settings ------------------------------------------------------------------------
+# A section is a frozen dataclass. Its fields' defaults are the documented defaults; these helpers
+# attach a check (or, for secrets, the environment variable that overrides the file) to a field,
+# so that any section, the platforms' included, is validated by the same loader.
 
 
-def _url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in {"http", "https"} and bool(parts.netloc)
+def secret(env: str) -> str:
+    """A secret: never shown in repr, overridden by the environment variable `env`."""
+    return field(default="", repr=False, metadata={"env": env})
+
+
+def url(default: str) -> str:
+    """An http(s) URL."""
+    return field(default=default, metadata={"check": "url"})
+
+
+def positive(default: _T) -> _T:
+    """A number greater than 0."""
+    return field(default=default, metadata={"check": "positive"})
+
+
+def non_negative(default: _T) -> _T:
+    """A number of 0 or more."""
+    return field(default=default, metadata={"check": "non_negative"})
+
+
+def secret_variables(section: type[Any]) -> dict[str, str]:
+    """The section's secret keys and the environment variable of each."""
+    return {f.name: f.metadata["env"] for f in dataclasses.fields(section) if "env" in f.metadata}
 
 
 @dataclass(frozen=True, slots=True)
 class GptsConfig:
-    base_url: str = "https://www.anyapi.vip/v1"
-    api_key: str = field(default="", repr=False)
+    base_url: str = url("https://www.anyapi.vip/v1")
+    api_key: str = secret("GPTS_API_KEY")
     default_gpt: str | None = None
     model_template: str = "gpt-4-gizmo-{id}"
     stream: bool = True
-    connect_timeout_s: float = 10.0
+    connect_timeout_s: float = positive(10.0)
     # Relays send no headers until the GPT's first token; Cloudflare fronts cut at ~100 s (524).
-    first_chunk_timeout_s: float = 150.0
-    idle_timeout_s: float = 60.0
-    total_timeout_s: float = 600.0
-    max_retries: int = 2
-    retry_backoff_s: float = 1.0
-    history_messages: int = 20
-    history_chars: int = 12_000
+    first_chunk_timeout_s: float = positive(150.0)
+    idle_timeout_s: float = positive(60.0)
+    total_timeout_s: float = positive(600.0)
+    max_retries: int = non_negative(2)
+    retry_backoff_s: float = non_negative(1.0)
+    history_messages: int = positive(20)
+    history_chars: int = positive(12_000)
     system_prompt: str | None = None
     temperature: float | None = None
 
@@ -72,30 +95,9 @@ class BotConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class TelegramConfig:
-    token: str = field(default="", repr=False)
-    base_url: str = "https://api.telegram.org/bot"
-    edit_interval_s: float = 1.0
-    # Telegram allows about 20 messages a minute per group.
-    group_edit_interval_s: float = 3.0
-    # Telegram allows about 30 messages a second per bot overall; a little under it, so that
-    # network jitter never bunches 31 arrivals into one second.
-    messages_per_second: float = 29.0
-    dm_streaming: Literal["edit", "draft"] = "edit"
-    # Empty: every chat may use the bot.
-    allowed_chat_ids: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class DiscordConfig:
-    token: str = field(default="", repr=False)
-    api_base: str = "https://discord.com/api/v10"
-    edit_interval_s: float = 1.0
-    # Discord allows about 50 requests a second per bot and 5 edits per 5 s per channel.
-    requests_per_second: float = 48.0  # a little under the 50/s limit, for network jitter
-    channel_edits_per_5s: int = 5
-    dev_guild_id: int | None = None
-    allowed_guild_ids: tuple[int, ...] = ()
+class AccessConfig:
+    # Platform user ids written "telegram:123" / "discord:456": admins in every chat.
+    owners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +105,43 @@ class Config:
     gpts: GptsConfig = field(default_factory=GptsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     bot: BotConfig = field(default_factory=BotConfig)
-    telegram: TelegramConfig = field(default_factory=TelegramConfig)
-    discord: DiscordConfig = field(default_factory=DiscordConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
+    # Each platform's own section ([telegram], [discord]...), as the platform declared it.
+    platforms: Mapping[str, object] = field(default_factory=dict)
+
+    def platform(self, name: str, settings: type[_S]) -> _S:
+        """The `[name]` section, of the type its platform declared."""
+        section = self.platforms.get(name)
+        if section is None:
+            section = settings()
+        if not isinstance(section, settings):
+            raise TypeError(f"[{name}] is a {type(section).__name__}, not {settings.__name__}")
+        return section
+
+    def secrets(self) -> list[str]:
+        """Every secret value set in this config: what must never reach a log line."""
+        sections = [self.gpts, self.storage, self.bot, self.access, *self.platforms.values()]
+        return [
+            getattr(section, key)
+            for section in sections
+            for key in secret_variables(type(section))
+            if getattr(section, key)
+        ]
 
 
-_URL_KEYS = {"gpts.base_url", "telegram.base_url", "discord.api_base"}
-_POSITIVE_KEYS = {
-    "gpts.connect_timeout_s", "gpts.first_chunk_timeout_s", "gpts.idle_timeout_s",
-    "gpts.total_timeout_s", "gpts.history_messages", "gpts.history_chars",
-    "telegram.messages_per_second", "discord.requests_per_second",
-    "discord.channel_edits_per_5s",
-}  # fmt: skip
-_NON_NEGATIVE_KEYS = {
-    "gpts.max_retries", "gpts.retry_backoff_s", "telegram.edit_interval_s",
-    "telegram.group_edit_interval_s", "discord.edit_interval_s",
-}  # fmt: skip
+_CORE_SECTIONS = {f.name for f in dataclasses.fields(Config)} - {"platforms"}
+
+
+def _is_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme in {"http", "https"} and bool(parts.netloc)
+
+
+_CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
+    "url": (_is_url, "must be an http(s) URL, got {value!r}"),
+    "positive": (lambda value: value > 0, "must be greater than 0"),
+    "non_negative": (lambda value: value >= 0, "must not be negative"),
+}
 
 
 def _check_value(key: str, value: Any, annotation: Any) -> Any:
@@ -148,56 +172,81 @@ def _check_value(key: str, value: Any, annotation: Any) -> Any:
     return value
 
 
-def _build_section(name: str, cls: type[Any], raw: Mapping[str, Any]) -> Any:
+def build_section(
+    name: str, cls: type[_S], raw: Mapping[str, Any], env: Mapping[str, str] | None = None
+) -> _S:
+    """Validate one `[name]` table into `cls`: unknown keys, types and each field's check fail
+    naming the key; a secret's environment variable wins over the file."""
+    env = os.environ if env is None else env
+    raw = dict(raw)
+    for key, variable in secret_variables(cls).items():
+        if env.get(variable):
+            raw[key] = env[variable]
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in raw:
         if key not in known:
             raise ConfigError(f"{name}.{key}", "unknown key")
     values = {key: _check_value(f"{name}.{key}", value, hints[key]) for key, value in raw.items()}
     section = cls(**values)
-    for f in dataclasses.fields(cls):
-        key, value = f"{name}.{f.name}", getattr(section, f.name)
-        if key in _URL_KEYS and not _url(value):
-            raise ConfigError(key, f"must be an http(s) URL, got {value!r}")
-        if key in _POSITIVE_KEYS and value <= 0:
-            raise ConfigError(key, "must be greater than 0")
-        if key in _NON_NEGATIVE_KEYS and value < 0:
-            raise ConfigError(key, "must not be negative")
+    for f in dataclasses.fields(section):  # type: ignore[arg-type]
+        check = f.metadata.get("check")
+        if check is None:
+            continue
+        holds, problem = _CHECKS[check]
+        value = getattr(section, f.name)
+        if not holds(value):
+            raise ConfigError(f"{name}.{f.name}", problem.format(value=value))
     return section
 
 
-def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:
-    """Validate a TOML document (already parsed) plus the secret env overrides into a Config."""
-    env = os.environ if env is None else env
-    sections = {f.name: f.type for f in dataclasses.fields(Config)}
-    hints = typing.get_type_hints(Config)
+def parse_config(
+    raw: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    platforms: Mapping[str, type[Any]] | None = None,
+) -> Config:
+    """Validate a TOML document (already parsed) plus the secret env overrides into a Config.
+    `platforms` maps each platform's section name to its settings class (default: the installed
+    platforms')."""
+    if platforms is None:
+        from core.platforms import platform_settings
+
+        platforms = platform_settings()
     for name, value in raw.items():
-        if name not in sections:
+        if name not in _CORE_SECTIONS and name not in platforms:
             raise ConfigError(name, "unknown section")
         if not isinstance(value, dict):
             raise ConfigError(name, "must be a table ([" + name + "])")
-    built: dict[str, Any] = {}
-    for name in sections:
-        section_raw = dict(raw.get(name, {}))
-        for (section, key), variable in SECRET_ENV.items():
-            if section == name and env.get(variable):
-                section_raw[key] = env[variable]
-        built[name] = _build_section(name, hints[name], section_raw)
-    config = Config(**built)
-    if config.gpts.default_gpt is not None:
+    hints = typing.get_type_hints(Config)
+    core = {
+        name: build_section(name, hints[name], raw.get(name, {}), env) for name in _CORE_SECTIONS
+    }
+    own = {
+        name: build_section(name, settings, raw.get(name, {}), env)
+        for name, settings in platforms.items()
+    }
+    config = Config(**core, platforms=own)
+    _check_gpts(config.gpts)
+    for owner in config.access.owners:
+        platform, _, user_id = owner.partition(":")
+        if not platform or not user_id:
+            raise ConfigError("access.owners", f"{owner!r} is not platform:user_id")
+    return config
+
+
+def _check_gpts(gpts: GptsConfig) -> None:
+    if gpts.default_gpt is not None:
         try:
-            parse_gpt_id(config.gpts.default_gpt)
+            parse_gpt_id(gpts.default_gpt)
         except BadGptName as exc:
             raise ConfigError("gpts.default_gpt", str(exc)) from exc
-    template = config.gpts.model_template
+    template = gpts.model_template
     if "{id}" not in template:
         raise ConfigError("gpts.model_template", "must contain {id}")
     try:
         template.format(id="g-x")
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError("gpts.model_template", "only {id} may be used") from exc
-    return config
 
 
 def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path | None:

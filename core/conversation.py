@@ -26,7 +26,6 @@ from core.errors import (
     GptsBotError,
     MessageTooLong,
     NoGptBound,
-    NotAllowed,
     UpstreamError,
     user_message,
 )
@@ -234,16 +233,11 @@ class ConversationService:
             await self.repo.start_conversation(*_key(scope))
 
     async def bind(
-        self,
-        scope: Scope,
-        gpt_text: str,
-        author: Author,
-        *,
-        is_private: bool,
-        group_id: str | None = None,
+        self, scope: Scope, gpt_text: str, author: Author, group_id: str | None = None
     ) -> BindingInfo:
-        """Bind the GPT named by `gpt_text` (id, model name or link) to `scope`."""
-        self._check_may_bind(author, is_private)
+        """Bind the GPT named by `gpt_text` (id, model name or link) to `scope`. Who may bind is
+        checked by the command layer (`core.commands`). `group_id`: the server or group of the
+        scope, so its bound GPTs can be suggested there."""
         gpt_id = parse_gpt_id(gpt_text)
         record = await self.repo.set_binding(
             *_key(scope),
@@ -262,15 +256,9 @@ class ConversationService:
             inherited=False,
         )
 
-    async def unbind(self, scope: Scope, author: Author, *, is_private: bool) -> bool:
+    async def unbind(self, scope: Scope) -> bool:
         """Remove this scope's own binding; False if it had none."""
-        self._check_may_bind(author, is_private)
         return await self.repo.delete_binding(*_key(scope))
-
-    @staticmethod
-    def _check_may_bind(author: Author, is_private: bool) -> None:
-        if not is_private and not author.is_admin:
-            raise NotAllowed("Only admins of this chat can change its GPT.")
 
     async def binding(self, scope: Scope) -> BindingInfo | None:
         """The GPT answering in `scope`: its own binding, its parent's, or the default GPT."""

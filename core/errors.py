@@ -3,7 +3,6 @@
     GptsBotError
     ├── ConfigError              a config key is missing, unknown, mistyped or malformed
     ├── BadGptName               text that is not a GPT id, model name or GPT URL
-    ├── NotAllowed               e.g. a non-admin binding a GPT in a shared chat
     ├── NoGptBound               no binding here and no default GPT
     ├── EmptyMessage             nothing to send the GPT
     ├── MessageTooLong           more than the GPT may be sent at once (`length`, `limit`)
@@ -48,10 +47,6 @@ class BadGptName(GptsBotError):
         self.shown = text if len(text) <= 60 else text[:57] + "..."
         super().__init__(f"{self.shown!r} is not a GPT. Use {GPT_NAME_FORMS}.")
         self.text = text
-
-
-class NotAllowed(GptsBotError):
-    pass
 
 
 class NoGptBound(GptsBotError):
@@ -134,8 +129,6 @@ def user_message(exc: BaseException, language: Language = "en") -> str:
             text = i18n.EMPTY_MESSAGE
         case MessageTooLong(length=length, limit=limit):
             return i18n.MESSAGE_TOO_LONG(language, length=length, limit=limit)
-        case NotAllowed():
-            text = i18n.NOT_ADMIN
         case GptsBotError():
             return f"⚠️ {exc}"
         case asyncio.CancelledError():

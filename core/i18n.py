@@ -93,13 +93,57 @@ MESSAGE_TOO_LONG = Text(
     "⚠️ 消息太长（{length} 个字符，最多 {limit} 个），请缩短或分几次发送。",
 )
 NOTHING_BOUND = Text("No GPT was bound here.", "这里没有绑定 GPT。")
-NOT_ADMIN = Text(
-    "⛔ Only admins of this chat can change its GPT.",
-    "⛔ 只有本群管理员可以更换 GPT。",
-)
 BAD_GPT_NAME = Text(
     "⚠️ {text!r} is not a GPT. Use a GPT id (g-B3hgivKK9), a model name "
     "(gpt-4-gizmo-g-B3hgivKK9) or a GPT link (https://chatgpt.com/g/g-B3hgivKK9-write-for-me).",
     "⚠️ {text!r} 不是有效的 GPT。请使用 GPT id（g-B3hgivKK9）、模型名"
     "（gpt-4-gizmo-g-B3hgivKK9）或 GPT 链接（https://chatgpt.com/g/g-B3hgivKK9-write-for-me）。",
 )
+
+# --- commands (core.commands) ------------------------------------------------------------------
+
+NOT_ADMIN = Text(
+    "⛔ Only admins of this chat can use {usage}.", "⛔ 只有本群管理员可以使用 {usage}。"
+)
+OWNERS_ONLY = Text(
+    "⛔ Only the bot's owners can use {usage}.", "⛔ 只有机器人的所有者可以使用 {usage}。"
+)
+USAGE = Text("Usage: {usage}", "用法：{usage}")
+UNKNOWN_COMMAND = Text("Unknown command /{name}. Try /help.", "未知命令 /{name}。试试 /help。")
+RESET_DONE = Text(
+    "🧹 Started a new conversation. Earlier messages are forgotten.",
+    "🧹 已开始新对话，之前的消息都已忘记。",
+)
+BOUND = Text("✅ {name} bound {gpt_id} here.\n{url}", "✅ {name} 已在这里绑定 {gpt_id}。\n{url}")
+UNBOUND = Text("✅ {name} removed the binding. {info}", "✅ {name} 已解除绑定。{info}")
+
+# /help: the intro, how to talk to the bot, the GPT here, then one line per registry command.
+HELP_INTRO = Text(
+    "I pass your messages to a ChatGPT GPT and stream its answer back.",
+    "我把你的消息转给一个 ChatGPT GPT，并实时传回它的回答。",
+)
+HELP_HOW_PRIVATE = Text(
+    "Just write to me: every message is a question for the GPT.",
+    "直接给我发消息就行：每条消息都是问 GPT 的问题。",
+)
+HELP_HOW_GROUP = Text(
+    "Mention me ({mention}), reply to one of my messages, or use /chat <question>.",
+    "@ 我（{mention}）、回复我的消息，或使用 /chat <问题>。",
+)
+HELP_HERE = Text("Answering here: {gpt_id} — {url}", "这里由 {gpt_id} 回答 — {url}")
+HELP_NONE_HERE = Text("No GPT answers here yet.", "这里还没有绑定 GPT。")
+HELP_ADMINS_ONLY = Text(" (admins only)", "（仅限管理员）")
+
+# /gpt info. BY and ON are filled into INHERITED and BOUND_HERE (empty when unknown); each
+# language orders the pieces its own way.
+MODEL = Text("Model: {model}", "模型：{model}")
+DEFAULT_GPT = Text(
+    "This is the bot's default GPT (nothing is bound here).",
+    "这是机器人的默认 GPT（这里没有绑定）。",
+)
+INHERITED = Text(
+    "Inherited from the parent chat's binding{by}{on}.", "沿用上级频道或群组{by}{on}设置的绑定。"
+)
+BOUND_HERE = Text("Bound{by}{on}.", "已{by}{on}绑定。")
+BY = Text(" by {name}", "由 {name} ")
+ON = Text(" on {time} UTC", "于 {time} UTC ")

@@ -30,11 +30,14 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class Author:
-    """Who wrote a message. `is_admin`: may bind GPTs in this chat (the adapter checked it)."""
+    """Who wrote a message. `is_admin`: an admin of this chat, as the platform says (the adapter
+    checked it). `is_owner`: the adapter knows this person runs the bot (the terminal's user);
+    `[access] owners` names the others."""
 
     id: str
     display_name: str
     is_admin: bool = False
+    is_owner: bool = False
 
 
 @dataclass(frozen=True, slots=True)

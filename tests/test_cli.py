@@ -62,7 +62,8 @@ async def test_chat_remembers_across_runs_and_takes_a_gpt_link(
 
     second = await gptsbot("chat", env=env, stdin="and again\n/gpt info\n")
     assert second.out == "echo: and again\n"
-    assert "g-B3hgivKK9 (https://chatgpt.com/g/g-B3hgivKK9), bound" in second.err
+    assert "GPT: g-B3hgivKK9 — https://chatgpt.com/g/g-B3hgivKK9" in second.err
+    assert "Bound by alice on " in second.err
     assert fake_gpts.requests[1].model == "gpt-4-gizmo-g-B3hgivKK9"
     assert fake_gpts.requests[1].messages == [
         {"role": "user", "content": "hello there"},

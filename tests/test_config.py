@@ -1,8 +1,11 @@
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from core.config import config_path, load_config, parse_config
+from bots.discord_adapter import DiscordConfig
+from bots.telegram_adapter import TelegramConfig
+from core.config import config_path, load_config, non_negative, parse_config, secret, url
 from core.errors import ConfigError
 
 
@@ -14,8 +17,8 @@ def test_defaults_and_secret_overrides_from_the_environment() -> None:
     assert config.gpts.base_url == "https://www.anyapi.vip/v1"
     assert config.gpts.api_key == "sk-env"
     assert config.gpts.temperature == 1.0
-    assert config.telegram.token == "123:abc"
-    assert config.discord.token == ""
+    assert config.platform("telegram", TelegramConfig).token == "123:abc"
+    assert config.platform("discord", DiscordConfig).token == ""
     assert config.storage.url == "sqlite+aiosqlite:///gptsbot.db"
     assert "sk-env" not in repr(config) and "123:abc" not in repr(config)
 
@@ -36,6 +39,9 @@ def test_defaults_and_secret_overrides_from_the_environment() -> None:
         ({"telegram": {"allowed_chat_ids": ["x"]}}, "telegram.allowed_chat_ids[0]"),
         ({"storage": []}, "storage"),
         ({"slack": {}}, "slack"),
+        ({"access": {"owners": ["42"]}}, "access.owners"),
+        ({"telegram": {"edit_interval_s": "1"}}, "telegram.edit_interval_s"),
+        ({"discord": {"channel_edits_per_5s": 0}}, "discord.channel_edits_per_5s"),
     ],
 )
 def test_bad_config_names_the_key(raw: dict[str, object], key: str) -> None:
@@ -49,9 +55,38 @@ def test_example_config_documents_every_key_and_loads() -> None:
     example = Path(__file__).parent.parent / "config.example.toml"
     config = load_config(example, {})
     text = example.read_text()
-    for section in ("gpts", "storage", "bot", "telegram", "discord"):
-        for key in type(getattr(config, section)).__dataclass_fields__:
-            assert f"{key} =" in text, f"{section}.{key} is not documented"
+    sections = {name: getattr(config, name) for name in ("gpts", "storage", "bot", "access")}
+    assert set(config.platforms) == {"telegram", "discord"}
+    for name, section in {**sections, **config.platforms}.items():
+        assert f"[{name}]" in text
+        for key in type(section).__dataclass_fields__:
+            assert f"{key} =" in text, f"{name}.{key} is not documented"
+
+
+@dataclass(frozen=True, slots=True)
+class PigeonConfig:
+    token: str = secret("PIGEON_TOKEN")
+    loft_url: str = url("https://loft.example")
+    flap_interval_s: float = non_negative(1.0)
+
+
+def test_a_new_platform_section_is_validated_like_the_core_ones() -> None:
+    platforms = {"pigeon": PigeonConfig}
+    config = parse_config({"pigeon": {"flap_interval_s": 2}}, {"PIGEON_TOKEN": "coo"}, platforms)
+    pigeon = config.platform("pigeon", PigeonConfig)
+    assert pigeon == PigeonConfig("coo", "https://loft.example", 2.0)
+    assert config.secrets() == ["coo"] and "coo" not in repr(config)
+    for raw, message in [
+        ({"flap_interval_s": -1}, "config: pigeon.flap_interval_s: must not be negative"),
+        ({"flap_interval_s": "fast"}, "config: pigeon.flap_interval_s: must be float, got str"),
+        ({"loft_url": "loft"}, "config: pigeon.loft_url: must be an http(s) URL, got 'loft'"),
+        ({"wings": 2}, "config: pigeon.wings: unknown key"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"pigeon": raw}, {}, platforms)
+        assert str(caught.value) == message
+    with pytest.raises(ConfigError, match="config: telegram: unknown section"):
+        parse_config({"telegram": {}}, {}, platforms)
 
 
 def test_config_path_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ import pytest_asyncio
 
 from core.app import App, open_app
 from core.config import parse_config
-from core.errors import BadGptName, NotAllowed
+from core.errors import BadGptName
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
 from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
@@ -166,30 +166,24 @@ async def test_bindings_fall_back_from_thread_to_parent_to_default(bot: Bot) -> 
     service = bot.app.service
     assert (await service.binding(THREAD)).gpt_id == GPT  # type: ignore[union-attr]
     parent_gpt = "g-0123456789abcdef0123456789abcdef"
-    await service.bind(GROUP, f"https://chatgpt.com/g/{parent_gpt}-x", ADMIN, is_private=False)
+    await service.bind(GROUP, f"https://chatgpt.com/g/{parent_gpt}-x", ADMIN)
     info = await service.binding(THREAD)
     assert info is not None and info.gpt_id == parent_gpt and info.inherited
     assert info.bound_by_name == "Admin" and info.bound_at is not None
-    await service.bind(THREAD, "gpt-4-gizmo-g-AAAAAAAAA", ADMIN, is_private=False)
+    await service.bind(THREAD, "gpt-4-gizmo-g-AAAAAAAAA", ADMIN)
     await bot.say("hello", scope=THREAD)
     assert bot.fake.requests[-1].model == "gpt-4-gizmo-g-AAAAAAAAA"
-    assert await service.unbind(THREAD, ADMIN, is_private=False)
+    assert await service.unbind(THREAD)
     await bot.say("hello", scope=THREAD)
     assert bot.fake.requests[-1].model == f"gpt-4-gizmo-{parent_gpt}"
 
 
 @pytest.mark.asyncio
-async def test_only_admins_bind_in_shared_chats_and_bad_names_change_nothing(bot: Bot) -> None:
+async def test_bad_names_change_nothing(bot: Bot) -> None:
     service = bot.app.service
-    with pytest.raises(NotAllowed):
-        await service.bind(GROUP, "g-AAAAAAAAA", ALICE, is_private=False)
-    with pytest.raises(NotAllowed):
-        await service.unbind(GROUP, ALICE, is_private=False)
     with pytest.raises(BadGptName):
-        await service.bind(GROUP, "https://example.com/g/g-AAAAAAAAA", ADMIN, is_private=False)
+        await service.bind(GROUP, "https://example.com/g/g-AAAAAAAAA", ADMIN)
     assert (await service.binding(GROUP)).is_default  # type: ignore[union-attr]
-    await service.bind(DM, "g-AAAAAAAAA", ALICE, is_private=True)  # one's own DM: allowed
-    assert (await service.binding(DM)).gpt_id == "g-AAAAAAAAA"  # type: ignore[union-attr]
 
 
 @pytest.mark.asyncio

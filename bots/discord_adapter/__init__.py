@@ -1,5 +1,9 @@
-"""Discord: slash commands, mentions, replies and DMs, answers streamed in place."""
+"""Discord: slash commands, mentions, replies and DMs, answers streamed in place.
 
-from bots.discord_adapter.adapter import DiscordAdapter, create_adapter
+The slash commands are built from the core's command registry (`commands.py` here translates
+them); the adapter answers what the core replies.
+"""
 
-__all__ = ["DiscordAdapter", "create_adapter"]
+from bots.discord_adapter.settings import PLATFORM, DiscordConfig
+
+__all__ = ["PLATFORM", "DiscordConfig"]

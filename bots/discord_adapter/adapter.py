@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import aiohttp
@@ -22,13 +22,15 @@ import discord.http
 import yarl
 from discord import app_commands
 
+from bots.discord_adapter import commands as commands_module
 from bots.discord_adapter import text as t
 from bots.discord_adapter.replies import NO_PINGS, ChannelReplies, InteractionReplies
-from bots.discord_adapter.text import CommandTranslator, described, quote_prompt, turn_text
-from core import i18n
+from bots.discord_adapter.settings import DEFAULT_API_BASE, DiscordConfig
+from bots.discord_adapter.settings import NAME as PLATFORM
+from bots.discord_adapter.text import CommandTranslator, quote_prompt, turn_text
+from core import commands, i18n
 from core.config import Config
-from core.conversation import BindingInfo, ConversationService
-from core.errors import BadGptName, NotAllowed, user_message
+from core.conversation import ConversationService
 from core.i18n import Language, language_for
 from core.pacing import KeyedBudgets, RateBudget
 from core.platform import Clock, PlatformRefused, ReplyChannel, SystemClock
@@ -37,8 +39,6 @@ from core.turns import Author, Scope, Turn
 
 logger = logging.getLogger(__name__)
 
-PLATFORM = "discord"
-DEFAULT_API_BASE = "https://discord.com/api/v10"
 # Discord allows about 5 message sends/edits per 5 s per channel.
 CHANNEL_WINDOW_S = 5.0
 # An interaction token lives 15 minutes; stop relying on it a minute before.
@@ -51,16 +51,6 @@ GUILD_READY_TIMEOUT_S = 2.0
 MAX_RATELIMIT_WAIT_S = 30.0
 # How long a DM author's membership in an allowed guild is remembered.
 MEMBERSHIP_TTL_S = 600.0
-AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
-
-BIND_PERMISSIONS = discord.Permissions(manage_channels=True)
-
-
-def create_adapter(config: Config, service: ConversationService) -> DiscordAdapter | None:
-    """Called by `gptsbot run` (core.app): a Discord adapter, or None without a token."""
-    if not config.discord.token:
-        return None
-    return DiscordAdapter(config, service)
 
 
 class _Client(discord.Client):
@@ -111,8 +101,9 @@ class DiscordAdapter:
         clock: Clock | None = None,
     ) -> None:
         self.config = config
-        self.settings = config.discord
+        self.settings = config.platform(PLATFORM, DiscordConfig)
         self.service = service
+        self.commands = commands.Commands(service)
         self.guild_ready_timeout = guild_ready_timeout
         self.interaction_window_s = interaction_window_s
         self._clock = clock or SystemClock()
@@ -190,7 +181,8 @@ class DiscordAdapter:
         logger.info("Discord API at %s, gateway at %s", base, data["url"])
 
     async def _setup(self, client: _Client) -> None:
-        self._install_commands(client.tree)
+        default: Language = "zh" if self.config.bot.language == "zh" else "en"
+        commands_module.install(client.tree, self._run_command, self._suggest, default)
         await client.tree.set_translator(CommandTranslator(self.config.bot.language))
         if self._synced:
             return
@@ -272,11 +264,14 @@ class DiscordAdapter:
 
     @staticmethod
     async def _respond(interaction: discord.Interaction, text: str, *, ephemeral: bool) -> None:
+        # Command answers quote GPT links: no link previews.
         if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=ephemeral, allowed_mentions=NO_PINGS)
+            await interaction.followup.send(
+                text, ephemeral=ephemeral, allowed_mentions=NO_PINGS, suppress_embeds=True
+            )
         else:
             await interaction.response.send_message(
-                text, ephemeral=ephemeral, allowed_mentions=NO_PINGS
+                text, ephemeral=ephemeral, allowed_mentions=NO_PINGS, suppress_embeds=True
             )
 
     # -- language ------------------------------------------------------------------------------
@@ -401,92 +396,69 @@ class DiscordAdapter:
         replied = reference.resolved or reference.cached_message
         return isinstance(replied, discord.Message) and replied.author.id == bot_id
 
-    # -- slash commands -------------------------------------------------------------------------
+    # -- slash commands: the core's registry, translated by `commands.install` ----------------
 
-    def _install_commands(self, tree: app_commands.CommandTree[Any]) -> None:
-        adapter = self
-        # The descriptions' own language; Chinese clients get theirs from `CommandTranslator`.
-        default: Language = "zh" if self.config.bot.language == "zh" else "en"
-
-        def guarded(
-            handler: Callable[..., Coroutine[Any, Any, None]],
-        ) -> Callable[..., Coroutine[Any, Any, None]]:
-            async def run(interaction: discord.Interaction, *args: Any) -> None:
-                language = adapter._interaction_language(interaction)
-                if not adapter._guild_allowed(interaction.guild_id):
-                    await adapter._respond(interaction, t.NOT_HERE(language), ephemeral=True)
-                    return
-                await adapter._guarded(
-                    handler(interaction, language, *args), language, interaction=interaction
-                )
-
-            return run
-
-        @tree.command(name="chat", description=described(t.CHAT_DESCRIPTION, default))
-        @app_commands.describe(prompt=described(t.PROMPT_DESCRIPTION, default))
-        async def chat(interaction: discord.Interaction, prompt: str) -> None:
-            await guarded(adapter._chat)(interaction, prompt)
-
-        @tree.command(name="reset", description=described(t.RESET_DESCRIPTION, default))
-        async def reset(interaction: discord.Interaction) -> None:
-            await guarded(adapter._reset)(interaction)
-
-        # Discord takes default_member_permissions only on a top-level command, so it hides
-        # the whole /gpt group (bind, unbind and info) from members without Manage Channels;
-        # server admins can widen that under Server Settings → Integrations. Discord does not
-        # enforce it everywhere (DMs, overrides), so bind and unbind also check the resolved
-        # permissions of each interaction.
-        gpt = app_commands.Group(
-            name="gpt",
-            description=described(t.GPT_DESCRIPTION, default),
-            default_permissions=BIND_PERMISSIONS,
-        )
-
-        @gpt.command(name="bind", description=described(t.BIND_DESCRIPTION, default))
-        @app_commands.describe(gpt=described(t.BIND_GPT_DESCRIPTION, default))
-        async def bind(interaction: discord.Interaction, gpt: str) -> None:
-            await guarded(adapter._bind)(interaction, gpt)
-
-        @bind.autocomplete("gpt")
-        async def bind_choices(
-            interaction: discord.Interaction, current: str
-        ) -> list[app_commands.Choice[str]]:
-            return await adapter._bound_choices(interaction, current)
-
-        @gpt.command(name="unbind", description=described(t.UNBIND_DESCRIPTION, default))
-        async def unbind(interaction: discord.Interaction) -> None:
-            await guarded(adapter._unbind)(interaction)
-
-        @gpt.command(name="info", description=described(t.INFO_DESCRIPTION, default))
-        async def info(interaction: discord.Interaction) -> None:
-            await guarded(adapter._info)(interaction)
-
-        tree.add_command(gpt)
-
-    def _interaction_turn_parts(self, interaction: discord.Interaction) -> tuple[Scope, bool]:
+    def _context(self, interaction: discord.Interaction, language: Language) -> commands.Context:
         channel_id = interaction.channel_id
         assert channel_id is not None  # slash commands always come from a channel
-        return self._scope(interaction.channel, channel_id, interaction.guild_id)
-
-    @staticmethod
-    def _author(interaction: discord.Interaction) -> Author:
+        scope, is_private = self._scope(interaction.channel, channel_id, interaction.guild_id)
         # Resolved permissions in this channel, overwrites included — never role names.
         perms = interaction.permissions
         is_admin = interaction.guild_id is not None and (
             perms.manage_channels or perms.administrator
         )
-        return Author(str(interaction.user.id), interaction.user.display_name, is_admin=is_admin)
+        user = interaction.user
+        me = interaction.client.user
+        return commands.Context(
+            scope,
+            Author(str(user.id), user.display_name, is_admin=is_admin),
+            is_private,
+            language,
+            group_id=str(interaction.guild_id) if interaction.guild_id is not None else None,
+            bot_mention=me.mention if me is not None else "",
+        )
 
-    async def _chat(
-        self, interaction: discord.Interaction, language: Language, prompt: str
+    async def _run_command(
+        self,
+        interaction: discord.Interaction,
+        command: commands.Command,
+        values: Mapping[str, str],
     ) -> None:
+        language = self._interaction_language(interaction)
+        if not self._guild_allowed(interaction.guild_id):
+            await self._respond(interaction, t.NOT_HERE(language), ephemeral=True)
+            return
+
+        async def run() -> None:
+            context = self._context(interaction, language)
+            result = await self.commands.run(context, command, values)
+            if isinstance(result, commands.Ask):
+                await self._ask(interaction, context, result.text)
+            else:
+                await self._respond(interaction, result.text, ephemeral=result.private)
+
+        await self._guarded(run(), language, interaction=interaction)
+
+    async def _suggest(
+        self, interaction: discord.Interaction, argument: commands.Argument, current: str
+    ) -> list[app_commands.Choice[str]]:
+        if not self._guild_allowed(interaction.guild_id):
+            return []
+        context = self._context(interaction, self._interaction_language(interaction))
+        found = await self.commands.suggestions(context, argument, current)
+        return [app_commands.Choice(name=name, value=name) for name in found]
+
+    async def _ask(
+        self, interaction: discord.Interaction, context: commands.Context, prompt: str
+    ) -> None:
+        """/chat: the prompt quoted above an answer streamed into the deferred response."""
         await interaction.response.defer(thinking=True)  # first: Discord's 3-second deadline
         started = self._clock.monotonic()
         client = interaction.client
+        language = context.language
         if interaction.guild_id is None and not await self._dm_allowed(client, interaction.user.id):
             await interaction.edit_original_response(content=t.NOT_HERE(language))
             return
-        scope, is_private = self._interaction_turn_parts(interaction)
         channel_id = interaction.channel_id
         assert channel_id is not None
         target = client.get_partial_messageable(channel_id, guild_id=interaction.guild_id)
@@ -497,98 +469,5 @@ class DiscordAdapter:
             deadline=started + self.interaction_window_s,
             clock=self._clock,
         )
-        turn = Turn(scope, self._author(interaction), prompt, is_private, language=language)
+        turn = Turn(context.scope, context.author, prompt, context.is_private, language=language)
         await self.service.answer(turn, self._streaming_reply(replies, channel_id))
-
-    async def _reset(self, interaction: discord.Interaction, language: Language) -> None:
-        scope, _ = self._interaction_turn_parts(interaction)
-        await self.service.reset(scope)
-        await interaction.response.send_message(
-            t.NEW_CONVERSATION(language), allowed_mentions=NO_PINGS
-        )
-
-    async def _bind(self, interaction: discord.Interaction, language: Language, gpt: str) -> None:
-        scope, is_private = self._interaction_turn_parts(interaction)
-        author = self._author(interaction)
-        if not is_private and not author.is_admin:
-            await self._respond(interaction, t.NEEDS_MANAGE_CHANNELS(language), ephemeral=True)
-            return
-        group = str(interaction.guild_id) if interaction.guild_id is not None else None
-        try:
-            info = await self.service.bind(
-                scope, gpt, author, is_private=is_private, group_id=group
-            )
-        except (BadGptName, NotAllowed) as exc:
-            await self._respond(interaction, user_message(exc, language), ephemeral=True)
-            return
-        bound = (
-            t.BOUND_TO_THREAD
-            if scope.thread_id
-            else t.BOUND_TO_CHAT
-            if is_private
-            else t.BOUND_TO_CHANNEL
-        )
-        await interaction.response.send_message(
-            bound(language, name=author.display_name, gpt_id=info.gpt_id, url=info.url),
-            allowed_mentions=NO_PINGS,
-        )
-
-    async def _unbind(self, interaction: discord.Interaction, language: Language) -> None:
-        scope, is_private = self._interaction_turn_parts(interaction)
-        author = self._author(interaction)
-        if not is_private and not author.is_admin:
-            await self._respond(interaction, t.NEEDS_MANAGE_CHANNELS(language), ephemeral=True)
-            return
-        try:
-            removed = await self.service.unbind(scope, author, is_private=is_private)
-        except NotAllowed as exc:
-            await self._respond(interaction, user_message(exc, language), ephemeral=True)
-            return
-        if not removed:
-            await self._respond(interaction, i18n.NOTHING_BOUND(language), ephemeral=True)
-            return
-        await interaction.response.send_message(
-            t.UNBOUND(language, name=author.display_name), allowed_mentions=NO_PINGS
-        )
-
-    async def _info(self, interaction: discord.Interaction, language: Language) -> None:
-        scope, _ = self._interaction_turn_parts(interaction)
-        info = await self.service.binding(scope)
-        await self._respond(interaction, describe_binding(info, scope, language), ephemeral=True)
-
-    async def _bound_choices(
-        self, interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        if interaction.guild_id is None or not self._guild_allowed(interaction.guild_id):
-            return []
-        gpt_ids = await self.service.bound_gpts(PLATFORM, str(interaction.guild_id))
-        wanted = current.strip().lower()
-        return [
-            app_commands.Choice(name=gpt_id, value=gpt_id)
-            for gpt_id in gpt_ids
-            if wanted in gpt_id.lower()
-        ][:AUTOCOMPLETE_LIMIT]
-
-
-def describe_binding(info: BindingInfo | None, scope: Scope, language: Language = "en") -> str:
-    """The /gpt info text."""
-    if info is None:
-        return t.INFO_NOTHING_BOUND(language)
-    gpt = f"`{info.gpt_id}` (<{info.url}>)"
-    if info.is_default:
-        return t.INFO_DEFAULT(language, gpt=gpt)
-    name = info.bound_by_name
-    when = f"<t:{int(info.bound_at.timestamp())}:R>" if info.bound_at else None
-    if name and when:
-        detail = t.BOUND_BY_WHEN(language, name=name, when=when)
-    elif name:
-        detail = t.BOUND_BY(language, name=name)
-    elif when:
-        detail = t.BOUND_WHEN(language, when=when)
-    else:
-        detail = ""
-    if info.inherited and info.bound_scope is not None:
-        return t.INFO_INHERITED(
-            language, gpt=gpt, channel_id=info.bound_scope.chat_id, detail=detail
-        )
-    return t.INFO_BOUND(language, gpt=gpt, detail=detail)

@@ -6,6 +6,9 @@
 Who is answered: every text in a private chat; in groups a message that mentions the bot, a reply
 to one of its messages, or `/chat <text>`. Commands work with the `@botname` suffix.
 
+Commands: parsed with `core.commands` (the registry), which also writes the command menus; the
+adapter only finds out whether the sender is a group admin (getChatMember) when a command needs it.
+
 Formatting: intermediate edits are plain text; the final text of each message is rendered from the
 GPT's Markdown to Telegram *entities* with telegramify-markdown, not to a MarkdownV2 string. The
 rendered text is what Telegram measures against its 4096 UTF-16 limit, and with entities it is
@@ -32,6 +35,6 @@ import os
 # PTB warns about `RetryAfter.retry_after` every time Telegram answers 429.
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
-from bots.telegram_adapter.adapter import TelegramAdapter, create_adapter
+from bots.telegram_adapter.settings import PLATFORM, TelegramConfig
 
-__all__ = ["TelegramAdapter", "create_adapter"]
+__all__ = ["PLATFORM", "TelegramConfig"]

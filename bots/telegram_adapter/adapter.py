@@ -28,6 +28,8 @@ from bots.telegram_adapter.channels import (
     Target,
 )
 from bots.telegram_adapter.request import AiohttpRequest
+from bots.telegram_adapter.settings import NAME as PLATFORM
+from bots.telegram_adapter.settings import TelegramConfig
 from bots.telegram_adapter.text import (
     Command,
     bot_mentions,
@@ -35,10 +37,9 @@ from bots.telegram_adapter.text import (
     parse_command,
     without_spans,
 )
-from core import i18n
+from core import commands, i18n
 from core.config import Config
-from core.conversation import BindingInfo, ConversationService
-from core.errors import BadGptName, NotAllowed, user_message
+from core.conversation import ConversationService
 from core.i18n import Language, language_for
 from core.pacing import KeyedBudgets, RateBudget
 from core.platform import PlatformRefused
@@ -47,7 +48,6 @@ from core.turns import Author, Scope, Turn
 
 logger = logging.getLogger(__name__)
 
-PLATFORM = "telegram"
 GROUP_MESSAGES_PER_MINUTE = FloodLimit.MESSAGES_PER_MINUTE_PER_GROUP
 POLL_TIMEOUT_S = 10
 TYPING_EVERY_S = 4.0  # Telegram shows a chat action for 5 s
@@ -80,17 +80,19 @@ class TelegramAdapter:
         self, config: Config, service: ConversationService, *, raise_errors: bool = False
     ) -> None:
         self.config = config
+        self.settings = config.platform(PLATFORM, TelegramConfig)
         self.service = service
+        self.commands = commands.Commands(service)
         # Tests set this: an unexpected error is re-raised (and recorded) instead of apologised for.
         self.raise_errors = raise_errors
         self.failures: list[BaseException] = []
         self.ready = asyncio.Event()  # set once polling runs
-        self._bot_budget = RateBudget.per_second(config.telegram.messages_per_second)
+        self._bot_budget = RateBudget.per_second(self.settings.messages_per_second)
         self._group_budgets = KeyedBudgets(GROUP_MESSAGES_PER_MINUTE, 60.0)
         self._answers: set[asyncio.Task[None]] = set()
 
     def build_application(self) -> Application[Any, Any, Any, Any, Any, Any]:
-        telegram = self.config.telegram
+        telegram = self.settings
         application = (
             ApplicationBuilder()
             .token(telegram.token)
@@ -123,7 +125,7 @@ class TelegramAdapter:
         # Bot API URLs contain the token: PTB logs them at DEBUG, httpx every request at INFO.
         httpx_logger = logging.getLogger("httpx")
         httpx_logger.setLevel(max(logging.WARNING, httpx_logger.level))
-        redact = _RedactToken(self.config.telegram.token)
+        redact = _RedactToken(self.settings.token)
         noisy = [logging.getLogger(name) for name in TOKEN_LOGGERS]
         for noisy_logger in noisy:
             noisy_logger.addFilter(redact)
@@ -174,8 +176,8 @@ class TelegramAdapter:
             (language_for(None, setting), None),
             (language_for("zh", setting), "zh"),
         ):
-            commands = [BotCommand(name, text(language)) for name, text in say.COMMANDS]
-            await bot.set_my_commands(commands, language_code=code)
+            menu = [BotCommand(name, text(language)) for name, text in commands.top_level()]
+            await bot.set_my_commands(menu, language_code=code)
 
     def _language(self, message: Message) -> Language:
         """The language to speak to the sender in: their Telegram app's language; for a message
@@ -222,7 +224,7 @@ class TelegramAdapter:
 
     async def _handle(self, message: Message, bot: ExtBot[Any], language: Language) -> None:
         chat = message.chat
-        allowed = self.config.telegram.allowed_chat_ids
+        allowed = self.settings.allowed_chat_ids
         if (allowed and chat.id not in allowed) or message.text is None:
             return
         text = message.text
@@ -245,7 +247,7 @@ class TelegramAdapter:
                 return  # not addressed to the bot
         self._start_answer(message, scope, text, bot, language)
 
-    # --- commands -----------------------------------------------------------------------------
+    # --- commands ---------------------------------------------------------------------------
 
     async def _command(
         self,
@@ -256,91 +258,31 @@ class TelegramAdapter:
         language: Language,
     ) -> None:
         is_private = message.chat.type == ChatType.PRIVATE
-        match command.name:
-            case "start" | "help":
-                await self._say(bot, message, await self._help(message, scope, bot, language))
-            case "reset":
-                await self.service.reset(scope)
-                await self._say(bot, message, say.RESET_DONE(language))
-            case "chat":
-                if not command.args:
-                    await self._say(bot, message, say.CHAT_USAGE(language))
-                else:
-                    self._start_answer(message, scope, command.args, bot, language)
-            case "gpt":
-                await self._gpt_command(command.args, message, scope, bot, language)
-            case _ if is_private:
-                await self._say(bot, message, say.UNKNOWN_COMMAND(language, name=command.name))
-            case _:
-                pass  # in groups, other bots' commands are none of our business
-
-    async def _gpt_command(
-        self, args: str, message: Message, scope: Scope, bot: ExtBot[Any], language: Language
-    ) -> None:
-        action, _, rest = args.partition(" ")
-        action, rest = action.lower(), rest.strip()
-        is_private = message.chat.type == ChatType.PRIVATE
-        if action in {"", "info"} and not rest:
-            await self._say(bot, message, _describe(await self.service.binding(scope), language))
-        elif action == "bind" and rest:
-            author = await self._author(message, bot, check_admin=True)
-            try:
-                info = await self.service.bind(
-                    scope,
-                    rest,
-                    author,
-                    is_private=is_private,
-                    group_id=None if is_private else str(message.chat.id),
-                )
-            except NotAllowed:
-                await self._say(bot, message, say.NOT_ADMIN(language))
-            except BadGptName as exc:
-                usage = say.GPT_USAGE(language)
-                await self._say(bot, message, f"{user_message(exc, language)}\n{usage}")
-            else:
-                bound = say.BOUND(language, gpt_id=info.gpt_id, url=info.url)
-                await self._say(bot, message, bound)
-        elif action == "unbind" and not rest:
-            author = await self._author(message, bot, check_admin=True)
-            try:
-                removed = await self.service.unbind(scope, author, is_private=is_private)
-            except NotAllowed:
-                await self._say(bot, message, say.NOT_ADMIN(language))
-                return
-            if removed:
-                now = _describe(await self.service.binding(scope), language)
-                await self._say(bot, message, say.UNBOUND(language, info=now))
-            else:
-                await self._say(bot, message, i18n.NOTHING_BOUND(language))
-        else:
-            await self._say(bot, message, say.GPT_USAGE(language))
-
-    async def _help(
-        self, message: Message, scope: Scope, bot: ExtBot[Any], language: Language
-    ) -> str:
-        if message.chat.type == ChatType.PRIVATE:
-            how = say.HELP_HOW_PRIVATE(language)
-            bind = say.HELP_BIND_PRIVATE(language)
-        else:
-            how = say.HELP_HOW_GROUP(language, username=bot.username)
-            bind = say.HELP_BIND_GROUP(language)
-        info = await self.service.binding(scope)
-        here = (
-            say.HELP_HERE(language, gpt_id=info.gpt_id, url=info.url)
-            if info
-            else say.HELP_NONE_HERE(language)
+        # /start is what Telegram sends when someone opens the bot: the help.
+        name = "help" if command.name == "start" else command.name
+        parsed = commands.parse(name, command.args, language)
+        if parsed is None:
+            if is_private:  # in groups, other bots' commands are none of our business
+                await self._say(bot, message, i18n.UNKNOWN_COMMAND(language, name=command.name))
+            return
+        if isinstance(parsed, commands.Reply):
+            await self._say(bot, message, parsed.text)
+            return
+        needs_admin = parsed.command.permission is not commands.Permission.ANYONE
+        author = await self._author(message, bot, check_admin=needs_admin and not is_private)
+        context = commands.Context(
+            scope,
+            author,
+            is_private,
+            language,
+            group_id=None if is_private else str(message.chat.id),
+            bot_mention=f"@{bot.username}",
         )
-        return "\n".join(
-            [
-                say.HELP_INTRO(language),
-                how,
-                here,
-                "",
-                bind,
-                say.HELP_INFO(language),
-                say.HELP_RESET(language),
-            ]
-        )
+        result = await self.commands.run(context, parsed.command, parsed.args)
+        if isinstance(result, commands.Ask):
+            self._start_answer(message, scope, result.text, bot, language)
+        else:
+            await self._say(bot, message, result.text)
 
     async def _author(self, message: Message, bot: ExtBot[Any], *, check_admin: bool) -> Author:
         chat = message.chat
@@ -402,7 +344,7 @@ class TelegramAdapter:
     async def _stream_answer(
         self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
     ) -> None:
-        telegram = self.config.telegram
+        telegram = self.settings
         is_private = message.chat.type == ChatType.PRIVATE
         target = _target(message)
         budgets = self._budgets(target)
@@ -462,25 +404,3 @@ def _is_reply_to(message: Message, bot_id: int) -> bool:
         return False
     # In a forum every topic message "replies" to the topic's first message: not a real reply.
     return replied.forum_topic_created is None and replied.id != _thread_id(message)
-
-
-def _describe(info: BindingInfo | None, language: Language) -> str:
-    if info is None:
-        return say.NO_BINDING(language)
-    lines = [f"🤖 GPT: {info.gpt_id}", f"🔗 {info.url}", say.MODEL(language, model=info.model)]
-    on = say.ON(language, time=f"{info.bound_at:%Y-%m-%d %H:%M}") if info.bound_at else ""
-    by = say.BY(language, name=info.bound_by_name) if info.bound_by_name else ""
-    if info.is_default:
-        lines.append(say.DEFAULT_GPT(language))
-    elif info.inherited:
-        lines.append(say.INHERITED(language, by=by, on=on))
-    else:
-        lines.append(say.BOUND_HERE(language, by=by, on=on))
-    return "\n".join(lines)
-
-
-def create_adapter(config: Config, service: ConversationService) -> TelegramAdapter | None:
-    """Called by `gptsbot run` (core.app): a Telegram adapter, or None without a bot token."""
-    if not config.telegram.token:
-        return None
-    return TelegramAdapter(config, service)

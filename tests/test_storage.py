@@ -24,7 +24,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from core.gpts_client import Usage
-from storage import BindingRecord, MessageRecord, NewMessage, Repository, ScopeKey
+from storage import MESSAGE_STATUSES, BindingRecord, MessageRecord, NewMessage, Repository, ScopeKey
 from storage.models import Base, UTCDateTime
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -238,11 +238,22 @@ async def test_add_message_stores_every_field(repo: Repository, db_path: Path) -
 
 
 @pytest.mark.asyncio
-async def test_a_message_with_an_unknown_status_is_refused(repo: Repository) -> None:
+async def test_every_message_status_is_stored_and_no_other(repo: Repository, db_path: Path) -> None:
+    # A status added to MessageStatus without a migration of the CHECK constraint fails here.
     conversation_id = await repo.current_conversation(ScopeKey("telegram", "1"))
+    for status in MESSAGE_STATUSES:
+        await repo.add_message(conversation_id, NewMessage("assistant", status, status=status))
+    stored = await repo.history(conversation_id, limit=len(MESSAGE_STATUSES))
+    assert [(m.content, m.status) for m in stored] == [(s, s) for s in MESSAGE_STATUSES]
+
     with pytest.raises(ValueError, match="status"):
-        await repo.add_message(conversation_id, NewMessage("user", "x", status="done"))  # type: ignore[arg-type]
-    assert await repo.count_messages(conversation_id) == 0
+        NewMessage("user", "x", status="done")  # type: ignore[arg-type]
+    with raw(db_path) as connection, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        connection.execute(
+            "INSERT INTO messages (conversation_id, role, content, status, platform_message_ids,"
+            " created_at) VALUES (?, 'user', 'x', 'done', '[]', '2025-01-01 00:00:00')",
+            (conversation_id,),
+        )
 
 
 @pytest.mark.asyncio

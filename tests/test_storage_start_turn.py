@@ -72,7 +72,11 @@ async def test_start_turn_reads_the_binding_of_the_scope_or_its_parent_chat(
             assert start.binding == await repo.get_binding(bound)
             assert start.binding is not None
             assert (start.binding.scope, start.binding.gpt_id) == (bound, gpt_id)
-        # The chat itself never inherits from one of its threads.
+        # A chat never inherits from one of its threads.
+        other_thread = ScopeKey("test", "other", "t")
+        await repo.set_binding(
+            other_thread, gpt_id="g-t", group_id=None, bound_by_id=None, bound_by_name=None
+        )
         assert (await turn(ScopeKey("test", "other"))).binding is None
         assert (await turn(THREAD, with_binding=False)).binding is None
         assert [r.content for r in start.history] == ["hi", "hi"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import GptsConfig
-from storage.repository import Repository
+from storage import Repository, ScopeKey
 
 REPEATS = 200
 MESSAGE_CHARS = 300
@@ -45,8 +45,8 @@ async def _measure_one(count: int, limit: int) -> dict[str, Any]:
         try:
             await repo.upgrade()
             # Another conversation's messages too, so the index has to pick this one's.
-            other = await repo.current_conversation("bench", "other")
-            conversation = await repo.current_conversation("bench", "history")
+            other = await repo.current_conversation(ScopeKey("bench", "other"))
+            conversation = await repo.current_conversation(ScopeKey("bench", "history"))
             await asyncio.to_thread(_fill, db, other, min(count, 1000))
             await asyncio.to_thread(_fill, db, conversation, count)
             assert await repo.count_messages(conversation) == count

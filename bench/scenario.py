@@ -36,6 +36,7 @@ from core.config import parse_config
 from core.pacing import KeyedBudgets, RateBudget
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
+from storage import MessageStatus
 
 PROBE_INTERVAL_S = 0.01
 WARM_UP_TEXT = "warm up"
@@ -178,7 +179,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         arrivals = [Arrivals() for _ in range(args.n)]
         [0.0] * args.n
-        outcomes: list[str] = []
+        outcomes: list[MessageStatus] = []
 
         async def one(i: int) -> None:
             chat = f"chat-{i}"
@@ -239,7 +240,7 @@ def summarize(
     limits: Limits,
     recorder: Recorder,
     arrivals: list[Arrivals],
-    outcomes: list[str],
+    outcomes: list[MessageStatus],
     cpu: float,
     wall: float,
     db: dict[str, float],

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
 from core import i18n
 from core.config import Config
@@ -33,11 +32,10 @@ from core.gpt_names import gpt_url, model_name, parse_gpt_id
 from core.gpts import ChatMessage, GptsClient, Usage
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
-from storage.repository import BindingRecord, MessageRecord, Repository
+from storage import BindingRecord, MessageRecord, MessageStatus, NewMessage, Repository
 
 logger = logging.getLogger(__name__)
 
-Status = Literal["complete", "partial", "error"]
 # On shutdown, how long a cancelled turn may take to show and store what had arrived.
 SHUTDOWN_GRACE_S = 5.0
 
@@ -64,7 +62,7 @@ class BindingInfo:
 
 @dataclass(frozen=True, slots=True)
 class AnswerOutcome:
-    status: Status
+    status: MessageStatus
     text: str
     model: str | None
     error: BaseException | None = None
@@ -125,14 +123,15 @@ class ConversationService:
         scope, author = turn.scope, turn.author
         # One transaction: the conversation, its history window, the GPT bound here (or on the
         # parent chat), the user's message stored.
-        start = await self.repo.start_turn(
-            *_key(scope),
-            history_limit=gpts.history_messages,
-            content=turn.text,
+        message = NewMessage(
+            "user",
+            turn.text,
             author_id=author.id,
             author_name=author.display_name,
-            platform_message_ids=[turn.message_id] if turn.message_id else (),
-            with_binding=True,
+            platform_message_ids=(turn.message_id,) if turn.message_id else (),
+        )
+        start = await self.repo.start_turn(
+            scope, message, history_limit=gpts.history_messages, with_binding=True
         )
         progress = _Progress(start.conversation_id)
         try:
@@ -169,27 +168,25 @@ class ConversationService:
     ) -> AnswerOutcome:
         """Finish the reply (with a short error line on failure) and store the answer."""
         text, error = reply.text, progress.error
-        status: Status = "complete" if error is None else ("partial" if text else "error")
+        status: MessageStatus = "complete" if error is None else ("partial" if text else "error")
         error_line = user_message(error, turn.language) if error is not None else None
         if error is None and not text.strip():
             status, error_line = "error", i18n.EMPTY_ANSWER(turn.language)
         try:
             await reply.finish(error_line)
         finally:
-            usage, started, first = progress.usage, progress.started, progress.first_text_at
-            await self.repo.add_message(
-                progress.conversation_id,
-                role="assistant",
-                content=text,
+            started, first = progress.started, progress.first_text_at
+            answer = NewMessage(
+                "assistant",
+                text,
                 status=status,
                 model=progress.model,
-                prompt_tokens=usage.prompt_tokens if usage else None,
-                completion_tokens=usage.completion_tokens if usage else None,
-                total_tokens=usage.total_tokens if usage else None,
+                usage=progress.usage,
                 first_chunk_ms=_ms(first - started) if first else None,
                 total_ms=_ms(time.monotonic() - started),
-                platform_message_ids=[ref.message_id for ref in reply.messages],
+                platform_message_ids=tuple(ref.message_id for ref in reply.messages),
             )
+            await self.repo.add_message(progress.conversation_id, answer)
         return AnswerOutcome(status, text, progress.model, error)
 
     def _check_length(self, text: str) -> None:
@@ -230,7 +227,7 @@ class ConversationService:
     async def reset(self, scope: Scope) -> None:
         """Start a new conversation here; the old one stays stored but is no longer sent."""
         async with self._locks.hold(scope):
-            await self.repo.start_conversation(*_key(scope))
+            await self.repo.start_conversation(scope)
 
     async def bind(
         self, scope: Scope, gpt_text: str, author: Author, group_id: str | None = None
@@ -240,7 +237,7 @@ class ConversationService:
         scope, so its bound GPTs can be suggested there."""
         gpt_id = parse_gpt_id(gpt_text)
         record = await self.repo.set_binding(
-            *_key(scope),
+            scope,
             gpt_id=gpt_id,
             group_id=group_id,
             bound_by_id=author.id,
@@ -258,14 +255,14 @@ class ConversationService:
 
     async def unbind(self, scope: Scope) -> bool:
         """Remove this scope's own binding; False if it had none."""
-        return await self.repo.delete_binding(*_key(scope))
+        return await self.repo.delete_binding(scope)
 
     async def binding(self, scope: Scope) -> BindingInfo | None:
         """The GPT answering in `scope`: its own binding, its parent's, or the default GPT."""
         for candidate in (scope, scope.parent):
             if candidate is None:
                 continue
-            record = await self.repo.get_binding(*_key(candidate))
+            record = await self.repo.get_binding(candidate)
             if record is not None:
                 return self._binding_info(scope, record)
         return self._binding_info(scope, None)
@@ -275,14 +272,13 @@ class ConversationService:
         when there is no record, None when there is no default either."""
         template = self.config.gpts.model_template
         if record is not None:
-            bound = Scope(record.platform, record.chat_id, record.thread_id)
             return BindingInfo(
                 gpt_id=record.gpt_id,
                 model=model_name(template, record.gpt_id),
-                bound_scope=bound,
+                bound_scope=record.scope,
                 bound_by_name=record.bound_by_name,
                 bound_at=record.bound_at,
-                inherited=bound != scope,
+                inherited=record.scope != scope,
             )
         default = self.config.gpts.default_gpt
         if default is None:
@@ -292,10 +288,6 @@ class ConversationService:
 
     async def bound_gpts(self, platform: str, group_id: str) -> list[str]:
         return await self.repo.bound_gpts(platform, group_id)
-
-
-def _key(scope: Scope) -> tuple[str, str, str]:
-    return scope.platform, scope.chat_id, scope.thread_id
 
 
 def _speaker(name: str | None, text: str, shared: bool) -> str:

@@ -5,27 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.i18n import Language
+from storage.records import ScopeKey
 
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Where a conversation lives: a DM, a channel or group, or a thread/topic inside one.
-
-    `thread_id` is "" for the chat itself. A thread's scope shares its parent's `chat_id`, so
-    the parent (whose binding a thread inherits) is the same scope with `thread_id` "".
-    """
-
-    platform: str
-    chat_id: str
-    thread_id: str = ""
-
-    @property
-    def parent(self) -> Scope | None:
-        return Scope(self.platform, self.chat_id) if self.thread_id else None
-
-    def __str__(self) -> str:
-        tail = f"/{self.thread_id}" if self.thread_id else ""
-        return f"{self.platform}:{self.chat_id}{tail}"
+# Where a conversation lives: the storage's own key, so a scope goes to storage as it is.
+# `Scope(platform, chat_id, thread_id="")`; `.parent` is the chat a thread/topic belongs to.
+Scope = ScopeKey
 
 
 @dataclass(frozen=True, slots=True)

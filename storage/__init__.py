@@ -1,15 +1,36 @@
 """Storage: the database behind gptsbot (SQLAlchemy 2 async; SQLite by default, PostgreSQL-ready).
 
-The core hands it a URL and plain strings/ints, and gets frozen records back::
+The core hands it a URL and frozen records (`storage.records`), and gets frozen records back::
 
     repo = await Repository.open("sqlite+aiosqlite:///gptsbot.db")
     await repo.upgrade()
-    conversation_id = await repo.current_conversation("discord", channel_id)
+    conversation_id = await repo.current_conversation(ScopeKey("discord", channel_id))
+    await repo.add_message(conversation_id, NewMessage("user", "hi", author_name="Ann"))
 
 No other package writes SQL, and this one imports nothing from `core`.
 """
 
-from storage.models import MESSAGE_STATUSES
-from storage.repository import BindingRecord, MessageRecord, Repository, alembic_config
+from storage.records import (
+    MESSAGE_STATUSES,
+    BindingRecord,
+    MessageRecord,
+    MessageStatus,
+    NewMessage,
+    ScopeKey,
+    TokenUsage,
+    TurnStart,
+)
+from storage.repository import Repository, alembic_config
 
-__all__ = ["MESSAGE_STATUSES", "BindingRecord", "MessageRecord", "Repository", "alembic_config"]
+__all__ = [
+    "MESSAGE_STATUSES",
+    "BindingRecord",
+    "MessageRecord",
+    "MessageStatus",
+    "NewMessage",
+    "Repository",
+    "ScopeKey",
+    "TokenUsage",
+    "TurnStart",
+    "alembic_config",
+]

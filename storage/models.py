@@ -36,7 +36,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-MESSAGE_STATUSES: Final = frozenset({"complete", "partial", "error"})
+from storage.records import MESSAGE_STATUSES, MessageStatus
+
+_QUOTED_STATUSES: Final = ", ".join(f"'{status}'" for status in MESSAGE_STATUSES)
 
 # Deterministic constraint names, so later migrations (and SQLite batch mode) can refer to them.
 NAMING_CONVENTION: Final = {
@@ -114,7 +116,8 @@ class Message(Base):
         # The history window is "WHERE conversation_id = ? ORDER BY id DESC LIMIT n": one seek on
         # this index and n steps, whatever the table holds.
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
-        CheckConstraint("status IN ('complete', 'partial', 'error')", name="status"),
+        # Changing the statuses changes this constraint: that needs a migration.
+        CheckConstraint(f"status IN ({_QUOTED_STATUSES})", name="status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -125,7 +128,7 @@ class Message(Base):
     author_id: Mapped[str | None] = mapped_column(String(64))
     author_name: Mapped[str | None] = mapped_column(String(255))
     content: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="complete")
+    status: Mapped[MessageStatus] = mapped_column(String(16), default="complete")
     model: Mapped[str | None] = mapped_column(String(255))
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)

@@ -68,9 +68,7 @@ async def bot(fake_gpts: FakeGpts, tmp_path: Path) -> AsyncIterator[Bot]:
 
 
 async def stored(app: App, scope: Scope) -> list[tuple[str, str, str]]:
-    conversation = await app.repo.current_conversation(
-        scope.platform, scope.chat_id, scope.thread_id
-    )
+    conversation = await app.repo.current_conversation(scope)
     records = await app.repo.history(conversation, limit=1000)
     return [(r.role, r.content, r.status) for r in records]
 

@@ -23,7 +23,8 @@ from sqlalchemy import event, inspect
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
-from storage import MessageRecord, Repository
+from core.gpts import Usage
+from storage import MESSAGE_STATUSES, BindingRecord, MessageRecord, NewMessage, Repository, ScopeKey
 from storage.models import Base, UTCDateTime
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -78,10 +79,28 @@ def captured_sql(repository: Repository) -> Iterator[list[tuple[str, Any]]]:
 async def add_numbered(repository: Repository, conversation_id: int, count: int) -> list[int]:
     return [
         await repository.add_message(
-            conversation_id, role="user" if n % 2 == 0 else "assistant", content=f"m{n}"
+            conversation_id, NewMessage("user" if n % 2 == 0 else "assistant", f"m{n}")
         )
         for n in range(count)
     ]
+
+
+async def bind(
+    repository: Repository,
+    scope: ScopeKey,
+    gpt_id: str,
+    group_id: str | None = None,
+    *,
+    bound_by_id: str | None = None,
+    bound_by_name: str | None = None,
+) -> BindingRecord:
+    return await repository.set_binding(
+        scope,
+        gpt_id=gpt_id,
+        group_id=group_id,
+        bound_by_id=bound_by_id,
+        bound_by_name=bound_by_name,
+    )
 
 
 # -- schema and migrations ---------------------------------------------------------------------
@@ -94,9 +113,9 @@ async def test_upgrade_creates_tables_in_a_new_folder_and_is_idempotent(tmp_path
     try:
         await repository.upgrade()
         await repository.upgrade()  # already at head: nothing to do, no error
-        conversation_id = await repository.current_conversation("telegram", "42")
+        conversation_id = await repository.current_conversation(ScopeKey("telegram", "42"))
         await repository.upgrade()  # and data survives it
-        assert await repository.current_conversation("telegram", "42") == conversation_id
+        assert await repository.current_conversation(ScopeKey("telegram", "42")) == conversation_id
     finally:
         await repository.close()
 
@@ -150,7 +169,7 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout(
 
     # Foreign keys are enforced, not just declared.
     with pytest.raises(IntegrityError):
-        await repo.add_message(999_999, role="user", content="orphan")
+        await repo.add_message(999_999, NewMessage("user", "orphan"))
     # WAL is a property of the file: a fresh outside connection sees it too.
     with raw(db_path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -163,8 +182,8 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout(
 async def test_history_is_the_last_n_messages_of_one_conversation_oldest_first(
     repo: Repository,
 ) -> None:
-    first = await repo.current_conversation("discord", "channel-1")
-    other = await repo.current_conversation("discord", "channel-2")
+    first = await repo.current_conversation(ScopeKey("discord", "channel-1"))
+    other = await repo.current_conversation(ScopeKey("discord", "channel-2"))
     ids = await add_numbered(repo, first, 12)
     await add_numbered(repo, other, 3)
 
@@ -182,22 +201,20 @@ async def test_history_is_the_last_n_messages_of_one_conversation_oldest_first(
 
 @pytest.mark.asyncio
 async def test_add_message_stores_every_field(repo: Repository, db_path: Path) -> None:
-    conversation_id = await repo.current_conversation("discord", "c", "t")
-    message_id = await repo.add_message(
-        conversation_id,
-        role="assistant",
-        content="hello **there**",
+    conversation_id = await repo.current_conversation(ScopeKey("discord", "c", "t"))
+    message = NewMessage(
+        "assistant",
+        "hello **there**",
+        status="partial",
         author_id="bot",
         author_name="Bot",
-        status="partial",
         model="gpt-4-gizmo-g-abc",
-        prompt_tokens=10,
-        completion_tokens=20,
-        total_tokens=30,
+        usage=Usage(prompt_tokens=10, completion_tokens=20, total_tokens=30),  # the core's
         first_chunk_ms=150,
         total_ms=2500,
-        platform_message_ids=["111", "222"],
+        platform_message_ids=("111", "222"),
     )
+    message_id = await repo.add_message(conversation_id, message)
 
     [record] = await repo.history(conversation_id, limit=1)
     assert record == MessageRecord(
@@ -221,37 +238,50 @@ async def test_add_message_stores_every_field(repo: Repository, db_path: Path) -
 
 
 @pytest.mark.asyncio
-async def test_add_message_rejects_an_unknown_status(repo: Repository) -> None:
-    conversation_id = await repo.current_conversation("telegram", "1")
+async def test_every_message_status_is_stored_and_no_other(repo: Repository, db_path: Path) -> None:
+    # A status added to MessageStatus without a migration of the CHECK constraint fails here.
+    conversation_id = await repo.current_conversation(ScopeKey("telegram", "1"))
+    for status in MESSAGE_STATUSES:
+        await repo.add_message(conversation_id, NewMessage("assistant", status, status=status))
+    stored = await repo.history(conversation_id, limit=len(MESSAGE_STATUSES))
+    assert [(m.content, m.status) for m in stored] == [(s, s) for s in MESSAGE_STATUSES]
+
     with pytest.raises(ValueError, match="status"):
-        await repo.add_message(conversation_id, role="user", content="x", status="done")
-    assert await repo.count_messages(conversation_id) == 0
+        NewMessage("user", "x", status="done")  # type: ignore[arg-type]
+    with raw(db_path) as connection, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        connection.execute(
+            "INSERT INTO messages (conversation_id, role, content, status, platform_message_ids,"
+            " created_at) VALUES (?, 'user', 'x', 'done', '[]', '2025-01-01 00:00:00')",
+            (conversation_id,),
+        )
 
 
 @pytest.mark.asyncio
 async def test_start_conversation_empties_the_window_and_keeps_old_messages(
     repo: Repository,
 ) -> None:
-    old = await repo.current_conversation("telegram", "-100", "7")
+    topic = ScopeKey("telegram", "-100", "7")
+    old = await repo.current_conversation(topic)
     await add_numbered(repo, old, 4)
 
-    new = await repo.start_conversation("telegram", "-100", "7")
+    new = await repo.start_conversation(topic)
 
     assert new != old
-    assert await repo.current_conversation("telegram", "-100", "7") == new
+    assert await repo.current_conversation(topic) == new
     assert await repo.history(new, limit=20) == []
     assert await repo.count_messages(old) == 4
     assert len(await repo.history(old, limit=20)) == 4
     # Other scopes, including the same chat without the topic, are untouched.
-    assert await repo.current_conversation("telegram", "-100") not in {old, new}
+    assert topic.parent is not None
+    assert await repo.current_conversation(topic.parent) not in {old, new}
 
 
 @pytest.mark.asyncio
 async def test_start_conversation_on_a_new_scope_returns_its_first_conversation(
     repo: Repository,
 ) -> None:
-    started = await repo.start_conversation("discord", "fresh")
-    assert await repo.current_conversation("discord", "fresh") == started
+    started = await repo.start_conversation(ScopeKey("discord", "fresh"))
+    assert await repo.current_conversation(ScopeKey("discord", "fresh")) == started
 
 
 @pytest.mark.asyncio
@@ -259,7 +289,7 @@ async def test_concurrent_first_turns_in_one_scope_agree_on_one_conversation(
     repo: Repository, db_path: Path
 ) -> None:
     ids = await asyncio.gather(
-        *(repo.current_conversation("discord", "busy", "thread") for _ in range(25))
+        *(repo.current_conversation(ScopeKey("discord", "busy", "thread")) for _ in range(25))
     )
     assert len(set(ids)) == 1
     with raw(db_path) as connection:
@@ -270,8 +300,8 @@ async def test_concurrent_first_turns_in_one_scope_agree_on_one_conversation(
 @pytest.mark.asyncio
 async def test_concurrent_writes_to_many_scopes_all_land(repo: Repository) -> None:
     async def turn(n: int) -> int:
-        conversation_id = await repo.current_conversation("telegram", f"chat-{n % 10}")
-        await repo.add_message(conversation_id, role="user", content=f"turn {n}")
+        conversation_id = await repo.current_conversation(ScopeKey("telegram", f"chat-{n % 10}"))
+        await repo.add_message(conversation_id, NewMessage("user", f"turn {n}"))
         return conversation_id
 
     ids = await asyncio.gather(*(turn(n) for n in range(100)))
@@ -282,11 +312,12 @@ async def test_concurrent_writes_to_many_scopes_all_land(repo: Repository) -> No
 
 @pytest.mark.asyncio
 async def test_history_query_is_an_index_seek_not_a_scan(repo: Repository, db_path: Path) -> None:
-    conversation_id = await repo.current_conversation("discord", "plan")
+    scope = ScopeKey("discord", "plan")
+    conversation_id = await repo.current_conversation(scope)
     await add_numbered(repo, conversation_id, 3)
     with captured_sql(repo) as statements:
         await repo.history(conversation_id, limit=2)
-        await repo.current_conversation("discord", "plan")
+        await repo.current_conversation(scope)
 
     assert len(statements) == 2  # one round trip each
     with raw(db_path) as connection:
@@ -305,59 +336,39 @@ async def test_history_query_is_an_index_seek_not_a_scan(repo: Repository, db_pa
 
 # -- bindings ----------------------------------------------------------------------------------
 
+CHANNEL = ScopeKey("discord", "chan")
+
 
 @pytest.mark.asyncio
 async def test_binding_set_get_overwrite_delete(repo: Repository) -> None:
-    assert await repo.get_binding("discord", "chan") is None
+    assert await repo.get_binding(CHANNEL) is None
 
-    first = await repo.set_binding(
-        "discord",
-        "chan",
-        "",
-        gpt_id="g-one",
-        group_id="guild",
-        bound_by_id="u1",
-        bound_by_name="Ann",
-    )
-    assert await repo.get_binding("discord", "chan") == first
-    assert (first.platform, first.chat_id, first.thread_id, first.gpt_id) == (
-        "discord",
-        "chan",
-        "",
-        "g-one",
-    )
+    first = await bind(repo, CHANNEL, "g-one", "guild", bound_by_id="u1", bound_by_name="Ann")
+    assert await repo.get_binding(CHANNEL) == first
+    assert (first.scope, first.gpt_id, first.group_id) == (CHANNEL, "g-one", "guild")
 
-    second = await repo.set_binding(
-        "discord",
-        "chan",
-        "",
-        gpt_id="g-two",
-        group_id="guild",
-        bound_by_id="u2",
-        bound_by_name="Bo",
-    )
-    assert await repo.get_binding("discord", "chan") == second
+    second = await bind(repo, CHANNEL, "g-two", "guild", bound_by_id="u2", bound_by_name="Bo")
+    assert await repo.get_binding(CHANNEL) == second
     assert (second.gpt_id, second.bound_by_id, second.bound_by_name) == ("g-two", "u2", "Bo")
     assert second.bound_at >= first.bound_at
 
     # Exact scope only: a thread of the channel has no binding of its own.
-    assert await repo.get_binding("discord", "chan", "thread") is None
-    assert await repo.delete_binding("discord", "chan", "thread") is False
+    thread = ScopeKey("discord", "chan", "thread")
+    assert await repo.get_binding(thread) is None
+    assert await repo.delete_binding(thread) is False
 
-    assert await repo.delete_binding("discord", "chan") is True
-    assert await repo.get_binding("discord", "chan") is None
-    assert await repo.delete_binding("discord", "chan") is False
+    assert await repo.delete_binding(CHANNEL) is True
+    assert await repo.get_binding(CHANNEL) is None
+    assert await repo.delete_binding(CHANNEL) is False
 
 
 @pytest.mark.asyncio
 async def test_binding_a_scope_keeps_its_conversation(repo: Repository) -> None:
-    await repo.set_binding(
-        "discord", "c", "", gpt_id="g-x", group_id=None, bound_by_id=None, bound_by_name=None
-    )
-    conversation_id = await repo.current_conversation("discord", "c")
-    await repo.add_message(conversation_id, role="user", content="hi")
-    await repo.delete_binding("discord", "c")
-    assert await repo.current_conversation("discord", "c") == conversation_id
+    await bind(repo, CHANNEL, "g-x")
+    conversation_id = await repo.current_conversation(CHANNEL)
+    await repo.add_message(conversation_id, NewMessage("user", "hi"))
+    await repo.delete_binding(CHANNEL)
+    assert await repo.current_conversation(CHANNEL) == conversation_id
     assert await repo.count_messages(conversation_id) == 1
 
 
@@ -365,21 +376,8 @@ async def test_binding_a_scope_keeps_its_conversation(repo: Repository) -> None:
 async def test_concurrent_binds_of_one_new_scope_leave_one_binding(
     repo: Repository, db_path: Path
 ) -> None:
-    records = await asyncio.gather(
-        *(
-            repo.set_binding(
-                "discord",
-                "race",
-                "",
-                gpt_id=f"g-{n}",
-                group_id="G",
-                bound_by_id=None,
-                bound_by_name=None,
-            )
-            for n in range(10)
-        )
-    )
-    stored = await repo.get_binding("discord", "race")
+    records = await asyncio.gather(*(bind(repo, CHANNEL, f"g-{n}", "G") for n in range(10)))
+    stored = await repo.get_binding(CHANNEL)
     assert stored is not None
     assert stored.gpt_id in {r.gpt_id for r in records}
     with raw(db_path) as connection:
@@ -388,26 +386,16 @@ async def test_concurrent_binds_of_one_new_scope_leave_one_binding(
 
 @pytest.mark.asyncio
 async def test_bound_gpts_lists_each_gpt_of_a_group_once_newest_first(repo: Repository) -> None:
-    async def bind(
-        chat_id: str, gpt_id: str, group_id: str | None, platform: str = "discord"
-    ) -> None:
-        await repo.set_binding(
-            platform,
-            chat_id,
-            "",
-            gpt_id=gpt_id,
-            group_id=group_id,
-            bound_by_id=None,
-            bound_by_name=None,
-        )
+    def discord(chat_id: str) -> ScopeKey:
+        return ScopeKey("discord", chat_id)
 
-    await bind("c1", "g-old", "guild-a")
-    await bind("c2", "g-mid", "guild-a")
-    await bind("c3", "g-old", "guild-a")  # g-old bound again, now the most recent
-    await bind("c4", "g-new", "guild-a")
-    await bind("c5", "g-other", "guild-b")
-    await bind("dm", "g-dm", None)
-    await bind("c6", "g-telegram", "guild-a", platform="telegram")
+    await bind(repo, discord("c1"), "g-old", "guild-a")
+    await bind(repo, discord("c2"), "g-mid", "guild-a")
+    await bind(repo, discord("c3"), "g-old", "guild-a")  # g-old bound again, now the most recent
+    await bind(repo, discord("c4"), "g-new", "guild-a")
+    await bind(repo, discord("c5"), "g-other", "guild-b")
+    await bind(repo, discord("dm"), "g-dm", None)
+    await bind(repo, ScopeKey("telegram", "c6"), "g-telegram", "guild-a")
 
     assert await repo.bound_gpts("discord", "guild-a") == ["g-new", "g-old", "g-mid"]
     assert await repo.bound_gpts("discord", "guild-b") == ["g-other"]
@@ -415,8 +403,8 @@ async def test_bound_gpts_lists_each_gpt_of_a_group_once_newest_first(repo: Repo
     assert await repo.bound_gpts("telegram", "guild-a") == ["g-telegram"]
 
     # Rebinding c4 away removes g-new from the guild; deleting c3 leaves g-old via c1.
-    await bind("c4", "g-mid", "guild-a")
-    assert await repo.delete_binding("discord", "c3")
+    await bind(repo, discord("c4"), "g-mid", "guild-a")
+    assert await repo.delete_binding(discord("c3"))
     assert await repo.bound_gpts("discord", "guild-a") == ["g-mid", "g-old"]
 
 
@@ -426,13 +414,12 @@ async def test_bound_gpts_lists_each_gpt_of_a_group_once_newest_first(repo: Repo
 @pytest.mark.asyncio
 async def test_timestamps_come_back_timezone_aware_utc(repo: Repository) -> None:
     before = datetime.now(UTC)
-    conversation_id = await repo.current_conversation("discord", "tz")
-    await repo.add_message(conversation_id, role="user", content="x")
-    binding = await repo.set_binding(
-        "discord", "tz", "", gpt_id="g", group_id=None, bound_by_id=None, bound_by_name=None
-    )
+    scope = ScopeKey("discord", "tz")
+    conversation_id = await repo.current_conversation(scope)
+    await repo.add_message(conversation_id, NewMessage("user", "x"))
+    binding = await bind(repo, scope, "g")
     [message] = await repo.history(conversation_id, limit=1)
-    stored = await repo.get_binding("discord", "tz")
+    stored = await repo.get_binding(scope)
     assert stored is not None
 
     for moment in (message.created_at, binding.bound_at, stored.bound_at):
@@ -455,15 +442,16 @@ def test_utc_type_normalises_other_zones_and_refuses_naive_datetimes() -> None:
 RESTARTED_PROCESS = textwrap.dedent(
     """
     import asyncio, json, sys
-    from storage import Repository
+    from storage import Repository, ScopeKey
 
     async def main() -> None:
         repository = await Repository.open(sys.argv[1])
+        topic = ScopeKey("telegram", "7", "topic")
         try:
             await repository.upgrade()
-            conversation_id = await repository.current_conversation("telegram", "7", "topic")
+            conversation_id = await repository.current_conversation(topic)
             history = await repository.history(conversation_id, limit=10)
-            binding = await repository.get_binding("telegram", "7", "topic")
+            binding = await repository.get_binding(topic)
             print(json.dumps({
                 "conversation_id": conversation_id,
                 "history": [[m.id, m.role, m.content, m.author_name, m.status,
@@ -483,24 +471,17 @@ RESTARTED_PROCESS = textwrap.dedent(
 async def test_a_restarted_process_sees_everything(db_path: Path) -> None:
     url = sqlite_url(db_path)
     repository = await Repository.open(url)
+    topic = ScopeKey("telegram", "7", "topic")
     try:
         await repository.upgrade()
-        old = await repository.current_conversation("telegram", "7", "topic")
-        await repository.add_message(old, role="user", content="forgotten")
-        conversation_id = await repository.start_conversation("telegram", "7", "topic")
-        await repository.add_message(conversation_id, role="user", content="hi", author_name="Ann")
+        old = await repository.current_conversation(topic)
+        await repository.add_message(old, NewMessage("user", "forgotten"))
+        conversation_id = await repository.start_conversation(topic)
+        await repository.add_message(conversation_id, NewMessage("user", "hi", author_name="Ann"))
         await repository.add_message(
-            conversation_id, role="assistant", content="hello", status="partial"
+            conversation_id, NewMessage("assistant", "hello", status="partial")
         )
-        await repository.set_binding(
-            "telegram",
-            "7",
-            "topic",
-            gpt_id="g-abc",
-            group_id="group",
-            bound_by_id="1",
-            bound_by_name="Ann",
-        )
+        await bind(repository, topic, "g-abc", "group", bound_by_id="1", bound_by_name="Ann")
         expected = [
             [m.id, m.role, m.content, m.author_name, m.status, m.created_at.isoformat()]
             for m in await repository.history(conversation_id, limit=10)

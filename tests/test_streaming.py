@@ -188,6 +188,19 @@ def test_try_acquire_takes_only_a_free_call() -> None:
     assert budget.try_acquire()
 
 
+def test_next_slot_is_when_the_oldest_grant_leaves_a_full_window() -> None:
+    clock = FakeClock()
+    budget = RateBudget(2, 1.0, clock)
+    assert budget.next_slot_at() <= clock.now  # room now
+    assert budget.try_acquire()
+    clock.now = 0.25
+    assert budget.try_acquire()
+    assert budget.next_slot_at() == 1.0  # full: the grant at 0.0 leaves the window at 1.0
+    clock.now = 1.0
+    assert budget.try_acquire()
+    assert budget.next_slot_at() == 1.25
+
+
 @pytest.mark.asyncio
 async def test_typing_shows_until_the_first_message_and_yields_to_answers() -> None:
     clock = FakeClock()

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from tests.fake_gpts import FakeGpts
+from fakes.gpts import FakeGpts
 
 
 @pytest_asyncio.fixture

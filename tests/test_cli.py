@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_gpts import Fail, FakeGpts, Gate
-from tests.fake_telegram import FakeTelegram
+from fakes.gpts import Fail, FakeGpts, Gate
+from fakes.telegram import FakeTelegram
 
 API_KEY = "sk-cli-secret-0123456789"
 DEFAULT_GPT = "g-B3hgivKK9"

@@ -26,7 +26,7 @@ from core.config import parse_config
 from core.i18n import APOLOGY
 from core.platform import PlatformRefused
 from core.turns import Scope
-from tests.fake_discord import (
+from fakes.discord import (
     ADMINISTRATOR,
     AUTOCOMPLETE,
     EPHEMERAL_FLAG,
@@ -34,9 +34,9 @@ from tests.fake_discord import (
     MEMBER_PERMISSIONS,
     FakeDiscord,
     FakeMessage,
-    max_in_window,
 )
-from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
+from fakes.gpts import Fail, FakeGpts, Gate, Reply
+from fakes.rate_window import max_in_window
 
 TIMEOUT = 10.0
 INTERVAL = 0.05

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from fakes.discord import MANAGE_CHANNELS, FakeDiscord
+from fakes.rate_window import max_in_window
 from tests.discord_fixtures import discord, point_discord_py_at
-from tests.fake_discord import MANAGE_CHANNELS, FakeDiscord, max_in_window
 
 app_commands = discord.app_commands
 __all__ = ["point_discord_py_at"]  # a fixture

@@ -12,7 +12,8 @@ from core.pacing import RateBudget
 from core.platform import utf16_units
 from core.splitting import open_fence, split_message, split_pages
 from core.streaming import StreamingReply, typing_until_first_message
-from tests.fakes import FakeClock, RecordingChannel, rate_limited
+from fakes.clock import FakeClock
+from fakes.recording import RecordingChannel, rate_limited
 
 INTERVAL = 1.0
 

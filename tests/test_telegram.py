@@ -22,8 +22,8 @@ from core import i18n
 from core.app import open_app
 from core.config import Config, parse_config
 from core.i18n import APOLOGY
-from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
-from tests.fake_telegram import Call, FakeTelegram, Fault
+from fakes.gpts import Fail, FakeGpts, Gate, Reply
+from fakes.telegram import Call, FakeTelegram, Fault
 
 WAIT_S = 10.0
 INTERVAL_S = 0.15

@@ -17,7 +17,7 @@ from telegram import (
 )
 from telegram.error import BadRequest, InvalidToken, RetryAfter
 
-from tests.fake_telegram import FakeTelegram, Fault, MarkdownV2Error, parse_markdown_v2
+from fakes.telegram import FakeTelegram, Fault, MarkdownV2Error, parse_markdown_v2
 
 WAIT_S = 5.0
 

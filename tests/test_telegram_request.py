@@ -15,7 +15,7 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 
 from bots.telegram_adapter.request import AiohttpRequest
-from tests.fake_telegram import FakeTelegram, Fault
+from fakes.telegram import FakeTelegram, Fault
 
 
 @pytest_asyncio.fixture

@@ -93,10 +93,10 @@ class TelegramAdapter:
     ) -> None:
         self.config = config
         self.service = service
+        self._clock = clock or SystemClock()
         self.typing_every_s = typing_every_s
         self.draft_refresh_s = draft_refresh_s
         self.shutdown_grace_s = shutdown_grace_s
-        self._clock = clock or SystemClock()
         # Tests set this: an unexpected error is re-raised (and recorded) instead of apologised for.
         self.reraise_unexpected = False
         self.failures: list[BaseException] = []

@@ -19,14 +19,6 @@ from fakes.discord.rest import Rest
 
 
 class Interactions(Rest):
-    def _add_routes(self) -> None:
-        super()._add_routes()
-        add = self._router.add
-        add("POST", "/interactions/{interaction_id}/{token}/callback", self._callback)
-        add("GET", "/webhooks/{application_id}/{token}/messages/{message_id}", self._get_hook_msg)
-        add("PATCH", "/webhooks/{application_id}/{token}/messages/{message_id}", self._patch_hook)
-        add("POST", "/webhooks/{application_id}/{token}", self._post_followup)
-
     def _live_interaction(self, token: str) -> FakeInteraction | None:
         interaction = self.interaction_by_token(token)
         if interaction is None:

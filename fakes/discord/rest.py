@@ -77,27 +77,6 @@ class Rest(DiscordState):
 
     # -- serving ------------------------------------------------------------------------------
 
-    def _add_routes(self) -> None:
-        super()._add_routes()
-        add = self._router.add
-        add("GET", "/users/@me", self._get_me)
-        add("GET", "/oauth2/applications/@me", self._get_application)
-        add("GET", "/gateway/bot", self._get_gateway_bot)
-        add("GET", "/gateway", self._get_gateway)
-        add("PUT", "/applications/{application_id}/commands", self._put_commands)
-        add(
-            "PUT",
-            "/applications/{application_id}/guilds/{guild_id}/commands",
-            self._put_commands,
-        )
-        add("GET", "/channels/{channel_id}", self._get_channel)
-        add("POST", "/channels/{channel_id}/messages", self._post_message)
-        add("GET", "/channels/{channel_id}/messages/{message_id}", self._get_message)
-        add("PATCH", "/channels/{channel_id}/messages/{message_id}", self._patch_message)
-        add("DELETE", "/channels/{channel_id}/messages/{message_id}", self._delete_message)
-        add("POST", "/channels/{channel_id}/typing", self._typing)
-        add("GET", "/guilds/{guild_id}/members/{user_id}", self._get_member)
-
     def _bucket(self, method: str, route: str) -> str:
         return format(zlib.crc32(f"{method} {route}".encode()), "08x")
 

@@ -28,6 +28,30 @@ class FakeDiscord(Gateway, Interactions):
     """The fake. Build guilds, channels and members before the client connects (they arrive in
     GUILD_CREATE), then `async with` (or `start`/`close`) and point the client at `api_base`."""
 
+    def _add_routes(self) -> None:
+        add = self._router.add
+        add("GET", "/users/@me", self._get_me)
+        add("GET", "/oauth2/applications/@me", self._get_application)
+        add("GET", "/gateway/bot", self._get_gateway_bot)
+        add("GET", "/gateway", self._get_gateway)
+        add("PUT", "/applications/{application_id}/commands", self._put_commands)
+        add(
+            "PUT",
+            "/applications/{application_id}/guilds/{guild_id}/commands",
+            self._put_commands,
+        )
+        add("GET", "/channels/{channel_id}", self._get_channel)
+        add("POST", "/channels/{channel_id}/messages", self._post_message)
+        add("GET", "/channels/{channel_id}/messages/{message_id}", self._get_message)
+        add("PATCH", "/channels/{channel_id}/messages/{message_id}", self._patch_message)
+        add("DELETE", "/channels/{channel_id}/messages/{message_id}", self._delete_message)
+        add("POST", "/channels/{channel_id}/typing", self._typing)
+        add("GET", "/guilds/{guild_id}/members/{user_id}", self._get_member)
+        add("POST", "/interactions/{interaction_id}/{token}/callback", self._callback)
+        add("GET", "/webhooks/{application_id}/{token}/messages/{message_id}", self._get_hook_msg)
+        add("PATCH", "/webhooks/{application_id}/{token}/messages/{message_id}", self._patch_hook)
+        add("POST", "/webhooks/{application_id}/{token}", self._post_followup)
+
     async def start(self) -> Self:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)

@@ -67,7 +67,7 @@ class DiscordState(LocalServer):
         self._add_routes()
 
     def _add_routes(self) -> None:
-        """Subclasses register their REST handlers on `self._router` (calling super first)."""
+        """FakeDiscord registers the REST handlers of rest.py and interactions.py here."""
 
     # -- building the world -------------------------------------------------------------------
 

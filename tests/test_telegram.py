@@ -32,12 +32,6 @@ CLOCK_SLACK_S = 0.02  # the fake's clock and the bot's see the same monotonic ti
 Json = dict[str, Any]  # a user, chat or message as the Bot API sends it
 
 
-@pytest_asyncio.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
-
-
 def make_config(
     tmp_path: Path,
     tg: FakeTelegram,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 
-from fakes.gpts import FakeGpts
+from fakes.gpts import FakeGpts, Gate
 from fakes.telegram import FakeTelegram
 
 
@@ -15,6 +16,14 @@ async def fake_gpts() -> AsyncIterator[FakeGpts]:
     """A local GPTs endpoint on a free port; `fake_gpts.base_url` goes into GptsConfig."""
     async with FakeGpts() as fake:
         yield fake
+
+
+@pytest.fixture
+def gate(fake_gpts: FakeGpts) -> Gate:
+    """The next answer of `fake_gpts`, released piece by piece by the test."""
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    return gate
 
 
 @pytest_asyncio.fixture

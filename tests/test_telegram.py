@@ -119,14 +119,6 @@ def group(tg: FakeTelegram) -> Json:
     return tg.group(-1001, "Team")
 
 
-@pytest.fixture
-def gate(fake_gpts: FakeGpts) -> Gate:
-    """The next answer, released piece by piece by the test."""
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    return gate
-
-
 def answer_to(tg: FakeTelegram, asked: Json) -> list[Json]:
     """The bot's messages in the asking chat (and topic) sent after the question."""
     chat_id = asked["chat"]["id"]

@@ -29,8 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.platform import TELEGRAM, Call, would_be_429s
+from bench.platform import Call
 from bench.startup import bot_env, start_telegram, stop
+from fakes.rate_window import TELEGRAM, allowance_used, max_in_window, would_be_429s
 
 # Telegram: ~1 message a second in a private chat, ~30 a second overall.
 TELEGRAM_PRIVATE = dataclasses.replace(TELEGRAM, chat_calls=1, chat_window_s=1.0)
@@ -209,22 +210,12 @@ def _summarize(
     streaming = (chunks - 1) * chunk_delay
     # The allowance while the answers stream (first message → final edit of each): one call per
     # interval per answer, no more than 30 a second together.
-    step, allowance, used = 0.05, 0.0, 0
-    windows = [(own[0].at, max(c.at for c in own)) for own in by_chat.values()]
-    if windows:
-        start, end = min(w[0] for w in windows), max(w[1] for w in windows)
-        t = start
-        while t < end:
-            active = sum(1 for s, e in windows if s <= t < e)
-            allowance += min(TELEGRAM_PRIVATE.global_calls, active / interval) * step
-            t += step
-        used = sum(1 for c in calls if start <= c.at < end)
-    times = sorted(c.at for c in calls)
-    peak, lo = 0, 0
-    for hi, at in enumerate(times):
-        while times[lo] <= at - 1.0:
-            lo += 1
-        peak = max(peak, hi - lo + 1)
+    used = allowance_used(
+        [c.at for c in calls],
+        [(own[0].at, max(c.at for c in own)) for own in by_chat.values()],
+        overall_per_s=TELEGRAM_PRIVATE.global_calls / TELEGRAM_PRIVATE.global_window_s,
+        interval_s=interval,
+    )
     return {
         "n": n,
         "mode": "e2e-telegram",
@@ -254,8 +245,8 @@ def _summarize(
             ),
             2,
         ),
-        "allowance_used_while_streaming": round(used / allowance, 3) if allowance else None,
-        "peak_calls_per_s": peak,
+        "allowance_used_while_streaming": None if used is None else round(used, 3),
+        "peak_calls_per_s": max_in_window((c.at for c in calls), 1.0),
         "would_be_429s": refused,
         "would_be_429s_total": refused["global"] + refused["chat"],
         "message_interval_violations": refused["message_interval"],

@@ -1,5 +1,6 @@
-"""An in-process platform that records every send and edit and enforces nothing, the published
-limits it is checked against afterwards, and a clock that remembers why a reply waited.
+"""An in-process platform that records every send and edit and enforces nothing (checked against
+the published limits afterwards, with `fakes.rate_window`), and a clock that remembers why a
+reply waited.
 
 Bot-added latency of a platform call = the call's time minus the moment it became due: the later
 of (a) the arrival of the newest chunk its text carries and (b) the intended end of the last
@@ -15,34 +16,13 @@ import asyncio
 import bisect
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 from core.pacing import RateBudget
 from core.platform import MessageRef
+from fakes.rate_window import Limits
 
 _BUDGET_ACQUIRE = RateBudget.acquire.__code__
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """A platform's published limits (what a real server would answer 429 to)."""
-
-    name: str
-    max_chars: int
-    edit_interval_s: float  # per message
-    global_calls: int  # per global_window_s, the whole bot
-    global_window_s: float
-    chat_calls: int | None  # per chat_window_s, one chat/channel (None: no such limit)
-    chat_window_s: float
-
-
-DISCORD = Limits("discord", 2000, 1.0, 50, 1.0, 5, 5.0)
-# Private chats: ~1 message a second per chat, ~30 a second overall.
-TELEGRAM = Limits("telegram", 4096, 1.0, 30, 1.0, None, 60.0)
-PLATFORMS = {limits.name: limits for limits in (DISCORD, TELEGRAM)}
-# Two calls this close to a limit's edge are not counted as over it (timer granularity).
-TOLERANCE_S = 0.002
 
 
 class TracingClock:
@@ -58,12 +38,10 @@ class TracingClock:
         frame = sys._getframe(1)
         if frame.f_code is _BUDGET_ACQUIRE:
             budget = frame.f_locals["self"]
-            grants = budget._grants
-            if len(grants) == budget.max_calls:
-                slot = grants[0] + budget.period_s
-                task = asyncio.current_task()
-                if slot > self.due.get(task, 0.0):
-                    self.due[task] = slot
+            slot = budget.next_slot_at()
+            task = asyncio.current_task()
+            if slot > self.due.get(task, 0.0):
+                self.due[task] = slot
         return now
 
     async def sleep(self, seconds: float) -> None:
@@ -156,36 +134,3 @@ class RecordingChannel:
 
     async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
         self._record("edit", ref.message_id, text, final)
-
-
-def would_be_429s(calls: list[Call], limits: Limits) -> dict[str, int]:
-    """Calls a platform enforcing `limits` would refuse (refused calls use no allowance)."""
-    ordered = sorted(calls, key=lambda c: c.at)
-    overall: deque[float] = deque()
-    per_chat: dict[str, deque[float]] = {}
-    last_on_message: dict[str, float] = {}
-    refused = {"global": 0, "chat": 0, "message_interval": 0}
-    for call in ordered:
-        while overall and overall[0] <= call.at - limits.global_window_s + TOLERANCE_S:
-            overall.popleft()
-        if len(overall) >= limits.global_calls:
-            refused["global"] += 1
-            continue
-        if limits.chat_calls is not None:
-            window = per_chat.setdefault(call.chat, deque())
-            while window and window[0] <= call.at - limits.chat_window_s + TOLERANCE_S:
-                window.popleft()
-            if len(window) >= limits.chat_calls:
-                refused["chat"] += 1
-                continue
-            window.append(call.at)
-        previous = last_on_message.get(call.message_id)
-        if (
-            call.kind == "edit"
-            and previous is not None
-            and call.at - previous < limits.edit_interval_s - TOLERANCE_S
-        ):
-            refused["message_interval"] += 1
-        last_on_message[call.message_id] = call.at
-        overall.append(call.at)
-    return refused

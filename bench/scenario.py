@@ -22,20 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import BaselineReply, GlobalThrottle
-from bench.platform import (
-    PLATFORMS,
-    Arrivals,
-    Limits,
-    Recorder,
-    RecordingChannel,
-    TracingClock,
-    would_be_429s,
-)
+from bench.platform import Arrivals, Recorder, RecordingChannel, TracingClock
 from core.app import open_app
 from core.config import parse_config
 from core.pacing import KeyedBudgets, RateBudget
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
+from fakes.rate_window import PLATFORMS, Limits, allowance_used, max_in_window, would_be_429s
 from storage import MessageStatus
 
 PROBE_INTERVAL_S = 0.01
@@ -268,30 +261,16 @@ def summarize(
         finals_lag.append((own[-1].at - arrival.times[-1]) * 1000)
     # The allowance while text arrives: every streaming answer may edit once per interval, and
     # all together no faster than the platform's overall rate.
-    starts = [a.times[0] for a in arrivals if a.times]
-    ends = [a.times[-1] for a in arrivals if a.times]
-    window_start, window_end = min(starts), max(ends)
-    step = 0.05
-    allowance = 0.0
-    t = window_start
-    global_rate = limits.global_calls / limits.global_window_s
-    while t < window_end:
-        active = sum(1 for s, e in zip(starts, ends, strict=True) if s <= t < e)
-        allowance += min(global_rate, active / limits.edit_interval_s) * step
-        t += step
-    used = sum(1 for c in calls if window_start <= c.at < window_end)
+    used = allowance_used(
+        [c.at for c in calls],
+        [(a.times[0], a.times[-1]) for a in arrivals if a.times],
+        overall_per_s=limits.global_calls / limits.global_window_s,
+        interval_s=limits.edit_interval_s,
+    )
     jain = (
         (sum(per_reply) ** 2) / (len(per_reply) * sum(x * x for x in per_reply)) if per_reply else 0
     )
     refused = would_be_429s(calls, limits)
-    peak_rate = 0
-    if calls:
-        times = sorted(c.at for c in calls)
-        lo = 0
-        for hi, at in enumerate(times):
-            while times[lo] <= at - 1.0:
-                lo += 1
-            peak_rate = max(peak_rate, hi - lo + 1)
     return {
         "n": n,
         "mode": "baseline" if args.baseline else "ours",
@@ -341,8 +320,8 @@ def summarize(
         if per_reply
         else 0,
         "fairness_jain": round(jain, 4),
-        "allowance_used_while_streaming": round(used / allowance, 3) if allowance else None,
-        "peak_calls_per_s": peak_rate,
+        "allowance_used_while_streaming": None if used is None else round(used, 3),
+        "peak_calls_per_s": max_in_window((c.at for c in calls), 1.0),
         "would_be_429s": refused,
         "would_be_429s_total": refused["global"] + refused["chat"],
         # What a platform enforcing its limits would have shown: refused calls are lost.

@@ -1,4 +1,4 @@
-"""The fake Telegram Bot API (tests/fake_telegram.py) in its own process.
+"""The fake Telegram Bot API (fakes/telegram) in its own process.
 
     python -m bench.telegram_server [--users N]
 
@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from tests.fake_telegram import Call, FakeTelegram
+from fakes.telegram import Call, FakeTelegram
 
 
 class BenchTelegram(FakeTelegram):

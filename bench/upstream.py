@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import sys
 
-from tests.fake_gpts import FakeGpts, RecordedRequest, Reply
+from fakes.gpts import FakeGpts, RecordedRequest, Reply
 
 WARM_UP_TEXT = "warm up"  # answered at once: warms the bot's caches before measuring
 

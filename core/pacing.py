@@ -29,6 +29,13 @@ class RateBudget:
         """`rate` calls a second, granted evenly rather than in one burst per second."""
         return cls(1, 1.0 / rate, clock)
 
+    def next_slot_at(self) -> float:
+        """When the window next has room for a call, on the budget's clock (while it is not full,
+        the start of time: now). Callers queued in `acquire` are not counted."""
+        if len(self._grants) < self.max_calls:
+            return float("-inf")
+        return self._grants[0] + self.period_s
+
     def idle_since(self, now: float) -> bool:
         """True when nobody waits and no grant is recent enough to constrain the next one."""
         recent = self._grants and self._grants[-1] + self.period_s > now

@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 
-from tests.fake_gpts import FakeGpts
+from fakes.gpts import FakeGpts, Gate
+from fakes.telegram import FakeTelegram
 
 
 @pytest_asyncio.fixture
 async def fake_gpts() -> AsyncIterator[FakeGpts]:
     """A local GPTs endpoint on a free port; `fake_gpts.base_url` goes into GptsConfig."""
     async with FakeGpts() as fake:
+        yield fake
+
+
+@pytest.fixture
+def gate(fake_gpts: FakeGpts) -> Gate:
+    """The next answer of `fake_gpts`, released piece by piece by the test."""
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    return gate
+
+
+@pytest_asyncio.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    """A local Telegram Bot API on a free port: `tg.base_url` and `tg.token` go into the config."""
+    async with FakeTelegram() as fake:
         yield fake

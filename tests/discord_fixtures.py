@@ -17,7 +17,7 @@ with warnings.catch_warnings():
     import discord.gateway
     import discord.http
 
-from tests.fake_discord import FakeDiscord
+from fakes.discord import FakeDiscord
 
 __all__ = ["discord", "point_discord_py_at"]
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_gpts import Fail, FakeGpts, Gate
-from tests.fake_telegram import FakeTelegram
+from fakes.gpts import Fail, FakeGpts, Gate
+from fakes.telegram import FakeTelegram
 
 API_KEY = "sk-cli-secret-0123456789"
 DEFAULT_GPT = "g-B3hgivKK9"
@@ -25,13 +25,20 @@ class Result:
     err: str
 
 
-def environment(tmp_path: Path, fake: FakeGpts | None, **extra: str) -> dict[str, str]:
+def environment(
+    tmp_path: Path, fake: FakeGpts | None, *, telegram: FakeTelegram | None = None, **extra: str
+) -> dict[str, str]:
+    """A config file (GPTs endpoint, storage, and `telegram`'s Bot API if given) and a clean
+    environment naming it; `extra` adds variables such as tokens."""
     config = tmp_path / "config.toml"
     base_url = fake.base_url if fake else "http://127.0.0.1:9/v1"
     config.write_text(
         f'[gpts]\nbase_url = "{base_url}"\nretry_backoff_s = 0.01\ndefault_gpt = "{DEFAULT_GPT}"\n'
         f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "chat.db"}"\n'
     )
+    if telegram is not None:
+        with config.open("a") as file:
+            file.write(f'[telegram]\nbase_url = "{telegram.base_url}"\n')
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
     env = {k: v for k, v in env.items() if not k.startswith("LC_")}
     env |= {"GPTSBOT_CONFIG": str(config), "GPTS_API_KEY": API_KEY, "USER": "alice", "LANG": "C"}
@@ -78,10 +85,8 @@ async def test_chat_remembers_across_runs_and_takes_a_gpt_link(
 
 @pytest.mark.asyncio
 async def test_chat_streams_to_stdout_as_the_answer_arrives(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, gate: Gate, tmp_path: Path
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     env = environment(tmp_path, fake_gpts)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "core.cli", "chat", "--gpt", "g-B3hgivKK9",
@@ -162,42 +167,34 @@ async def test_db_upgrade_and_version(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_run_serves_telegram_until_sigterm_then_exits_0(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    async with FakeTelegram() as telegram:
-        env = environment(tmp_path, fake_gpts, TELEGRAM_BOT_TOKEN=telegram.token)
-        with Path(env["GPTSBOT_CONFIG"]).open("a") as config:
-            config.write(f'[telegram]\nbase_url = "{telegram.base_url}"\n')
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "core.cli", "run", "--config", env["GPTSBOT_CONFIG"],
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
-        try:
-            await telegram.wait_for_call("getUpdates", timeout=30)
-            user = telegram.user(501, "Mei")
-            telegram.user_message(telegram.private_chat(user), user, "你好")
-            await telegram.wait_until(
-                lambda: [m["text"] for m in telegram.bot_messages(501)] == ["echo: 你好"]
-            )
-        finally:
-            process.send_signal(signal.SIGTERM)
-            out, err = await asyncio.wait_for(process.communicate(), 30)
+    env = environment(tmp_path, fake_gpts, telegram=tg, TELEGRAM_BOT_TOKEN=tg.token)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "run", "--config", env["GPTSBOT_CONFIG"],
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        await tg.wait_for_call("getUpdates", timeout=30)
+        user = tg.user(501, "Mei")
+        tg.user_message(tg.private_chat(user), user, "你好")
+        await tg.wait_until(lambda: [m["text"] for m in tg.bot_messages(501)] == ["echo: 你好"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, err.decode()
     log = out.decode() + err.decode()
-    assert telegram.token not in log and API_KEY not in log
+    assert tg.token not in log and API_KEY not in log
     assert fake_gpts.requests[0].model == f"gpt-4-gizmo-{DEFAULT_GPT}"
 
 
 @pytest.mark.asyncio
 async def test_run_with_a_refused_token_says_so_without_the_token(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, tg: FakeTelegram, tmp_path: Path
 ) -> None:
     wrong = "999999:not-the-right-token"
-    async with FakeTelegram() as telegram:
-        env = environment(tmp_path, fake_gpts, TELEGRAM_BOT_TOKEN=wrong)
-        with Path(env["GPTSBOT_CONFIG"]).open("a") as config:
-            config.write(f'[telegram]\nbase_url = "{telegram.base_url}"\n')
-        result = await gptsbot("run", env=env)
+    env = environment(tmp_path, fake_gpts, telegram=tg, TELEGRAM_BOT_TOKEN=wrong)
+    result = await gptsbot("run", env=env)
     assert result.code == 1
     assert "gptsbot: Telegram refused the bot token: check TELEGRAM_BOT_TOKEN" in result.err
     assert wrong not in result.out + result.err

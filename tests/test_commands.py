@@ -14,7 +14,7 @@ from core.app import open_app
 from core.commands import Ask, Context, Parsed, Reply
 from core.config import parse_config
 from core.turns import Author, Scope
-from tests.fake_gpts import FakeGpts
+from fakes.gpts import FakeGpts
 
 GROUP = Scope("test", "group")
 DM = Scope("test", "dm-alice")

@@ -16,8 +16,9 @@ from core.config import parse_config
 from core.errors import BadGptName
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
-from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
-from tests.fakes import FakeClock, RecordingChannel
+from fakes.clock import FakeClock
+from fakes.gpts import Fail, FakeGpts, Gate, Reply
+from fakes.recording import RecordingChannel
 
 ALICE = Author("1", "Alice")
 BOB = Author("2", "Bob")

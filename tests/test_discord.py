@@ -26,7 +26,7 @@ from core.config import parse_config
 from core.i18n import APOLOGY
 from core.platform import PlatformRefused
 from core.turns import Scope
-from tests.fake_discord import (
+from fakes.discord import (
     ADMINISTRATOR,
     AUTOCOMPLETE,
     EPHEMERAL_FLAG,
@@ -34,9 +34,9 @@ from tests.fake_discord import (
     MEMBER_PERMISSIONS,
     FakeDiscord,
     FakeMessage,
-    max_in_window,
 )
-from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
+from fakes.gpts import Fail, FakeGpts, Gate, Reply
+from fakes.rate_window import max_in_window
 
 TIMEOUT = 10.0
 INTERVAL = 0.05
@@ -79,6 +79,14 @@ class World:
             return messages if len(messages) == count and joined == text else None
 
         return await self.fake.wait_for(done, TIMEOUT)
+
+    async def in_dm(self, text: str, answer: str) -> FakeMessage:
+        """The member writes `text` to the bot in a DM; the bot's one message there, once it
+        reads `answer`."""
+        dm = self.fake.dm_channel(self.member)
+        await self.fake.user_says(dm, self.member, text)
+        (message,) = await self.answered(dm, answer)
+        return message
 
 
 def message_calls(fake: FakeDiscord, channel_id: int | None = None) -> list[Any]:
@@ -224,10 +232,8 @@ async def test_dev_guild_gets_the_commands(tmp_path: Path, fake_gpts: FakeGpts) 
 
 @pytest.mark.asyncio
 async def test_chat_defers_then_streams_into_the_original_response(
-    tmp_path: Path, fake_gpts: FakeGpts
+    tmp_path: Path, fake_gpts: FakeGpts, gate: Gate
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     async with world(tmp_path, fake_gpts) as w:
         interaction = await w.fake.slash(
             w.channel_id, w.member, "chat", [option("prompt", "Tell me *everything*")]
@@ -264,10 +270,8 @@ async def test_chat_defers_then_streams_into_the_original_response(
 
 @pytest.mark.asyncio
 async def test_chat_past_the_token_window_continues_as_channel_messages(
-    tmp_path: Path, fake_gpts: FakeGpts
+    tmp_path: Path, fake_gpts: FakeGpts, gate: Gate
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     async with world(tmp_path, fake_gpts, interaction_window_s=0.3) as w:
         interaction = await w.fake.slash(w.channel_id, w.member, "chat", [option("prompt", "q")])
         header = quote_prompt("q")
@@ -443,10 +447,8 @@ async def test_reset_starts_a_new_conversation(tmp_path: Path, fake_gpts: FakeGp
 
 @pytest.mark.asyncio
 async def test_cancelling_mid_answer_shuts_down_cleanly(
-    tmp_path: Path, fake_gpts: FakeGpts
+    tmp_path: Path, fake_gpts: FakeGpts, gate: Gate
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     saved = discord.http.Route.BASE
     async with world(tmp_path, fake_gpts) as w:
         assert w.fake.api_base == discord.http.Route.BASE
@@ -462,9 +464,8 @@ async def test_cancelling_mid_answer_shuts_down_cleanly(
 async def test_dm_every_message_is_a_turn(tmp_path: Path, fake_gpts: FakeGpts) -> None:
     fake_gpts.enqueue(Reply("private answer"))
     async with world(tmp_path, fake_gpts) as w:
-        dm = w.fake.dm_channel(w.member)
-        await w.fake.user_says(dm, w.member, "just between us")
-        (answer,) = await w.answered(dm, "private answer")
+        answer = await w.in_dm("just between us", "private answer")
+        dm = answer.channel_id
         (request,) = fake_gpts.requests
         assert request.messages[-1]["content"] == "just between us"  # no speaker name in a DM
         assert answer.reference_id is not None
@@ -499,9 +500,7 @@ async def test_allowed_guilds_answer_dms_of_their_members_only(
     async with world(tmp_path, fake_gpts, allow_only_own_guild=True) as w:
         stranger = w.fake.make_user("eve")
         await w.fake.user_says(w.fake.dm_channel(stranger), stranger, "psst")
-        dm = w.fake.dm_channel(w.member)
-        await w.fake.user_says(dm, w.member, "hi from a member")
-        await w.answered(dm, "member answer")
+        await w.in_dm("hi from a member", "member answer")
         assert len(fake_gpts.requests) == 1
         checked = w.fake.calls_to("GET", "/guilds/{guild_id}/members/{user_id}")
         assert {c.params["user_id"] for c in checked} == {stranger["id"], w.member["id"]}
@@ -559,10 +558,8 @@ async def test_everyone_in_an_answer_pings_no_one(tmp_path: Path, fake_gpts: Fak
 
 @pytest.mark.asyncio
 async def test_deleted_answer_gets_the_rest_as_a_new_message(
-    tmp_path: Path, fake_gpts: FakeGpts
+    tmp_path: Path, fake_gpts: FakeGpts, gate: Gate
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     async with world(tmp_path, fake_gpts) as w:
         await w.fake.user_says(w.channel_id, w.member, "go", mention_bot=True)
         gate.send("first part")
@@ -787,9 +784,7 @@ async def test_chinese_guild_answers_mentions_in_chinese_and_dms_in_english(
         await w.fake.user_says(w.channel_id, w.member, "你好", mention_bot=True)
         await w.answered(w.channel_id, i18n.AUTH_FAILED("zh"))
         # A DM has no guild and no locale: English.
-        dm = w.fake.dm_channel(w.member)
-        await w.fake.user_says(dm, w.member, "hello")
-        await w.answered(dm, i18n.AUTH_FAILED("en"))
+        await w.in_dm("hello", i18n.AUTH_FAILED("en"))
 
 
 @pytest.mark.asyncio
@@ -817,9 +812,7 @@ async def test_configured_chinese_answers_a_dm_in_chinese(
 ) -> None:
     fake_gpts.enqueue(UNAUTHORIZED)
     async with world(tmp_path, fake_gpts, bot_config={"language": "zh"}) as w:
-        dm = w.fake.dm_channel(w.member)
-        await w.fake.user_says(dm, w.member, "hello")
-        await w.answered(dm, i18n.AUTH_FAILED("zh"))
+        await w.in_dm("hello", i18n.AUTH_FAILED("zh"))
 
 
 @pytest.mark.asyncio

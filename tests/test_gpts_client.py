@@ -21,7 +21,7 @@ from core.errors import (
     UpstreamTimeout,
 )
 from core.gpts import ChatMessage, Delta, GptsClient, Usage
-from tests.fake_gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
+from fakes.gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"
 MODEL = "gpt-4-gizmo-g-B3hgivKK9"

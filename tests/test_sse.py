@@ -21,7 +21,7 @@ from core.gpts import (
     parse_retry_after,
     parse_sse_lines,
 )
-from tests.fake_gpts import CLOUDFLARE_524
+from fakes.gpts import CLOUDFLARE_524
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sse"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from typing import Any
 
 import pytest
 
@@ -12,9 +13,26 @@ from core.pacing import RateBudget
 from core.platform import utf16_units
 from core.splitting import open_fence, split_message, split_pages
 from core.streaming import StreamingReply, typing_until_first_message
-from tests.fakes import FakeClock, RecordingChannel, rate_limited
+from fakes.clock import FakeClock
+from fakes.recording import RecordingChannel, rate_limited
 
 INTERVAL = 1.0
+
+
+def paced_reply(
+    *, interval: float = INTERVAL, indicator: str = "", **channel_options: Any
+) -> tuple[FakeClock, RecordingChannel, StreamingReply]:
+    """A reply paced on virtual time, into a channel that records its calls."""
+    clock = FakeClock()
+    channel = RecordingChannel(clock, **channel_options)
+    reply = StreamingReply(channel, edit_interval_s=interval, clock=clock, indicator=indicator)
+    return clock, channel, reply
+
+
+async def finish(clock: FakeClock, *replies: StreamingReply, error_line: str | None = None) -> None:
+    """Finish the replies, advancing virtual time until they are all done."""
+    finished = asyncio.ensure_future(asyncio.gather(*(r.finish(error_line) for r in replies)))
+    await clock.run_until(finished)
 
 
 async def stream(reply: StreamingReply, clock: FakeClock, chunks: list[str], gap: float) -> None:
@@ -32,13 +50,10 @@ def words(count: int, seed: int = 1) -> list[str]:
 
 @pytest.mark.asyncio
 async def test_edits_are_paced_per_message_and_end_with_the_full_text() -> None:
-    clock = FakeClock()
-    channel = RecordingChannel(clock)
-    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock, indicator=" ▌")
+    clock, channel, reply = paced_reply(indicator=" ▌")
     chunks = words(200)
     await stream(reply, clock, chunks, gap=0.05)  # 10 s of streaming
-    finished = asyncio.ensure_future(reply.finish())
-    await clock.run_until(finished)
+    await finish(clock, reply)
 
     duration = 200 * 0.05
     assert len(channel.calls) <= duration / INTERVAL + 2
@@ -54,14 +69,11 @@ async def test_edits_are_paced_per_message_and_end_with_the_full_text() -> None:
 
 @pytest.mark.asyncio
 async def test_long_answer_continues_in_new_messages_with_every_character_in_order() -> None:
-    clock = FakeClock()
-    channel = RecordingChannel(clock, max_chars=300)
-    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    clock, channel, reply = paced_reply(max_chars=300)
     code = "```python\n" + "".join(f"print({i})\n" for i in range(120)) + "```\n"
     chunks = [*words(150), code, *words(60, seed=2)]
     await stream(reply, clock, chunks, gap=0.1)
-    finished = asyncio.ensure_future(reply.finish())
-    await clock.run_until(finished)
+    await finish(clock, reply)
 
     answer = "".join(chunks)
     pages = split_message(answer, 300)
@@ -75,27 +87,21 @@ async def test_long_answer_continues_in_new_messages_with_every_character_in_ord
 
 @pytest.mark.asyncio
 async def test_a_deleted_message_gets_the_rest_as_a_new_message() -> None:
-    clock = FakeClock()
-    channel = RecordingChannel(clock)
-    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    clock, channel, reply = paced_reply()
     reply.append("first part ")
     await clock.advance(0.1)
     channel.deleted.add("1")
     reply.append("second part")
-    finished = asyncio.ensure_future(reply.finish())
-    await clock.run_until(finished)
+    await finish(clock, reply)
     assert channel.visible() == ["first part second part"]
     assert [ref.message_id for ref in reply.messages] == ["2"]
 
 
 @pytest.mark.asyncio
 async def test_platform_rate_limit_is_waited_out_and_slows_that_message() -> None:
-    clock = FakeClock()
-    channel = RecordingChannel(clock, faults=[rate_limited(5.0)])
-    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    clock, channel, reply = paced_reply(faults=[rate_limited(5.0)])
     await stream(reply, clock, ["a"] * 40, gap=0.25)  # 10 s
-    finished = asyncio.ensure_future(reply.finish())
-    await clock.run_until(finished)
+    await finish(clock, reply)
     assert channel.visible() == ["a" * 40]
     edits = [call.at for call in channel.calls if call.kind == "edit"]
     # The refused edit was retried 5 s later; after it, this message edits at twice the interval.
@@ -105,12 +111,9 @@ async def test_platform_rate_limit_is_waited_out_and_slows_that_message() -> Non
 
 @pytest.mark.asyncio
 async def test_an_error_line_follows_what_arrived() -> None:
-    clock = FakeClock()
-    channel = RecordingChannel(clock)
-    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    clock, channel, reply = paced_reply()
     reply.append("Half an ans")
-    finished = asyncio.ensure_future(reply.finish("⚠️ cut off"))
-    await clock.run_until(finished)
+    await finish(clock, reply, error_line="⚠️ cut off")
     assert channel.visible() == ["Half an ans\n\n⚠️ cut off"]
 
 
@@ -127,8 +130,7 @@ async def test_shared_budget_is_never_exceeded_and_served_in_turn() -> None:
         for reply in replies:
             reply.append("x")
         await clock.advance(0.1)
-    finished = asyncio.ensure_future(asyncio.gather(*(r.finish() for r in replies)))
-    await clock.run_until(finished)
+    await finish(clock, *replies)
 
     times = sorted(call.at for call in channel.calls)
     assert all(later - times[i] >= 1.0 for i, later in enumerate(times[5:]))  # ≤ 5 in any 1 s
@@ -155,27 +157,22 @@ def test_split_prefers_paragraphs_then_lines_then_words() -> None:
 
 @pytest.mark.asyncio
 async def test_the_final_edit_waits_out_a_rate_limit_that_came_just_before_it() -> None:
-    clock = FakeClock()
-    channel = RecordingChannel(clock, faults=[rate_limited(5.0)])
-    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    clock, channel, reply = paced_reply(faults=[rate_limited(5.0)])
     reply.append("a")
     await clock.advance(0.1)
     reply.append("b")
     await clock.advance(1.0)  # the edit at t=1.0 is refused for 5 s
-    finished = asyncio.ensure_future(reply.finish())
-    await clock.run_until(finished)
+    await finish(clock, reply)
     assert channel.visible() == ["ab"]
     assert channel.calls[-1].at >= 6.0
 
 
 @pytest.mark.asyncio
 async def test_the_indicator_never_pushes_a_message_past_the_limit() -> None:
-    clock = FakeClock()
-    channel = RecordingChannel(clock, max_chars=50)  # it asserts every text fits
-    reply = StreamingReply(channel, edit_interval_s=0.1, clock=clock, indicator=" ▌")
+    # The channel asserts that every text fits.
+    clock, channel, reply = paced_reply(interval=0.1, indicator=" ▌", max_chars=50)
     await stream(reply, clock, ["x" * 7] * 30, gap=0.2)
-    finished = asyncio.ensure_future(reply.finish())
-    await clock.run_until(finished)
+    await finish(clock, reply)
     assert "".join(channel.visible()) == "x" * 210
 
 
@@ -188,11 +185,22 @@ def test_try_acquire_takes_only_a_free_call() -> None:
     assert budget.try_acquire()
 
 
+def test_next_slot_is_when_the_oldest_grant_leaves_a_full_window() -> None:
+    clock = FakeClock()
+    budget = RateBudget(2, 1.0, clock)
+    assert budget.next_slot_at() <= clock.now  # room now
+    assert budget.try_acquire()
+    clock.now = 0.25
+    assert budget.try_acquire()
+    assert budget.next_slot_at() == 1.0  # full: the grant at 0.0 leaves the window at 1.0
+    clock.now = 1.0
+    assert budget.try_acquire()
+    assert budget.next_slot_at() == 1.25
+
+
 @pytest.mark.asyncio
 async def test_typing_shows_until_the_first_message_and_yields_to_answers() -> None:
-    clock = FakeClock()
-    channel = RecordingChannel(clock)
-    reply = StreamingReply(channel, edit_interval_s=0, clock=clock)
+    clock, _, reply = paced_reply(interval=0)
     budget = RateBudget(1, 10.0, clock)
     typed: list[float] = []
 

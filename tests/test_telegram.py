@@ -14,27 +14,22 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bots.telegram_adapter import TelegramAdapter, channels, create_adapter
-from bots.telegram_adapter import adapter as adapter_module
+from bots.telegram_adapter import TelegramAdapter, create_adapter
 from bots.telegram_adapter import text as say
 from bots.telegram_adapter.text import NOT_ADMIN
 from core import i18n
 from core.app import open_app
 from core.config import Config, parse_config
 from core.i18n import APOLOGY
-from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
-from tests.fake_telegram import Call, FakeTelegram, Fault
+from fakes.gpts import Fail, FakeGpts, Gate, Reply
+from fakes.rate_window import max_in_window
+from fakes.telegram import Call, FakeTelegram, Fault
 
 WAIT_S = 10.0
 INTERVAL_S = 0.15
 DEFAULT_GPT = "g-Default01"
 CLOCK_SLACK_S = 0.02  # the fake's clock and the bot's see the same monotonic time, plus transit
-
-
-@pytest_asyncio.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
+Json = dict[str, Any]  # a user, chat or message as the Bot API sends it
 
 
 def make_config(
@@ -68,14 +63,16 @@ def make_config(
 
 
 @contextlib.asynccontextmanager
-async def running(config: Config, *, raise_errors: bool = True) -> AsyncIterator[TelegramAdapter]:
-    """The adapter polling the fake, on a fresh ConversationService over the configured DB.
-    With `raise_errors` (the default) any unexpected error fails the test."""
+async def running(
+    config: Config, *, reraise_unexpected: bool = True, **options: Any
+) -> AsyncIterator[TelegramAdapter]:
+    """The adapter polling the fake, on a fresh ConversationService over the configured DB;
+    `options` go to TelegramAdapter. With `reraise_unexpected` (the default) any unexpected
+    error fails the test."""
     async with open_app(config) as app:
         app.service.reraise_unexpected = True
-        adapter = create_adapter(config, app.service)
-        assert adapter is not None
-        adapter.raise_errors = raise_errors
+        adapter = TelegramAdapter(config, app.service, **options)
+        adapter.reraise_unexpected = reraise_unexpected
         task = asyncio.create_task(adapter.run())
         ready = asyncio.create_task(adapter.ready.wait())
         try:
@@ -89,7 +86,7 @@ async def running(config: Config, *, raise_errors: bool = True) -> AsyncIterator
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if raise_errors:
+        if reraise_unexpected:
             assert adapter.failures == []
 
 
@@ -101,7 +98,28 @@ async def bot(
         yield adapter
 
 
-def answer_to(tg: FakeTelegram, asked: dict[str, Any]) -> list[dict[str, Any]]:
+@pytest.fixture
+def ann(tg: FakeTelegram) -> Json:
+    return tg.user(10, "Ann")
+
+
+@pytest.fixture
+def bob(tg: FakeTelegram) -> Json:
+    return tg.user(11, "Bob")
+
+
+@pytest.fixture
+def dm(tg: FakeTelegram, ann: Json) -> Json:
+    """Ann's private chat with the bot."""
+    return tg.private_chat(ann)
+
+
+@pytest.fixture
+def group(tg: FakeTelegram) -> Json:
+    return tg.group(-1001, "Team")
+
+
+def answer_to(tg: FakeTelegram, asked: Json) -> list[Json]:
     """The bot's messages in the asking chat (and topic) sent after the question."""
     chat_id = asked["chat"]["id"]
     return [
@@ -111,9 +129,7 @@ def answer_to(tg: FakeTelegram, asked: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-async def wait_answer(
-    tg: FakeTelegram, asked: dict[str, Any], text: str, *, pages: int = 1
-) -> list[dict[str, Any]]:
+async def wait_answer(tg: FakeTelegram, asked: Json, text: str, *, pages: int = 1) -> list[Json]:
     """Wait until the answer to `asked` shows `text` (its last page does, when several)."""
 
     def done() -> bool:
@@ -126,6 +142,14 @@ async def wait_answer(
         shown = [m.get("text") for m in answer_to(tg, asked)]
         raise AssertionError(f"no answer {text!r}; the bot shows {shown!r}") from None
     return answer_to(tg, asked)
+
+
+async def reply_text(tg: FakeTelegram, asked: Json) -> str:
+    """The bot's one-message reply to `asked`, once it has settled (errors follow text)."""
+    await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
+    await asyncio.sleep(INTERVAL_S)
+    (message,) = answer_to(tg, asked)
+    return str(message["text"])
 
 
 def stream_calls(tg: FakeTelegram, chat_id: int) -> list[Call]:
@@ -141,13 +165,9 @@ def stream_calls(tg: FakeTelegram, chat_id: int) -> list[Call]:
 
 @pytest.mark.asyncio
 async def test_dm_streams_into_one_message_paced_after_typing(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json, gate: Gate
 ) -> None:
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    asked = tg.user_message(chat, ann, "Tell me a story")
+    asked = tg.user_message(dm, ann, "Tell me a story")
     await tg.wait_for_call("sendChatAction", timeout=WAIT_S)
     pieces = ["Once ", "upon ", "a ", "time ", "there ", "was ", "a ", "bot."]
     for piece in pieces:
@@ -158,11 +178,11 @@ async def test_dm_streams_into_one_message_paced_after_typing(
     messages = await wait_answer(tg, asked, answer)
 
     assert len(messages) == 1
-    calls = stream_calls(tg, chat["id"])
+    calls = stream_calls(tg, dm["id"])
     assert [c.method for c in calls].count("sendMessage") == 1
     assert calls[0].method == "sendMessage" and len(calls) >= 3  # streamed, not sent whole
     typing = tg.calls_to("sendChatAction")[0]
-    assert typing.params == {"chat_id": chat["id"], "action": "typing"}
+    assert typing.params == {"chat_id": dm["id"], "action": "typing"}
     assert typing.at <= calls[0].at
     gaps = [b.at - a.at for a, b in itertools.pairwise(calls)]
     assert min(gaps) >= INTERVAL_S - CLOCK_SLACK_S, gaps
@@ -175,38 +195,33 @@ async def test_dm_streams_into_one_message_paced_after_typing(
 
 @pytest.mark.asyncio
 async def test_reset_and_separate_histories(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json, bob: Json
 ) -> None:
-    ann, bob = tg.user(10, "Ann"), tg.user(11, "Bob")
-    ann_chat, bob_chat = tg.private_chat(ann), tg.private_chat(bob)
-
-    await wait_answer(tg, tg.user_message(ann_chat, ann, "one"), "echo: one")
-    await wait_answer(tg, tg.user_message(bob_chat, bob, "hello"), "echo: hello")
-    await wait_answer(tg, tg.user_message(ann_chat, ann, "two"), "echo: two")
+    await wait_answer(tg, tg.user_message(dm, ann, "one"), "echo: one")
+    await wait_answer(tg, tg.user_message(tg.private_chat(bob), bob, "hello"), "echo: hello")
+    await wait_answer(tg, tg.user_message(dm, ann, "two"), "echo: two")
     contents = [[m["content"] for m in r.messages] for r in fake_gpts.requests]
     assert contents[1] == ["hello"]  # Bob never sees Ann's conversation
     assert contents[2] == ["one", "echo: one", "two"]
 
-    reset = tg.user_message(ann_chat, ann, "/reset")
+    reset = tg.user_message(dm, ann, "/reset")
     await tg.wait_until(lambda: len(answer_to(tg, reset)) == 1, WAIT_S)
     assert "new conversation" in answer_to(tg, reset)[0]["text"]
-    await wait_answer(tg, tg.user_message(ann_chat, ann, "three"), "echo: three")
+    await wait_answer(tg, tg.user_message(dm, ann, "three"), "echo: three")
     assert [m["content"] for m in fake_gpts.requests[3].messages] == ["three"]
 
 
 @pytest.mark.asyncio
 async def test_long_answer_continues_in_a_second_message(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
     paragraphs = [
         f"Paragraph {i}: " + " ".join(f"word{i}x{j}" for j in range(80)) for i in range(10)
     ]
     answer = "\n\n".join(paragraphs)
     assert 6000 <= len(answer) <= 8000
     fake_gpts.enqueue(Reply(answer, chunk_chars=700))
-    asked = tg.user_message(chat, ann, "long please")
+    asked = tg.user_message(dm, ann, "long please")
 
     def complete() -> bool:
         texts = [m.get("text", "") for m in answer_to(tg, asked)]
@@ -224,14 +239,10 @@ async def test_long_answer_continues_in_a_second_message(
 
 @pytest.mark.asyncio
 async def test_flood_control_on_edit_is_survived(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, ann: Json, dm: Json, gate: Gate
 ) -> None:
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     tg.inject("editMessageText", Fault.flood(1))
-    asked = tg.user_message(chat, ann, "hi")
+    asked = tg.user_message(dm, ann, "hi")
     gate.send("First part. ")
     await tg.wait_for_call("sendMessage", timeout=WAIT_S)
     gate.send("Second part. ")
@@ -241,7 +252,7 @@ async def test_flood_control_on_edit_is_survived(
     messages = await wait_answer(tg, asked, "First part. Second part. Third part.")
 
     assert len(messages) == 1
-    calls = stream_calls(tg, chat["id"])
+    calls = stream_calls(tg, dm["id"])
     flood = next(c for c in calls if c.status == 429)
     later = [c for c in calls if c.at > flood.at]
     assert later and later[-1].ok
@@ -252,12 +263,10 @@ async def test_flood_control_on_edit_is_survived(
 
 @pytest.mark.asyncio
 async def test_markdown_rendered_and_plain_fallback(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
     fake_gpts.enqueue(Reply("**Bold** and `code`", chunk_chars=100))
-    asked = tg.user_message(chat, ann, "format")
+    asked = tg.user_message(dm, ann, "format")
     (message,) = await wait_answer(tg, asked, "Bold and code")
     assert [(e["type"], e["offset"], e["length"]) for e in message["entities"]] == [
         ("bold", 0, 4),
@@ -267,23 +276,21 @@ async def test_markdown_rendered_and_plain_fallback(
     for method in ("sendMessage", "editMessageText"):
         tg.inject(method, Fault.cant_parse(), when=lambda p: "entities" in p)
     fake_gpts.enqueue(Reply("**Still** here", chunk_chars=100))
-    asked = tg.user_message(chat, ann, "again")
+    asked = tg.user_message(dm, ann, "again")
     (message,) = await wait_answer(tg, asked, "**Still** here")
     assert "entities" not in message
-    refused = [c for c in stream_calls(tg, chat["id"]) if not c.ok]
+    refused = [c for c in stream_calls(tg, dm["id"]) if not c.ok]
     assert len(refused) == 1 and "entities" in refused[0].params
 
 
 @pytest.mark.asyncio
 async def test_upstream_error_shows_what_arrived_and_a_short_line(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
     fake_gpts.enqueue(
         Fail(404, {"error": {"message": "model not found", "code": "model_not_found"}})
     )
-    asked = tg.user_message(chat, ann, "hi")
+    asked = tg.user_message(dm, ann, "hi")
     await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
     await asyncio.sleep(INTERVAL_S)
     (message,) = answer_to(tg, asked)
@@ -293,16 +300,12 @@ async def test_upstream_error_shows_what_arrived_and_a_short_line(
 
 @pytest.mark.asyncio
 async def test_deleted_message_continues_in_a_new_one(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, ann: Json, dm: Json, gate: Gate
 ) -> None:
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    asked = tg.user_message(chat, ann, "hi")
+    asked = tg.user_message(dm, ann, "hi")
     gate.send("Hello ")
     (sent,) = await tg.wait_for_call("sendMessage", timeout=WAIT_S)
-    tg.delete_message(chat["id"], sent.result["message_id"])
+    tg.delete_message(dm["id"], sent.result["message_id"])
     gate.send("world")
     gate.finish()
     messages = await wait_answer(tg, asked, "Hello world")
@@ -311,31 +314,26 @@ async def test_deleted_message_continues_in_a_new_one(
 
 @pytest.mark.asyncio
 async def test_edited_messages_and_other_chats_are_ignored(
-    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json
 ) -> None:
-    ann, eve = tg.user(10, "Ann"), tg.user(66, "Eve")
-    ann_chat, eve_chat = tg.private_chat(ann), tg.private_chat(eve)
+    eve = tg.user(66, "Eve")
     config = make_config(tmp_path, tg, fake_gpts, allowed_chat_ids=[ann["id"]])
     async with running(config):
-        tg.user_message(eve_chat, eve, "let me in")
-        asked = tg.user_message(ann_chat, ann, "first")
+        tg.user_message(tg.private_chat(eve), eve, "let me in")
+        asked = tg.user_message(dm, ann, "first")
         await wait_answer(tg, asked, "echo: first")
         tg.edit_user_message(asked, "first, edited")
-        await wait_answer(tg, tg.user_message(ann_chat, ann, "second"), "echo: second")
+        await wait_answer(tg, tg.user_message(dm, ann, "second"), "echo: second")
     assert [r.messages[-1]["content"] for r in fake_gpts.requests] == ["first", "second"]
     assert tg.bot_messages(eve["id"]) == []
 
 
 @pytest.mark.asyncio
 async def test_draft_mode_sends_drafts_then_one_message(
-    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json, gate: Gate
 ) -> None:
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     async with running(make_config(tmp_path, tg, fake_gpts, dm_streaming="draft")):
-        asked = tg.user_message(chat, ann, "hi")
+        asked = tg.user_message(dm, ann, "hi")
         for piece in ["Drafts ", "stream ", "here."]:
             gate.send(piece)
             await tg.wait_until(lambda: any(d.text.startswith("Drafts") for d in tg.drafts))
@@ -355,10 +353,8 @@ async def test_draft_mode_sends_drafts_then_one_message(
 
 @pytest.mark.asyncio
 async def test_group_answers_mentions_replies_and_chat_only(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, bob: Json, group: Json
 ) -> None:
-    ann, bob = tg.user(10, "Ann"), tg.user(11, "Bob")
-    group = tg.group(-1001, "Team")
     handle = f"@{tg.username}"
 
     tg.user_message(group, ann, "just chatting, no bot here")
@@ -389,9 +385,8 @@ async def test_group_answers_mentions_replies_and_chat_only(
 
 @pytest.mark.asyncio
 async def test_forum_topics_keep_separate_histories(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
     forum = tg.group(-1002, "Forum", forum=True)
     ideas = tg.create_topic(forum, "Ideas", ann)
     bugs = tg.create_topic(forum, "Bugs", ann)
@@ -419,13 +414,11 @@ async def test_forum_topics_keep_separate_histories(
 
 @pytest.mark.asyncio
 async def test_binding_needs_an_admin_at_command_time(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, bob: Json, group: Json
 ) -> None:
-    ann, bob = tg.user(10, "Ann"), tg.user(11, "Bob")
-    group = tg.group(-1003, "Team")
     tg.set_member(group, ann, "administrator")
 
-    async def command(user: dict[str, Any] | None, text: str, **kw: Any) -> str:
+    async def command(user: Json | None, text: str, **kw: Any) -> str:
         asked = tg.user_message(group, user, text, **kw)
         await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
         return str(answer_to(tg, asked)[0]["text"])
@@ -467,12 +460,10 @@ async def test_binding_needs_an_admin_at_command_time(
 
 @pytest.mark.asyncio
 async def test_commands_registered_and_help(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, ann: Json, group: Json
 ) -> None:
     assert tg.commands is not None
     assert {c["command"] for c in tg.commands} == {"start", "help", "reset", "chat", "gpt"}
-    ann = tg.user(10, "Ann")
-    group = tg.group(-1004, "Team")
     asked = tg.user_message(group, ann, f"/help@{tg.username}")
     await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
     text = answer_to(tg, asked)[0]["text"]
@@ -482,14 +473,6 @@ async def test_commands_registered_and_help(
 
 
 # --- languages -----------------------------------------------------------------------------
-
-
-async def reply_text(tg: FakeTelegram, asked: dict[str, Any]) -> str:
-    """The bot's one-message reply to `asked`, once it has settled (errors follow text)."""
-    await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
-    await asyncio.sleep(INTERVAL_S)
-    (message,) = answer_to(tg, asked)
-    return str(message["text"])
 
 
 @pytest.mark.asyncio
@@ -586,18 +569,21 @@ async def test_a_fixed_language_wins_over_the_app_language(
 
 @pytest.mark.asyncio
 async def test_restart_keeps_history_and_bindings(
-    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    tg: FakeTelegram,
+    fake_gpts: FakeGpts,
+    ann: Json,
+    dm: Json,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
     config = make_config(tmp_path, tg, fake_gpts)
     async with running(config):
-        bound = tg.user_message(chat, ann, "/gpt bind g-AnnsGpt01")
+        bound = tg.user_message(dm, ann, "/gpt bind g-AnnsGpt01")
         await tg.wait_until(lambda: len(answer_to(tg, bound)) == 1, WAIT_S)
-        await wait_answer(tg, tg.user_message(chat, ann, "remember me"), "echo: remember me")
+        await wait_answer(tg, tg.user_message(dm, ann, "remember me"), "echo: remember me")
     async with running(config):
-        await wait_answer(tg, tg.user_message(chat, ann, "still there?"), "echo: still there?")
+        await wait_answer(tg, tg.user_message(dm, ann, "still there?"), "echo: still there?")
     last = fake_gpts.requests[-1]
     assert last.model == "gpt-4-gizmo-g-AnnsGpt01"
     assert [m["content"] for m in last.messages] == [
@@ -620,24 +606,25 @@ def test_no_token_no_adapter(tmp_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_chats_are_answered_concurrently_with_typing_until_text(
-    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tg: FakeTelegram,
+    fake_gpts: FakeGpts,
+    tmp_path: Path,
+    ann: Json,
+    dm: Json,
+    bob: Json,
+    gate: Gate,
 ) -> None:
-    monkeypatch.setattr(adapter_module, "TYPING_EVERY_S", 0.05)
-    ann, bob = tg.user(10, "Ann"), tg.user(11, "Bob")
-    ann_chat, bob_chat = tg.private_chat(ann), tg.private_chat(bob)
-    slow = Gate()
-    fake_gpts.enqueue(slow)
-    async with running(make_config(tmp_path, tg, fake_gpts)):
-        ann_asked = tg.user_message(ann_chat, ann, "slow one")
+    async with running(make_config(tmp_path, tg, fake_gpts), typing_every_s=0.05):
+        ann_asked = tg.user_message(dm, ann, "slow one")
         await fake_gpts.wait_requests(1)
         # While Ann's GPT thinks, her chat shows "typing" again and again, and Bob is answered.
-        await wait_answer(tg, tg.user_message(bob_chat, bob, "quick"), "echo: quick")
+        await wait_answer(tg, tg.user_message(tg.private_chat(bob), bob, "quick"), "echo: quick")
         await tg.wait_for_call(
             "sendChatAction", lambda c: c.params["chat_id"] == ann["id"], count=3
         )
         assert answer_to(tg, ann_asked) == []
-        slow.send("done")
-        slow.finish()
+        gate.send("done")
+        gate.finish()
         await wait_answer(tg, ann_asked, "done")
         typing_calls = len(tg.calls_to("sendChatAction"))
         await asyncio.sleep(0.2)
@@ -646,15 +633,11 @@ async def test_chats_are_answered_concurrently_with_typing_until_text(
 
 @pytest.mark.asyncio
 async def test_drafts_are_refreshed_while_the_gpt_pauses(
-    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, ann: Json, dm: Json, gate: Gate
 ) -> None:
-    monkeypatch.setattr(channels, "DRAFT_REFRESH_S", 0.1)
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    async with running(make_config(tmp_path, tg, fake_gpts, dm_streaming="draft")):
-        asked = tg.user_message(chat, ann, "hi")
+    config = make_config(tmp_path, tg, fake_gpts, dm_streaming="draft")
+    async with running(config, draft_refresh_s=0.1):
+        asked = tg.user_message(dm, ann, "hi")
         gate.send("Thinking hard")
         await tg.wait_until(lambda: len(tg.drafts) >= 4, WAIT_S)  # no new text, drafts go on
         assert {d.text for d in tg.drafts} == {"Thinking hard ▌"}
@@ -667,17 +650,13 @@ async def test_drafts_are_refreshed_while_the_gpt_pauses(
 
 @pytest.mark.asyncio
 async def test_command_reply_is_retried_after_flood_control(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, group: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    group = tg.group(-1005, "Team")
     tg.inject("sendMessage", Fault.flood(1))
-    asked = tg.user_message(group, ann, "/chat")
-    await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
-    assert answer_to(tg, asked)[0]["text"] == "Usage: /chat <your question>"
-    hint = tg.user_message(group, ann, f"@{tg.username}")
-    await tg.wait_until(lambda: len(answer_to(tg, hint)) == 1, WAIT_S)
-    assert "Ask me something after the mention" in answer_to(tg, hint)[0]["text"]
+    usage = await reply_text(tg, tg.user_message(group, ann, "/chat"))
+    assert usage == "Usage: /chat <your question>"
+    hint = await reply_text(tg, tg.user_message(group, ann, f"@{tg.username}"))
+    assert "Ask me something after the mention" in hint
     assert [c.status for c in tg.calls_to("sendMessage")] == [429, 200, 200]
     assert fake_gpts.requests == []
 
@@ -701,23 +680,17 @@ async def test_many_streams_share_the_bot_wide_budget(
             await wait_answer(tg, question, answer.strip())
     sends = [c for c in tg.calls if c.method in {"sendMessage", "editMessageText"}]
     assert all(c.ok for c in sends)  # the bot never provoked flood control
-    times = [c.at for c in sends]
-    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    busiest = max_in_window((c.at for c in sends), 1.0)
     assert busiest <= rate + 1, busiest
     assert busiest >= rate // 2  # the budget was actually the limit in this test
 
 
 @pytest.mark.asyncio
 async def test_shutdown_mid_answer_is_clean(
-    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, ann: Json, dm: Json, gate: Gate
 ) -> None:
-    monkeypatch.setattr(adapter_module, "SHUTDOWN_GRACE_S", 0.2)
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    async with running(make_config(tmp_path, tg, fake_gpts)):
-        tg.user_message(chat, ann, "hi")
+    async with running(make_config(tmp_path, tg, fake_gpts), shutdown_grace_s=0.2):
+        tg.user_message(dm, ann, "hi")
         gate.send("partial")
         await tg.wait_for_call("sendMessage", timeout=WAIT_S)
     # The adapter stopped within the grace period; polling ended with the confirming call.
@@ -727,12 +700,11 @@ async def test_shutdown_mid_answer_is_clean(
 
 @pytest.mark.asyncio
 async def test_unexpected_failure_gets_a_short_apology(
-    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path
+    tg: FakeTelegram, fake_gpts: FakeGpts, tmp_path: Path, ann: Json, group: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    group = tg.group(-1006, "Team")
     tg.inject("getChatMember", Fault(500, "Internal Server Error"))
-    async with running(make_config(tmp_path, tg, fake_gpts), raise_errors=False) as adapter:
+    config = make_config(tmp_path, tg, fake_gpts)
+    async with running(config, reraise_unexpected=False) as adapter:
         asked = tg.user_message(group, ann, "/gpt bind g-AnnsGpt01")
         await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
         assert answer_to(tg, asked)[0]["text"] == APOLOGY("en")

@@ -17,35 +17,29 @@ from telegram import (
 )
 from telegram.error import BadRequest, InvalidToken, RetryAfter
 
-from tests.fake_telegram import FakeTelegram, Fault, MarkdownV2Error, parse_markdown_v2
+from fakes.telegram import FakeTelegram, Fault, MarkdownV2Error, parse_markdown_v2
 
 WAIT_S = 5.0
 
 
 @pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
-    async with Bot(fake.token, base_url=fake.base_url) as client:
+async def bot(tg: FakeTelegram) -> AsyncIterator[Bot]:
+    async with Bot(tg.token, base_url=tg.base_url) as client:
         yield client
 
 
 @pytest.mark.asyncio
-async def test_get_me_and_wrong_token(fake: FakeTelegram, bot: Bot) -> None:
-    assert bot.username == fake.username
-    assert bot.id == fake.bot_id
+async def test_get_me_and_wrong_token(tg: FakeTelegram, bot: Bot) -> None:
+    assert bot.username == tg.username
+    assert bot.id == tg.bot_id
     with pytest.raises(InvalidToken):
-        async with Bot("999:wrong", base_url=fake.base_url):
+        async with Bot("999:wrong", base_url=tg.base_url):
             pass
 
 
 @pytest.mark.asyncio
-async def test_send_and_edit_with_telegram_errors(fake: FakeTelegram, bot: Bot) -> None:
-    chat = fake.private_chat(fake.user(10, "Ann"))
+async def test_send_and_edit_with_telegram_errors(tg: FakeTelegram, bot: Bot) -> None:
+    chat = tg.private_chat(tg.user(10, "Ann"))
     sent = await bot.send_message(chat["id"], "hello")
     assert sent.text == "hello" and sent.from_user is not None and sent.from_user.is_bot
 
@@ -60,14 +54,14 @@ async def test_send_and_edit_with_telegram_errors(fake: FakeTelegram, bot: Bot) 
         await bot.send_message(chat["id"], "😀" * 2049)  # 4098 UTF-16 units
     assert (await bot.send_message(chat["id"], "😀" * 2048)).text == "😀" * 2048
 
-    calls = fake.calls_to("editMessageText")
+    calls = tg.calls_to("editMessageText")
     assert [c.status for c in calls] == [200, 400, 400]
     assert calls[0].params == {"chat_id": chat["id"], "message_id": sent.id, "text": "hello there"}
 
 
 @pytest.mark.asyncio
-async def test_markdown_v2_is_checked(fake: FakeTelegram, bot: Bot) -> None:
-    chat = fake.private_chat(fake.user(10, "Ann"))
+async def test_markdown_v2_is_checked(tg: FakeTelegram, bot: Bot) -> None:
+    chat = tg.private_chat(tg.user(10, "Ann"))
     good = await bot.send_message(chat["id"], r"*bold* and `code` 1\.5", parse_mode="MarkdownV2")
     assert good.text == "bold and code 1.5"
     assert [(e.type, e.offset, e.length) for e in good.entities] == [
@@ -94,10 +88,10 @@ def test_markdown_v2_parser() -> None:
 
 
 @pytest.mark.asyncio
-async def test_entities_are_checked_in_utf16(fake: FakeTelegram, bot: Bot) -> None:
+async def test_entities_are_checked_in_utf16(tg: FakeTelegram, bot: Bot) -> None:
     from telegram import MessageEntity
 
-    chat = fake.private_chat(fake.user(10, "Ann"))
+    chat = tg.private_chat(tg.user(10, "Ann"))
     ok = await bot.send_message(chat["id"], "😀 hi", entities=[MessageEntity("bold", 3, 2)])
     assert ok.entities[0].offset == 3
     with pytest.raises(BadRequest, match=r"(?i)can't parse entities"):
@@ -105,27 +99,27 @@ async def test_entities_are_checked_in_utf16(fake: FakeTelegram, bot: Bot) -> No
 
 
 @pytest.mark.asyncio
-async def test_flood_control_becomes_retry_after(fake: FakeTelegram, bot: Bot) -> None:
-    chat = fake.private_chat(fake.user(10, "Ann"))
+async def test_flood_control_becomes_retry_after(tg: FakeTelegram, bot: Bot) -> None:
+    chat = tg.private_chat(tg.user(10, "Ann"))
     sent = await bot.send_message(chat["id"], "a")
-    fake.inject("editMessageText", Fault.flood(7))
+    tg.inject("editMessageText", Fault.flood(7))
     with pytest.raises(RetryAfter) as caught:
         await bot.edit_message_text("b", chat_id=chat["id"], message_id=sent.id)
     assert caught.value.retry_after.total_seconds() == 7  # type: ignore[union-attr]
     # Like Telegram, the chat stays closed until retry_after has passed; other chats are open.
     with pytest.raises(RetryAfter):
         await bot.send_message(chat["id"], "c")
-    other = fake.private_chat(fake.user(11, "Bob"))
+    other = tg.private_chat(tg.user(11, "Bob"))
     await bot.send_message(other["id"], "d")
-    assert [c.status for c in fake.calls if c.method != "getMe"] == [200, 429, 429, 200]
+    assert [c.status for c in tg.calls if c.method != "getMe"] == [200, 429, 429, 200]
 
 
 @pytest.mark.asyncio
-async def test_replies_and_topics(fake: FakeTelegram, bot: Bot) -> None:
-    owner = fake.user(10, "Ann")
-    group = fake.group(-1001, "Forum", forum=True)
-    thread = fake.create_topic(group, "Ideas", owner)
-    asked = fake.user_message(group, owner, "hi", thread_id=thread)
+async def test_replies_and_topics(tg: FakeTelegram, bot: Bot) -> None:
+    owner = tg.user(10, "Ann")
+    group = tg.group(-1001, "Forum", forum=True)
+    thread = tg.create_topic(group, "Ideas", owner)
+    asked = tg.user_message(group, owner, "hi", thread_id=thread)
     assert asked["reply_to_message"]["forum_topic_created"]["name"] == "Ideas"
     sent = await bot.send_message(
         group["id"],
@@ -140,50 +134,50 @@ async def test_replies_and_topics(fake: FakeTelegram, bot: Bot) -> None:
 
 
 @pytest.mark.asyncio
-async def test_get_updates_long_polls(fake: FakeTelegram, bot: Bot) -> None:
-    ann = fake.user(10, "Ann")
-    group = fake.group(-1001, "Team")
+async def test_get_updates_long_polls(tg: FakeTelegram, bot: Bot) -> None:
+    ann = tg.user(10, "Ann")
+    group = tg.group(-1001, "Team")
     polling = asyncio.create_task(bot.get_updates(offset=0, timeout=5))
-    await fake.wait_for_call("getUpdates", timeout=WAIT_S)
+    await tg.wait_for_call("getUpdates", timeout=WAIT_S)
     await asyncio.sleep(0.05)
     assert not polling.done()  # nothing queued: the poll waits
-    fake.user_message(group, ann, f"😀 @{fake.username} /x hello")
+    tg.user_message(group, ann, f"😀 @{tg.username} /x hello")
     updates = await asyncio.wait_for(polling, WAIT_S)
     assert len(updates) == 1
     message = updates[0].message
     assert message is not None and message.chat.type == "supergroup"
     mention = message.entities[0]
     assert mention.type == "mention" and mention.offset == 3  # the emoji takes two UTF-16 units
-    assert message.parse_entity(mention) == f"@{fake.username}"
+    assert message.parse_entity(mention) == f"@{tg.username}"
 
-    command = fake.user_message(group, ann, f"/gpt@{fake.username} info")
+    command = tg.user_message(group, ann, f"/gpt@{tg.username} info")
     updates = await bot.get_updates(offset=updates[0].update_id + 1, timeout=1)
     assert [u.update_id for u in updates] == [2]
     assert updates[0].message is not None
     assert updates[0].message.entities[0].type == "bot_command"
-    assert updates[0].message.entities[0].length == len(f"/gpt@{fake.username}")
+    assert updates[0].message.entities[0].length == len(f"/gpt@{tg.username}")
     assert command["text"].startswith("/gpt@")
     # Confirming with the offset drops the update.
     assert await bot.get_updates(offset=3, timeout=0) == ()
 
 
 @pytest.mark.asyncio
-async def test_chat_members_and_other_methods(fake: FakeTelegram, bot: Bot) -> None:
-    ann, bob, cid = fake.user(10, "Ann"), fake.user(11, "Bob"), fake.user(12, "Cid")
-    group = fake.group(-1001, "Team")
-    fake.set_member(group, ann, "creator")
-    fake.set_member(group, bob, "administrator")
+async def test_chat_members_and_other_methods(tg: FakeTelegram, bot: Bot) -> None:
+    ann, bob, cid = tg.user(10, "Ann"), tg.user(11, "Bob"), tg.user(12, "Cid")
+    group = tg.group(-1001, "Team")
+    tg.set_member(group, ann, "creator")
+    tg.set_member(group, bob, "administrator")
     assert isinstance(await bot.get_chat_member(group["id"], ann["id"]), ChatMemberOwner)
     assert isinstance(await bot.get_chat_member(group["id"], bob["id"]), ChatMemberAdministrator)
     assert isinstance(await bot.get_chat_member(group["id"], cid["id"]), ChatMemberMember)
 
     assert await bot.set_my_commands([BotCommand("gpt", "Bind a GPT")])
-    assert fake.commands == [{"command": "gpt", "description": "Bind a GPT"}]
+    assert tg.commands == [{"command": "gpt", "description": "Bind a GPT"}]
     assert await bot.send_chat_action(group["id"], "typing")
     assert await bot.delete_webhook()
 
-    private = fake.private_chat(ann)
+    private = tg.private_chat(ann)
     assert await bot.send_message_draft(private["id"], 5, "partial")
-    assert [(d.draft_id, d.text) for d in fake.drafts] == [(5, "partial")]
+    assert [(d.draft_id, d.text) for d in tg.drafts] == [(5, "partial")]
     with pytest.raises(BadRequest):
         await bot.send_message_draft(group["id"], 5, "partial")

@@ -15,61 +15,55 @@ from telegram import Bot
 from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TimedOut
 
 from bots.telegram_adapter.request import AiohttpRequest
-from tests.fake_telegram import FakeTelegram, Fault
+from fakes.telegram import FakeTelegram, Fault
 
 
 @pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def bot(fake: FakeTelegram) -> AsyncIterator[Bot]:
+async def bot(tg: FakeTelegram) -> AsyncIterator[Bot]:
     request = AiohttpRequest(connection_pool_size=4)
-    async with Bot(fake.token, base_url=fake.base_url, request=request) as client:
+    async with Bot(tg.token, base_url=tg.base_url, request=request) as client:
         yield client
 
 
 @pytest.mark.asyncio
-async def test_calls_and_telegram_errors(fake: FakeTelegram, bot: Bot) -> None:
-    assert bot.username == fake.username  # getMe at initialize
-    chat = fake.private_chat(fake.user(10, "Ann"))
+async def test_calls_and_telegram_errors(tg: FakeTelegram, bot: Bot) -> None:
+    assert bot.username == tg.username  # getMe at initialize
+    chat = tg.private_chat(tg.user(10, "Ann"))
     sent = await bot.send_message(chat["id"], "héllo 😀 & more=1")
     assert sent.text == "héllo 😀 & more=1"
     edited = await bot.edit_message_text("two", chat_id=chat["id"], message_id=sent.id)
     assert not isinstance(edited, bool) and edited.text == "two"
-    assert fake.calls_to("editMessageText")[0].params == {
+    assert tg.calls_to("editMessageText")[0].params == {
         "chat_id": chat["id"],
         "message_id": sent.id,
         "text": "two",
     }
 
-    fake.inject("sendMessage", Fault(403, "Forbidden: bot was blocked by the user"))
+    tg.inject("sendMessage", Fault(403, "Forbidden: bot was blocked by the user"))
     with pytest.raises(Forbidden, match="blocked"):
         await bot.send_message(chat["id"], "x")
     with pytest.raises(BadRequest, match=r"(?i)message to edit not found"):
         await bot.edit_message_text("x", chat_id=chat["id"], message_id=999)
-    fake.inject("sendMessage", Fault(502, "Bad Gateway"))
+    tg.inject("sendMessage", Fault(502, "Bad Gateway"))
     with pytest.raises(NetworkError, match="Bad Gateway"):
         await bot.send_message(chat["id"], "x")
-    fake.inject("editMessageText", Fault.flood(7))  # the chat stays flooded for 7 s
+    tg.inject("editMessageText", Fault.flood(7))  # the chat stays flooded for 7 s
     with pytest.raises(RetryAfter) as flood:
         await bot.edit_message_text("three", chat_id=chat["id"], message_id=sent.id)
     assert flood.value.retry_after.total_seconds() == 7  # type: ignore[union-attr]
     with pytest.raises(InvalidToken):
-        async with Bot("999:wrong", base_url=fake.base_url, request=AiohttpRequest()):
+        async with Bot("999:wrong", base_url=tg.base_url, request=AiohttpRequest()):
             pass
 
 
 @pytest.mark.asyncio
-async def test_long_poll_and_upload(fake: FakeTelegram, bot: Bot) -> None:
-    ann = fake.user(10, "Ann")
-    chat = fake.private_chat(ann)
+async def test_long_poll_and_upload(tg: FakeTelegram, bot: Bot) -> None:
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
     polling = asyncio.create_task(bot.get_updates(offset=0, timeout=5))
-    await fake.wait_for_call("getUpdates", timeout=5)
+    await tg.wait_for_call("getUpdates", timeout=5)
     await asyncio.sleep(0.1)  # longer than nothing, shorter than the default read timeout
-    fake.user_message(chat, ann, "hi")
+    tg.user_message(chat, ann, "hi")
     updates = await asyncio.wait_for(polling, 5)
     assert updates[0].message is not None and updates[0].message.text == "hi"
 
@@ -80,7 +74,7 @@ async def test_long_poll_and_upload(fake: FakeTelegram, bot: Bot) -> None:
         uploaded.update(params, filename=document.filename, content=document.file.read())
         return True
 
-    fake.inject("sendDocument", Fault(400, "Bad Request: fake has no documents"), when=receive)
+    tg.inject("sendDocument", Fault(400, "Bad Request: tg has no documents"), when=receive)
     with pytest.raises(BadRequest, match="no documents"):
         await bot.send_document(chat["id"], b"\x00file body", filename="a.bin", caption="c")
     assert uploaded["chat_id"] == chat["id"] and uploaded["caption"] == "c"

@@ -22,6 +22,7 @@ from telegram.ext import (
 
 from bots.telegram_adapter import text as say
 from bots.telegram_adapter.channels import (
+    DRAFT_REFRESH_S,
     DraftChannel,
     MessageChannel,
     RateLimiter,
@@ -42,7 +43,7 @@ from core.config import Config
 from core.conversation import ConversationService
 from core.i18n import Language, language_for
 from core.pacing import KeyedBudgets, RateBudget
-from core.platform import PlatformRefused
+from core.platform import Clock, PlatformRefused, SystemClock
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
 
@@ -74,21 +75,36 @@ class _RedactToken(logging.Filter):
 
 
 class TelegramAdapter:
+    """Polls the Bot API until cancelled. Tests may inject the `clock` the budgets and replies
+    pace with, shorten `typing_every_s`, `draft_refresh_s` and `shutdown_grace_s`, and set
+    `reraise_unexpected`."""
+
     name = PLATFORM
 
     def __init__(
-        self, config: Config, service: ConversationService, *, raise_errors: bool = False
+        self,
+        config: Config,
+        service: ConversationService,
+        *,
+        clock: Clock | None = None,
+        typing_every_s: float = TYPING_EVERY_S,
+        draft_refresh_s: float = DRAFT_REFRESH_S,
+        shutdown_grace_s: float = SHUTDOWN_GRACE_S,
     ) -> None:
         self.config = config
         self.settings = config.platform(PLATFORM, TelegramConfig)
         self.service = service
         self.commands = commands.Commands(service)
+        self._clock = clock or SystemClock()
+        self.typing_every_s = typing_every_s
+        self.draft_refresh_s = draft_refresh_s
+        self.shutdown_grace_s = shutdown_grace_s
         # Tests set this: an unexpected error is re-raised (and recorded) instead of apologised for.
-        self.raise_errors = raise_errors
+        self.reraise_unexpected = False
         self.failures: list[BaseException] = []
         self.ready = asyncio.Event()  # set once polling runs
-        self._bot_budget = RateBudget.per_second(self.settings.messages_per_second)
-        self._group_budgets = KeyedBudgets(GROUP_MESSAGES_PER_MINUTE, 60.0)
+        self._bot_budget = RateBudget.per_second(self.settings.messages_per_second, self._clock)
+        self._group_budgets = KeyedBudgets(GROUP_MESSAGES_PER_MINUTE, 60.0, self._clock)
         self._answers: set[asyncio.Task[None]] = set()
 
     def build_application(self) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -193,7 +209,7 @@ class TelegramAdapter:
     async def _drain_answers(self) -> None:
         if not self._answers:
             return
-        _, pending = await asyncio.wait(self._answers, timeout=SHUTDOWN_GRACE_S)
+        _, pending = await asyncio.wait(self._answers, timeout=self.shutdown_grace_s)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -209,7 +225,7 @@ class TelegramAdapter:
             await self._handle(message, context.bot, language)
         except Exception as exc:
             await self._failed(exc, message, context.bot, language)
-            if self.raise_errors:
+            if self.reraise_unexpected:
                 raise
 
     async def _failed(
@@ -218,7 +234,7 @@ class TelegramAdapter:
         """Log an unexpected error and apologise in one short line (tests: record it instead)."""
         self.failures.append(exc)
         logger.exception("handling message %s in chat %s failed", message.id, message.chat.id)
-        if not self.raise_errors:
+        if not self.reraise_unexpected:
             with contextlib.suppress(TelegramError):
                 await self._say(bot, message, i18n.APOLOGY(language))
 
@@ -351,12 +367,16 @@ class TelegramAdapter:
         indicator = self.config.bot.streaming_indicator
         channel: MessageChannel
         if is_private and telegram.dm_streaming == "draft":
-            channel = DraftChannel(bot, target, budgets=budgets)
+            channel = DraftChannel(bot, target, budgets=budgets, refresh_s=self.draft_refresh_s)
         else:
             channel = MessageChannel(bot, target)
         interval = telegram.edit_interval_s if is_private else telegram.group_edit_interval_s
         reply = StreamingReply(
-            channel, edit_interval_s=interval, budgets=budgets, indicator=indicator
+            channel,
+            edit_interval_s=interval,
+            budgets=budgets,
+            indicator=indicator,
+            clock=self._clock,
         )
         author = await self._author(message, bot, check_admin=False)
         turn = Turn(
@@ -374,7 +394,9 @@ class TelegramAdapter:
             message_thread_id=target.thread_id,
         )
         try:
-            async with typing_until_first_message(reply, typing, self._bot_budget, TYPING_EVERY_S):
+            async with typing_until_first_message(
+                reply, typing, self._bot_budget, self.typing_every_s
+            ):
                 await self.service.answer(turn, reply)
         finally:
             await channel.close()

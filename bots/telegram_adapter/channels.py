@@ -178,7 +178,7 @@ async def _deliver(
 class DraftChannel(MessageChannel):
     """A private-chat ReplyChannel that streams into a draft (sendMessageDraft) and posts the
     final text as one real message per page. Drafts vanish 30 s after their last update, so a
-    draft that waits for more text is refreshed every DRAFT_REFRESH_S."""
+    draft that waits for more text is refreshed every `refresh_s`."""
 
     def __init__(
         self,
@@ -186,9 +186,11 @@ class DraftChannel(MessageChannel):
         target: Target,
         *,
         budgets: Sequence[RateBudget] = (),
+        refresh_s: float = DRAFT_REFRESH_S,
     ) -> None:
         super().__init__(bot, target)
         self._budgets = tuple(budgets)
+        self._refresh_s = refresh_s
         self._draft_text: dict[int, str] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._touched = asyncio.Event()
@@ -226,7 +228,7 @@ class DraftChannel(MessageChannel):
         while True:
             self._touched.clear()
             try:
-                await asyncio.wait_for(self._touched.wait(), DRAFT_REFRESH_S)
+                await asyncio.wait_for(self._touched.wait(), self._refresh_s)
                 continue  # updated in time: nothing to refresh
             except TimeoutError:
                 pass

@@ -22,10 +22,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+from fakes.local_server import LocalServer
 
 CLOUDFLARE_524 = """<!DOCTYPE html>
 <html lang="en-US">
@@ -150,17 +152,19 @@ class _Dropped(Exception):
     """The script aborted the connection on purpose."""
 
 
-class FakeGpts:
+class FakeGpts(LocalServer):
     """The server. `requests` records every POST; `chunk_delay_s` paces `Reply` pieces."""
 
     def __init__(self, *, chunk_delay_s: float = 0.0) -> None:
         self.chunk_delay_s = chunk_delay_s
         self.requests: list[RecordedRequest] = []
-        self.base_url = ""
         self._scripts: deque[Script] = deque()
         self._arrived = asyncio.Condition()
         self._stopping = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
 
     def enqueue(self, *scripts: Script) -> None:
         self._scripts.extend(scripts)
@@ -171,29 +175,20 @@ class FakeGpts:
             await self._arrived.wait_for(lambda: len(self.requests) >= count)
         return list(self.requests)
 
-    async def start(self) -> None:
+    async def start(self) -> Self:
         self._stopping.clear()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{host}:{port}/v1"
-
-    async def stop(self) -> None:
-        self._stopping.set()  # wakes hanging and gated handlers so shutdown is prompt
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeGpts:
-        await self.start()
+        await self._listen(app, shutdown_timeout=1.0)
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+    async def close(self) -> None:
+        self._stopping.set()  # wakes hanging and gated handlers so shutdown is prompt
+        await super().close()
+
+    async def stop(self) -> None:
+        """Take the endpoint down mid-test: `base_url` then finds nothing listening."""
+        await self.close()
 
     # --- serving ---
 

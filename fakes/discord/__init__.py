@@ -1,0 +1,27 @@
+"""A local fake Discord that the real discord.py client accepts (server.py): REST and gateway."""
+
+from fakes.discord.protocol import (
+    ADMINISTRATOR,
+    APPLICATION_COMMAND,
+    AUTOCOMPLETE,
+    EPHEMERAL_FLAG,
+    MANAGE_CHANNELS,
+    MEMBER_PERMISSIONS,
+    Call,
+    FakeInteraction,
+    FakeMessage,
+)
+from fakes.discord.server import FakeDiscord
+
+__all__ = [
+    "ADMINISTRATOR",
+    "APPLICATION_COMMAND",
+    "AUTOCOMPLETE",
+    "EPHEMERAL_FLAG",
+    "MANAGE_CHANNELS",
+    "MEMBER_PERMISSIONS",
+    "Call",
+    "FakeDiscord",
+    "FakeInteraction",
+    "FakeMessage",
+]

@@ -1,0 +1,232 @@
+"""The fake Discord's gateway: HELLO, heartbeat ACK, IDENTIFY -> READY -> GUILD_CREATE, and the
+events of what users do (messages, slash commands)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from fakes.discord.protocol import (
+    APPLICATION_COMMAND,
+    CLOSE_AUTHENTICATION_FAILED,
+    CLOSE_DISALLOWED_INTENTS,
+    MEMBER_PERMISSIONS,
+    MESSAGE_CONTENT_INTENT,
+    OP_DISPATCH,
+    OP_HEARTBEAT,
+    OP_HEARTBEAT_ACK,
+    OP_HELLO,
+    OP_IDENTIFY,
+    OP_RESUME,
+    FakeInteraction,
+    FakeMessage,
+    GatewayConnection,
+)
+from fakes.discord.state import DiscordState
+
+
+class Gateway(DiscordState):
+    async def wait_ready(self, within_s: float = 5.0) -> GatewayConnection:
+        conn: GatewayConnection = await self.wait_for(
+            lambda: next((c for c in self.connections if c.ready and not c.ws.closed), None),
+            within_s,
+        )
+        return conn
+
+    # -- gateway ------------------------------------------------------------------------------
+
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        compress = request.query.get("compress")
+        conn = GatewayConnection(ws, compress)
+        self.connections.append(conn)
+        await conn.send(
+            {"op": OP_HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None}
+        )
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                payload = json.loads(msg.data)
+                await self._on_gateway(conn, payload)
+                await self._notify()
+        finally:
+            conn.ready = False
+            await self._notify()
+        return ws
+
+    async def _on_gateway(self, conn: GatewayConnection, payload: dict[str, Any]) -> None:
+        op, data = payload.get("op"), payload.get("d")
+        if op == OP_HEARTBEAT:
+            conn.heartbeats += 1
+            await conn.send({"op": OP_HEARTBEAT_ACK, "d": None, "s": None})
+        elif op == OP_IDENTIFY:
+            assert isinstance(data, dict)
+            self.identifies.append(data)
+            conn.identify = data
+            if data.get("token") != self.token:
+                await self._close(conn, CLOSE_AUTHENTICATION_FAILED, b"Authentication failed.")
+                return
+            conn.intents = int(data.get("intents", 0))
+            if conn.intents & MESSAGE_CONTENT_INTENT and not self.allow_message_content:
+                await self._close(conn, CLOSE_DISALLOWED_INTENTS, b"Disallowed intent(s).")
+                return
+            await self._send_ready(conn)
+        elif op == OP_RESUME:
+            await self._send_dispatch(conn, "RESUMED", {})
+            conn.ready = True
+
+    async def _close(self, conn: GatewayConnection, code: int, reason: bytes) -> None:
+        self.closed_codes.append(code)  # the code the fake closed with
+        await conn.ws.close(code=code, message=reason)
+
+    async def _send_ready(self, conn: GatewayConnection) -> None:
+        ready = {
+            "v": 10,
+            "user": self.bot,
+            "guilds": [{"id": g["id"], "unavailable": True} for g in self.guilds.values()],
+            "session_id": secrets.token_hex(16),
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(self.app_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+            "user_settings": {},
+        }
+        await self._send_dispatch(conn, "READY", ready)
+        for guild in self.guilds.values():
+            await self._send_dispatch(conn, "GUILD_CREATE", guild)
+        conn.ready = True
+
+    async def _send_dispatch(self, conn: GatewayConnection, event: str, data: Any) -> None:
+        self._seq += 1
+        await conn.send({"op": OP_DISPATCH, "t": event, "s": self._seq, "d": data})
+
+    async def dispatch(self, event: str, data: Any) -> None:
+        """Send a gateway event to every ready connection."""
+        conns = [c for c in self.connections if c.ready and not c.ws.closed]
+        if not conns:
+            raise AssertionError("no gateway connection is ready")
+        for conn in conns:
+            await self._send_dispatch(conn, event, data)
+
+    async def user_says(
+        self,
+        channel_id: int,
+        author: dict[str, Any],
+        content: str,
+        *,
+        mention_bot: bool = False,
+        reply_to: int | None = None,
+        reply_mentions: bool = True,
+    ) -> FakeMessage:
+        """A user posts a message; MESSAGE_CREATE goes out as Discord would send it (content
+        blanked for a guild message that does not mention the bot when the client did not get
+        the message-content intent)."""
+        channel = self.channels[channel_id]
+        guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
+        if mention_bot:
+            content = f"<@{self.bot['id']}> {content}"
+        message = FakeMessage(
+            self.snowflake(), channel_id, author, content, guild_id=guild_id, reference_id=reply_to
+        )
+        message.history.append((time.monotonic(), content))
+        self.messages[message.id] = message
+        data = self.message_payload(message)
+        mentions = [self.bot] if mention_bot else []
+        if reply_to is not None:
+            replied = self.messages[reply_to]
+            data["referenced_message"] = self.message_payload(replied)
+            if reply_mentions and replied.author not in mentions:
+                mentions.append(replied.author)
+        data["mentions"] = mentions
+        if guild_id is not None:
+            member = self.member(guild_id, author["id"])
+            if member is not None:
+                member.pop("user")
+                member.pop("permissions")
+                data["member"] = member
+        for conn in [c for c in self.connections if c.ready and not c.ws.closed]:
+            sent = dict(data)
+            has_content = conn.intents is None or conn.intents & MESSAGE_CONTENT_INTENT
+            if guild_id is not None and not has_content and self.bot not in mentions:
+                sent["content"] = ""
+            await self._send_dispatch(conn, "MESSAGE_CREATE", sent)
+        return message
+
+    def command_id(self, name: str, guild_id: int | None = None) -> str:
+        for command in [*self.guild_commands.get(guild_id or 0, []), *self.global_commands]:
+            if command["name"] == name:
+                return str(command["id"])
+        raise AssertionError(f"command {name!r} was not synced")
+
+    async def slash(
+        self,
+        channel_id: int,
+        user: dict[str, Any],
+        command: str,
+        options: Iterable[dict[str, Any]] = (),
+        *,
+        permissions: int | None = None,
+        interaction_type: int = APPLICATION_COMMAND,
+        locale: str = "en-US",
+    ) -> FakeInteraction:
+        """A user runs a slash command. `command` may be "gpt bind" (a subcommand); `options`
+        are Discord option dicts ({"name", "type", "value"}). In a guild the member's resolved
+        `permissions` travel with the interaction (default: the member's). `locale` is the
+        language of the user's Discord client; `guild_locale` is the guild's preferred one."""
+        channel = self.channels[channel_id]
+        guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
+        name, *sub = command.split()
+        command_data: dict[str, Any] = {
+            "id": self.command_id(name, guild_id),
+            "name": name,
+            "type": 1,
+            "options": list(options),
+        }
+        if sub:
+            command_data["options"] = [
+                {"name": sub[0], "type": 1, "options": command_data["options"]}
+            ]
+        if guild_id in self.guild_commands:
+            command_data["guild_id"] = str(guild_id)
+        interaction_id = self.snowflake()
+        token = "itoken-" + secrets.token_urlsafe(24)
+        payload: dict[str, Any] = {
+            "id": str(interaction_id),
+            "application_id": str(self.app_id),
+            "type": interaction_type,
+            "data": command_data,
+            "token": token,
+            "version": 1,
+            "channel_id": str(channel_id),
+            "channel": channel,
+            "locale": locale,
+            "entitlements": [],
+            "attachment_size_limit": 10 * 1024 * 1024,
+            "app_permissions": str(MEMBER_PERMISSIONS),
+        }
+        if guild_id is not None:
+            member = self.member(guild_id, user["id"])
+            if member is None:
+                member = self.add_member(guild_id, user)
+            if permissions is not None:
+                member["permissions"] = str(permissions)
+            payload.update(
+                guild_id=str(guild_id),
+                guild_locale=self.guilds[guild_id]["preferred_locale"],
+                member=member,
+                context=0,
+                authorizing_integration_owners={"0": str(guild_id)},
+            )
+        else:
+            payload.update(user=user, context=1, authorizing_integration_owners={"0": "0"})
+        interaction = FakeInteraction(interaction_id, token, payload, time.monotonic())
+        self.interactions[interaction_id] = interaction
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return interaction

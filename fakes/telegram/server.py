@@ -1,0 +1,294 @@
+"""A local fake of the Telegram Bot API that the real python-telegram-bot talks to.
+
+An aiohttp server on 127.0.0.1 answering `POST /bot<token>/<method>` with form-encoded or
+multipart bodies, the way api.telegram.org does: `{"ok": true, "result": ...}`, or an error with
+the real HTTP status and Telegram's own descriptions ("Bad Request: message is not modified: ...",
+429 "Too Many Requests: retry after N" with `parameters.retry_after`). PTB chooses its exception
+from the HTTP status, so the statuses matter as much as the texts.
+
+What it checks like the real server: message length (4096 UTF-16 units after entity parsing),
+MarkdownV2 syntax (unescaped reserved characters, unclosed entities), entity bounds, edits with
+unchanged text, edits of unknown messages, drafts outside private chats.
+
+The test drives it: `user_message(chat, user, text)` queues an update (with the `bot_command` and
+`mention` entities Telegram would add) for the long-polled `getUpdates`; `inject(method, fault)`
+makes the next call(s) of a method fail; `set_member(chat, user, status)` decides what
+`getChatMember` says. Every call is recorded in `calls` with the time it arrived on the fake's
+own clock (`time.monotonic()`), so tests measure pacing where Telegram would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any, Self
+
+from aiohttp import web
+
+from fakes.local_server import LocalServer
+from fakes.telegram.markdown import auto_entities
+from fakes.telegram.methods import BotApi
+from fakes.telegram.protocol import (
+    FLOOD_METHODS,
+    GROUP_ANONYMOUS_BOT_ID,
+    Call,
+    Fault,
+    Injected,
+    Refused,
+    decode,
+    error_response,
+    shallow,
+)
+
+# Opt in to PTB's timedelta durations now: otherwise reading `RetryAfter.retry_after` (which PTB
+# does itself while building the exception) warns, and the test suite turns warnings into errors.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+
+class FakeTelegram(LocalServer, BotApi):
+    def __init__(
+        self,
+        *,
+        token: str = "123456:TEST-fake-token",
+        bot_id: int = 123456,
+        username: str = "gpts_test_bot",
+        first_name: str = "GPTs",
+    ) -> None:
+        super().__init__(
+            {
+                "id": bot_id,
+                "is_bot": True,
+                "first_name": first_name,
+                "username": username,
+                "can_join_groups": True,
+                "can_read_all_group_messages": False,
+                "supports_inline_queries": False,
+            }
+        )
+        self.token = token
+        self.calls: list[Call] = []
+        self._faults: dict[str, list[Injected]] = {}
+        self._flooded_until: dict[int, float] = {}
+        self._next_update_id = 1
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> Self:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._handle)
+        app.router.add_get("/bot{token}/{method}", self._handle)
+        await self._listen(app, access_log=None)
+        return self
+
+    async def close(self) -> None:
+        self._closing = True
+        self._notify()
+        await super().close()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def username(self) -> str:
+        return str(self.bot["username"])
+
+    # --- what the test sets up ---------------------------------------------------------------
+
+    def user(
+        self,
+        user_id: int,
+        first_name: str,
+        *,
+        username: str | None = None,
+        language_code: str | None = None,
+    ) -> dict[str, Any]:
+        """`language_code`: the user's app language as Telegram reports it ("zh-hans", "en")."""
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if username:
+            user["username"] = username
+        if language_code:
+            user["language_code"] = language_code
+        self.users[user_id] = user
+        return user
+
+    def private_chat(self, user: dict[str, Any]) -> dict[str, Any]:
+        chat = {"id": user["id"], "type": "private", "first_name": user["first_name"]}
+        if "username" in user:
+            chat["username"] = user["username"]
+        self.chats[chat["id"]] = chat
+        return chat
+
+    def group(self, chat_id: int, title: str, *, forum: bool = False) -> dict[str, Any]:
+        """A supergroup (ids like -100...); `forum` makes it one with topics."""
+        chat: dict[str, Any] = {"id": chat_id, "type": "supergroup", "title": title}
+        if forum:
+            chat["is_forum"] = True
+        self.chats[chat_id] = chat
+        return chat
+
+    def set_member(self, chat: dict[str, Any], user: dict[str, Any], status: str) -> None:
+        """`status`: "creator", "administrator", "member", "restricted", "left" or "kicked"."""
+        self.members[(chat["id"], user["id"])] = status
+
+    def create_topic(self, chat: dict[str, Any], name: str, creator: dict[str, Any]) -> int:
+        """A forum topic, opened (as in Telegram) by a service message whose id is the thread id."""
+        message = self._new_message(chat, creator, thread_id=None)
+        thread_id = message["message_id"]
+        message["message_thread_id"] = thread_id
+        message["is_topic_message"] = True
+        message["forum_topic_created"] = {"name": name, "icon_color": 7322096}
+        self._topics[(chat["id"], thread_id)] = message
+        self.push_update({"message": message})
+        return int(thread_id)
+
+    def push_update(self, payload: dict[str, Any]) -> int:
+        update_id = self._next_update_id
+        self._next_update_id += 1
+        self._updates.append({"update_id": update_id, **payload})
+        self._notify()
+        return update_id
+
+    def user_message(
+        self,
+        chat: dict[str, Any],
+        user: dict[str, Any] | None,
+        text: str,
+        *,
+        reply_to: dict[str, Any] | None = None,
+        thread_id: int | None = None,
+        sender_chat: dict[str, Any] | None = None,
+        entities: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A text message from `user` (or from `sender_chat`, as anonymous admins and channels
+        post), queued as an update. Returns the message as the bot will receive it."""
+        if sender_chat is not None and user is None:
+            user = self.users.setdefault(
+                GROUP_ANONYMOUS_BOT_ID,
+                {"id": GROUP_ANONYMOUS_BOT_ID, "is_bot": True, "first_name": "Group",
+                 "username": "GroupAnonymousBot"},
+            )  # fmt: skip
+        assert user is not None
+        message = self._new_message(chat, user, thread_id=thread_id)
+        message["text"] = text
+        message["entities"] = auto_entities(text) if entities is None else entities
+        if not message["entities"]:
+            del message["entities"]
+        if sender_chat is not None:
+            message["sender_chat"] = sender_chat
+        if reply_to is not None:
+            message["reply_to_message"] = shallow(reply_to)
+        elif thread_id is not None and chat.get("is_forum"):
+            # Telegram marks every topic message as a reply to the topic's creation message.
+            message["reply_to_message"] = shallow(self._topics[(chat["id"], thread_id)])
+        self.push_update({"message": message})
+        return message
+
+    def edit_user_message(self, message: dict[str, Any], text: str) -> None:
+        edited = {**message, "text": text, "edit_date": int(time.time())}
+        edited.pop("entities", None)
+        if entities := auto_entities(text):
+            edited["entities"] = entities
+        self.messages[(message["chat"]["id"], message["message_id"])] = edited
+        self.push_update({"edited_message": edited})
+
+    def inject(
+        self,
+        method: str,
+        fault: Fault,
+        *,
+        times: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """Answer the next `times` calls of `method` (matching `when`, if given) with `fault`."""
+        self._faults.setdefault(method.lower(), []).append(Injected(fault, times, when))
+
+    def delete_message(self, chat_id: int, message_id: int) -> None:
+        """As if a user or admin deleted the message in the app."""
+        del self.messages[(chat_id, message_id)]
+
+    # --- what the test reads -----------------------------------------------------------------
+
+    def calls_to(self, method: str, *, ok: bool | None = None) -> list[Call]:
+        name = method.lower()
+        return [c for c in self.calls if c.method.lower() == name and (ok is None or c.ok == ok)]
+
+    def bot_messages(self, chat_id: int, thread_id: int | None = None) -> list[dict[str, Any]]:
+        """The bot's messages in a chat (current text), in the order they were sent."""
+        return [
+            m
+            for (cid, _), m in sorted(self.messages.items())
+            if cid == chat_id
+            and m["from"]["id"] == self.bot_id
+            and (thread_id is None or m.get("message_thread_id") == thread_id)
+        ]
+
+    async def wait_until(
+        self,
+        condition: Callable[[], bool],
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> None:
+        """Wait until `condition()` holds after some call (fails the test after `timeout`)."""
+        await asyncio.wait_for(self._until(condition), timeout)
+
+    async def wait_for_call(
+        self,
+        method: str,
+        predicate: Callable[[Call], bool] | None = None,
+        *,
+        count: int = 1,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> list[Call]:
+        def matching() -> list[Call]:
+            return [c for c in self.calls_to(method) if predicate is None or predicate(c)]
+
+        await self.wait_until(lambda: len(matching()) >= count, timeout)
+        return matching()
+
+    # --- serving ------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        if request.match_info["token"] != self.token:
+            return error_response(Fault(401, "Unauthorized"))
+        try:
+            params = decode(dict(await request.post()))
+        except ConnectionResetError:  # the client gave up mid-request (e.g. at shutdown)
+            return web.Response(status=400)
+        call = Call(method, params, self.clock())
+        self.calls.append(call)
+        self._notify()
+        try:
+            fault = self._injected(method, params) or self._still_flooded(method, params)
+            if fault is not None:
+                if fault.retry_after is not None and "chat_id" in params:
+                    until = self.clock() + fault.retry_after
+                    self._flooded_until[params["chat_id"]] = until
+                raise Refused(fault)
+            handler = getattr(self, f"_api_{method.lower()}", None)
+            if handler is None:
+                raise Refused(Fault(404, "Not Found"))
+            call.result = await handler(params)
+            response = web.json_response({"ok": True, "result": call.result})
+        except Refused as refused:
+            call.status = refused.fault.status
+            response = error_response(refused.fault)
+        self._notify()
+        return response
+
+    def _injected(self, method: str, params: dict[str, Any]) -> Fault | None:
+        for injected in self._faults.get(method.lower(), []):
+            if injected.times > 0 and (injected.when is None or injected.when(params)):
+                injected.times -= 1
+                return injected.fault
+        return None
+
+    def _still_flooded(self, method: str, params: dict[str, Any]) -> Fault | None:
+        """Like Telegram, keep refusing messages to a chat until its retry_after has passed."""
+        if method.lower() not in FLOOD_METHODS:
+            return None
+        left = self._flooded_until.get(params.get("chat_id"), 0.0) - self.clock()  # type: ignore[arg-type]
+        return Fault.flood(max(1, math.ceil(left))) if left > 0 else None

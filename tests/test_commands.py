@@ -4,6 +4,7 @@ against the real conversation service on a SQLite file."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ import pytest_asyncio
 from core import commands, i18n
 from core.app import open_app
 from core.commands import Ask, Context, Parsed, Reply
+from core.commands import describe_binding
 from core.config import parse_config
+from core.conversation import BindingInfo
 from core.turns import Author, Scope
 from fakes.gpts import FakeGpts
 
@@ -152,3 +155,40 @@ async def test_owner_only_commands_need_an_owner(runner: commands.Commands) -> N
         i18n.OWNERS_ONLY("zh", usage="/owners"), private=True
     )
     assert await runner.run(Context(GROUP, OWNER, False, "en"), command) == Reply("secret figures")
+
+
+def test_describe_binding() -> None:
+    when = datetime(2025, 1, 2, 10, 30)
+    own = BindingInfo(
+        "g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9", Scope("telegram", "-1"), "Ann", when, False
+    )
+    text = describe_binding(own, "en")
+    assert "g-B3hgivKK9" in text and "https://chatgpt.com/g/g-B3hgivKK9" in text
+    assert "Bound by Ann on 2025-01-02 10:30 UTC." in text
+    inherited = BindingInfo(
+        "g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9", Scope("telegram", "-1"), "Ann", when, True
+    )
+    assert "Inherited from the parent chat's binding by Ann" in describe_binding(inherited, "en")
+    default = BindingInfo("g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9", None, None, None, False)
+    assert "default GPT" in describe_binding(default, "en")
+    assert "/gpt bind" in describe_binding(None, "en")
+
+
+def test_describe_binding_in_chinese() -> None:
+    when = datetime(2025, 1, 2, 10, 30)
+    gpt, model = "g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9"
+    own = BindingInfo(gpt, model, Scope("telegram", "-1"), "Ann", when, False)
+    assert describe_binding(own, "zh").splitlines() == [
+        "🤖 GPT: g-B3hgivKK9 — https://chatgpt.com/g/g-B3hgivKK9",
+        "模型：gpt-4-gizmo-g-B3hgivKK9",
+        "已由 Ann 于 2025-01-02 10:30 UTC 绑定。",
+    ]
+    unknown = BindingInfo(gpt, model, Scope("telegram", "-1"), None, None, False)
+    assert describe_binding(unknown, "zh").endswith("\n已绑定。")
+    inherited = BindingInfo(gpt, model, Scope("telegram", "-1"), "Ann", when, True)
+    assert describe_binding(inherited, "zh").endswith(
+        "\n沿用上级频道或群组由 Ann 于 2025-01-02 10:30 UTC 设置的绑定。"
+    )
+    default = BindingInfo(gpt, model, None, None, None, False)
+    assert describe_binding(default, "zh").endswith("\n这是机器人的默认 GPT（这里没有绑定）。")
+    assert describe_binding(None, "zh").startswith("⚠️ 这里还没有绑定 GPT。")

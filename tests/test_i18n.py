@@ -1,6 +1,6 @@
 import pytest
 
-from core import i18n
+from core import commands, i18n
 from core.errors import BadGptName, NoGptBound, RateLimited, UpstreamTimeout, user_message
 from core.i18n import language_for
 
@@ -27,7 +27,11 @@ def test_language_follows_the_person_unless_configured(
 
 def test_every_core_sentence_has_both_languages_with_the_same_placeholders() -> None:
     texts = [value for value in vars(i18n).values() if isinstance(value, i18n.Text)]
-    assert len(texts) > 10
+    for command in commands.REGISTRY:
+        texts += [command.description]
+        texts += [part for a in command.arguments for part in (a.placeholder, a.description)]
+    texts += [group.description for group in commands.GROUPS]
+    assert len(texts) > 40
     for text in texts:
         assert text.en and text.zh and text.en != text.zh
         assert sorted(_fields(text.en)) == sorted(_fields(text.zh))

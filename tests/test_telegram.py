@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bots.telegram_adapter import TelegramAdapter, create_adapter
 from bots.telegram_adapter import text as say
-from bots.telegram_adapter.text import NOT_ADMIN
-from core import i18n
+from bots.telegram_adapter.adapter import TelegramAdapter
+from bots.telegram_adapter.settings import create_adapter
+from core import commands, i18n
 from core.app import open_app
 from core.config import Config, parse_config
 from core.i18n import APOLOGY
@@ -30,6 +30,10 @@ INTERVAL_S = 0.15
 DEFAULT_GPT = "g-Default01"
 CLOCK_SLACK_S = 0.02  # the fake's clock and the bot's see the same monotonic time, plus transit
 Json = dict[str, Any]  # a user, chat or message as the Bot API sends it
+
+
+def NOT_ADMIN_BIND(language: i18n.Language) -> str:  # noqa: N802 - reads like the sentences
+    return i18n.NOT_ADMIN(language, usage="/gpt bind")
 
 
 def make_config(
@@ -423,13 +427,13 @@ async def test_binding_needs_an_admin_at_command_time(
         await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
         return str(answer_to(tg, asked)[0]["text"])
 
-    assert await command(bob, "/gpt bind g-BobsGpt01") == NOT_ADMIN("en")
+    assert await command(bob, "/gpt bind g-BobsGpt01") == NOT_ADMIN_BIND("en")
     assert DEFAULT_GPT in await command(bob, "/gpt info")
-    assert "Usage" in await command(ann, f"/gpt@{tg.username} bind")
+    assert await command(ann, f"/gpt@{tg.username} bind") == "Usage: /gpt bind <GPT link or id>"
     assert "is not a GPT" in await command(ann, "/gpt bind not-a-gpt")
 
     bound = await command(ann, f"/gpt@{tg.username} bind https://chatgpt.com/g/g-AnnsGpt01-helper")
-    assert bound.startswith("✅ Bound g-AnnsGpt01")
+    assert bound.startswith("✅ Ann bound g-AnnsGpt01")
     mention = tg.user_message(group, bob, f"@{tg.username} hi")
     await wait_answer(tg, mention, "echo: Bob: hi")
     assert fake_gpts.requests[-1].model == "gpt-4-gizmo-g-AnnsGpt01"
@@ -441,10 +445,10 @@ async def test_binding_needs_an_admin_at_command_time(
     # Admin rights are asked at each command: Ann lost hers, Bob became the creator.
     tg.set_member(group, ann, "member")
     tg.set_member(group, bob, "creator")
-    assert await command(ann, "/gpt unbind") == NOT_ADMIN("en")
-    assert (await command(bob, "/gpt bind g-BobsGpt01")).startswith("✅ Bound g-BobsGpt01")
+    assert await command(ann, "/gpt unbind") == i18n.NOT_ADMIN("en", usage="/gpt unbind")
+    assert (await command(bob, "/gpt bind g-BobsGpt01")).startswith("✅ Bob bound g-BobsGpt01")
     member_checks = tg.calls_to("getChatMember")
-    assert len(member_checks) == 5  # every bind/unbind with a GPT asked anew
+    assert len(member_checks) == 6  # every bind/unbind asked anew
 
     # An anonymous admin posts as the group itself.
     bound = await command(None, "/gpt bind g-AnonGpt01", sender_chat=group)
@@ -455,7 +459,8 @@ async def test_binding_needs_an_admin_at_command_time(
     assert fake_gpts.requests[-1].model == "gpt-4-gizmo-g-AnonGpt01"
     # A channel posting in the group is not an admin.
     channel = {"id": -1009, "type": "channel", "title": "Some channel"}
-    assert await command(None, "/gpt bind g-ChanGpt01", sender_chat=channel) == NOT_ADMIN("en")
+    refused = await command(None, "/gpt bind g-ChanGpt01", sender_chat=channel)
+    assert refused == NOT_ADMIN_BIND("en")
 
 
 @pytest.mark.asyncio
@@ -463,13 +468,38 @@ async def test_commands_registered_and_help(
     bot: TelegramAdapter, tg: FakeTelegram, ann: Json, group: Json
 ) -> None:
     assert tg.commands is not None
-    assert {c["command"] for c in tg.commands} == {"start", "help", "reset", "chat", "gpt"}
+    assert [c["command"] for c in tg.commands] == ["help", "chat", "gpt", "reset"]
     asked = tg.user_message(group, ann, f"/help@{tg.username}")
     await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
     text = answer_to(tg, asked)[0]["text"]
     assert f"@{tg.username}" in text and "/gpt bind" in text and DEFAULT_GPT in text
     assert tg.calls_to("getMe") and tg.calls_to("deleteWebhook")
     assert tg.allowed_updates == {"message"}
+
+
+SAMPLE_ARGUMENTS = {"prompt": "hello", "gpt": "g-AnnsGpt01"}
+
+
+@pytest.mark.asyncio
+async def test_every_registry_command_is_reachable_and_admin_ones_refused_to_members(
+    bot: TelegramAdapter, tg: FakeTelegram, ann: Json, bob: Json, dm: Json, group: Json
+) -> None:
+    menus = tg.commands_by_language
+    for code, language in (("", "en"), ("zh", "zh")):
+        assert [(c["command"], c["description"]) for c in menus[code]] == [
+            (name, text(language)) for name, text in commands.top_level()  # type: ignore[arg-type]
+        ]
+    help_text = await reply_text(tg, tg.user_message(dm, ann, "/help"))
+    listed = [line.split(" — ")[0] for line in help_text.splitlines() if line.startswith("/")]
+    assert listed == [command.usage("en") for command in commands.REGISTRY]
+    for command in commands.REGISTRY:
+        args = " ".join(SAMPLE_ARGUMENTS[argument.name] for argument in command.arguments)
+        text = f"/{command.name} {args}".strip()
+        answer = await reply_text(tg, tg.user_message(dm, ann, text))
+        assert "Unknown command" not in answer and not answer.startswith("Usage"), text
+        if command.permission is not commands.Permission.ANYONE:
+            refused = await reply_text(tg, tg.user_message(group, bob, text))
+            assert refused == i18n.NOT_ADMIN("en", usage=f"/{command.name}")
 
 
 # --- languages -----------------------------------------------------------------------------
@@ -486,7 +516,7 @@ async def test_command_menu_is_registered_in_english_and_chinese(
     assert [c["command"] for c in menus[""]] == [c["command"] for c in menus["zh"]]
     descriptions = {c["command"]: c["description"] for c in menus["zh"]}
     assert descriptions["reset"] == "开始新对话"
-    assert descriptions["chat"] == "向 GPT 提问：/chat <问题>"
+    assert descriptions["chat"] == "向 GPT 提问"
     assert menus[""] == tg.commands
     assert {c["command"]: c["description"] for c in menus[""]}["reset"] == (
         "Start a new conversation"
@@ -513,22 +543,23 @@ async def test_a_chinese_app_gets_chinese_lines(
     assert f"这里由 {DEFAULT_GPT} 回答" in help_text and "/reset — 开始新对话" in help_text
     info = await reply_text(tg, tg.user_message(dm, li, "/gpt info"))
     assert f"模型：gpt-4-gizmo-{DEFAULT_GPT}" in info and "默认 GPT" in info
-    assert await reply_text(tg, tg.user_message(dm, li, "/chat")) == "用法：/chat <你的问题>"
+    assert await reply_text(tg, tg.user_message(dm, li, "/chat")) == "用法：/chat <问题>"
     assert (await reply_text(tg, tg.user_message(dm, li, "/gpt bind g-LisGpt001"))).startswith(
-        "✅ 已在这里绑定 g-LisGpt001。"
+        "✅ Li 已在这里绑定 g-LisGpt001。"
     )
 
     # In a group each person is answered in their own language.
     group = tg.group(-1010, "团队")
     tg.set_member(group, wang, "administrator")
     assert await reply_text(tg, tg.user_message(group, li, "/gpt bind g-LisGpt001")) == (
-        NOT_ADMIN("zh")
+        NOT_ADMIN_BIND("zh")
     )
     assert await reply_text(tg, tg.user_message(group, ann, "/gpt bind g-AnnsGpt01")) == (
-        NOT_ADMIN("en")
+        NOT_ADMIN_BIND("en")
     )
     refused = await reply_text(tg, tg.user_message(group, wang, "/gpt bind not-a-gpt"))
-    assert refused == f"{i18n.BAD_GPT_NAME('zh', text='not-a-gpt')}\n{say.GPT_USAGE('zh')}"
+    usage = i18n.USAGE("zh", usage="/gpt bind <GPT 链接或 id>")
+    assert refused == f"{i18n.BAD_GPT_NAME('zh', text='not-a-gpt')}\n{usage}"
     await reply_text(tg, tg.user_message(group, wang, "/gpt bind g-WangsGpt1"))
     info = await reply_text(tg, tg.user_message(group, li, "/gpt info"))
     assert "已由 Wang 于 " in info and info.endswith(" UTC 绑定。")
@@ -557,7 +588,7 @@ async def test_a_fixed_language_wins_over_the_app_language(
         help_text = await reply_text(tg, tg.user_message(dm, li, "/help"))
         assert help_text.startswith("I pass your messages to a ChatGPT GPT")
         assert await reply_text(tg, tg.user_message(group, li, "/gpt bind g-LisGpt001")) == (
-            NOT_ADMIN("en")
+            NOT_ADMIN_BIND("en")
         )
     # Both menus are English, replacing a Chinese one an earlier run may have left.
     menus = tg.commands_by_language
@@ -654,7 +685,7 @@ async def test_command_reply_is_retried_after_flood_control(
 ) -> None:
     tg.inject("sendMessage", Fault.flood(1))
     usage = await reply_text(tg, tg.user_message(group, ann, "/chat"))
-    assert usage == "Usage: /chat <your question>"
+    assert usage == "Usage: /chat <question>"
     hint = await reply_text(tg, tg.user_message(group, ann, f"@{tg.username}"))
     assert "Ask me something after the mention" in hint
     assert [c.status for c in tg.calls_to("sendMessage")] == [429, 200, 200]

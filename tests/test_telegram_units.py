@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import string
-from datetime import datetime
 
 import pytest
 from telegram import MessageEntity, User
 
 from bots.telegram_adapter import text as say
-from bots.telegram_adapter.adapter import _describe
 from bots.telegram_adapter.text import (
     MAX_TEXT_UNITS,
     Command,
@@ -20,9 +18,8 @@ from bots.telegram_adapter.text import (
     utf16_slice,
     without_spans,
 )
-from core.conversation import BindingInfo
+from core import commands
 from core.i18n import Text
-from core.turns import Scope
 
 BOT = "gpts_test_bot"
 BOT_ID = 123456
@@ -99,48 +96,9 @@ def test_render_markdown_gives_up_when_it_would_not_fit() -> None:
     assert render_markdown("x" * MAX_TEXT_UNITS) == ("x" * MAX_TEXT_UNITS, [])
 
 
-def test_describe_binding() -> None:
-    when = datetime(2025, 1, 2, 10, 30)
-    own = BindingInfo(
-        "g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9", Scope("telegram", "-1"), "Ann", when, False
-    )
-    text = _describe(own, "en")
-    assert "g-B3hgivKK9" in text and "https://chatgpt.com/g/g-B3hgivKK9" in text
-    assert "Bound by Ann on 2025-01-02 10:30 UTC." in text
-    inherited = BindingInfo(
-        "g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9", Scope("telegram", "-1"), "Ann", when, True
-    )
-    assert "Inherited from the group's binding by Ann" in _describe(inherited, "en")
-    default = BindingInfo("g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9", None, None, None, False)
-    assert "default GPT" in _describe(default, "en")
-    assert "/gpt bind" in _describe(None, "en")
-
-
-def test_describe_binding_in_chinese() -> None:
-    when = datetime(2025, 1, 2, 10, 30)
-    gpt, model = "g-B3hgivKK9", "gpt-4-gizmo-g-B3hgivKK9"
-    own = BindingInfo(gpt, model, Scope("telegram", "-1"), "Ann", when, False)
-    assert _describe(own, "zh").splitlines() == [
-        "🤖 GPT: g-B3hgivKK9",
-        "🔗 https://chatgpt.com/g/g-B3hgivKK9",
-        "模型：gpt-4-gizmo-g-B3hgivKK9",
-        "已由 Ann 于 2025-01-02 10:30 UTC 绑定。",
-    ]
-    unknown = BindingInfo(gpt, model, Scope("telegram", "-1"), None, None, False)
-    assert _describe(unknown, "zh").endswith("\n已绑定。")
-    inherited = BindingInfo(gpt, model, Scope("telegram", "-1"), "Ann", when, True)
-    assert _describe(inherited, "zh").endswith(
-        "\n沿用群里由 Ann 于 2025-01-02 10:30 UTC 设置的绑定。"
-    )
-    default = BindingInfo(gpt, model, None, None, None, False)
-    assert _describe(default, "zh").endswith("\n这是机器人的默认 GPT（这里没有绑定）。")
-    assert _describe(None, "zh").startswith("这里还没有绑定 GPT。")
-
-
 def test_every_adapter_sentence_has_both_languages_with_the_same_placeholders() -> None:
     texts = [value for value in vars(say).values() if isinstance(value, Text)]
-    texts += [description for _, description in say.COMMANDS]
-    assert len(texts) > 25
+    assert texts
     for text in texts:
         assert text.en and text.zh and text.en != text.zh, text
         assert sorted(_fields(text.en)) == sorted(_fields(text.zh)), text
@@ -151,7 +109,7 @@ def _fields(template: str) -> list[str]:
 
 
 def test_command_menu_fits_telegram() -> None:
-    for name, description in say.COMMANDS:
+    for name, description in commands.top_level():
         assert name.islower() and len(name) <= 32
         assert all(1 <= len(d) <= 256 for d in (description.en, description.zh))
 

@@ -17,10 +17,10 @@ import pytest
 from tests.discord_fixtures import discord  # discord.py imported with its audioop warning silenced
 
 # isort: split
-from bots.discord_adapter import DiscordAdapter, create_adapter
-from bots.discord_adapter import text as t
-from bots.discord_adapter.text import NEEDS_MANAGE_CHANNELS, quote_prompt
-from core import i18n
+from bots.discord_adapter.adapter import DiscordAdapter
+from bots.discord_adapter.settings import create_adapter
+from bots.discord_adapter.text import quote_prompt
+from core import commands, i18n
 from core.app import App, open_app
 from core.config import parse_config
 from core.i18n import APOLOGY
@@ -199,15 +199,15 @@ async def test_commands_are_synced_with_names_options_and_permissions(
     tmp_path: Path, fake_gpts: FakeGpts
 ) -> None:
     async with world(tmp_path, fake_gpts) as w:
-        commands = {c["name"]: c for c in w.fake.global_commands}
-        assert set(commands) == {"chat", "reset", "gpt"}
-        chat = commands["chat"]
+        synced = {c["name"]: c for c in w.fake.global_commands}
+        assert set(synced) == {"help", "chat", "gpt", "reset"}
+        chat = synced["chat"]
         assert [(o["name"], o["type"], o["required"]) for o in chat["options"]] == [
             ("prompt", 3, True)
         ]
         assert chat["default_member_permissions"] is None
-        assert commands["reset"]["options"] == []
-        gpt = commands["gpt"]
+        assert synced["reset"]["options"] == []
+        gpt = synced["gpt"]
         assert gpt["default_member_permissions"] == str(MANAGE_CHANNELS)
         subcommands = {o["name"]: o for o in gpt["options"]}
         assert set(subcommands) == {"bind", "unbind", "info"}
@@ -215,7 +215,7 @@ async def test_commands_are_synced_with_names_options_and_permissions(
         (bind_option,) = subcommands["bind"]["options"]
         assert bind_option["name"] == "gpt" and bind_option["type"] == 3
         assert bind_option["required"] is True and bind_option["autocomplete"] is True
-        for command in commands.values():
+        for command in synced.values():
             assert command["contexts"] == [0, 1]  # guilds and DMs with the bot
             assert command["integration_types"] == [0]
 
@@ -223,8 +223,44 @@ async def test_commands_are_synced_with_names_options_and_permissions(
 @pytest.mark.asyncio
 async def test_dev_guild_gets_the_commands(tmp_path: Path, fake_gpts: FakeGpts) -> None:
     async with world(tmp_path, fake_gpts, discord_config={"dev_guild_id": 4242}) as w:
-        assert {c["name"] for c in w.fake.guild_commands[4242]} == {"chat", "reset", "gpt"}
+        assert {c["name"] for c in w.fake.guild_commands[4242]} == {"help", "chat", "reset", "gpt"}
         assert w.fake.global_commands == []
+
+
+SAMPLE_ARGUMENTS = {"prompt": "hello", "gpt": GPT_A}
+
+
+@pytest.mark.asyncio
+async def test_every_registry_command_is_reachable_and_admin_ones_refused_to_members(
+    tmp_path: Path, fake_gpts: FakeGpts
+) -> None:
+    async with world(tmp_path, fake_gpts) as w:
+        found = _descriptions(w.fake.global_commands)
+        for command in commands.REGISTRY:
+            description, localized = found[command.name]
+            assert description == command.description.en
+            assert localized == {"zh-CN": command.description.zh, "zh-TW": command.description.zh}
+
+        async def run(user: dict[str, Any], command: commands.Command) -> dict[str, Any]:
+            options = [option(a.name, SAMPLE_ARGUMENTS[a.name]) for a in command.arguments]
+            call = await w.fake.slash(w.channel_id, user, command.name, options)
+            await w.fake.wait_for(lambda: call.callbacks, TIMEOUT)
+            return call.callbacks[0]  # type: ignore[no-any-return]
+
+        for command in commands.REGISTRY:
+            if command.permission is not commands.Permission.ANYONE:
+                refused = await run(w.member, command)
+                assert refused["data"]["content"] == i18n.NOT_ADMIN("en", usage=f"/{command.name}")
+            answered = await run(w.manager, command)
+            content = (answered.get("data") or {}).get("content") or ""  # /chat defers
+            assert not content.startswith(("Usage", "⛔")), command.name
+            if command.name == "help":
+                listed = [line.split(" — ")[0] for line in content.splitlines()]
+                assert [line for line in listed if line.startswith("/")] == [
+                    c.usage("en") for c in commands.REGISTRY
+                ]
+        await w.fake.wait_for(lambda: fake_gpts.requests, TIMEOUT)
+        assert fake_gpts.requests[0].messages[-1]["content"] == "max: hello"  # /chat asked
 
 
 # -- /chat ------------------------------------------------------------------------------------
@@ -309,7 +345,7 @@ async def test_bind_needs_manage_channels_or_administrator(
         callback = refused.callbacks[0]
         assert callback["type"] == 4
         assert callback["data"]["flags"] & EPHEMERAL_FLAG
-        assert callback["data"]["content"] == NEEDS_MANAGE_CHANNELS("en")
+        assert callback["data"]["content"] == i18n.NOT_ADMIN("en", usage="/gpt bind")
         info = await w.app.service.binding(scope)
         assert info is not None and info.is_default  # nothing changed
 
@@ -341,7 +377,7 @@ async def test_bind_needs_manage_channels_or_administrator(
         await w.fake.wait_for(lambda: info_call.callbacks, TIMEOUT)
         data = info_call.callbacks[0]["data"]
         assert data["flags"] & EPHEMERAL_FLAG
-        assert GPT_A in data["content"] and "channel" in data["content"]
+        assert GPT_A in data["content"] and "Inherited" in data["content"]
 
         choices = await w.fake.slash(
             w.channel_id,
@@ -439,7 +475,8 @@ async def test_reset_starts_a_new_conversation(tmp_path: Path, fake_gpts: FakeGp
         reset = await w.fake.slash(w.channel_id, w.member, "reset")
         await w.fake.wait_for(lambda: reset.callbacks, TIMEOUT)
         notice = reset.callbacks[0]["data"]["content"]
-        assert "New conversation" in notice  # shown to the channel: everyone's context changed
+        # Shown to the channel: everyone's context changed.
+        assert notice == i18n.RESET_DONE("en")
         await w.fake.user_says(w.channel_id, w.member, "who am I?", mention_bot=True)
         await w.answered(w.channel_id, f"one{notice}two", count=3)
         assert [m["content"] for m in fake_gpts.requests[-1].messages] == ["mia: who am I?"]
@@ -707,6 +744,7 @@ async def test_command_descriptions_are_chinese_for_chinese_clients(
     async with world(tmp_path, fake_gpts, bot_config={"language": setting}) as w:
         found = _descriptions(w.fake.global_commands)
     assert set(found) == {
+        "help",
         "chat",
         "chat prompt",
         "reset",
@@ -717,15 +755,18 @@ async def test_command_descriptions_are_chinese_for_chinese_clients(
         "gpt info",
     }
     chat, localized = found["chat"]
+    chat_command, bind = commands.find("chat"), commands.find("gpt bind")
+    assert chat_command is not None and bind is not None
+    description = chat_command.description
     if setting == "auto":
-        assert chat == t.CHAT_DESCRIPTION.en
-        assert localized == {"zh-CN": t.CHAT_DESCRIPTION.zh, "zh-TW": t.CHAT_DESCRIPTION.zh}
-        assert found["gpt bind gpt"][1]["zh-CN"] == t.BIND_GPT_DESCRIPTION.zh
-        assert found["chat prompt"][1]["zh-CN"] == t.PROMPT_DESCRIPTION.zh
+        assert chat == description.en
+        assert localized == {"zh-CN": description.zh, "zh-TW": description.zh}
+        assert found["gpt bind gpt"][1]["zh-CN"] == bind.arguments[0].description.zh
+        assert found["chat prompt"][1]["zh-CN"] == chat_command.arguments[0].description.zh
         assert all(set(loc) == {"zh-CN", "zh-TW"} for _, loc in found.values())
         assert all(desc.isascii() for desc, _ in found.values())
     else:  # a fixed language: the descriptions are written in it, for every client
-        assert chat == t.CHAT_DESCRIPTION(setting)  # type: ignore[arg-type]
+        assert chat == description(setting)  # type: ignore[arg-type]
         assert all(loc == {} for _, loc in found.values())
 
 
@@ -742,25 +783,27 @@ async def test_chinese_client_gets_chinese_command_answers(
             return str(call.callbacks[0]["data"]["content"])
 
         info = await zh(w.channel_id, w.member, "gpt info")
-        assert info.startswith("这里没有绑定 GPT，由默认 GPT `g-Default01`")
+        assert "g-Default01" in info and info.endswith("这是机器人的默认 GPT（这里没有绑定）。")
         refused = await zh(w.channel_id, w.member, "gpt bind", [option("gpt", GPT_A)])
-        assert refused == NEEDS_MANAGE_CHANNELS("zh")
+        assert refused == i18n.NOT_ADMIN("zh", usage="/gpt bind")
         bad = await zh(w.channel_id, w.manager, "gpt bind", [option("gpt", "nope")])
-        assert bad == i18n.BAD_GPT_NAME("zh", text="nope")
+        usage = i18n.USAGE("zh", usage="/gpt bind <GPT 链接或 id>")
+        assert bad == f"{i18n.BAD_GPT_NAME('zh', text='nope')}\n{usage}"
         bound = await zh(w.channel_id, w.manager, "gpt bind", [option("gpt", GPT_A)])
-        assert bound == t.BOUND_TO_CHANNEL(
+        assert bound == i18n.BOUND(
             "zh", name="max", gpt_id=GPT_A, url=f"https://chatgpt.com/g/{GPT_A}"
         )
         in_thread = await zh(w.thread_id, w.member, "gpt info")
-        assert in_thread.startswith(f"本子区沿用频道 <#{w.channel_id}> 的 GPT `{GPT_A}`")
-        assert "，由 max 于 <t:" in in_thread and in_thread.endswith("绑定。")
-        assert await zh(w.channel_id, w.member, "reset") == t.NEW_CONVERSATION("zh")
+        assert in_thread.startswith(f"🤖 GPT: {GPT_A}")
+        assert "沿用上级频道或群组由 max 于 " in in_thread and in_thread.endswith("设置的绑定。")
+        assert await zh(w.channel_id, w.member, "reset") == i18n.RESET_DONE("zh")
 
         # Each person reads their own client's language: an English client in the same
         # channel still gets English.
         english = await w.fake.slash(w.channel_id, w.member, "gpt info")
         await w.fake.wait_for(lambda: english.callbacks, TIMEOUT)
-        assert english.callbacks[0]["data"]["content"].startswith(f"The GPT `{GPT_A}`")
+        english_info = english.callbacks[0]["data"]["content"]
+        assert english_info.startswith(f"🤖 GPT: {GPT_A}") and "Bound by max on " in english_info
 
         # The core writes its error line in the turn's language: here after a 401 upstream.
         chat = await w.fake.slash(
@@ -769,7 +812,7 @@ async def test_chinese_client_gets_chinese_command_answers(
         await wait_original(w, chat, quote_prompt("你好") + i18n.AUTH_FAILED("zh"))
 
         unbound = await zh(w.channel_id, w.manager, "gpt unbind")
-        assert unbound == t.UNBOUND("zh", name="max")
+        assert unbound.startswith("✅ max 已解除绑定。") and "默认 GPT" in unbound
         nothing = await zh(w.channel_id, w.manager, "gpt unbind")
         assert nothing == i18n.NOTHING_BOUND("zh")
 
@@ -797,7 +840,7 @@ async def test_configured_english_wins_over_a_chinese_client_and_guild(
             w.channel_id, w.member, "gpt bind", [option("gpt", GPT_A)], locale="zh-CN"
         )
         await w.fake.wait_for(lambda: refused.callbacks, TIMEOUT)
-        assert refused.callbacks[0]["data"]["content"] == NEEDS_MANAGE_CHANNELS("en")
+        assert refused.callbacks[0]["data"]["content"] == i18n.NOT_ADMIN("en", usage="/gpt bind")
         chat = await w.fake.slash(
             w.channel_id, w.member, "chat", [option("prompt", "你好")], locale="zh-CN"
         )

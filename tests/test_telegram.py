@@ -32,7 +32,7 @@ CLOCK_SLACK_S = 0.02  # the fake's clock and the bot's see the same monotonic ti
 Json = dict[str, Any]  # a user, chat or message as the Bot API sends it
 
 
-def NOT_ADMIN_BIND(language: i18n.Language) -> str:  # noqa: N802 - reads like the sentences
+def NOT_ADMIN_BIND(language: i18n.Language) -> str:
     return i18n.NOT_ADMIN(language, usage="/gpt bind")
 
 
@@ -487,7 +487,8 @@ async def test_every_registry_command_is_reachable_and_admin_ones_refused_to_mem
     menus = tg.commands_by_language
     for code, language in (("", "en"), ("zh", "zh")):
         assert [(c["command"], c["description"]) for c in menus[code]] == [
-            (name, text(language)) for name, text in commands.top_level()  # type: ignore[arg-type]
+            (name, text(language))
+            for name, text in commands.top_level()  # type: ignore[arg-type]
         ]
     help_text = await reply_text(tg, tg.user_message(dm, ann, "/help"))
     listed = [line.split(" — ")[0] for line in help_text.splitlines() if line.startswith("/")]

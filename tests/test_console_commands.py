@@ -1,0 +1,58 @@
+"""The terminal as a platform: every registry command works there, in English and Chinese, and
+`/help` lists exactly the registry (the terminal's user runs the bot, so nothing is refused)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from bots.console.chat import chat
+from core import commands, i18n
+from core.app import open_app
+from core.config import parse_config
+from fakes.gpts import FakeGpts
+
+SAMPLE_ARGUMENTS = {"prompt": "hello", "gpt": "g-AnnsGpt01"}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("language", ["en", "zh"])
+async def test_every_registry_command_works_in_the_terminal(
+    fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, language: str
+) -> None:
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8" if language == "zh" else "C")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    config = parse_config(
+        {
+            "gpts": {"base_url": fake_gpts.base_url, "default_gpt": "g-B3hgivKK9"},
+            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
+        },
+        {},
+    )
+    lines = []
+    for command in commands.REGISTRY:
+        args = " ".join(SAMPLE_ARGUMENTS[argument.name] for argument in command.arguments)
+        lines.append(f"/{command.name} {args}".strip())
+    stdout, stderr = io.StringIO(), io.StringIO()
+    async with open_app(config) as app:
+        code = await chat(
+            app.service,
+            gpt=None,
+            new=False,
+            stdin=io.StringIO("\n".join(lines) + "\n/nope\n"),
+            stdout=stdout,
+            stderr=stderr,
+        )
+    assert code == 0
+    said = stderr.getvalue()
+    listed = [line.split(" — ")[0] for line in said.splitlines() if line.startswith("/")]
+    assert listed == [command.usage(language) for command in commands.REGISTRY]  # type: ignore[arg-type]
+    for command in commands.REGISTRY:
+        assert f"{command.description(language)}" in said  # type: ignore[arg-type]
+    assert i18n.RESET_DONE(language) in said  # type: ignore[arg-type]
+    assert "g-AnnsGpt01" in said
+    assert i18n.UNKNOWN_COMMAND(language, name="nope") in said  # type: ignore[arg-type]
+    assert "Usage:" not in said and "用法：" not in said and "⛔" not in said
+    assert stdout.getvalue() == "echo: hello\n"  # /chat asked the GPT

@@ -22,7 +22,7 @@ from bots.telegram_adapter.rendering import (
 from bots.telegram_adapter.text import MAX_TEXT_UNITS, utf16_slice
 from core.config import parse_config
 from core.platform import utf16_units
-from core.splitting import split_message
+from core.splitting import open_fence, split_message
 from tests.rendering_corpus import CORPUS, Answer
 
 INDICATOR = parse_config({}, env={}).bot.streaming_indicator
@@ -174,6 +174,23 @@ def test_code_fence_cut_into_pages_stays_verbatim() -> None:
         (pre,) = [e for e in entities if e.type == MessageEntity.PRE]
         assert pre.language == "cpp"
         blocks.append(utf16_slice(text, pre.offset, pre.length))
+    assert len(blocks) >= 2
+    assert "\n".join(blocks) + "\n" == code
+
+
+@pytest.mark.parametrize("fence", ["```", "~~~", "````", "~~~~~"])
+def test_a_cut_fence_is_closed_with_its_own_marker(fence: str) -> None:
+    # A ``` line does not close a ~~~ or ```` fence: it would show inside the code.
+    code = "".join(f"line {i} < {fence} x\n" for i in range(400))
+    text = f"{fence}py\n{code}{fence}\n\nAfter <it>."
+    blocks = []
+    for page in pages(text):
+        assert open_fence(page) == ""
+        result = render_markdown(page)
+        assert result is not None
+        plain, entities = result
+        check_page(page, plain, entities, visible=True)
+        blocks += [utf16_slice(plain, e.offset, e.length) for e in entities if e.type == "pre"]
     assert len(blocks) >= 2
     assert "\n".join(blocks) + "\n" == code
 

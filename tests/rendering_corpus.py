@@ -231,6 +231,13 @@ CORPUS: tuple[Answer, ...] = (
         keep=("here (https://example.com/docs)", "there (tg://msg?text=hi)"),
     ),
     Answer(
+        "links_around_a_table",
+        "Before: [a](https://example.com/a)\n\n| x |\n|---|\n| [in](https://example.com/in) |\n\n"
+        "After: [b](https://example.com/b) and `code`.",
+        keep=("in (https://example.com/in)",),
+        links=frozenset({"https://example.com/a", "https://example.com/b"}),
+    ),
+    Answer(
         "reference_links",
         "[Read this][doc] and [that][evil].\n\n[doc]: https://example.com/doc\n"
         "[evil]: tg://msg?text=hi",

@@ -48,6 +48,9 @@ _UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 # (they mean nothing outside a link, and "\(" would look like LaTeX to the converter).
 _URL_PUNCTUATION = re.compile(r"([!-'*-/:-@\[-`{-~])")
 _PIPE_RUN = re.compile(rb"\|{2,}")
+# What every construct we escape or rewrite needs: HTML and autolinks "<", entities "&", math
+# "$", spoilers "||", links "](", "][" or a reference definition's "]:".
+_MAY_NEED_ESCAPING = re.compile(r"[<&$]|\|\||\][(\[:]")
 
 
 def is_safe_url(url: str) -> bool:
@@ -101,6 +104,8 @@ class _Edit:
 def literal_markdown(text: str) -> str:
     """`text` with raw HTML, entity references, `$` math and `||` spoilers escaped into literal
     text, and links that must not be clickable rewritten as `text (url)`."""
+    if not _MAY_NEED_ESCAPING.search(text):
+        return text  # nothing to escape or rewrite: skip the parse
     for _ in range(MAX_PASSES):
         source = text.encode("utf-8")
         edits = _edits(source, list(pyromark.events_with_range(text, options=PARSE_OPTIONS)))
@@ -116,17 +121,26 @@ def _edits(source: bytes, events: list[tuple[Any, Any]]) -> list[_Edit]:
     tables = 0
     code_blocks = 0
     for index, (event, span) in enumerate(events):
+        if not isinstance(event, dict):
+            continue  # "SoftBreak", "HardBreak", "Rule"
         start, end = span["start"], span["end"]
-        if event == "HardBreak" or event == "SoftBreak" or not isinstance(event, dict):
+        if "Text" in event:  # the most common event first
+            if not code_blocks:
+                edits += _text_edits(source, start, end, event["Text"])
             continue
         opened = event.get("Start")
         closed = event.get("End")
-        if isinstance(opened, dict) and "Table" in opened:
-            tables += 1
-        elif isinstance(closed, dict) and "Table" in closed:
+        if isinstance(opened, dict):
+            if "Table" in opened:
+                tables += 1
+            elif "CodeBlock" in opened:
+                code_blocks += 1
+            elif "Link" in opened or "Image" in opened:
+                link = opened["Link"] if "Link" in opened else opened["Image"]
+                if tables or not is_safe_url(link["dest_url"]):
+                    edits.append(_link_as_text(source, events, index, link))
+        elif closed == "Table":
             tables -= 1
-        elif isinstance(opened, dict) and "CodeBlock" in opened:
-            code_blocks += 1
         elif closed == "CodeBlock":
             code_blocks -= 1
         elif opened == "HtmlBlock" or "InlineHtml" in event:
@@ -137,19 +151,15 @@ def _edits(source: bytes, events: list[tuple[Any, Any]]) -> list[_Edit]:
             # A single `$` is a dollar sign in chat text ($HOME, $5 or $10); ChatGPT does not read
             # it as math either. `$$...$$` stays math.
             edits += (_Edit(start, start, b"\\"), _Edit(end - 1, end - 1, b"\\"))
-        elif "Text" in event and not code_blocks:
-            edits += _text_edits(source, start, end, event["Text"])
-        elif isinstance(opened, dict) and ("Link" in opened or "Image" in opened):
-            link = opened["Link"] if "Link" in opened else opened["Image"]
-            if tables or not is_safe_url(link["dest_url"]):
-                edits.append(_link_as_text(source, events, index, link))
     return edits
 
 
 def _text_edits(source: bytes, start: int, end: int, text: str) -> list[_Edit]:
     raw = source[start:end]
-    if raw.startswith(b"&") and raw.decode("utf-8") != text:
+    if raw[:1] == b"&" and raw.decode("utf-8") != text:
         return [_Edit(start, start, b"\\")]  # an entity reference such as &lt; stays as written
+    if b"||" not in raw:
+        return []
     # `||` would become a spoiler, losing the bars: escape each bar of a run.
     return [
         _Edit(at, at, b"\\")

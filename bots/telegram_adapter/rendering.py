@@ -38,7 +38,6 @@ PARSE_OPTIONS = (
     | pyromark.Options.ENABLE_TASKLISTS
     | pyromark.Options.ENABLE_MATH
 )
-SAFE_SCHEMES = frozenset({"http", "https", "mailto"})
 # Each pass makes at least one construct literal; real answers need two or three (an escaped HTML
 # block turns into a paragraph whose inline tags the next pass finds).
 MAX_PASSES = 50

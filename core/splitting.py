@@ -16,7 +16,6 @@ from dataclasses import dataclass
 Measure = Callable[[str], int]
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
-_CLOSE = "\n```"
 _BOUNDARIES = ("\n\n", "\n", " ")
 
 
@@ -27,7 +26,7 @@ class Page:
     start: int
     end: int
     prefix: str  # a reopened fence, e.g. "```python\n"
-    suffix: str  # "\n```" when this page closes a fence the cut left open
+    suffix: str  # "\n```" (the opener's marker) when this page closes a fence the cut left open
     reopen: str  # the fence line the next page must reopen, or ""
 
     def render(self, text: str) -> str:
@@ -49,6 +48,12 @@ def open_fence(text: str, opener: str = "") -> str:
 
 def _marker_length(fence_line: str) -> int:
     return len(fence_line) - len(fence_line.lstrip(fence_line[0]))
+
+
+def _closer(fence_line: str) -> str:
+    """What closes the fence `fence_line` opened: its marker (``` or ~~~, as long), on a new line.
+    A shorter or different marker would not close it and would show inside the code."""
+    return "\n" + fence_line[: _marker_length(fence_line)] if fence_line else ""
 
 
 def _fitting_length(text: str, budget: int, measure: Measure) -> int:
@@ -92,10 +97,16 @@ def split_pages(
     while True:
         prefix = reopen + "\n" if reopen else ""
         budget = limit - measure(prefix)
-        end, still_open = _page_end(text, start, budget, reopen, measure)
-        if still_open:  # make room to close the fence the cut leaves open
-            end, still_open = _page_end(text, start, budget - measure(_CLOSE), reopen, measure)
-        suffix = ("" if text[start:end].endswith("\n") else "\n") + "```" if still_open else ""
+        room = 0  # for closing the fence the cut leaves open; a shorter page may leave another
+        while True:
+            end, still_open = _page_end(text, start, budget - room, reopen, measure)
+            needed = measure(_closer(still_open))
+            if needed <= room:
+                break
+            room = needed
+        suffix = _closer(still_open)
+        if text[start:end].endswith("\n"):
+            suffix = suffix.removeprefix("\n")
         pages.append(Page(start, end, prefix, suffix, still_open))
         if end == len(text):
             return pages

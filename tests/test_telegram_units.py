@@ -8,13 +8,13 @@ import pytest
 from telegram import MessageEntity, User
 
 from bots.telegram_adapter import text as say
+from bots.telegram_adapter.rendering import render_markdown
 from bots.telegram_adapter.text import (
     MAX_TEXT_UNITS,
     Command,
     bot_mentions,
     has_chinese,
     parse_command,
-    render_markdown,
     utf16_slice,
     without_spans,
 )

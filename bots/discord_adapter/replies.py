@@ -1,8 +1,9 @@
 """Where Discord answers are written: core `ReplyChannel`s over discord.py.
 
 The core's `StreamingReply` decides when to send and edit and where to split; these classes only
-perform the calls, with `allowed_mentions` that ping no one, and translate what Discord answered
-into `MessageGone` / `PlatformRateLimited`.
+perform the calls, with `allowed_mentions` that ping no one and masked links to anything but
+http(s)/mailto escaped (`links`; `measure` leaves room for the escapes), and translate what
+Discord answered into `MessageGone` / `PlatformRateLimited`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TypeVar
 
 import discord
 
+from bots.discord_adapter.links import shown_chars_bound, without_unsafe_links
 from bots.discord_adapter.text import MAX_MESSAGE_CHARS
 from core.platform import Clock, MessageGone, MessageRef, PlatformRateLimited, code_points
 
@@ -65,9 +67,10 @@ class ChannelReplies:
         self._reply_to = reply_to
 
     def measure(self, text: str) -> int:
-        return code_points(text)
+        return shown_chars_bound(text)
 
     async def send(self, text: str, *, final: bool) -> MessageRef:
+        text = without_unsafe_links(text)
         reference = None
         if self._reply_to is not None:
             # Only the first message replies; without fail_if_not_exists a deleted question
@@ -81,7 +84,8 @@ class ChannelReplies:
 
     async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
         partial = self._channel.get_partial_message(int(ref.message_id))
-        await translated(partial.edit(content=text, allowed_mentions=NO_PINGS), editing=True)
+        content = without_unsafe_links(text)
+        await translated(partial.edit(content=content, allowed_mentions=NO_PINGS), editing=True)
 
 
 class InteractionReplies:
@@ -109,7 +113,7 @@ class InteractionReplies:
         self.max_chars = MAX_MESSAGE_CHARS - code_points(header)
 
     def measure(self, text: str) -> int:
-        return code_points(text)
+        return shown_chars_bound(text)
 
     @property
     def token_alive(self) -> bool:
@@ -123,6 +127,7 @@ class InteractionReplies:
         return False
 
     async def send(self, text: str, *, final: bool) -> MessageRef:
+        text = without_unsafe_links(text)
         if self._original is None:
             content = self._header + text
             if self.token_alive:
@@ -157,6 +162,7 @@ class InteractionReplies:
 
     async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
         is_original = ref.message_id == self._original
+        text = without_unsafe_links(text)
         content = self._header + text if is_original else text
         if self.token_alive:
             try:

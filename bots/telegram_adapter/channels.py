@@ -19,7 +19,8 @@ from telegram import Message, MessageEntity, ReplyParameters
 from telegram.error import BadRequest, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
 
-from bots.telegram_adapter.text import MAX_TEXT_UNITS, render_markdown
+from bots.telegram_adapter.rendering import render_markdown
+from bots.telegram_adapter.text import MAX_TEXT_UNITS
 from core.pacing import RateBudget
 from core.platform import MessageGone, MessageRef, PlatformRateLimited, utf16_units
 

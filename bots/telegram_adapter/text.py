@@ -1,21 +1,16 @@
-"""Reading what users write (commands, mentions in UTF-16 offsets), rendering answers, and the one
-sentence only Telegram says (the others are the core's, in `core.i18n`)."""
+"""Reading what users write (commands, mentions in UTF-16 offsets) and the one sentence only
+Telegram says (the others are the core's, in `core.i18n`). Answers are rendered in `rendering`."""
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import telegramify_markdown
 from telegram import MessageEntity
 from telegram.constants import MessageEntityType, MessageLimit
 
 from core.i18n import Text
-from core.platform import utf16_units
-
-logger = logging.getLogger(__name__)
 
 MAX_TEXT_UNITS = MessageLimit.MAX_TEXT_LENGTH
 
@@ -90,18 +85,6 @@ def has_chinese(text: str) -> bool:
     """Whether `text` contains Chinese characters: the only hint at the language a message wants
     when it carries no person's locale (posted by an anonymous admin or a channel)."""
     return _HAN.search(text) is not None
-
-
-def render_markdown(text: str) -> tuple[str, list[MessageEntity]] | None:
-    """The GPT's Markdown as Telegram text + entities, or None when plain text must do."""
-    try:
-        plain, entities = telegramify_markdown.convert(text)
-    except Exception:
-        logger.warning("rendering Markdown failed; sending plain text", exc_info=True)
-        return None
-    if not plain.strip() or utf16_units(plain) > MAX_TEXT_UNITS:
-        return None
-    return plain, [MessageEntity.de_json(entity.to_dict()) for entity in entities]
 
 
 # --- what the adapter says ----------------------------------------------------------------------

@@ -11,7 +11,7 @@
         ├── GptNotFound          404 or model_not_found: the bound GPT does not exist there
         ├── RateLimited          429 after retries (retry_after in seconds, when the endpoint said)
         ├── UpstreamTimeout      connect, first chunk, idle or total timeout (phase names which)
-        └── StreamInterrupted    the stream broke after text had arrived
+        └── StreamInterrupted    the stream broke (or ended unfinished) after text had arrived
 
 Third-party exceptions are translated at the boundary with ``raise ... from exc``. No message built
 here ever contains a secret: callers pass only what the endpoint said, already shortened.

@@ -76,6 +76,9 @@ class Reply:
     error_after: int | None = None  # send an {"error": ...} object after N text pieces
     error: dict[str, Any] | str = field(default_factory=lambda: dict(SERVER_ERROR))
     malformed_after: int | None = None  # send a data line that is not JSON after N pieces
+    # End the body cleanly after N text pieces, without finish_reason or [DONE], and close the
+    # connection: a relay whose own upstream went away.
+    close_after: int | None = None
 
 
 @dataclass
@@ -318,6 +321,10 @@ class FakeGpts:
             if script.error_after == sent:
                 await response.write(_event({"error": script.error}))
                 await response.write(_event("[DONE]"))
+                await response.write_eof()
+                return response
+            if script.close_after == sent:
+                response.force_close()
                 await response.write_eof()
                 return response
             if script.malformed_after == sent:

@@ -154,6 +154,22 @@ async def test_a_stream_dropped_mid_answer_keeps_what_arrived(bot: Bot) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_stream_ending_without_finish_or_done_is_stored_as_cut(bot: Bot) -> None:
+    # A clean end of the body and a closed connection, but neither end marker: a cut answer.
+    bot.fake.enqueue(Reply("The first half and the second half", chunk_chars=4, close_after=3))
+    channel = await bot.say("tell me", scope=GROUP)
+    assert channel.visible() == [
+        "The first ha\n\n⚠️ The answer was cut off by the GPTs endpoint. Try again."
+    ]
+    assert (await stored(bot.app, GROUP))[-1] == ("assistant", "The first ha", "partial")
+    assert len(bot.fake.requests) == 1
+    # [DONE] without a finish_reason still ends a complete answer.
+    bot.fake.enqueue(Reply("All of it.", finish_reason=None))
+    assert (await bot.say("again", scope=GROUP)).visible() == ["All of it."]
+    assert (await stored(bot.app, GROUP))[-1] == ("assistant", "All of it.", "complete")
+
+
+@pytest.mark.asyncio
 async def test_reset_empties_the_history_sent_upstream(bot: Bot) -> None:
     await bot.say("remember 42")
     await bot.app.service.reset(DM)

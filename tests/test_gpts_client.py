@@ -329,15 +329,36 @@ async def test_error_object_before_text_is_retried_then_mapped(fake_gpts: FakeGp
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("finish_reason", ["stop", None])
-async def test_stream_without_done_keeps_the_answer(
-    fake_gpts: FakeGpts, finish_reason: str | None
+@pytest.mark.parametrize(
+    ("finish_reason", "done"), [("stop", False), (None, True)], ids=["no-done", "no-finish"]
+)
+async def test_a_stream_with_either_end_marker_is_complete(
+    fake_gpts: FakeGpts, finish_reason: str | None, done: bool
 ) -> None:
-    fake_gpts.enqueue(Reply("complete", done=False, finish_reason=finish_reason))
+    # Relays send [DONE] without a finish_reason, or a finish_reason and then just close.
+    fake_gpts.enqueue(Reply("complete", done=done, finish_reason=finish_reason))
     deltas = await collect(fake_gpts)
     assert text_of(deltas) == "complete"
     finish_reasons = [d.finish_reason for d in deltas if d.finish_reason]
     assert finish_reasons == ([finish_reason] if finish_reason else [])
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply("The first half and the second half", chunk_chars=4, close_after=3),
+        Reply("The first ha", chunk_chars=4, finish_reason=None, done=False),
+    ],
+    ids=["connection-closed", "body-ended"],
+)
+async def test_a_stream_ending_with_neither_marker_is_cut(
+    fake_gpts: FakeGpts, reply: Reply
+) -> None:
+    error, kept = await fail_after_text(fake_gpts, reply, StreamInterrupted)
+    assert kept == "The first ha"
+    assert "cut" in error.message
+    assert error.__cause__ is None  # a clean end of the body, not a broken connection
 
 
 @pytest.mark.asyncio

@@ -2,7 +2,8 @@
 
 Failures raise the typed errors of `core.errors`. Retries (connection errors, 408, 429, 5xx, a
 first-chunk timeout) happen only before any text has been yielded: once text may have reached a
-user, a broken stream raises `StreamInterrupted` (or `UpstreamTimeout` with phase "idle"/"total").
+user, a broken stream raises `StreamInterrupted` (or `UpstreamTimeout` with phase "idle"/"total"),
+and so does one that ends with neither `finish_reason` nor `[DONE]` (a cut answer).
 Each read of a stream is timed by one `_Watchdog` rather than an `asyncio.timeout` per chunk.
 """
 
@@ -383,8 +384,10 @@ class GptsClient:
         if not parser.valid_chunks:
             raise UpstreamError("the GPTs endpoint sent no readable answer", status=200)
         if parser.done or finished:
-            return
+            return  # relays send either marker without the other: each one ends an answer
         if has_text:
-            logger.info("GPTs stream ended without [DONE] or finish_reason; keeping the answer")
-            return
+            # Neither marker: the relay closed mid-answer. What arrived is kept, marked as cut.
+            raise StreamInterrupted(
+                "the GPTs stream ended without finish_reason or [DONE]: the answer was cut"
+            )
         raise UpstreamError("the GPTs stream ended before the answer started")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from core.errors import (
     UpstreamTimeout,
 )
 from core.gpts import ChatMessage, Delta, GptsClient, Usage
+from core.gpts.error_mapping import RETRY_JITTER
 from tests.fake_gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"
@@ -188,14 +190,24 @@ async def test_model_not_found_is_gpt_not_found(
     assert len(fake_gpts.requests) == 1
 
 
+class HighestDraw(random.Random):
+    """A random source whose every draw is the top of its range: the longest jitter."""
+
+    def random(self) -> float:
+        return 0.999
+
+
 @pytest.mark.asyncio
-async def test_429_waits_retry_after_then_succeeds(fake_gpts: FakeGpts) -> None:
+async def test_429_waits_retry_after_plus_jitter_then_succeeds(fake_gpts: FakeGpts) -> None:
     fake_gpts.enqueue(
-        Fail(429, {"error": "slow down"}, headers={"Retry-After": "0.3"}), Reply("ok")
+        Fail(429, {"error": "slow down"}, headers={"Retry-After": "0.2"}), Reply("ok")
     )
-    assert text_of(await collect(fake_gpts)) == "ok"
+    async with GptsClient(make_config(fake_gpts), rng=HighestDraw()) as client:
+        deltas = [delta async for delta in client.stream_chat(MODEL, HISTORY)]
+    assert text_of(deltas) == "ok"
     first, second = fake_gpts.requests
-    assert second.time - first.time >= 0.3
+    # The injected source drew the jitter: the wait is Retry-After stretched by almost all of it.
+    assert second.time - first.time >= 0.2 * (1 + RETRY_JITTER * 0.999)
 
 
 @pytest.mark.asyncio

@@ -20,20 +20,19 @@ from typing import Any
 import aiohttp
 
 from core.config import GptsConfig
-from core.errors import RateLimited, StreamInterrupted, UpstreamError, UpstreamTimeout
+from core.errors import StreamInterrupted, UpstreamError, UpstreamTimeout
 from core.gpts.error_mapping import (
     error_from_body,
     is_retryable,
     parse_retry_after,
     redact_and_shorten,
+    retry_delay,
 )
 from core.gpts.sse import StreamParser, delta_from_completion
 from core.gpts.wire import ChatMessage, Delta
 
 logger = logging.getLogger(__name__)
 
-# Backoff delays are stretched by up to this fraction so parallel retries spread out.
-RETRY_JITTER = 0.25
 CHECK_PROMPT = "ping"
 CHECK_MAX_TOKENS = 1
 
@@ -121,8 +120,16 @@ def _merge(deltas: Iterable[Delta]) -> Delta:
 class GptsClient:
     """Chat completions from the GPTs endpoint over one shared aiohttp session."""
 
-    def __init__(self, config: GptsConfig, *, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        config: GptsConfig,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`rng` draws the jitter of retry waits; tests pass a seeded one."""
         self._config = config
+        self._rng = rng or random.Random()
         self._session = session
         self._owns_session = session is None
         self._url = config.base_url.rstrip("/") + "/chat/completions"
@@ -207,7 +214,7 @@ class GptsClient:
             except UpstreamError as exc:
                 if progress.text_yielded or attempt + 1 >= attempts or not is_retryable(exc):
                     raise
-                delay = self._retry_delay(exc, attempt)
+                delay = retry_delay(exc, attempt, self._config.retry_backoff_s, self._rng)
                 if loop.time() + delay >= total_deadline:
                     raise
                 logger.warning(
@@ -225,12 +232,6 @@ class GptsClient:
                     "GPTs answer from %s done in %.1f s (attempt %d)", model, elapsed, attempt + 1
                 )
                 return
-
-    def _retry_delay(self, exc: UpstreamError, attempt: int) -> float:
-        delay = self._config.retry_backoff_s * 2.0**attempt * (1 + random.random() * RETRY_JITTER)
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
-        return delay
 
     def _deadline(
         self, phase: str, seconds: float, total_deadline: float

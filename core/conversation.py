@@ -4,8 +4,9 @@
     → stream upstream into the reply → finish the reply (with a short error line on failure)
     → store the answer with its status
 
-Turns in one scope run in order; different scopes run in parallel. Nothing a user wrote is lost:
-their message is stored before upstream is called, whatever happens next.
+Turns in one scope run in order; different scopes run in parallel. A turn holds its scope for at
+most `gpts.turn_timeout_s`. Nothing a user wrote is lost: their message is stored before upstream
+is called, whatever happens next.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -26,6 +27,7 @@ from core.errors import (
     GptsBotError,
     MessageTooLong,
     NoGptBound,
+    TurnTimedOut,
     UpstreamError,
     user_message,
 )
@@ -123,6 +125,8 @@ class ConversationService:
     async def _answer_locked(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
         gpts = self.config.gpts
         scope, author = turn.scope, turn.author
+        # The turn's whole life in the scope (retries included) ends by this time.
+        deadline = asyncio.get_running_loop().time() + gpts.turn_timeout_s
         # One transaction: the conversation, its history window, the GPT bound here (or on the
         # parent chat), the user's message stored.
         start = await self.repo.start_turn(
@@ -142,11 +146,21 @@ class ConversationService:
                 raise NoGptBound()
             progress.model = binding.model
             messages = self._upstream_messages(start.history, turn)
-            async for delta in self.client.stream_chat(binding.model, messages):
-                if delta.text:
-                    progress.first_text_at = progress.first_text_at or time.monotonic()
-                    reply.append(delta.text)
-                progress.usage = delta.usage or progress.usage
+            timeout = asyncio.timeout_at(deadline)
+            try:
+                async with (
+                    timeout,
+                    aclosing(self.client.stream_chat(binding.model, messages)) as deltas,
+                ):
+                    async for delta in deltas:
+                        if delta.text:
+                            progress.first_text_at = progress.first_text_at or time.monotonic()
+                            reply.append(delta.text)
+                        progress.usage = delta.usage or progress.usage
+            except TimeoutError as exc:
+                if not timeout.expired():
+                    raise
+                raise TurnTimedOut(gpts.turn_timeout_s) from exc
         except GptsBotError as exc:
             progress.error = exc
             level = logging.WARNING if isinstance(exc, UpstreamError) else logging.INFO

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,11 @@ import pytest_asyncio
 
 from core.app import App, open_app
 from core.config import parse_config
+from core.conversation import AnswerOutcome
 from core.errors import BadGptName
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
-from tests.fake_gpts import Fail, FakeGpts, Gate, Reply
+from tests.fake_gpts import Fail, FakeGpts, Gate, Hang, Reply
 from tests.fakes import FakeClock, RecordingChannel
 
 ALICE = Author("1", "Alice")
@@ -240,6 +241,67 @@ async def test_turns_in_one_scope_run_in_order_and_other_scopes_in_parallel(bot:
         {"role": "assistant", "content": "done"},
         {"role": "user", "content": "second"},
     ]
+
+
+async def until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
+    """Poll what a fake channel shows (it has no event to wait on) until `condition` holds."""
+    async with asyncio.timeout(within_s):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+def start_turn(
+    bot: Bot, text: str, scope: Scope = DM, indicator: str = ""
+) -> tuple[RecordingChannel, asyncio.Task[AnswerOutcome]]:
+    channel = RecordingChannel(FakeClock())
+    reply = StreamingReply(channel, edit_interval_s=0, indicator=indicator)
+    turn = Turn(scope, ALICE, text, is_private=scope == DM)
+    return channel, asyncio.create_task(bot.app.service.answer(turn, reply))
+
+
+@pytest.mark.asyncio
+async def test_a_hung_turn_is_capped_and_shows_what_arrived(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    config = make_config(fake_gpts, tmp_path / "t.db", turn_timeout_s=0.5, idle_timeout_s=30.0)
+    async with open_app(config) as app:
+        bot = Bot(app, fake_gpts)
+        gate = Gate()
+        fake_gpts.enqueue(gate)
+        channel, task = start_turn(bot, "tell me everything")
+        await fake_gpts.wait_requests(1)
+        gate.send("The start")
+        outcome = await asyncio.wait_for(task, 5)
+        assert outcome.status == "partial"
+        assert channel.visible() == [
+            "The start\n\n⚠️ The answer took longer than 0.5 s and was stopped. Try again."
+        ]
+        assert (await stored(app, DM))[-1] == ("assistant", "The start", "partial")
+        # The scope is free again: the next turn is answered.
+        assert (await bot.say("still there?")).visible() == ["echo: still there?"]
+
+
+@pytest.mark.asyncio
+async def test_the_turn_cap_includes_retries(fake_gpts: FakeGpts, tmp_path: Path) -> None:
+    config = make_config(
+        fake_gpts,
+        tmp_path / "r.db",
+        turn_timeout_s=0.6,
+        first_chunk_timeout_s=0.25,
+        max_retries=10,
+    )
+    async with open_app(config) as app:
+        fake_gpts.enqueue(*[Hang()] * 10)
+        channel = RecordingChannel(FakeClock())
+        turn = Turn(DM, ALICE, "你好", is_private=True, language="zh")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = await app.service.answer(turn, StreamingReply(channel, edit_interval_s=0))
+        assert loop.time() - started < 2.0
+        assert outcome.status == "error"
+        assert 2 <= len(fake_gpts.requests) <= 3  # retried, but not ten times
+        assert channel.visible() == ["⚠️ 回答超过 0.6 秒，已停止，请重试。"]
+        assert (await stored(app, DM))[-1] == ("assistant", "", "error")
 
 
 @pytest.mark.asyncio

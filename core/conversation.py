@@ -4,9 +4,9 @@
     → stream upstream into the reply → finish the reply (with a short error line on failure)
     → store the answer with its status
 
-Turns in one scope run in order; different scopes run in parallel. A turn holds its scope for at
-most `gpts.turn_timeout_s`. Nothing a user wrote is lost: their message is stored before upstream
-is called, whatever happens next.
+Turns in one scope run in order (a queued one shows a waiting line); different scopes run in
+parallel. A turn holds its scope for at most `gpts.turn_timeout_s`. Nothing a user wrote is lost:
+their message is stored before upstream is called, whatever happens next.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,9 +91,14 @@ class _ScopeLocks:
         self._locks: dict[Scope, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
-    async def hold(self, scope: Scope) -> AsyncIterator[None]:
+    async def hold(
+        self, scope: Scope, on_wait: Callable[[], None] | None = None
+    ) -> AsyncIterator[None]:
+        """Hold the scope's lock; `on_wait` is called first if another turn holds or awaits it."""
         lock, users = self._locks.get(scope, (asyncio.Lock(), 0))
         self._locks[scope] = (lock, users + 1)
+        if users and on_wait is not None:
+            on_wait()
         try:
             async with lock:
                 yield
@@ -118,9 +123,23 @@ class ConversationService:
         self.reraise_unexpected = False
 
     async def answer(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
-        """Answer one user message into `reply`. Never raises for upstream or binding errors."""
-        async with self._locks.hold(turn.scope):
-            return await self._answer_locked(turn, reply)
+        """Answer one user message into `reply`. Never raises for upstream or binding errors.
+
+        While an earlier turn in the scope is still answering, `reply` shows a waiting line.
+        """
+        waiting = i18n.WAITING(turn.language)
+        started = False
+        try:
+            async with self._locks.hold(turn.scope, lambda: reply.show_waiting(waiting)):
+                started = True
+                reply.end_waiting()
+                return await self._answer_locked(turn, reply)
+        except asyncio.CancelledError as exc:
+            if not started and reply.is_waiting:
+                # Shutting down while queued: the waiting line must not stay as if still true.
+                async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                    await reply.finish(user_message(exc, turn.language))
+            raise
 
     async def _answer_locked(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
         gpts = self.config.gpts

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from core import commands
 from core.app import App, open_app
 from core.config import parse_config
 from core.conversation import AnswerOutcome
@@ -257,6 +258,78 @@ def start_turn(
     reply = StreamingReply(channel, edit_interval_s=0, indicator=indicator)
     turn = Turn(scope, ALICE, text, is_private=scope == DM)
     return channel, asyncio.create_task(bot.app.service.answer(turn, reply))
+
+
+WAITING = "⏳ Waiting for the answer above…"
+
+
+@pytest.mark.asyncio
+async def test_a_queued_turn_shows_it_is_waiting_until_its_turn_starts(bot: Bot) -> None:
+    first, second = Gate(), Gate()
+    bot.fake.enqueue(first, second)
+    one, one_task = start_turn(bot, "first")
+    await bot.fake.wait_requests(1)
+    first.send("Working on it")
+    await until(lambda: one.visible() == ["Working on it"])
+    two, two_task = start_turn(bot, "second", indicator=" ▌")
+    await until(lambda: two.visible() == [WAITING])
+    assert len(bot.fake.requests) == 1  # it waits for the scope, not for the GPT
+    first.finish()
+    await one_task
+    # Its turn started: the waiting line gives way to the streaming indicator, then the answer.
+    await until(lambda: two.visible() == ["▌"])
+    await bot.fake.wait_requests(2)
+    second.send("Second answer")
+    await until(lambda: two.visible() == ["Second answer ▌"])
+    second.finish()
+    assert (await two_task).status == "complete"
+    assert two.visible() == ["Second answer"]
+    assert [call.kind for call in two.calls] == ["send", "edit", "edit", "edit"]
+    # The first turn never waited: not one call more than its answer needed.
+    assert all("⏳" not in call.text for call in one.calls)
+
+
+@pytest.mark.asyncio
+async def test_a_turn_without_a_wait_makes_no_waiting_call(bot: Bot) -> None:
+    bot.fake.enqueue(Reply("Hi!", chunk_chars=10))
+    channel = await bot.say("hello")
+    assert [(call.kind, call.text, call.final) for call in channel.calls] == [("send", "Hi!", True)]
+
+
+@pytest.mark.asyncio
+async def test_reading_commands_answer_at_once_while_a_turn_streams(bot: Bot) -> None:
+    gate = Gate()
+    bot.fake.enqueue(gate)
+    _, task = start_turn(bot, "long one", scope=GROUP)
+    await bot.fake.wait_requests(1)
+    runner = commands.Commands(bot.app.service)
+    context = commands.Context(GROUP, BOB, False, "en", group_id="guild", bot_mention="@bot")
+    for name in ("help", "gpt info"):
+        command = commands.find(name)
+        assert command is not None
+        reply = await asyncio.wait_for(runner.run(context, command), 1.0)
+        assert isinstance(reply, commands.Reply) and GPT in reply.text
+    assert not task.done()
+    gate.finish()
+    await task
+
+
+@pytest.mark.asyncio
+async def test_shutdown_while_queued_replaces_the_waiting_line(bot: Bot) -> None:
+    gate = Gate()
+    bot.fake.enqueue(gate)
+    _, first = start_turn(bot, "first")
+    await bot.fake.wait_requests(1)
+    queued, second = start_turn(bot, "second")
+    await until(lambda: queued.visible() == [WAITING])
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert queued.visible() == [
+        "⚠️ The bot is restarting; this answer stopped here. Ask again in a moment."
+    ]
+    gate.finish()
+    await first
 
 
 @pytest.mark.asyncio

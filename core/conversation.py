@@ -127,15 +127,21 @@ class ConversationService:
 
         While an earlier turn in the scope is still answering, `reply` shows a waiting line.
         """
-        waiting = i18n.WAITING(turn.language)
-        started = False
+        waited = started = False
+
+        def show_waiting() -> None:
+            nonlocal waited
+            waited = True
+            reply.show_waiting(i18n.WAITING(turn.language))
+
         try:
-            async with self._locks.hold(turn.scope, lambda: reply.show_waiting(waiting)):
+            async with self._locks.hold(turn.scope, show_waiting):
                 started = True
-                reply.end_waiting()
+                if waited:
+                    reply.end_waiting()
                 return await self._answer_locked(turn, reply)
         except asyncio.CancelledError as exc:
-            if not started and reply.is_waiting:
+            if waited and not started:
                 # Shutting down while queued: the waiting line must not stay as if still true.
                 async with asyncio.timeout(SHUTDOWN_GRACE_S):
                     await reply.finish(user_message(exc, turn.language))

@@ -8,7 +8,8 @@
     ├── MessageTooLong           more than the GPT may be sent at once (`length`, `limit`)
     └── UpstreamError            the GPTs endpoint failed (with its HTTP status, if any)
         ├── AuthError            401/403: the endpoint refused the key
-        ├── GptNotFound          404 or model_not_found: the bound GPT does not exist there
+        ├── EndpointNotFound     404 with no API error, or an HTML page: gpts.base_url is wrong
+        ├── GptNotFound          404 API error or model_not_found: the GPT does not exist there
         ├── RateLimited          429 after retries (retry_after in seconds, when the endpoint said)
         ├── UpstreamTimeout      connect, first chunk, idle or total timeout (phase names which)
         │   └── TurnTimedOut     the whole turn, retries included, outlasted gpts.turn_timeout_s
@@ -77,6 +78,10 @@ class UpstreamError(GptsBotError):
 
 
 class AuthError(UpstreamError):
+    pass
+
+
+class EndpointNotFound(UpstreamError):
     pass
 
 

@@ -15,6 +15,7 @@ import pytest
 from core.config import GptsConfig
 from core.errors import (
     AuthError,
+    EndpointNotFound,
     GptNotFound,
     RateLimited,
     StreamInterrupted,
@@ -23,7 +24,7 @@ from core.errors import (
 )
 from core.gpts import ChatMessage, Delta, GptsClient, Usage
 from core.gpts.error_mapping import RETRY_JITTER
-from tests.fake_gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
+from tests.fake_gpts import CLOUDFLARE_524, NGINX_404, Fail, FakeGpts, Gate, Hang, RawSse, Reply
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"
 MODEL = "gpt-4-gizmo-g-B3hgivKK9"
@@ -195,6 +196,34 @@ class HighestDraw(random.Random):
 
     def random(self) -> float:
         return 0.999
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("body", [NGINX_404, ""], ids=["html", "empty"])
+async def test_a_404_page_on_the_path_is_a_wrong_url_not_a_missing_gpt(
+    fake_gpts: FakeGpts, body: str
+) -> None:
+    fake_gpts.not_found_body = body
+    wrong = fake_gpts.base_url.removesuffix("/v1")
+    with pytest.raises(EndpointNotFound, match=r"HTTP 404.*is gpts.base_url right\?"):
+        await collect(fake_gpts, base_url=wrong)
+    assert [r.path for r in fake_gpts.requests] == ["/chat/completions"]  # not retried
+
+
+@pytest.mark.asyncio
+async def test_list_models_reads_the_openai_model_list(fake_gpts: FakeGpts) -> None:
+    async with GptsClient(make_config(fake_gpts)) as client:
+        assert await client.list_models() == ["gpt-4o-mini", "gpt-4-gizmo-g-B3hgivKK9"]
+        fake_gpts.enqueue(Fail(401, {"error": {"message": f"bad key {API_KEY}"}}))
+        with pytest.raises(AuthError) as refused:
+            await client.list_models()
+        assert_no_key(refused.value)
+        fake_gpts.serve_models = False
+        with pytest.raises(EndpointNotFound):
+            await client.list_models()
+    request = fake_gpts.requests[0]
+    assert (request.method, request.path) == ("GET", "/v1/models")
+    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
 
 
 @pytest.mark.asyncio

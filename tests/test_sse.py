@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import AuthError, GptNotFound, RateLimited, UpstreamError, UpstreamTimeout
+from core.errors import (
+    AuthError,
+    EndpointNotFound,
+    GptNotFound,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from core.gpts import (
     Delta,
     SseDecoder,
@@ -171,7 +178,19 @@ def test_delta_from_completion() -> None:
             "bad key",
         ),
         (403, {"error": "forbidden"}, AuthError, "forbidden"),
-        (404, {"detail": "Not Found"}, GptNotFound, "Not Found"),
+        (404, {"error": {"message": "no GPT g-x"}}, GptNotFound, "no GPT g-x"),
+        # A 404 that is not the API's own error: the URL is wrong, not the GPT.
+        (404, {"detail": "Not Found"}, EndpointNotFound, "Not Found (is gpts.base_url right?)"),
+        (404, "404 page not found", EndpointNotFound, None),
+        (404, "", EndpointNotFound, "HTTP 404 (is gpts.base_url right?)"),
+        (404, "<html><title>404 Not Found</title></html>", EndpointNotFound, None),
+        (
+            404,
+            {"error": {"message": "Invalid URL (POST /chat/completions)", "type": "invalid"}},
+            EndpointNotFound,
+            None,
+        ),
+        (404, {"error": {"message": "gone", "code": "model_not_found"}}, GptNotFound, "gone"),
         (400, {"error": {"message": "nope", "code": "model_not_found"}}, GptNotFound, "nope"),
         (503, {"error": {"message": "no channel", "type": "model_not_found"}}, GptNotFound, None),
         (429, {"detail": {"message": "slow down"}}, RateLimited, "slow down"),

@@ -17,6 +17,7 @@ from typing import Any
 
 from core.errors import (
     AuthError,
+    EndpointNotFound,
     GptNotFound,
     RateLimited,
     StreamInterrupted,
@@ -32,6 +33,10 @@ MAX_RETRY_AFTER_S = 30.0
 # refused together (one 429 for fifty turns) do not all come back together either.
 RETRY_JITTER = 0.5
 MODEL_NOT_FOUND = "model_not_found"
+BASE_URL_HINT = "is gpts.base_url right?"
+# What servers say for a path they do not serve: Starlette/FastAPI and aiohttp ("Not Found"),
+# Gin ("404 page not found"), nginx ("404 Not Found"), OpenAI ("Invalid URL (POST /v1/x)").
+_NO_SUCH_PATH = re.compile(r"(?:404:? )?(?:page )?not found|invalid url\b.*")
 
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 # Key-shaped words an endpoint might echo back ("invalid token sk-..."): never pass them on.
@@ -105,8 +110,14 @@ def error_from_body(
     message = redact_and_shorten(message, secret)
     if status in (401, 403):
         return AuthError(message, status=status)
-    if status == 404 or any(MODEL_NOT_FOUND in code for code in codes):
+    if any(MODEL_NOT_FOUND in code for code in codes):
         return GptNotFound(message, status=status)
+    if status == 404:
+        # An API that does not know the model answers with its own error; a wrong base URL
+        # gets the web server's page, nothing, or the framework's plain "Not Found".
+        if isinstance(parsed, Mapping) and not _NO_SUCH_PATH.fullmatch(message.strip().lower()):
+            return GptNotFound(message, status=status)
+        return EndpointNotFound(f"{message} ({BASE_URL_HINT})", status=status)
     if status == 429:
         return RateLimited(message, status=status, retry_after=retry_after)
     return UpstreamError(message, status=status)

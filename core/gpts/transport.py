@@ -20,8 +20,9 @@ from typing import Any
 import aiohttp
 
 from core.config import GptsConfig
-from core.errors import StreamInterrupted, UpstreamError, UpstreamTimeout
+from core.errors import EndpointNotFound, StreamInterrupted, UpstreamError, UpstreamTimeout
 from core.gpts.error_mapping import (
+    BASE_URL_HINT,
     error_from_body,
     is_retryable,
     parse_retry_after,
@@ -197,6 +198,44 @@ class GptsClient:
                 if delta.text or delta.finish_reason:
                     break
 
+    async def list_models(self) -> list[str]:
+        """The model ids `GET {base_url}/models` lists for the key (one attempt, no retry).
+
+        Raises AuthError for a refused key and EndpointNotFound when the path is not there or
+        answers with something other than a model list; other failures as `stream_chat`.
+        """
+        url = self._config.base_url.rstrip("/") + "/models"
+        seconds = self._config.first_chunk_timeout_s
+        try:
+            async with asyncio.timeout(seconds):
+                response = await self._get_session().get(
+                    url, headers=self._headers(False), timeout=self._http_timeout
+                )
+                async with response:
+                    body = await response.read()
+        except aiohttp.ServerTimeoutError as exc:
+            raise UpstreamTimeout("connect", self._config.connect_timeout_s) from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeout("answer", seconds) from exc
+        except aiohttp.ClientError as exc:
+            reason = redact_and_shorten(str(exc)) or type(exc).__name__
+            raise UpstreamError(f"cannot reach the GPTs endpoint: {reason}") from exc
+        secret = self._config.api_key
+        if response.status != 200:
+            error = error_from_body(response.status, body, secret=secret)
+            if response.status == 404 and not isinstance(error, EndpointNotFound):
+                error = EndpointNotFound(f"{error.message} ({BASE_URL_HINT})", status=404)
+            raise error
+        try:
+            listing = json.loads(body)
+        except ValueError:
+            listing = None
+        data = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(data, list):
+            kind = "an HTML page" if response.content_type == "text/html" else "no model list"
+            raise EndpointNotFound(f"HTTP 200 with {kind} ({BASE_URL_HINT})", status=200)
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
     async def _request(self, payload: dict[str, Any]) -> AsyncGenerator[Delta, None]:
         """Attempts with backoff until one succeeds, fails for good, or text has been yielded."""
         loop = asyncio.get_running_loop()
@@ -314,9 +353,13 @@ class GptsClient:
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
-            kind = "an HTML page" if content_type == "text/html" else "not a chat completion"
+            if content_type == "text/html":
+                raise EndpointNotFound(
+                    f"the GPTs endpoint answered with an HTML page ({BASE_URL_HINT})", status=200
+                )
             raise UpstreamError(
-                f"the GPTs endpoint answered with {kind} (is gpts.base_url right?)", status=200
+                f"the GPTs endpoint answered with not a chat completion ({BASE_URL_HINT})",
+                status=200,
             )
         return delta_from_completion(parsed, secret=self._config.api_key)
 

@@ -15,7 +15,6 @@ import pytest
 from core.config import GptsConfig
 from core.errors import (
     AuthError,
-    EndpointNotFound,
     GptNotFound,
     RateLimited,
     StreamInterrupted,
@@ -24,7 +23,7 @@ from core.errors import (
 )
 from core.gpts import ChatMessage, Delta, GptsClient, Usage
 from core.gpts.error_mapping import RETRY_JITTER
-from tests.fake_gpts import CLOUDFLARE_524, NGINX_404, Fail, FakeGpts, Gate, Hang, RawSse, Reply
+from tests.fake_gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"
 MODEL = "gpt-4-gizmo-g-B3hgivKK9"
@@ -196,34 +195,6 @@ class HighestDraw(random.Random):
 
     def random(self) -> float:
         return 0.999
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("body", [NGINX_404, ""], ids=["html", "empty"])
-async def test_a_404_page_on_the_path_is_a_wrong_url_not_a_missing_gpt(
-    fake_gpts: FakeGpts, body: str
-) -> None:
-    fake_gpts.not_found_body = body
-    wrong = fake_gpts.base_url.removesuffix("/v1")
-    with pytest.raises(EndpointNotFound, match=r"HTTP 404.*is gpts.base_url right\?"):
-        await collect(fake_gpts, base_url=wrong)
-    assert [r.path for r in fake_gpts.requests] == ["/chat/completions"]  # not retried
-
-
-@pytest.mark.asyncio
-async def test_list_models_reads_the_openai_model_list(fake_gpts: FakeGpts) -> None:
-    async with GptsClient(make_config(fake_gpts)) as client:
-        assert await client.list_models() == ["gpt-4o-mini", "gpt-4-gizmo-g-B3hgivKK9"]
-        fake_gpts.enqueue(Fail(401, {"error": {"message": f"bad key {API_KEY}"}}))
-        with pytest.raises(AuthError) as refused:
-            await client.list_models()
-        assert_no_key(refused.value)
-        fake_gpts.serve_models = False
-        with pytest.raises(EndpointNotFound):
-            await client.list_models()
-    request = fake_gpts.requests[0]
-    assert (request.method, request.path) == ("GET", "/v1/models")
-    assert request.headers["Authorization"] == f"Bearer {API_KEY}"
 
 
 @pytest.mark.asyncio
@@ -415,18 +386,6 @@ async def test_unreachable_endpoint_is_an_upstream_error(fake_gpts: FakeGpts) ->
 
 
 @pytest.mark.asyncio
-async def test_check_sends_a_tiny_request(fake_gpts: FakeGpts) -> None:
-    async with GptsClient(make_config(fake_gpts)) as client:
-        await client.check(MODEL)
-        fake_gpts.enqueue(Fail(404, {"error": {"message": "gone", "code": "model_not_found"}}))
-        with pytest.raises(GptNotFound):
-            await client.check(MODEL)
-    request = fake_gpts.requests[0]
-    assert request.model == MODEL and request.json["max_tokens"] == 1
-    assert request.messages == [{"role": "user", "content": "ping"}]
-
-
-@pytest.mark.asyncio
 async def test_a_given_session_is_shared_and_left_open(fake_gpts: FakeGpts) -> None:
     async with aiohttp.ClientSession() as session:
         client = GptsClient(make_config(fake_gpts), session=session)
@@ -434,17 +393,6 @@ async def test_a_given_session_is_shared_and_left_open(fake_gpts: FakeGpts) -> N
         async with client:
             assert text_of([d async for d in client.stream_chat(MODEL, HISTORY)]).startswith("echo")
         assert not session.closed
-
-
-@pytest.mark.asyncio
-async def test_check_returns_at_the_first_text_without_waiting_for_the_rest(
-    fake_gpts: FakeGpts,
-) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    gate.send("p")  # and never finish: check must not wait for the whole answer
-    async with GptsClient(make_config(fake_gpts)) as client:
-        await client.check(MODEL)
 
 
 @pytest.mark.asyncio

@@ -14,6 +14,7 @@ with the last text), then `usage` when the endpoint reports it. In non-streaming
     sse            the pure parser (no I/O): SseDecoder, StreamParser, delta_from_chunk
     error_mapping  error bodies -> typed errors of `core.errors`, Retry-After, retry rules and waits
     transport      GptsClient: HTTP, retries, timeouts
+    watchdog       the per-read timeout of a stream, one timer instead of one per chunk
 """
 
 from core.gpts.error_mapping import error_from_body, is_retryable, parse_retry_after, retry_delay

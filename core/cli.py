@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from core import __version__
 from core.app import load_adapters, open_app, run_adapters, stop_on_signals, token_variables
 from core.config import Config, config_path, load_config
-from core.errors import ConfigError, GptNotFound, GptsBotError
+from core.errors import AuthError, ConfigError, EndpointNotFound, GptNotFound, GptsBotError
 from core.gpt_names import model_name, parse_gpt_id
 from core.gpts import GptsClient
 from core.platform import PlatformRefused
@@ -20,8 +20,6 @@ from core.platforms import installed_platforms
 logger = logging.getLogger("gptsbot")
 
 EXIT_USAGE = 2
-# `check` asks this model when no default GPT is configured: any model proves the key.
-CHECK_FALLBACK_MODEL = "gpt-4o-mini"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,27 +94,51 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
 
 
 async def _check(config: Config, args: argparse.Namespace) -> int:
+    """Prove the key (and the default GPT, if set) with one small request; say what was tried."""
     gpts = config.gpts
+    base = gpts.base_url.rstrip("/")
     model = (
         model_name(gpts.model_template, parse_gpt_id(gpts.default_gpt))
         if gpts.default_gpt
-        else CHECK_FALLBACK_MODEL
+        else None
     )
+    if model:
+        print(f"Trying: POST {base}/chat/completions asking gpts.default_gpt ({model}).")
+    else:
+        # Relays often serve no ordinary model, so without a GPT to ask, the key is checked
+        # by listing the models it may use.
+        print(f"Trying: GET {base}/models (no gpts.default_gpt is set to ask).")
     async with GptsClient(gpts) as client:
         try:
-            await client.check(model)
-        except GptNotFound:
-            if gpts.default_gpt:
-                print(f"FAIL: {gpts.base_url} accepted the key, but gpts.default_gpt ({model}) "
-                      "was not found there.")  # fmt: skip
-                return 1
-            print(f"OK: {gpts.base_url} accepted the key.")
-            return 0
+            if model:
+                await client.check(model)
+                success = f"{model} answered"
+            else:
+                success = f"it lists {len(await client.list_models())} models"
         except GptsBotError as exc:
-            print(f"FAIL: {gpts.base_url}: {exc}")
+            for line in _check_failure(exc, base, model):
+                print(line)
             return 1
-    print(f"OK: {gpts.base_url} accepted the key; {model} answered.")
+    print(f"OK: {base} accepted the key; {success}.")
     return 0
+
+
+def _check_failure(exc: GptsBotError, base: str, model: str | None) -> list[str]:
+    """What `check` says about a failure: the likely cause (key, URL, GPT) and what to change."""
+    match exc:
+        case AuthError():
+            return [f"FAIL: {base} refused the key: {exc}. Check GPTS_API_KEY or gpts.api_key."]
+        case EndpointNotFound():
+            lines = [f"FAIL: {base} does not look like the API: {exc}"]
+            if model is None:
+                lines.append("(A relay that lists no models answers the same: set gpts.default_gpt "
+                             "to check by asking that GPT instead.)")  # fmt: skip
+            return lines
+        case GptNotFound() if model is not None:
+            return [f"FAIL: {base} accepted the key, but gpts.default_gpt ({model}) was not found "
+                    f"there: {exc}"]  # fmt: skip
+        case _:
+            return [f"FAIL: {base}: {exc}"]
 
 
 async def _db(config: Config, args: argparse.Namespace) -> int:

@@ -72,6 +72,8 @@ class GptsConfig:
     first_chunk_timeout_s: float = positive(150.0)
     idle_timeout_s: float = positive(60.0)
     total_timeout_s: float = positive(600.0)
+    # The most a turn may hold its chat, retries included: the next turn there waits for it.
+    turn_timeout_s: float = positive(300.0)
     max_retries: int = non_negative(2)
     retry_backoff_s: float = non_negative(1.0)
     history_messages: int = positive(20)

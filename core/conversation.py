@@ -4,7 +4,8 @@
     → stream upstream into the reply → finish the reply (with a short error line on failure)
     → store the answer with its status
 
-Turns in one scope run in order; different scopes run in parallel. Nothing a user wrote is lost:
+Turns in one scope run in order (a queued one shows a waiting line); different scopes run in
+parallel. A turn holds its scope for at most `gpts.turn_timeout_s`. Nothing a user wrote is lost:
 their message is stored before upstream is called, whatever happens next.
 """
 
@@ -13,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,6 +26,7 @@ from core.errors import (
     GptsBotError,
     MessageTooLong,
     NoGptBound,
+    TurnTimedOut,
     UpstreamError,
     user_message,
 )
@@ -87,9 +89,14 @@ class _ScopeLocks:
         self._locks: dict[Scope, tuple[asyncio.Lock, int]] = {}
 
     @asynccontextmanager
-    async def hold(self, scope: Scope) -> AsyncIterator[None]:
+    async def hold(
+        self, scope: Scope, on_wait: Callable[[], None] | None = None
+    ) -> AsyncIterator[None]:
+        """Hold the scope's lock; `on_wait` is called first if another turn holds or awaits it."""
         lock, users = self._locks.get(scope, (asyncio.Lock(), 0))
         self._locks[scope] = (lock, users + 1)
+        if users and on_wait is not None:
+            on_wait()
         try:
             async with lock:
                 yield
@@ -114,13 +121,35 @@ class ConversationService:
         self.reraise_unexpected = False
 
     async def answer(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
-        """Answer one user message into `reply`. Never raises for upstream or binding errors."""
-        async with self._locks.hold(turn.scope):
-            return await self._answer_locked(turn, reply)
+        """Answer one user message into `reply`. Never raises for upstream or binding errors.
+
+        While an earlier turn in the scope is still answering, `reply` shows a waiting line.
+        """
+        waited = started = False
+
+        def show_waiting() -> None:
+            nonlocal waited
+            waited = True
+            reply.show_waiting(i18n.WAITING(turn.language))
+
+        try:
+            async with self._locks.hold(turn.scope, show_waiting):
+                started = True
+                if waited:
+                    reply.end_waiting()
+                return await self._answer_locked(turn, reply)
+        except asyncio.CancelledError as exc:
+            if waited and not started:
+                # Shutting down while queued: the waiting line must not stay as if still true.
+                async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                    await reply.finish(user_message(exc, turn.language))
+            raise
 
     async def _answer_locked(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
         gpts = self.config.gpts
         scope, author = turn.scope, turn.author
+        # The turn's whole life in the scope (retries included) ends by this time.
+        deadline = asyncio.get_running_loop().time() + gpts.turn_timeout_s
         # One transaction: the conversation, its history window, the GPT bound here (or on the
         # parent chat), the user's message stored.
         message = NewMessage(
@@ -141,11 +170,21 @@ class ConversationService:
                 raise NoGptBound()
             progress.model = binding.model
             messages = self._upstream_messages(start.history, turn)
-            async for delta in self.client.stream_chat(binding.model, messages):
-                if delta.text:
-                    progress.first_text_at = progress.first_text_at or time.monotonic()
-                    reply.append(delta.text)
-                progress.usage = delta.usage or progress.usage
+            timeout = asyncio.timeout_at(deadline)
+            try:
+                async with (
+                    timeout,
+                    aclosing(self.client.stream_chat(binding.model, messages)) as deltas,
+                ):
+                    async for delta in deltas:
+                        if delta.text:
+                            progress.first_text_at = progress.first_text_at or time.monotonic()
+                            reply.append(delta.text)
+                        progress.usage = delta.usage or progress.usage
+            except TimeoutError as exc:
+                if not timeout.expired():
+                    raise
+                raise TurnTimedOut(gpts.turn_timeout_s) from exc
         except GptsBotError as exc:
             progress.error = exc
             level = logging.WARNING if isinstance(exc, UpstreamError) else logging.INFO

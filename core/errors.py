@@ -8,10 +8,12 @@
     ├── MessageTooLong           more than the GPT may be sent at once (`length`, `limit`)
     └── UpstreamError            the GPTs endpoint failed (with its HTTP status, if any)
         ├── AuthError            401/403: the endpoint refused the key
-        ├── GptNotFound          404 or model_not_found: the bound GPT does not exist there
+        ├── EndpointNotFound     404 with no API error, or an HTML page: gpts.base_url is wrong
+        ├── GptNotFound          404 API error or model_not_found: the GPT does not exist there
         ├── RateLimited          429 after retries (retry_after in seconds, when the endpoint said)
         ├── UpstreamTimeout      connect, first chunk, idle or total timeout (phase names which)
-        └── StreamInterrupted    the stream broke after text had arrived
+        │   └── TurnTimedOut     the whole turn, retries included, outlasted gpts.turn_timeout_s
+        └── StreamInterrupted    the stream broke (or ended unfinished) after text had arrived
 
 Third-party exceptions are translated at the boundary with ``raise ... from exc``. No message built
 here ever contains a secret: callers pass only what the endpoint said, already shortened.
@@ -79,6 +81,10 @@ class AuthError(UpstreamError):
     pass
 
 
+class EndpointNotFound(UpstreamError):
+    pass
+
+
 class GptNotFound(UpstreamError):
     pass
 
@@ -92,10 +98,16 @@ class RateLimited(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
-    def __init__(self, phase: str, seconds: float) -> None:
-        super().__init__(f"no {phase} from the GPTs endpoint within {seconds:g} s")
+    def __init__(self, phase: str, seconds: float, message: str | None = None) -> None:
+        super().__init__(message or f"no {phase} from the GPTs endpoint within {seconds:g} s")
         self.phase = phase
         self.seconds = seconds
+
+
+class TurnTimedOut(UpstreamTimeout):
+    def __init__(self, seconds: float) -> None:
+        message = f"the turn took longer than {seconds:g} s (gpts.turn_timeout_s)"
+        super().__init__("turn", seconds, message)
 
 
 class StreamInterrupted(UpstreamError):
@@ -113,6 +125,8 @@ def user_message(exc: BaseException, language: Language = "en") -> str:
             return i18n.RATE_LIMITED_FOR(language, seconds=max(1, round(seconds)))
         case RateLimited():
             text = i18n.RATE_LIMITED
+        case TurnTimedOut(seconds=seconds):
+            return i18n.TURN_TIMED_OUT(language, seconds=f"{seconds:g}")
         case UpstreamTimeout(phase="first chunk"):
             text = i18n.TOO_SLOW
         case UpstreamTimeout():

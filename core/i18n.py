@@ -59,10 +59,16 @@ STALLED = Text(
     "⚠️ The GPT stopped answering in time. Try again.",
     "⚠️ GPT 回答中途停止响应，请重试。",
 )
+TURN_TIMED_OUT = Text(
+    "⚠️ The answer took longer than {seconds} s and was stopped. Try again.",
+    "⚠️ 回答超过 {seconds} 秒，已停止，请重试。",
+)
 CUT_OFF = Text(
     "⚠️ The answer was cut off by the GPTs endpoint. Try again.",
     "⚠️ 回答被 GPTs 接口中断，请重试。",
 )
+# Shown in place of an answer while the one before it in the same chat is still streaming.
+WAITING = Text("⏳ Waiting for the answer above…", "⏳ 正在等待上面的回答…")
 UPSTREAM_FAILED = Text(
     "⚠️ The GPTs endpoint failed: {message}",
     "⚠️ GPTs 接口出错：{message}",

@@ -64,6 +64,7 @@ class StreamingReply:
         self._clock = clock or SystemClock()
         self._parts: list[str] = []
         self._joined = ""
+        self._waiting = ""  # a line shown until the answer's text arrives (see show_waiting)
         self._shown: list[_Shown] = []
         # Pages before the last are final once computed: keep them instead of re-splitting.
         self._stable: list[Page] = []
@@ -86,6 +87,11 @@ class StreamingReply:
         return self._joined
 
     @property
+    def is_waiting(self) -> bool:
+        """A waiting line is shown (or about to be), and the answer has not started."""
+        return bool(self._waiting)
+
+    @property
     def messages(self) -> list[MessageRef]:
         return [shown.ref for shown in self._shown]
 
@@ -93,7 +99,33 @@ class StreamingReply:
         """Add streamed text; it is shown by the next paced edit."""
         if not text or self._finishing:
             return
+        self._waiting = ""
         self._parts.append(text)
+        self._wake()
+
+    def show_waiting(self, line: str) -> None:
+        """Show `line` (e.g. "waiting for the answer above") until the answer starts.
+
+        The answer's first text or the final text replaces it; `end_waiting` says the wait is
+        over sooner. A reply that never waits makes no call for it.
+        """
+        if self._finishing or self.text:
+            return
+        self._waiting = line
+        self._wake()
+
+    def end_waiting(self) -> None:
+        """The answer is starting: a waiting line already shown becomes the streaming indicator
+        alone (one edit); one not shown yet is never sent."""
+        if not self._waiting:
+            return
+        self._waiting = ""
+        if self._changed.is_set() and not self._shown:
+            self._changed.clear()  # the pump has not picked the line up: it is never sent
+        else:
+            self._changed.set()  # shown, or being sent: replace it
+
+    def _wake(self) -> None:
         self._changed.set()
         if self._pump is None:
             self._pump = asyncio.create_task(self._show_while_streaming())
@@ -122,6 +154,9 @@ class StreamingReply:
                 logger.warning("showing a streamed answer failed", exc_info=True)
 
     async def _show(self, text: str, *, final: bool) -> None:
+        if not text and not final:
+            await self._show_placeholder()
+            return
         pages = self._pages(text)
         for index, page in enumerate(pages):
             is_last = index == len(pages) - 1
@@ -137,6 +172,16 @@ class StreamingReply:
                 await self._send(shown, final=page_final)
             if self._finishing and not final:
                 return  # finish() takes over with the final text
+
+    async def _show_placeholder(self) -> None:
+        """Before any text: the waiting line, then (once the answer starts) the indicator."""
+        shown = self._waiting or self._indicator.strip()
+        if not shown:
+            return
+        if self._shown:
+            await self._edit(self._shown[0], shown, final=False)
+        elif self._waiting:
+            await self._send(shown, final=False)
 
     def _pages(self, text: str) -> list[Page]:
         stable = self._stable

@@ -12,6 +12,10 @@ f"echo: {last user message}". Scripts: `Reply` (an answer, optionally broken mid
 `Fail` (an HTTP error), `Hang` (no answer at all), `Gate` (chunks released by the test) and
 `RawSse` (a fixture body served as is). Like real relays, no headers are sent before the first
 chunk, so the time to headers is the time to the first token.
+
+`GET /v1/models` lists `fake.models` (a queued `Fail` is served instead; `serve_models = False`
+makes the path unknown). Unknown paths answer 404 with `fake.not_found_body` (an nginx page;
+set "" for an empty body), as a server does when `base_url` misses the API's path.
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ CLOUDFLARE_524 = """<!DOCTYPE html>
 <span>Cloudflare Ray ID: <strong>8c9d2a1b3e4f5a6b</strong></span></div></body>
 </html>
 """
+NGINX_404 = """<html>
+<head><title>404 Not Found</title></head>
+<body>
+<center><h1>404 Not Found</h1></center>
+<hr><center>nginx</center>
+</body>
+</html>
+"""
 SERVER_ERROR = {
     "message": "The server had an error while processing your request. Sorry about that!",
     "type": "server_error",
@@ -53,6 +65,8 @@ class RecordedRequest:
     json: dict[str, Any]
     headers: CIMultiDict[str]
     time: float  # the event loop's clock when it arrived
+    method: str = "POST"
+    path: str = "/v1/chat/completions"
 
     @property
     def model(self) -> str | None:
@@ -78,6 +92,9 @@ class Reply:
     error_after: int | None = None  # send an {"error": ...} object after N text pieces
     error: dict[str, Any] | str = field(default_factory=lambda: dict(SERVER_ERROR))
     malformed_after: int | None = None  # send a data line that is not JSON after N pieces
+    # End the body cleanly after N text pieces, without finish_reason or [DONE], and close the
+    # connection: a relay whose own upstream went away.
+    close_after: int | None = None
 
 
 @dataclass
@@ -158,6 +175,9 @@ class FakeGpts(LocalServer):
     def __init__(self, *, chunk_delay_s: float = 0.0) -> None:
         self.chunk_delay_s = chunk_delay_s
         self.requests: list[RecordedRequest] = []
+        self.models = ["gpt-4o-mini", "gpt-4-gizmo-g-B3hgivKK9"]
+        self.serve_models = True
+        self.not_found_body = NGINX_404
         self._scripts: deque[Script] = deque()
         self._arrived = asyncio.Condition()
         self._stopping = asyncio.Event()
@@ -179,6 +199,8 @@ class FakeGpts(LocalServer):
         self._stopping.clear()
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_route("*", "/{path:.*}", self._not_found)
         await self._listen(app, shutdown_timeout=1.0)
         return self
 
@@ -226,6 +248,33 @@ class FakeGpts(LocalServer):
             if request.transport is not None:
                 request.transport.abort()
             return web.Response()
+
+    async def _record(self, record: RecordedRequest) -> None:
+        self.requests.append(record)
+        async with self._arrived:
+            self._arrived.notify_all()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if not self.serve_models:
+            return await self._not_found(request)
+        now = asyncio.get_running_loop().time()
+        await self._record(
+            RecordedRequest({}, CIMultiDict(request.headers), now, "GET", request.path)
+        )
+        if self._scripts and isinstance(self._scripts[0], Fail):
+            failure = self._scripts.popleft()
+            assert isinstance(failure, Fail)
+            return self._fail(failure)
+        data = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.models]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        now = asyncio.get_running_loop().time()
+        await self._record(
+            RecordedRequest({}, CIMultiDict(request.headers), now, request.method, request.path)
+        )
+        body = self.not_found_body
+        return web.Response(status=404, text=body, content_type="text/html" if body else None)
 
     def _echo(self, record: RecordedRequest) -> Reply:
         users = [m for m in record.messages if m.get("role") == "user"]
@@ -313,6 +362,10 @@ class FakeGpts(LocalServer):
             if script.error_after == sent:
                 await response.write(_event({"error": script.error}))
                 await response.write(_event("[DONE]"))
+                await response.write_eof()
+                return response
+            if script.close_after == sent:
+                response.force_close()
                 await response.write_eof()
                 return response
             if script.malformed_after == sent:

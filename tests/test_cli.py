@@ -26,14 +26,21 @@ class Result:
 
 
 def environment(
-    tmp_path: Path, fake: FakeGpts | None, *, telegram: FakeTelegram | None = None, **extra: str
+    tmp_path: Path,
+    fake: FakeGpts | None,
+    *,
+    telegram: FakeTelegram | None = None,
+    base_url: str | None = None,
+    default_gpt: str | None = DEFAULT_GPT,
+    **extra: str,
 ) -> dict[str, str]:
-    """A config file (GPTs endpoint, storage, and `telegram`'s Bot API if given) and a clean
-    environment naming it; `extra` adds variables such as tokens."""
+    """A config file (GPTs endpoint or `base_url`, storage, the default GPT, and `telegram`'s Bot
+    API if given) and a clean environment naming it; `extra` adds variables such as tokens."""
     config = tmp_path / "config.toml"
-    base_url = fake.base_url if fake else "http://127.0.0.1:9/v1"
+    base_url = base_url or (fake.base_url if fake else "http://127.0.0.1:9/v1")
+    gpt = f'default_gpt = "{default_gpt}"\n' if default_gpt else ""
     config.write_text(
-        f'[gpts]\nbase_url = "{base_url}"\nretry_backoff_s = 0.01\ndefault_gpt = "{DEFAULT_GPT}"\n'
+        f'[gpts]\nbase_url = "{base_url}"\nretry_backoff_s = 0.01\n{gpt}'
         f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "chat.db"}"\n'
     )
     if telegram is not None:
@@ -138,21 +145,90 @@ async def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     )
 
 
+def verdict(result: Result) -> tuple[int, str, str]:
+    """The exit code, the 'Trying: ...' line and the 'OK/FAIL: ...' line of a check."""
+    tried, outcome, *_ = result.out.splitlines()
+    assert API_KEY not in result.out + result.err
+    return result.code, tried, outcome
+
+
 @pytest.mark.asyncio
 async def test_check_says_whether_the_key_works(fake_gpts: FakeGpts, tmp_path: Path) -> None:
     env = environment(tmp_path, fake_gpts)
-    ok = await gptsbot("check", env=env)
-    assert ok.code == 0 and ok.out.startswith("OK: ")
+    base = fake_gpts.base_url
+    model = f"gpt-4-gizmo-{DEFAULT_GPT}"
+    code, tried, outcome = verdict(await gptsbot("check", env=env))
+    assert tried == f"Trying: POST {base}/chat/completions asking gpts.default_gpt ({model})."
+    assert (code, outcome) == (0, f"OK: {base} accepted the key; {model} answered.")
     assert fake_gpts.requests[0].headers["Authorization"] == f"Bearer {API_KEY}"
     fake_gpts.enqueue(Fail(401, {"error": {"message": f"Incorrect API key: {API_KEY}"}}))
-    refused = await gptsbot("check", env=env)
-    assert refused.code == 1 and refused.out.startswith("FAIL: ")
-    assert API_KEY not in refused.out + refused.err
+    code, _, outcome = verdict(await gptsbot("check", env=env))
+    assert code == 1 and outcome.startswith(f"FAIL: {base} refused the key: Incorrect API key")
     missing = {"error": {"message": "model not found", "code": "model_not_found"}}
     fake_gpts.enqueue(Fail(404, missing))
-    no_gpt = await gptsbot("check", env=env)
-    assert no_gpt.code == 1
-    assert "accepted the key, but gpts.default_gpt" in no_gpt.out
+    code, _, outcome = verdict(await gptsbot("check", env=env))
+    assert code == 1
+    assert outcome.startswith(f"FAIL: {base} accepted the key, but gpts.default_gpt ({model})")
+
+
+@pytest.mark.asyncio
+async def test_check_without_a_default_gpt_lists_the_models(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    env = environment(tmp_path, fake_gpts, default_gpt=None)
+    base = fake_gpts.base_url
+    code, tried, outcome = verdict(await gptsbot("check", env=env))
+    assert tried == f"Trying: GET {base}/models (no gpts.default_gpt is set to ask)."
+    assert (code, outcome) == (0, f"OK: {base} accepted the key; it lists 2 models.")
+    (listing,) = fake_gpts.requests
+    assert (listing.method, listing.path) == ("GET", "/v1/models")
+    assert listing.headers["Authorization"] == f"Bearer {API_KEY}"
+    # No chat model was asked: relays often serve none but GPTs.
+    fake_gpts.enqueue(Fail(403, {"error": {"message": "key disabled", "type": "forbidden"}}))
+    code, _, outcome = verdict(await gptsbot("check", env=env))
+    assert (code, outcome) == (
+        1,
+        f"FAIL: {base} refused the key: key disabled. Check GPTS_API_KEY or gpts.api_key.",
+    )
+    assert all(request.method == "GET" for request in fake_gpts.requests)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("default_gpt", [DEFAULT_GPT, None], ids=["chat", "models"])
+@pytest.mark.parametrize("page", ["html", "empty"])
+async def test_check_tells_a_wrong_url_from_a_missing_gpt(
+    fake_gpts: FakeGpts, tmp_path: Path, default_gpt: str | None, page: str
+) -> None:
+    if page == "empty":
+        fake_gpts.not_found_body = ""
+    wrong = fake_gpts.base_url.removesuffix("/v1")  # the usual slip: /v1 left out
+    env = environment(tmp_path, fake_gpts, base_url=wrong, default_gpt=default_gpt)
+    result = await gptsbot("check", env=env)
+    code, tried, outcome = verdict(result)
+    assert code == 1
+    assert tried.startswith(f"Trying: {'POST' if default_gpt else 'GET'} {wrong}/")
+    assert outcome.startswith(f"FAIL: {wrong} does not look like the API: HTTP 404")
+    assert outcome.endswith("(is gpts.base_url right?)")
+    assert "was not found" not in result.out and "refused" not in result.out
+    assert ("set gpts.default_gpt" in result.out) is (default_gpt is None)
+    (request,) = fake_gpts.requests  # a 404 is not retried
+    assert request.path in ("/chat/completions", "/models")
+
+
+@pytest.mark.asyncio
+async def test_check_without_a_default_gpt_on_a_relay_that_lists_no_models(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    fake_gpts.serve_models = False
+    env = environment(tmp_path, fake_gpts, default_gpt=None)
+    result = await gptsbot("check", env=env)
+    assert result.code == 1
+    assert result.out.splitlines()[1:] == [
+        f"FAIL: {fake_gpts.base_url} does not look like the API: HTTP 404: 404 Not Found "
+        "(is gpts.base_url right?)",
+        "(A relay that lists no models answers the same: set gpts.default_gpt to check by "
+        "asking that GPT instead.)",
+    ]
 
 
 @pytest.mark.asyncio

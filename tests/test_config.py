@@ -32,6 +32,7 @@ def test_defaults_and_secret_overrides_from_the_environment() -> None:
         ({"gpts": {"max_retries": 1.5}}, "gpts.max_retries"),
         ({"gpts": {"max_retries": True}}, "gpts.max_retries"),
         ({"gpts": {"idle_timeout_s": 0}}, "gpts.idle_timeout_s"),
+        ({"gpts": {"turn_timeout_s": -1}}, "gpts.turn_timeout_s"),
         ({"gpts": {"model_template": "gizmo"}}, "gpts.model_template"),
         ({"gpts": {"default_gpt": "not a gpt"}}, "gpts.default_gpt"),
         ({"discord": {"api_base": "ftp://x"}}, "discord.api_base"),

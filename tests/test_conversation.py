@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,13 +11,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from core import commands
 from core.app import App, open_app
 from core.config import parse_config
+from core.conversation import AnswerOutcome
 from core.errors import BadGptName
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
 from fakes.clock import FakeClock
-from fakes.gpts import Fail, FakeGpts, Gate, Reply
+from fakes.gpts import Fail, FakeGpts, Gate, Hang, Reply
 from fakes.recording import RecordingChannel
 
 ALICE = Author("1", "Alice")
@@ -153,6 +155,22 @@ async def test_a_stream_dropped_mid_answer_keeps_what_arrived(bot: Bot) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_stream_ending_without_finish_or_done_is_stored_as_cut(bot: Bot) -> None:
+    # A clean end of the body and a closed connection, but neither end marker: a cut answer.
+    bot.fake.enqueue(Reply("The first half and the second half", chunk_chars=4, close_after=3))
+    channel = await bot.say("tell me", scope=GROUP)
+    assert channel.visible() == [
+        "The first ha\n\n⚠️ The answer was cut off by the GPTs endpoint. Try again."
+    ]
+    assert (await stored(bot.app, GROUP))[-1] == ("assistant", "The first ha", "partial")
+    assert len(bot.fake.requests) == 1
+    # [DONE] without a finish_reason still ends a complete answer.
+    bot.fake.enqueue(Reply("All of it.", finish_reason=None))
+    assert (await bot.say("again", scope=GROUP)).visible() == ["All of it."]
+    assert (await stored(bot.app, GROUP))[-1] == ("assistant", "All of it.", "complete")
+
+
+@pytest.mark.asyncio
 async def test_reset_empties_the_history_sent_upstream(bot: Bot) -> None:
     await bot.say("remember 42")
     await bot.app.service.reset(DM)
@@ -223,6 +241,139 @@ async def test_turns_in_one_scope_run_in_order_and_other_scopes_in_parallel(bot:
         {"role": "assistant", "content": "done"},
         {"role": "user", "content": "second"},
     ]
+
+
+async def until(condition: Callable[[], bool], within_s: float = 5.0) -> None:
+    """Poll what a fake channel shows (it has no event to wait on) until `condition` holds."""
+    async with asyncio.timeout(within_s):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+def start_turn(
+    bot: Bot, text: str, scope: Scope = DM, indicator: str = ""
+) -> tuple[RecordingChannel, asyncio.Task[AnswerOutcome]]:
+    channel = RecordingChannel(FakeClock())
+    reply = StreamingReply(channel, edit_interval_s=0, indicator=indicator)
+    turn = Turn(scope, ALICE, text, is_private=scope == DM)
+    return channel, asyncio.create_task(bot.app.service.answer(turn, reply))
+
+
+WAITING = "⏳ Waiting for the answer above…"
+
+
+@pytest.mark.asyncio
+async def test_a_queued_turn_shows_it_is_waiting_until_its_turn_starts(bot: Bot) -> None:
+    first, second = Gate(), Gate()
+    bot.fake.enqueue(first, second)
+    one, one_task = start_turn(bot, "first")
+    await bot.fake.wait_requests(1)
+    first.send("Working on it")
+    await until(lambda: one.visible() == ["Working on it"])
+    two, two_task = start_turn(bot, "second", indicator=" ▌")
+    await until(lambda: two.visible() == [WAITING])
+    assert len(bot.fake.requests) == 1  # it waits for the scope, not for the GPT
+    first.finish()
+    await one_task
+    # Its turn started: the waiting line gives way to the streaming indicator, then the answer.
+    await until(lambda: two.visible() == ["▌"])
+    await bot.fake.wait_requests(2)
+    second.send("Second answer")
+    await until(lambda: two.visible() == ["Second answer ▌"])
+    second.finish()
+    assert (await two_task).status == "complete"
+    assert two.visible() == ["Second answer"]
+    assert [call.kind for call in two.calls] == ["send", "edit", "edit", "edit"]
+    # The first turn never waited: not one call more than its answer needed.
+    assert all("⏳" not in call.text for call in one.calls)
+
+
+@pytest.mark.asyncio
+async def test_a_turn_without_a_wait_makes_no_waiting_call(bot: Bot) -> None:
+    bot.fake.enqueue(Reply("Hi!", chunk_chars=10))
+    channel = await bot.say("hello")
+    assert [(call.kind, call.text, call.final) for call in channel.calls] == [("send", "Hi!", True)]
+
+
+@pytest.mark.asyncio
+async def test_reading_commands_answer_at_once_while_a_turn_streams(bot: Bot) -> None:
+    gate = Gate()
+    bot.fake.enqueue(gate)
+    _, task = start_turn(bot, "long one", scope=GROUP)
+    await bot.fake.wait_requests(1)
+    runner = commands.Commands(bot.app.service)
+    context = commands.Context(GROUP, BOB, False, "en", group_id="guild", bot_mention="@bot")
+    for name in ("help", "gpt info"):
+        command = commands.find(name)
+        assert command is not None
+        reply = await asyncio.wait_for(runner.run(context, command), 1.0)
+        assert isinstance(reply, commands.Reply) and GPT in reply.text
+    assert not task.done()
+    gate.finish()
+    await task
+
+
+@pytest.mark.asyncio
+async def test_shutdown_while_queued_replaces_the_waiting_line(bot: Bot) -> None:
+    gate = Gate()
+    bot.fake.enqueue(gate)
+    _, first = start_turn(bot, "first")
+    await bot.fake.wait_requests(1)
+    queued, second = start_turn(bot, "second")
+    await until(lambda: queued.visible() == [WAITING])
+    second.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    assert queued.visible() == [
+        "⚠️ The bot is restarting; this answer stopped here. Ask again in a moment."
+    ]
+    gate.finish()
+    await first
+
+
+@pytest.mark.asyncio
+async def test_a_hung_turn_is_capped_and_shows_what_arrived(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    config = make_config(fake_gpts, tmp_path / "t.db", turn_timeout_s=0.5, idle_timeout_s=30.0)
+    async with open_app(config) as app:
+        bot = Bot(app, fake_gpts)
+        gate = Gate()
+        fake_gpts.enqueue(gate)
+        channel, task = start_turn(bot, "tell me everything")
+        await fake_gpts.wait_requests(1)
+        gate.send("The start")
+        outcome = await asyncio.wait_for(task, 5)
+        assert outcome.status == "partial"
+        assert channel.visible() == [
+            "The start\n\n⚠️ The answer took longer than 0.5 s and was stopped. Try again."
+        ]
+        assert (await stored(app, DM))[-1] == ("assistant", "The start", "partial")
+        # The scope is free again: the next turn is answered.
+        assert (await bot.say("still there?")).visible() == ["echo: still there?"]
+
+
+@pytest.mark.asyncio
+async def test_the_turn_cap_includes_retries(fake_gpts: FakeGpts, tmp_path: Path) -> None:
+    config = make_config(
+        fake_gpts,
+        tmp_path / "r.db",
+        turn_timeout_s=0.6,
+        first_chunk_timeout_s=0.25,
+        max_retries=10,
+    )
+    async with open_app(config) as app:
+        fake_gpts.enqueue(*[Hang()] * 10)
+        channel = RecordingChannel(FakeClock())
+        turn = Turn(DM, ALICE, "你好", is_private=True, language="zh")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcome = await app.service.answer(turn, StreamingReply(channel, edit_interval_s=0))
+        assert loop.time() - started < 2.0
+        assert outcome.status == "error"
+        assert 2 <= len(fake_gpts.requests) <= 3  # retried, but not ten times
+        assert channel.visible() == ["⚠️ 回答超过 0.6 秒，已停止，请重试。"]
+        assert (await stored(app, DM))[-1] == ("assistant", "", "error")
 
 
 @pytest.mark.asyncio

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from core.errors import (
     UpstreamTimeout,
 )
 from core.gpts import ChatMessage, Delta, GptsClient, Usage
+from core.gpts.error_mapping import RETRY_JITTER
 from fakes.gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"
@@ -188,14 +190,24 @@ async def test_model_not_found_is_gpt_not_found(
     assert len(fake_gpts.requests) == 1
 
 
+class HighestDraw(random.Random):
+    """A random source whose every draw is the top of its range: the longest jitter."""
+
+    def random(self) -> float:
+        return 0.999
+
+
 @pytest.mark.asyncio
-async def test_429_waits_retry_after_then_succeeds(fake_gpts: FakeGpts) -> None:
+async def test_429_waits_retry_after_plus_jitter_then_succeeds(fake_gpts: FakeGpts) -> None:
     fake_gpts.enqueue(
-        Fail(429, {"error": "slow down"}, headers={"Retry-After": "0.3"}), Reply("ok")
+        Fail(429, {"error": "slow down"}, headers={"Retry-After": "0.2"}), Reply("ok")
     )
-    assert text_of(await collect(fake_gpts)) == "ok"
+    async with GptsClient(make_config(fake_gpts), rng=HighestDraw()) as client:
+        deltas = [delta async for delta in client.stream_chat(MODEL, HISTORY)]
+    assert text_of(deltas) == "ok"
     first, second = fake_gpts.requests
-    assert second.time - first.time >= 0.3
+    # The injected source drew the jitter: the wait is Retry-After stretched by almost all of it.
+    assert second.time - first.time >= 0.2 * (1 + RETRY_JITTER * 0.999)
 
 
 @pytest.mark.asyncio
@@ -329,15 +341,36 @@ async def test_error_object_before_text_is_retried_then_mapped(fake_gpts: FakeGp
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("finish_reason", ["stop", None])
-async def test_stream_without_done_keeps_the_answer(
-    fake_gpts: FakeGpts, finish_reason: str | None
+@pytest.mark.parametrize(
+    ("finish_reason", "done"), [("stop", False), (None, True)], ids=["no-done", "no-finish"]
+)
+async def test_a_stream_with_either_end_marker_is_complete(
+    fake_gpts: FakeGpts, finish_reason: str | None, done: bool
 ) -> None:
-    fake_gpts.enqueue(Reply("complete", done=False, finish_reason=finish_reason))
+    # Relays send [DONE] without a finish_reason, or a finish_reason and then just close.
+    fake_gpts.enqueue(Reply("complete", done=done, finish_reason=finish_reason))
     deltas = await collect(fake_gpts)
     assert text_of(deltas) == "complete"
     finish_reasons = [d.finish_reason for d in deltas if d.finish_reason]
     assert finish_reasons == ([finish_reason] if finish_reason else [])
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply("The first half and the second half", chunk_chars=4, close_after=3),
+        Reply("The first ha", chunk_chars=4, finish_reason=None, done=False),
+    ],
+    ids=["connection-closed", "body-ended"],
+)
+async def test_a_stream_ending_with_neither_marker_is_cut(
+    fake_gpts: FakeGpts, reply: Reply
+) -> None:
+    error, kept = await fail_after_text(fake_gpts, reply, StreamInterrupted)
+    assert kept == "The first ha"
+    assert "cut" in error.message
+    assert error.__cause__ is None  # a clean end of the body, not a broken connection
 
 
 @pytest.mark.asyncio
@@ -353,18 +386,6 @@ async def test_unreachable_endpoint_is_an_upstream_error(fake_gpts: FakeGpts) ->
 
 
 @pytest.mark.asyncio
-async def test_check_sends_a_tiny_request(fake_gpts: FakeGpts) -> None:
-    async with GptsClient(make_config(fake_gpts)) as client:
-        await client.check(MODEL)
-        fake_gpts.enqueue(Fail(404, {"error": {"message": "gone", "code": "model_not_found"}}))
-        with pytest.raises(GptNotFound):
-            await client.check(MODEL)
-    request = fake_gpts.requests[0]
-    assert request.model == MODEL and request.json["max_tokens"] == 1
-    assert request.messages == [{"role": "user", "content": "ping"}]
-
-
-@pytest.mark.asyncio
 async def test_a_given_session_is_shared_and_left_open(fake_gpts: FakeGpts) -> None:
     async with aiohttp.ClientSession() as session:
         client = GptsClient(make_config(fake_gpts), session=session)
@@ -372,17 +393,6 @@ async def test_a_given_session_is_shared_and_left_open(fake_gpts: FakeGpts) -> N
         async with client:
             assert text_of([d async for d in client.stream_chat(MODEL, HISTORY)]).startswith("echo")
         assert not session.closed
-
-
-@pytest.mark.asyncio
-async def test_check_returns_at_the_first_text_without_waiting_for_the_rest(
-    fake_gpts: FakeGpts,
-) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    gate.send("p")  # and never finish: check must not wait for the whole answer
-    async with GptsClient(make_config(fake_gpts)) as client:
-        await client.check(MODEL)
 
 
 @pytest.mark.asyncio

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import random
 from pathlib import Path
 
 import pytest
 
-from core.errors import AuthError, GptNotFound, RateLimited, UpstreamError, UpstreamTimeout
+from core.errors import (
+    AuthError,
+    EndpointNotFound,
+    GptNotFound,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from core.gpts import (
     Delta,
     SseDecoder,
@@ -20,7 +28,9 @@ from core.gpts import (
     is_retryable,
     parse_retry_after,
     parse_sse_lines,
+    retry_delay,
 )
+from core.gpts.error_mapping import RETRY_JITTER
 from fakes.gpts import CLOUDFLARE_524
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sse"
@@ -168,7 +178,19 @@ def test_delta_from_completion() -> None:
             "bad key",
         ),
         (403, {"error": "forbidden"}, AuthError, "forbidden"),
-        (404, {"detail": "Not Found"}, GptNotFound, "Not Found"),
+        (404, {"error": {"message": "no GPT g-x"}}, GptNotFound, "no GPT g-x"),
+        # A 404 that is not the API's own error: the URL is wrong, not the GPT.
+        (404, {"detail": "Not Found"}, EndpointNotFound, "Not Found (is gpts.base_url right?)"),
+        (404, "404 page not found", EndpointNotFound, None),
+        (404, "", EndpointNotFound, "HTTP 404 (is gpts.base_url right?)"),
+        (404, "<html><title>404 Not Found</title></html>", EndpointNotFound, None),
+        (
+            404,
+            {"error": {"message": "Invalid URL (POST /chat/completions)", "type": "invalid"}},
+            EndpointNotFound,
+            None,
+        ),
+        (404, {"error": {"message": "gone", "code": "model_not_found"}}, GptNotFound, "gone"),
         (400, {"error": {"message": "nope", "code": "model_not_found"}}, GptNotFound, "nope"),
         (503, {"error": {"message": "no channel", "type": "model_not_found"}}, GptNotFound, None),
         (429, {"detail": {"message": "slow down"}}, RateLimited, "slow down"),
@@ -226,6 +248,36 @@ def test_retry_after_parsing() -> None:
 )
 def test_which_errors_are_retried(exc: UpstreamError, retry: bool) -> None:
     assert is_retryable(exc) is retry
+
+
+def _most_within(delays: list[float], window_s: float) -> int:
+    """The most delays that fall within any `window_s` of each other."""
+    ordered = sorted(delays)
+    return max(bisect.bisect_right(ordered, d + window_s) - i for i, d in enumerate(ordered))
+
+
+def test_fifty_turns_told_the_same_retry_after_come_back_spread_out() -> None:
+    refused = RateLimited("slow down", retry_after=2.0)
+    delays = [retry_delay(refused, 0, 1.0, random.Random(f"turn {n}")) for n in range(50)]
+    assert min(delays) >= 2.0  # never sooner than the endpoint asked
+    assert max(delays) <= 2.0 * (1 + RETRY_JITTER)
+    assert max(delays) - min(delays) >= 0.75  # they span most of a second...
+    assert _most_within(delays, 0.05) <= 10  # ...so no 50 ms holds more than a fifth of them
+    # The same seeds give the same waits: tests stay deterministic.
+    again = [retry_delay(refused, 0, 1.0, random.Random(f"turn {n}")) for n in range(50)]
+    assert again == delays
+
+
+def test_backoff_without_retry_after_doubles_and_spreads_too() -> None:
+    rng = random.Random(7)
+    failed = UpstreamError("x", status=503)
+    for attempt, base in enumerate([1.0, 2.0, 4.0]):
+        delays = [retry_delay(failed, attempt, 1.0, rng) for _ in range(50)]
+        assert base <= min(delays) and max(delays) <= base * (1 + RETRY_JITTER)
+        assert max(delays) - min(delays) >= base * RETRY_JITTER / 2
+    # A short Retry-After is still spread over the backoff's jitter, not squeezed into it.
+    short = [retry_delay(RateLimited("x", retry_after=0.1), 0, 1.0, rng) for _ in range(50)]
+    assert min(short) >= 1.0 and max(short) - min(short) >= 0.25
 
 
 def reference_events(text: str) -> list[str]:

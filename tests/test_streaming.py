@@ -68,6 +68,42 @@ async def test_edits_are_paced_per_message_and_end_with_the_full_text() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_waiting_line_is_replaced_in_place_by_the_answer() -> None:
+    clock = FakeClock()
+    channel = RecordingChannel(clock)
+    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock)
+    reply.show_waiting("⏳ waiting")
+    await clock.advance(5)
+    assert channel.visible() == ["⏳ waiting"] and reply.first_sent.is_set()
+    reply.end_waiting()  # no indicator to show instead: the line stays until text arrives
+    await clock.advance(5)
+    reply.append("The answer")
+    finished = asyncio.ensure_future(reply.finish())
+    await clock.run_until(finished)
+    assert channel.visible() == ["The answer"]
+    assert [(call.kind, call.text) for call in channel.calls] == [
+        ("send", "⏳ waiting"),
+        ("edit", "The answer"),
+        ("edit", "The answer"),  # the final one
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_wait_over_before_its_line_was_sent_costs_no_call() -> None:
+    clock = FakeClock()
+    channel = RecordingChannel(clock)
+    reply = StreamingReply(channel, edit_interval_s=INTERVAL, clock=clock, indicator=" ▌")
+    reply.show_waiting("⏳ waiting")
+    reply.end_waiting()
+    await clock.advance(5)
+    assert channel.calls == [] and not reply.is_waiting
+    reply.append("Hi")
+    finished = asyncio.ensure_future(reply.finish())
+    await clock.run_until(finished)
+    assert [call.text for call in channel.calls] == ["Hi ▌", "Hi"]
+
+
+@pytest.mark.asyncio
 async def test_long_answer_continues_in_new_messages_with_every_character_in_order() -> None:
     clock, channel, reply = paced_reply(max_chars=300)
     code = "```python\n" + "".join(f"print({i})\n" for i in range(120)) + "```\n"

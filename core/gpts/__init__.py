@@ -12,11 +12,12 @@ with the last text), then `usage` when the endpoint reports it. In non-streaming
 
     wire           ChatMessage, Delta, Usage: what is sent and what comes back
     sse            the pure parser (no I/O): SseDecoder, StreamParser, delta_from_chunk
-    error_mapping  error bodies -> typed errors of `core.errors`, Retry-After, retry rules
+    error_mapping  error bodies -> typed errors of `core.errors`, Retry-After, retry rules and waits
     transport      GptsClient: HTTP, retries, timeouts
+    watchdog       the per-read timeout of a stream, one timer instead of one per chunk
 """
 
-from core.gpts.error_mapping import error_from_body, is_retryable, parse_retry_after
+from core.gpts.error_mapping import error_from_body, is_retryable, parse_retry_after, retry_delay
 from core.gpts.sse import (
     SseDecoder,
     StreamParser,
@@ -40,4 +41,5 @@ __all__ = [
     "is_retryable",
     "parse_retry_after",
     "parse_sse_lines",
+    "retry_delay",
 ]

@@ -1,13 +1,14 @@
 """Error mapping: an error answer of the GPTs endpoint as a typed error of `core.errors`.
 
-Also the `Retry-After` header in seconds and which errors are worth a retry. Every message is one
-short line without the API key or anything key-shaped.
+Also the `Retry-After` header in seconds, which errors are worth a retry, and how long to wait
+before one. Every message is one short line without the API key or anything key-shaped.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import random
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Any
 
 from core.errors import (
     AuthError,
+    EndpointNotFound,
     GptNotFound,
     RateLimited,
     StreamInterrupted,
@@ -27,7 +29,14 @@ from core.errors import (
 MAX_ERROR_CHARS = 200
 # A Retry-After longer than this is not waited out: the caller gets RateLimited at once.
 MAX_RETRY_AFTER_S = 30.0
+# Every wait before a retry is stretched by a random part of up to this fraction, so requests
+# refused together (one 429 for fifty turns) do not all come back together either.
+RETRY_JITTER = 0.5
 MODEL_NOT_FOUND = "model_not_found"
+BASE_URL_HINT = "is gpts.base_url right?"
+# What servers say for a path they do not serve: Starlette/FastAPI and aiohttp ("Not Found"),
+# Gin ("404 page not found"), nginx ("404 Not Found"), OpenAI ("Invalid URL (POST /v1/x)").
+_NO_SUCH_PATH = re.compile(r"(?:404:? )?(?:page )?not found|invalid url\b.*")
 
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 # Key-shaped words an endpoint might echo back ("invalid token sk-..."): never pass them on.
@@ -101,8 +110,14 @@ def error_from_body(
     message = redact_and_shorten(message, secret)
     if status in (401, 403):
         return AuthError(message, status=status)
-    if status == 404 or any(MODEL_NOT_FOUND in code for code in codes):
+    if any(MODEL_NOT_FOUND in code for code in codes):
         return GptNotFound(message, status=status)
+    if status == 404:
+        # An API that does not know the model answers with its own error; a wrong base URL
+        # gets the web server's page, nothing, or the framework's plain "Not Found".
+        if isinstance(parsed, Mapping) and not _NO_SUCH_PATH.fullmatch(message.strip().lower()):
+            return GptNotFound(message, status=status)
+        return EndpointNotFound(f"{message} ({BASE_URL_HINT})", status=status)
     if status == 429:
         return RateLimited(message, status=status, retry_after=retry_after)
     return UpstreamError(message, status=status)
@@ -121,6 +136,19 @@ def parse_retry_after(value: str | None) -> float | None:
             return None
         seconds = (when - datetime.now(UTC)).total_seconds()
     return max(0.0, seconds)
+
+
+def retry_delay(exc: UpstreamError, attempt: int, backoff_s: float, rng: random.Random) -> float:
+    """Seconds to wait after failed attempt number `attempt` (0 for the first).
+
+    The exponential backoff (`backoff_s`, doubled per attempt), or the endpoint's Retry-After if
+    that is longer, plus a random part of up to RETRY_JITTER of it from `rng`: never sooner than
+    the endpoint asked, and spread over at least `backoff_s * RETRY_JITTER` seconds.
+    """
+    delay = backoff_s * 2.0**attempt
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        delay = max(delay, exc.retry_after)
+    return delay * (1.0 + RETRY_JITTER * rng.random())
 
 
 def is_retryable(exc: UpstreamError) -> bool:

@@ -2,8 +2,9 @@
 
 Failures raise the typed errors of `core.errors`. Retries (connection errors, 408, 429, 5xx, a
 first-chunk timeout) happen only before any text has been yielded: once text may have reached a
-user, a broken stream raises `StreamInterrupted` (or `UpstreamTimeout` with phase "idle"/"total").
-Each read of a stream is timed by one `_Watchdog` rather than an `asyncio.timeout` per chunk.
+user, a broken stream raises `StreamInterrupted` (or `UpstreamTimeout` with phase "idle"/"total"),
+and so does one that ends with neither `finish_reason` nor `[DONE]` (a cut answer).
+Each read of a stream is timed by one `Watchdog` rather than an `asyncio.timeout` per chunk.
 """
 
 from __future__ import annotations
@@ -19,20 +20,21 @@ from typing import Any
 import aiohttp
 
 from core.config import GptsConfig
-from core.errors import RateLimited, StreamInterrupted, UpstreamError, UpstreamTimeout
+from core.errors import EndpointNotFound, StreamInterrupted, UpstreamError, UpstreamTimeout
 from core.gpts.error_mapping import (
+    BASE_URL_HINT,
     error_from_body,
     is_retryable,
     parse_retry_after,
     redact_and_shorten,
+    retry_delay,
 )
 from core.gpts.sse import StreamParser, delta_from_completion
+from core.gpts.watchdog import Watchdog
 from core.gpts.wire import ChatMessage, Delta
 
 logger = logging.getLogger(__name__)
 
-# Backoff delays are stretched by up to this fraction so parallel retries spread out.
-RETRY_JITTER = 0.25
 CHECK_PROMPT = "ping"
 CHECK_MAX_TOKENS = 1
 
@@ -44,68 +46,6 @@ class _Progress:
 
     def __init__(self) -> None:
         self.text_yielded = False
-
-
-class _Watchdog:
-    """The read timeout of one stream: one timer, re-armed only when it fires early.
-
-    Entering and leaving an `asyncio.timeout` around every read costs a timer handle, a heap
-    push and a cancellation per chunk. Instead `start` before a read only moves `deadline`
-    (and the task to cancel); when the timer fires before the current deadline it sleeps on,
-    and when it fires during a read past the deadline it cancels the reading task, as
-    `asyncio.timeout` would, and `claim` then tells that CancelledError from any other.
-    Between reads (while the consumer holds a Delta) it never cancels anything.
-    """
-
-    __slots__ = ("_armed_for", "_cancelling", "_expired", "_handle", "_loop", "_task", "deadline")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._handle: asyncio.TimerHandle | None = None
-        self._armed_for = 0.0  # when the pending timer fires
-        self._task: asyncio.Task[Any] | None = None  # the reading task, None between reads
-        self._cancelling = 0
-        self._expired = False
-        self.deadline = 0.0
-
-    def start(self, deadline: float) -> None:
-        """A read begins, to be cancelled at `deadline`."""
-        self.deadline = deadline
-        if self._handle is None or deadline < self._armed_for:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._armed_for = deadline
-            self._handle = self._loop.call_at(deadline, self._fire)
-        task = self._task = asyncio.current_task()
-        assert task is not None
-        self._cancelling = task.cancelling()
-
-    def stop(self) -> None:
-        """The read is over (without a cancellation)."""
-        self._task = None
-
-    def claim(self) -> bool:
-        """The read was cancelled: True when by this watchdog alone, i.e. it timed out."""
-        task, self._task = self._task, None
-        if not self._expired or task is None:
-            return False
-        self._expired = False
-        return task.uncancel() <= self._cancelling
-
-    def close(self) -> None:
-        self._task = None
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def _fire(self) -> None:
-        self._handle = None
-        if self.deadline > self._armed_for:  # moved on since this timer was set
-            self._armed_for = self.deadline
-            self._handle = self._loop.call_at(self.deadline, self._fire)
-        elif self._task is not None and not self._expired:
-            self._expired = True
-            self._task.cancel()
 
 
 def _merge(deltas: Iterable[Delta]) -> Delta:
@@ -120,8 +60,16 @@ def _merge(deltas: Iterable[Delta]) -> Delta:
 class GptsClient:
     """Chat completions from the GPTs endpoint over one shared aiohttp session."""
 
-    def __init__(self, config: GptsConfig, *, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self,
+        config: GptsConfig,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`rng` draws the jitter of retry waits; tests pass a seeded one."""
         self._config = config
+        self._rng = rng or random.Random()
         self._session = session
         self._owns_session = session is None
         self._url = config.base_url.rstrip("/") + "/chat/completions"
@@ -189,6 +137,44 @@ class GptsClient:
                 if delta.text or delta.finish_reason:
                     break
 
+    async def list_models(self) -> list[str]:
+        """The model ids `GET {base_url}/models` lists for the key (one attempt, no retry).
+
+        Raises AuthError for a refused key and EndpointNotFound when the path is not there or
+        answers with something other than a model list; other failures as `stream_chat`.
+        """
+        url = self._config.base_url.rstrip("/") + "/models"
+        seconds = self._config.first_chunk_timeout_s
+        try:
+            async with asyncio.timeout(seconds):
+                response = await self._get_session().get(
+                    url, headers=self._headers(False), timeout=self._http_timeout
+                )
+                async with response:
+                    body = await response.read()
+        except aiohttp.ServerTimeoutError as exc:
+            raise UpstreamTimeout("connect", self._config.connect_timeout_s) from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeout("answer", seconds) from exc
+        except aiohttp.ClientError as exc:
+            reason = redact_and_shorten(str(exc)) or type(exc).__name__
+            raise UpstreamError(f"cannot reach the GPTs endpoint: {reason}") from exc
+        secret = self._config.api_key
+        if response.status != 200:
+            error = error_from_body(response.status, body, secret=secret)
+            if response.status == 404 and not isinstance(error, EndpointNotFound):
+                error = EndpointNotFound(f"{error.message} ({BASE_URL_HINT})", status=404)
+            raise error
+        try:
+            listing = json.loads(body)
+        except ValueError:
+            listing = None
+        data = listing.get("data") if isinstance(listing, dict) else None
+        if not isinstance(data, list):
+            kind = "an HTML page" if response.content_type == "text/html" else "no model list"
+            raise EndpointNotFound(f"HTTP 200 with {kind} ({BASE_URL_HINT})", status=200)
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
     async def _request(self, payload: dict[str, Any]) -> AsyncGenerator[Delta, None]:
         """Attempts with backoff until one succeeds, fails for good, or text has been yielded."""
         loop = asyncio.get_running_loop()
@@ -206,7 +192,7 @@ class GptsClient:
             except UpstreamError as exc:
                 if progress.text_yielded or attempt + 1 >= attempts or not is_retryable(exc):
                     raise
-                delay = self._retry_delay(exc, attempt)
+                delay = retry_delay(exc, attempt, self._config.retry_backoff_s, self._rng)
                 if loop.time() + delay >= total_deadline:
                     raise
                 logger.warning(
@@ -224,12 +210,6 @@ class GptsClient:
                     "GPTs answer from %s done in %.1f s (attempt %d)", model, elapsed, attempt + 1
                 )
                 return
-
-    def _retry_delay(self, exc: UpstreamError, attempt: int) -> float:
-        delay = self._config.retry_backoff_s * 2.0**attempt * (1 + random.random() * RETRY_JITTER)
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
-        return delay
 
     def _deadline(
         self, phase: str, seconds: float, total_deadline: float
@@ -312,9 +292,13 @@ class GptsClient:
         except ValueError:
             parsed = None
         if not isinstance(parsed, dict):
-            kind = "an HTML page" if content_type == "text/html" else "not a chat completion"
+            if content_type == "text/html":
+                raise EndpointNotFound(
+                    f"the GPTs endpoint answered with an HTML page ({BASE_URL_HINT})", status=200
+                )
             raise UpstreamError(
-                f"the GPTs endpoint answered with {kind} (is gpts.base_url right?)", status=200
+                f"the GPTs endpoint answered with not a chat completion ({BASE_URL_HINT})",
+                status=200,
             )
         return delta_from_completion(parsed, secret=self._config.api_key)
 
@@ -331,7 +315,7 @@ class GptsClient:
         loop = asyncio.get_running_loop()
         idle_s = self._config.idle_timeout_s
         read = response.content.readany
-        watchdog = _Watchdog(loop)
+        watchdog = Watchdog(loop)
         try:
             while not parser.is_stopped:
                 # Per read, only the deadline: the error is built if it is ever reached.
@@ -383,8 +367,10 @@ class GptsClient:
         if not parser.valid_chunks:
             raise UpstreamError("the GPTs endpoint sent no readable answer", status=200)
         if parser.done or finished:
-            return
+            return  # relays send either marker without the other: each one ends an answer
         if has_text:
-            logger.info("GPTs stream ended without [DONE] or finish_reason; keeping the answer")
-            return
+            # Neither marker: the relay closed mid-answer. What arrived is kept, marked as cut.
+            raise StreamInterrupted(
+                "the GPTs stream ended without finish_reason or [DONE]: the answer was cut"
+            )
         raise UpstreamError("the GPTs stream ended before the answer started")

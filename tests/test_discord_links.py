@@ -13,11 +13,8 @@ import pytest
 from tests.discord_fixtures import discord  # noqa: F401  (discord.py imported quietly first)
 
 # isort: split
-from bots.discord_adapter.links import (
-    is_safe_url,
-    shown_chars_bound,
-    without_unsafe_links,
-)
+from bots.discord_adapter.links import shown_chars_bound, without_unsafe_links
+from core.links import is_safe_url
 from core.splitting import split_message
 from fakes.gpts import FakeGpts, Reply
 from tests.rendering_corpus import CORPUS

@@ -13,14 +13,10 @@ from telegram import MessageEntity
 from telegramify_markdown.config import get_runtime_config
 from telegramify_markdown.converter import STANDARD_OPTIONS
 
-from bots.telegram_adapter.rendering import (
-    PARSE_OPTIONS,
-    is_safe_url,
-    literal_markdown,
-    render_markdown,
-)
+from bots.telegram_adapter.rendering import PARSE_OPTIONS, literal_markdown, render_markdown
 from bots.telegram_adapter.text import MAX_TEXT_UNITS, utf16_slice
 from core.config import parse_config
+from core.links import is_safe_url
 from core.platform import utf16_units
 from core.splitting import open_fence, split_message
 from tests.rendering_corpus import CORPUS, Answer

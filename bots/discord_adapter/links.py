@@ -10,9 +10,9 @@ Discord shows them verbatim, backslashes included.
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
-_UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+from core.links import is_safe_url
+
 # Discord's own code rules: a closed ``` block, a `` span, a ` span.
 _CODE = re.compile(r"```[\s\S]*?```|``[\s\S]*?``|`[^`]*`")
 # A masked link: [text](url), [text](<url>), optionally with a quoted title; the text may hold one
@@ -21,20 +21,6 @@ _MASKED_LINK = re.compile(
     r"\[([^\[\]]*(?:\[[^\[\]]*\][^\[\]]*)*)\]"
     r"\(\s*(<[^<>\n]*>|(?:[^\s()\\]|\\.|\([^\s()]*\))*)(?:\s+(?:\"[^\"\n]*\"|'[^'\n]*'))?\s*\)"
 )
-
-
-def is_safe_url(url: str) -> bool:
-    """Whether a link to `url` may be clickable: http(s) with a host, or mailto with an address."""
-    if not url or _UNSAFE_URL_CHARS.search(url):
-        return False
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        return bool(parts.netloc)
-    return scheme == "mailto" and bool(parts.path)
 
 
 def shown_chars_bound(text: str) -> int:

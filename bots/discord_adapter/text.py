@@ -4,7 +4,7 @@ the bot sends people, in English and Simplified Chinese (`core.i18n.Text`)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import discord
 from discord import app_commands
@@ -43,25 +43,19 @@ def turn_text(
 ) -> str:
     """A message's text as the GPT should read it: the bot's own @mention (or its role's)
     removed, other mentions turned into readable @names."""
-    user_names = user_names or {}
-    role_names = role_names or {}
 
-    def user(match: re.Match[str]) -> str:
-        user_id = int(match.group(1))
-        if user_id == bot_id:
-            return ""
-        name = user_names.get(user_id)
-        return f"@{name}" if name else match.group(0)
+    def readable(own_id: int | None, names: Mapping[int, str]) -> Callable[[re.Match[str]], str]:
+        def replace(match: re.Match[str]) -> str:
+            mentioned = int(match.group(1))
+            if mentioned == own_id:
+                return ""
+            name = names.get(mentioned)
+            return f"@{name}" if name else match.group(0)
 
-    def role(match: re.Match[str]) -> str:
-        role_id = int(match.group(1))
-        if role_id == bot_role_id:
-            return ""
-        name = role_names.get(role_id)
-        return f"@{name}" if name else match.group(0)
+        return replace
 
-    text = _USER_MENTION.sub(user, content)
-    text = _ROLE_MENTION.sub(role, text)
+    text = _USER_MENTION.sub(readable(bot_id, user_names or {}), content)
+    text = _ROLE_MENTION.sub(readable(bot_role_id, role_names or {}), text)
     return re.sub(r"[ \t]{2,}", " ", text).strip()
 
 

@@ -18,7 +18,6 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyromark
 import telegramify_markdown
@@ -26,6 +25,7 @@ from telegram import MessageEntity
 from telegram.constants import MessageEntityType
 
 from bots.telegram_adapter.text import MAX_TEXT_UNITS
+from core.links import is_safe_url
 from core.platform import utf16_units
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ PARSE_OPTIONS = (
 # block turns into a paragraph whose inline tags the next pass finds).
 MAX_PASSES = 50
 
-_UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 # ASCII punctuation, backslash-escaped when a URL is shown as text; parentheses stay as they are
 # (they mean nothing outside a link, and "\(" would look like LaTeX to the converter).
 _URL_PUNCTUATION = re.compile(r"([!-'*-/:-@\[-`{-~])")
@@ -50,20 +49,6 @@ _PIPE_RUN = re.compile(rb"\|{2,}")
 # What every construct we escape or rewrite needs: HTML and autolinks "<", entities "&", math
 # "$", spoilers "||", links "](", "][" or a reference definition's "]:".
 _MAY_NEED_ESCAPING = re.compile(r"[<&$]|\|\||\][(\[:]")
-
-
-def is_safe_url(url: str) -> bool:
-    """Whether a link to `url` may be clickable: http(s) with a host, or mailto with an address."""
-    if not url or _UNSAFE_URL_CHARS.search(url):
-        return False
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    scheme = parts.scheme.lower()
-    if scheme in ("http", "https"):
-        return bool(parts.netloc)
-    return scheme == "mailto" and bool(parts.path)
 
 
 def render_markdown(text: str) -> tuple[str, list[MessageEntity]] | None:

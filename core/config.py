@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from core.database import data_folder, resolve_url
 from core.errors import BadGptName, ConfigError
 from core.gpt_names import parse_gpt_id
 from core.i18n import LanguageSetting
@@ -331,17 +332,25 @@ def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> P
 
 
 def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """The config in `path` (None: the defaults and the environment only), with a relative SQLite
+    database path made absolute: next to the config file, or in the user's data folder."""
+    env = os.environ if env is None else env
     if path is None:
-        return parse_config({}, env)
-    try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ConfigError(str(path), "file not found") from exc
-    except IsADirectoryError as exc:
-        raise ConfigError(str(path), "is a folder, not a config file") from exc
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot be read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
-    return parse_config(raw, env)
+        config = parse_config({}, env)
+        folder = data_folder(env)
+    else:
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except FileNotFoundError as exc:
+            raise ConfigError(str(path), "file not found") from exc
+        except IsADirectoryError as exc:
+            raise ConfigError(str(path), "is a folder, not a config file") from exc
+        except OSError as exc:
+            raise ConfigError(str(path), f"cannot be read: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
+        config = parse_config(raw, env)
+        folder = path.absolute().parent
+    storage = dataclasses.replace(config.storage, url=resolve_url(config.storage.url, folder))
+    return dataclasses.replace(config, storage=storage)

@@ -2,6 +2,7 @@
 
     GptsBotError
     ├── ConfigError              a config key is missing, unknown, mistyped or malformed
+    ├── DatabaseUnusable         the database cannot be opened or created where the config says
     ├── BadGptName               text that is not a GPT id, model name or GPT URL
     ├── NoGptBound               no binding here and no default GPT
     ├── EmptyMessage             nothing to send the GPT
@@ -33,6 +34,13 @@ class ConfigError(GptsBotError):
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"config: {key}: {problem}")
         self.key = key
+        self.problem = problem
+
+
+class DatabaseUnusable(GptsBotError):
+    def __init__(self, location: str, problem: str) -> None:
+        super().__init__(f"database {location}: {problem}")
+        self.location = location
         self.problem = problem
 
 

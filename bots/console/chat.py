@@ -13,6 +13,7 @@ from core import commands, i18n
 from core.app import open_app
 from core.config import Config
 from core.conversation import ConversationService
+from core.database import describe
 from core.errors import GptsBotError
 from core.i18n import Language, Text, language_for
 from core.platform import MessageRef
@@ -29,6 +30,7 @@ WELCOME = Text(
     "输入消息即可和 GPT 对话。/help 列出命令；/quit 或 Ctrl-D 退出。",
 )
 TALKING_TO = Text("Talking to {url}", "正在和 {url} 对话")
+DATABASE = Text("Database: {location}", "数据库：{location}")
 
 
 class TerminalChannel:
@@ -92,6 +94,7 @@ async def chat(
             print(exc, file=stderr)
             return 2
         print(TALKING_TO(context.language, url=info.url), file=stderr)
+    print(DATABASE(context.language, location=describe(service.config.storage.url)), file=stderr)
     interactive = stdin.isatty()
     if interactive:
         print(WELCOME(context.language), file=stderr)

@@ -110,6 +110,11 @@ class StreamInterrupted(UpstreamError):
     pass
 
 
+# A turn's task cancelled with this message was stopped by the person who asked (Ctrl-C in the
+# terminal): its error line says "stopped". Any other cancellation is the bot shutting down.
+STOP_REQUESTED = "stop requested"
+
+
 def user_message(exc: BaseException, language: Language = "en") -> str:
     """One short sentence for the person who asked; never a stack trace or a secret."""
     match exc:
@@ -139,6 +144,8 @@ def user_message(exc: BaseException, language: Language = "en") -> str:
             return i18n.MESSAGE_TOO_LONG(language, length=length, limit=limit)
         case GptsBotError():
             return f"⚠️ {exc}"
+        case asyncio.CancelledError() if exc.args == (STOP_REQUESTED,):
+            text = i18n.STOPPED
         case asyncio.CancelledError():
             text = i18n.RESTARTING
         case _:

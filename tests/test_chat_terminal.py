@@ -239,3 +239,23 @@ async def test_the_terminal_lines_follow_lang(fake_gpts: FakeGpts, tmp_path: Pat
     assert "未知命令 /nope。试试 /help。" in bound.err
     env["LC_MESSAGES"], env["LANG"] = "zh_CN.UTF-8", "C"  # LC_MESSAGES chooses messages' language
     assert "数据库：" in (await gptsbot("chat", env=env)).err
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("source", ["a file", "/dev/null"])
+async def test_chat_reads_a_file_or_dev_null_as_stdin(
+    fake_gpts: FakeGpts, tmp_path: Path, source: str
+) -> None:
+    """`gptsbot chat < questions.txt`: a regular file (or /dev/null) cannot be watched by the event
+    loop, and needs not be: reading it never blocks."""
+    questions = tmp_path / "questions.txt"
+    questions.write_text("first\nsecond")  # the last line without its newline
+    env = environment(tmp_path, fake_gpts)
+    with (questions if source == "a file" else Path(os.devnull)).open("rb") as stdin:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "core.cli", "chat",
+            stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert out.decode() == ("echo: first\necho: second\n" if source == "a file" else "")

@@ -9,8 +9,12 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DBAPIError
+
+from core import database
 from core.config import Config, secret_variables
 from core.conversation import ConversationService
+from core.errors import DatabaseUnusable
 from core.gpts import GptsClient
 from core.platform import Adapter, PlatformRefused
 from core.platforms import Platform, installed_platforms
@@ -29,10 +33,26 @@ class App:
 
 @contextlib.asynccontextmanager
 async def open_app(config: Config) -> AsyncIterator[App]:
-    """Open the database (migrated to the newest schema) and the GPTs client; close both after."""
-    repo = await Repository.open(config.storage.url)
+    """Open the database (migrated to the newest schema) and the GPTs client; close both after.
+    A database that cannot be opened raises DatabaseUnusable naming it."""
+    url = config.storage.url
+    location = database.describe(url)
+    database.check_usable(url)
+    repo = await Repository.open(url)
     try:
-        await repo.upgrade()
+        try:
+            await repo.upgrade()  # the first connection
+        except (DBAPIError, OSError) as exc:
+            reason = str(getattr(exc, "orig", None) or exc)
+            raise DatabaseUnusable(location, reason) from exc
+        logger.info("database: %s", location)
+        stray = database.stray_database(url)
+        if stray is not None:
+            logger.warning(
+                "%s is not used: the database is %s (move the file there to keep its history)",
+                stray,
+                location,
+            )
         async with GptsClient(config.gpts) as client:
             yield App(config, repo, client, ConversationService(config, repo, client))
     finally:

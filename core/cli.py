@@ -11,7 +11,15 @@ from collections.abc import Callable, Coroutine, Sequence
 from core import __version__
 from core.app import load_adapters, open_app, run_adapters, stop_on_signals, token_variables
 from core.config import Config, config_path, load_config
-from core.errors import AuthError, ConfigError, EndpointNotFound, GptNotFound, GptsBotError
+from core.database import describe
+from core.errors import (
+    AuthError,
+    ConfigError,
+    DatabaseUnusable,
+    EndpointNotFound,
+    GptNotFound,
+    GptsBotError,
+)
 from core.gpt_names import model_name, parse_gpt_id
 from core.gpts import GptsClient
 from core.platform import PlatformRefused
@@ -43,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[Config, argparse.Namespace], Coroutine[None, None, int]] = args.handler
     try:
         return asyncio.run(handler(config, args))
+    except DatabaseUnusable as exc:
+        print(f"gptsbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 
@@ -54,10 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gptsbot {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text)
+    def command(
+        name: str,
+        help_text: str,
+        under: argparse._SubParsersAction[argparse.ArgumentParser] = commands,
+    ) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = under.add_parser(name, help=help_text, description=help_text)
         sub.add_argument(
             "--config",
+            # Given at any level (`db --config X upgrade` or `db upgrade --config X`): a level
+            # that was not given leaves the other's value alone.
+            default=None if under is commands else argparse.SUPPRESS,
             help="TOML config file (default: $GPTSBOT_CONFIG, then ./config.toml if present)",
         )
         return sub
@@ -67,9 +85,11 @@ def _parser() -> argparse.ArgumentParser:
         if platform.add_commands is not None:
             platform.add_commands(command)
     command("check", "check the config and the endpoint's API key").set_defaults(handler=_check)
-    db = command("db", "database maintenance")
-    db.add_argument("action", choices=["upgrade"], help="upgrade: apply migrations")
-    db.set_defaults(handler=_db)
+    db = command("db", "database maintenance").add_subparsers(dest="action", required=True)
+    upgrade = command(
+        "upgrade", "apply the database migrations (run and chat also do it at start)", db
+    )
+    upgrade.set_defaults(handler=_db_upgrade)
     return parser
 
 
@@ -141,10 +161,10 @@ def _check_failure(exc: GptsBotError, base: str, model: str | None) -> list[str]
             return [f"FAIL: {base}: {exc}"]
 
 
-async def _db(config: Config, args: argparse.Namespace) -> int:
+async def _db_upgrade(config: Config, args: argparse.Namespace) -> int:
     async with open_app(config):
         pass  # opening the app applies the migrations
-    print("The database is up to date.")
+    print(f"The database {describe(config.storage.url)} is up to date.")
     return 0
 
 

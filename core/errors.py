@@ -2,6 +2,7 @@
 
     GptsBotError
     ├── ConfigError              a config key is missing, unknown, mistyped or malformed
+    ├── DatabaseUnusable         the database cannot be opened or created where the config says
     ├── BadGptName               text that is not a GPT id, model name or GPT URL
     ├── NoGptBound               no binding here and no default GPT
     ├── EmptyMessage             nothing to send the GPT
@@ -35,6 +36,13 @@ class ConfigError(GptsBotError):
     def __init__(self, key: str, problem: str) -> None:
         super().__init__(f"config: {key}: {problem}")
         self.key = key
+        self.problem = problem
+
+
+class DatabaseUnusable(GptsBotError):
+    def __init__(self, location: str, problem: str) -> None:
+        super().__init__(f"database {location}: {problem}")
+        self.location = location
         self.problem = problem
 
 
@@ -114,6 +122,11 @@ class StreamInterrupted(UpstreamError):
     pass
 
 
+# A turn's task cancelled with this message was stopped by the person who asked (Ctrl-C in the
+# terminal): its error line says "stopped". Any other cancellation is the bot shutting down.
+STOP_REQUESTED = "stop requested"
+
+
 def user_message(exc: BaseException, language: Language = "en") -> str:
     """One short sentence for the person who asked; never a stack trace or a secret."""
     match exc:
@@ -145,6 +158,8 @@ def user_message(exc: BaseException, language: Language = "en") -> str:
             return i18n.MESSAGE_TOO_LONG(language, length=length, limit=limit)
         case GptsBotError():
             return f"⚠️ {exc}"
+        case asyncio.CancelledError() if exc.args == (STOP_REQUESTED,):
+            text = i18n.STOPPED
         case asyncio.CancelledError():
             text = i18n.RESTARTING
         case _:

@@ -77,6 +77,7 @@ RESTARTING = Text(
     "⚠️ The bot is restarting; this answer stopped here. Ask again in a moment.",
     "⚠️ 机器人正在重启，回答到此中断，请稍后再问。",
 )
+STOPPED = Text("⏹️ Stopped.", "⏹️ 已停止。")
 APOLOGY = Text(
     "⚠️ Something went wrong on our side. Please try again.",
     "⚠️ 机器人出了点问题，请重试。",

@@ -16,6 +16,8 @@ from fakes.telegram import FakeTelegram
 
 API_KEY = "sk-cli-secret-0123456789"
 DEFAULT_GPT = "g-B3hgivKK9"
+# This checkout: its code runs in the subprocesses, whatever their current folder.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -47,16 +49,19 @@ def environment(
         with config.open("a") as file:
             file.write(f'[telegram]\nbase_url = "{telegram.base_url}"\n')
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
-    env = {k: v for k, v in env.items() if not k.startswith("LC_")}
+    env = {k: v for k, v in env.items() if not k.startswith(("LC_", "GPTS"))}
     env |= {"GPTSBOT_CONFIG": str(config), "GPTS_API_KEY": API_KEY, "USER": "alice", "LANG": "C"}
+    env |= {"PYTHONPATH": str(ROOT), "XDG_DATA_HOME": str(tmp_path / "data")}
     return env | extra
 
 
-async def gptsbot(*args: str, env: dict[str, str], stdin: str = "") -> Result:
+async def gptsbot(
+    *args: str, env: dict[str, str], stdin: str = "", cwd: Path | None = None
+) -> Result:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "core.cli", *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env,
+        stderr=asyncio.subprocess.PIPE, env=env, cwd=cwd,
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
     assert process.returncode is not None
@@ -262,6 +267,8 @@ async def test_run_serves_telegram_until_sigterm_then_exits_0(
     log = out.decode() + err.decode()
     assert tg.token not in log and API_KEY not in log
     assert fake_gpts.requests[0].model == f"gpt-4-gizmo-{DEFAULT_GPT}"
+    # Where the database is, once at start.
+    assert log.count("database: ") == 1 and f"database: {tmp_path / 'chat.db'}\n" in log
 
 
 @pytest.mark.asyncio

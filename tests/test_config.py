@@ -5,7 +5,17 @@ import pytest
 
 from bots.discord_adapter import DiscordConfig
 from bots.telegram_adapter import TelegramConfig
-from core.config import config_path, load_config, non_negative, parse_config, secret, url
+from core.config import (
+    GptsConfig,
+    config_path,
+    env_variables,
+    load_config,
+    non_negative,
+    parse_config,
+    secret,
+    secret_variables,
+    url,
+)
 from core.errors import ConfigError
 
 
@@ -106,3 +116,71 @@ def test_missing_and_broken_files(tmp_path: Path) -> None:
     broken.write_text("[gpts\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(broken, {})
+
+
+def test_base_url_and_default_gpt_come_from_the_environment_without_being_secrets() -> None:
+    env = {"GPTS_BASE_URL": "https://relay.example/v1", "GPTS_DEFAULT_GPT": "g-B3hgivKK9"}
+    config = parse_config({"gpts": {"base_url": "https://file.example/v1"}}, env)
+    assert config.gpts.base_url == "https://relay.example/v1"  # the environment wins
+    assert config.gpts.default_gpt == "g-B3hgivKK9"
+    # Not secrets: shown in repr, not masked in logs, not a platform's on-switch.
+    assert "relay.example" in repr(config) and config.secrets() == []
+    assert env_variables(GptsConfig) == {
+        "base_url": "GPTS_BASE_URL",
+        "api_key": "GPTS_API_KEY",
+        "default_gpt": "GPTS_DEFAULT_GPT",
+    }
+    assert secret_variables(GptsConfig) == {"api_key": "GPTS_API_KEY"}
+    # A bad value from the environment names the key and the variable.
+    with pytest.raises(ConfigError) as caught:
+        parse_config({}, {"GPTS_BASE_URL": "relay.example"})
+    assert str(caught.value) == (
+        "config: gpts.base_url: must be an http(s) URL, got 'relay.example' (set by GPTS_BASE_URL)"
+    )
+    with pytest.raises(ConfigError, match=r"gpts\.default_gpt: .*\(set by GPTS_DEFAULT_GPT\)"):
+        parse_config({}, {"GPTS_DEFAULT_GPT": "write for me"})
+    # Empty or blank: unset.
+    assert parse_config({}, {"GPTS_DEFAULT_GPT": " ", "GPTS_BASE_URL": ""}) == parse_config({}, {})
+
+
+def test_values_pasted_with_spaces_around_them_are_trimmed() -> None:
+    config = parse_config(
+        {
+            "gpts": {
+                "api_key": " sk-file ",
+                "base_url": "https://relay.example/v1 \n",
+                "default_gpt": "\tg-B3hgivKK9 ",
+            },
+            "telegram": {"token": "123:abc\n"},
+            "access": {"owners": [" telegram:1 "]},
+        },
+        {"DISCORD_BOT_TOKEN": "  discord-token  "},
+    )
+    assert config.gpts.api_key == "sk-file"
+    assert config.gpts.base_url == "https://relay.example/v1"
+    assert config.gpts.default_gpt == "g-B3hgivKK9"
+    assert config.platform("telegram", TelegramConfig).token == "123:abc"
+    assert config.platform("discord", DiscordConfig).token == "discord-token"
+    assert config.access.owners == ("telegram:1",)
+    assert parse_config({}, {"GPTS_API_KEY": " sk-env\n"}).gpts.api_key == "sk-env"
+    # Where the spaces mean something, they stay.
+    assert parse_config({"bot": {"streaming_indicator": " …"}}, {}).bot.streaming_indicator == " …"
+
+
+@pytest.mark.parametrize("value", [-0.1, 2.5, 7])
+def test_temperature_outside_0_to_2_names_the_key(value: float) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"gpts": {"temperature": value}}, {})
+    assert str(caught.value) == f"config: gpts.temperature: must be from 0 to 2, got {value}"
+
+
+def test_temperature_within_0_to_2_or_unset() -> None:
+    assert parse_config({"gpts": {"temperature": 0}}, {}).gpts.temperature == 0.0
+    assert parse_config({"gpts": {"temperature": 2}}, {}).gpts.temperature == 2.0
+    assert parse_config({}, {}).gpts.temperature is None
+
+
+def test_a_config_path_that_is_a_folder_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, {})
+    assert str(caught.value) == f"config: {tmp_path}: is a folder, not a config file"

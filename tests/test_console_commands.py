@@ -35,16 +35,14 @@ async def test_every_registry_command_works_in_the_terminal(
     for command in commands.REGISTRY:
         args = " ".join(SAMPLE_ARGUMENTS[argument.name] for argument in command.arguments)
         lines.append(f"/{command.name} {args}".strip())
+    typed = tmp_path / "typed.txt"  # chat reads a real file descriptor, as from a pipe
+    typed.write_text("\n".join(lines) + "\n/nope\n")
     stdout, stderr = io.StringIO(), io.StringIO()
     async with open_app(config) as app:
-        code = await chat(
-            app.service,
-            gpt=None,
-            new=False,
-            stdin=io.StringIO("\n".join(lines) + "\n/nope\n"),
-            stdout=stdout,
-            stderr=stderr,
-        )
+        with typed.open() as stdin:
+            code = await chat(
+                app.service, gpt=None, new=False, stdin=stdin, stdout=stdout, stderr=stderr
+            )
     assert code == 0
     said = stderr.getvalue()
     listed = [line.split(" — ")[0] for line in said.splitlines() if line.startswith("/")]

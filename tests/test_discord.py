@@ -215,9 +215,35 @@ async def test_commands_are_synced_with_names_options_and_permissions(
         (bind_option,) = subcommands["bind"]["options"]
         assert bind_option["name"] == "gpt" and bind_option["type"] == 3
         assert bind_option["required"] is True and bind_option["autocomplete"] is True
-        for command in synced.values():
-            assert command["contexts"] == [0, 1]  # guilds and DMs with the bot
+        # Everyday commands reach user installs too (servers, bot DMs, group DMs); bindings stay
+        # with the server install (servers and DMs with the bot).
+        for name in ("help", "chat", "reset"):
+            assert synced[name]["integration_types"] == [0, 1]
+            assert synced[name]["contexts"] == [0, 1, 2]
+        assert gpt["integration_types"] == [0] and gpt["contexts"] == [0, 1]
+
+
+@pytest.mark.asyncio
+async def test_a_guild_only_install_keeps_every_command_in_servers(
+    tmp_path: Path, fake_gpts: FakeGpts
+) -> None:
+    async with world(tmp_path, fake_gpts, discord_config={"install": "guild"}) as w:
+        for command in w.fake.global_commands:
             assert command["integration_types"] == [0]
+            assert command["contexts"] == [0, 1]
+
+
+@pytest.mark.asyncio
+async def test_a_user_install_answers_chat_in_a_server_without_the_bot(
+    tmp_path: Path, fake_gpts: FakeGpts
+) -> None:
+    async with world(tmp_path, fake_gpts) as w:
+        elsewhere = w.fake.add_channel(w.fake.add_guild("Not the bot's server"))
+        chat = await w.fake.slash(
+            elsewhere, w.member, "chat", [option("prompt", "hi")], user_install=True
+        )
+        await wait_original(w, chat, quote_prompt("hi") + "echo: mia: hi")
+        assert fake_gpts.requests[-1].messages[-1]["content"] == "mia: hi"
 
 
 @pytest.mark.asyncio

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
@@ -24,6 +23,7 @@ from discord import app_commands
 
 from bots.discord_adapter import commands as commands_module
 from bots.discord_adapter import text as t
+from bots.discord_adapter.guilds import AllowedGuilds
 from bots.discord_adapter.replies import NO_PINGS, ChannelReplies, InteractionReplies
 from bots.discord_adapter.settings import DEFAULT_API_BASE, DiscordConfig
 from bots.discord_adapter.settings import NAME as PLATFORM
@@ -49,8 +49,6 @@ TYPING_REFRESH_S = 8.0
 GUILD_READY_TIMEOUT_S = 2.0
 # discord.py sleeps through shorter 429s itself; longer ones come back to the core's pacing.
 MAX_RATELIMIT_WAIT_S = 30.0
-# How long a DM author's membership in an allowed guild is remembered.
-MEMBERSHIP_TTL_S = 600.0
 
 
 class _Client(discord.Client):
@@ -65,8 +63,8 @@ class _Client(discord.Client):
         self.adapter = adapter
         self.tree = app_commands.CommandTree(
             self,
-            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=True),
-            allowed_installs=app_commands.AppInstallationType(guild=True),
+            allowed_contexts=commands_module.GUILD_CONTEXTS,
+            allowed_installs=commands_module.GUILD_INSTALL,
         )
 
     async def setup_hook(self) -> None:
@@ -104,6 +102,7 @@ class DiscordAdapter:
         self.settings = config.platform(PLATFORM, DiscordConfig)
         self.service = service
         self.commands = commands.Commands(service)
+        self.guilds = AllowedGuilds(self.settings.allowed_guild_ids)
         self.guild_ready_timeout = guild_ready_timeout
         self.interaction_window_s = interaction_window_s
         self._clock = clock or SystemClock()
@@ -119,7 +118,6 @@ class DiscordAdapter:
         self.client: _Client | None = None
         self._synced = False
         self._handlers: set[asyncio.Task[Any]] = set()
-        self._members: dict[int, tuple[float, bool]] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -182,7 +180,9 @@ class DiscordAdapter:
 
     async def _setup(self, client: _Client) -> None:
         default: Language = "zh" if self.config.bot.language == "zh" else "en"
-        commands_module.install(client.tree, self._run_command, self._suggest, default)
+        commands_module.install(
+            client.tree, self._run_command, self._suggest, default, self.settings.install
+        )
         await client.tree.set_translator(CommandTranslator(self.config.bot.language))
         if self._synced:
             return
@@ -287,45 +287,13 @@ class DiscordAdapter:
         """A slash command carries the language of the user's Discord client."""
         return language_for(interaction.locale.value, self.config.bot.language)
 
-    # -- access ---------------------------------------------------------------------------------
-
-    def _guild_allowed(self, guild_id: int | None) -> bool:
-        allowed = self.settings.allowed_guild_ids
-        return not allowed or guild_id is None or guild_id in allowed
-
-    async def _dm_allowed(self, client: discord.Client, user_id: int) -> bool:
-        """With `allowed_guild_ids` set, a DM is answered only for a member of one of those
-        guilds (else anyone who can reach the bot could spend the operator's GPT quota)."""
-        allowed = self.settings.allowed_guild_ids
-        if not allowed:
-            return True
-        now = time.monotonic()
-        cached = self._members.get(user_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        is_member = False
-        for guild_id in allowed:
-            guild = client.get_guild(guild_id)
-            if guild is None:
-                continue
-            if guild.get_member(user_id) is not None:
-                is_member = True
-                break
-            try:
-                await guild.fetch_member(user_id)
-            except discord.NotFound:
-                continue
-            is_member = True
-            break
-        self._members[user_id] = (now + MEMBERSHIP_TTL_S, is_member)
-        return is_member
-
     # -- building turns -------------------------------------------------------------------------
 
     @staticmethod
     def _scope(channel: Any, channel_id: int, guild_id: int | None) -> tuple[Scope, bool]:
-        if guild_id is None:
-            return Scope(PLATFORM, str(channel_id)), True
+        if guild_id is None:  # a DM with the bot, or a group DM (a user install)
+            is_group = getattr(channel, "type", None) == discord.ChannelType.group
+            return Scope(PLATFORM, str(channel_id)), not is_group
         if isinstance(channel, discord.Thread):
             return Scope(PLATFORM, str(channel.parent_id), str(channel.id)), False
         return Scope(PLATFORM, str(channel_id)), False
@@ -351,10 +319,10 @@ class DiscordAdapter:
             return
         guild = message.guild
         if guild is None:
-            if not await self._dm_allowed(client, message.author.id):
+            if not await self.guilds.allows_dm(client, message.author.id):
                 return
         else:
-            if not self._guild_allowed(guild.id) or not self._addresses_bot(message, me.id):
+            if not self.guilds.allows_guild(guild.id) or not self._addresses_bot(message, me.id):
                 return
         bot_role = guild.self_role if guild is not None else None
         text = turn_text(
@@ -425,7 +393,7 @@ class DiscordAdapter:
         values: Mapping[str, str],
     ) -> None:
         language = self._interaction_language(interaction)
-        if not self._guild_allowed(interaction.guild_id):
+        if not self.guilds.allows_guild(interaction.guild_id):
             await self._respond(interaction, t.NOT_HERE(language), ephemeral=True)
             return
 
@@ -442,7 +410,7 @@ class DiscordAdapter:
     async def _suggest(
         self, interaction: discord.Interaction, argument: commands.Argument, current: str
     ) -> list[app_commands.Choice[str]]:
-        if not self._guild_allowed(interaction.guild_id):
+        if not self.guilds.allows_guild(interaction.guild_id):
             return []
         context = self._context(interaction, self._interaction_language(interaction))
         found = await self.commands.suggestions(context, argument, current)
@@ -456,7 +424,9 @@ class DiscordAdapter:
         started = self._clock.monotonic()
         client = interaction.client
         language = context.language
-        if interaction.guild_id is None and not await self._dm_allowed(client, interaction.user.id):
+        if interaction.guild_id is None and not await self.guilds.allows_dm(
+            client, interaction.user.id
+        ):
             await interaction.edit_original_response(content=t.NOT_HERE(language))
             return
         channel_id = interaction.channel_id

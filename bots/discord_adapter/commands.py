@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import discord
 from discord import app_commands
@@ -31,10 +31,34 @@ Suggest = Callable[
 ]
 
 
+Install = Literal["guild", "user", "both"]
+# Where a command installed to a server may run: the server's channels and DMs with the bot.
+GUILD_CONTEXTS = app_commands.AppCommandContext(guild=True, dm_channel=True)
+GUILD_INSTALL = app_commands.AppInstallationType(guild=True)
+
+
+def reach(
+    install: Install,
+) -> tuple[app_commands.AppInstallationType, app_commands.AppCommandContext]:
+    """Who can add the bot's everyday commands and where they run. A user install lets a person
+    use them in any server, DM or group DM, even where the bot is not a member."""
+    user = install in ("user", "both")
+    installs = app_commands.AppInstallationType(guild=install in ("guild", "both"), user=user)
+    contexts = app_commands.AppCommandContext(guild=True, dm_channel=True, private_channel=user)
+    return installs, contexts
+
+
 def install(
-    tree: app_commands.CommandTree[Any], run: Run, suggest: Suggest, language: Language
+    tree: app_commands.CommandTree[Any],
+    run: Run,
+    suggest: Suggest,
+    language: Language,
+    installs: Install = "both",
 ) -> None:
-    """Add every registry command to `tree`; `language` is the descriptions' own language."""
+    """Add every registry command to `tree`; `language` is the descriptions' own language.
+    Groups and admin-only commands (bindings) stay with the server install: only a server's
+    admins can be checked, and a binding belongs to a server's channel."""
+    everyday = reach(installs)
     groups: dict[str, app_commands.Group] = {}
     for command in commands.REGISTRY:
         parent: app_commands.Group | None = None
@@ -42,6 +66,8 @@ def install(
             parent = groups.get(command.path[0]) or _group(command.path[0], language)
             groups[parent.name] = parent
         app_command = _app_command(command, parent, run, suggest, language)
+        if parent is None and command.permission is commands.Permission.ANYONE:
+            app_command.allowed_installs, app_command.allowed_contexts = everyday
         if command.permission is not commands.Permission.ANYONE:
             if parent is None:
                 app_command.default_permissions = ADMIN_PERMISSIONS
@@ -57,7 +83,12 @@ def install(
 
 def _group(name: str, language: Language) -> app_commands.Group:
     (group,) = [group for group in commands.GROUPS if group.name == name]
-    return app_commands.Group(name=name, description=described(group.description, language))
+    return app_commands.Group(
+        name=name,
+        description=described(group.description, language),
+        allowed_installs=GUILD_INSTALL,
+        allowed_contexts=GUILD_CONTEXTS,
+    )
 
 
 def _app_command(

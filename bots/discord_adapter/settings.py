@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from core.config import Config, non_negative, positive, secret, url
 from core.platforms import Platform
@@ -26,6 +26,9 @@ class DiscordConfig:
     channel_edits_per_5s: int = positive(5)
     dev_guild_id: int | None = None
     allowed_guild_ids: tuple[int, ...] = ()
+    # Who may add the bot: "guild" (server admins), "user" (anyone, to use /chat everywhere) or
+    # "both". Bindings and admin commands stay with the server install.
+    install: Literal["guild", "user", "both"] = "both"
 
 
 def create_adapter(config: Config, service: ConversationService) -> DiscordAdapter | None:

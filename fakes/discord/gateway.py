@@ -175,11 +175,13 @@ class Gateway(DiscordState):
         permissions: int | None = None,
         interaction_type: int = APPLICATION_COMMAND,
         locale: str = "en-US",
+        user_install: bool = False,
     ) -> FakeInteraction:
         """A user runs a slash command. `command` may be "gpt bind" (a subcommand); `options`
         are Discord option dicts ({"name", "type", "value"}). In a guild the member's resolved
         `permissions` travel with the interaction (default: the member's). `locale` is the
-        language of the user's Discord client; `guild_locale` is the guild's preferred one."""
+        language of the user's Discord client; `guild_locale` is the guild's preferred one.
+        `user_install`: run through the user's own install of the app."""
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
         name, *sub = command.split()
@@ -226,6 +228,8 @@ class Gateway(DiscordState):
             )
         else:
             payload.update(user=user, context=1, authorizing_integration_owners={"0": "0"})
+        if user_install:  # the user's own install of the app, not the server's
+            payload["authorizing_integration_owners"] = {"1": str(user["id"])}
         interaction = FakeInteraction(interaction_id, token, payload, time.monotonic())
         self.interactions[interaction_id] = interaction
         await self.dispatch("INTERACTION_CREATE", payload)

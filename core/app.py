@@ -30,7 +30,10 @@ class App:
 @contextlib.asynccontextmanager
 async def open_app(config: Config) -> AsyncIterator[App]:
     """Open the database (migrated to the newest schema) and the GPTs client; close both after."""
-    repo = await Repository.open(config.storage.url)
+    storage = config.storage
+    repo = await Repository.open(
+        storage.url, busy_timeout_s=storage.busy_timeout_s, lock_retry_s=storage.lock_retry_s
+    )
     try:
         await repo.upgrade()
         async with GptsClient(config.gpts) as client:

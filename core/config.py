@@ -83,6 +83,13 @@ class GptsConfig:
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     url: str = "sqlite+aiosqlite:///gptsbot.db"
+    # A streaming answer's text is saved at most this often (and once its first message shows),
+    # so a crash loses at most this much of it.
+    save_interval_s: float = positive(5.0)
+    # SQLite: how long one write waits for another process's lock, and for how long a write
+    # still locked out is tried again before the turn gives up with a short line.
+    busy_timeout_s: float = positive(5.0)
+    lock_retry_s: float = non_negative(30.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,14 @@ from core import commands, i18n
 from core.app import open_app
 from core.config import Config
 from core.conversation import ConversationService
-from core.errors import GptsBotError
+from core.errors import GptsBotError, user_message
 from core.i18n import Language, Text, language_for
+from core.interrupted import interrupted_answers
 from core.platform import MessageRef
 from core.platforms import AddCommand, Platform
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
+from storage import StorageBusy
 
 NAME = "console"
 QUIT_COMMANDS = ("/quit", "/exit")
@@ -83,15 +85,20 @@ async def chat(
         language=_language(service),
     )
     command_runner = commands.Commands(service)
-    if new:
-        await service.reset(context.scope)
-    if gpt is not None:
-        try:
+    # An answer a killed `chat` left streaming here is kept as interrupted (sent on as cut).
+    await interrupted_answers(service.repo, NAME, chat_id=user)
+    try:
+        if new:
+            await service.reset(context.scope)
+        if gpt is not None:
             info = await service.bind(context.scope, gpt, context.author)
-        except GptsBotError as exc:
-            print(exc, file=stderr)
-            return 2
-        print(TALKING_TO(context.language, url=info.url), file=stderr)
+            print(TALKING_TO(context.language, url=info.url), file=stderr)
+    except GptsBotError as exc:
+        print(exc, file=stderr)
+        return 2
+    except StorageBusy as exc:
+        print(user_message(exc, context.language), file=stderr)
+        return 1
     interactive = stdin.isatty()
     if interactive:
         print(WELCOME(context.language), file=stderr)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -24,7 +24,12 @@ from discord import app_commands
 
 from bots.discord_adapter import commands as commands_module
 from bots.discord_adapter import text as t
-from bots.discord_adapter.replies import NO_PINGS, ChannelReplies, InteractionReplies
+from bots.discord_adapter.replies import (
+    NO_PINGS,
+    ChannelReplies,
+    InteractionReplies,
+    settle_interrupted,
+)
 from bots.discord_adapter.settings import DEFAULT_API_BASE, DiscordConfig
 from bots.discord_adapter.settings import NAME as PLATFORM
 from bots.discord_adapter.text import CommandTranslator, quote_prompt, turn_text
@@ -36,6 +41,7 @@ from core.pacing import KeyedBudgets, RateBudget
 from core.platform import Clock, PlatformRefused, ReplyChannel, SystemClock
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
+from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +231,11 @@ class DiscordAdapter:
         for task in list(self._handlers):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def settle_interrupted(self, answers: Sequence[InterruptedAnswer]) -> None:
+        """Once connected: fix the messages of answers a dead process left streaming."""
+        assert self.client is not None
+        await settle_interrupted(self.client, answers, self.config.bot)
 
     # -- the one catch-all per incoming event --------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -26,6 +27,7 @@ from bots.telegram_adapter.channels import (
     MessageChannel,
     RateLimiter,
     Target,
+    settle_interrupted,
 )
 from bots.telegram_adapter.request import AiohttpRequest
 from bots.telegram_adapter.settings import NAME as PLATFORM
@@ -45,6 +47,7 @@ from core.pacing import KeyedBudgets, RateBudget
 from core.platform import PlatformRefused
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
+from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,7 @@ class TelegramAdapter:
         self._bot_budget = RateBudget.per_second(self.settings.messages_per_second)
         self._group_budgets = KeyedBudgets(GROUP_MESSAGES_PER_MINUTE, 60.0)
         self._answers: set[asyncio.Task[None]] = set()
+        self._bot: ExtBot[Any] | None = None  # while polling
 
     def build_application(self) -> Application[Any, Any, Any, Any, Any, Any]:
         telegram = self.settings
@@ -157,6 +161,7 @@ class TelegramAdapter:
             await updater.start_polling(timeout=POLL_TIMEOUT_S, allowed_updates=["message"])
             await application.start()
             logger.info("Telegram bot @%s (id %s) is polling", bot.username, bot.id)
+            self._bot = bot
             self.ready.set()
             try:
                 await asyncio.Event().wait()  # until cancelled
@@ -197,6 +202,11 @@ class TelegramAdapter:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    async def settle_interrupted(self, answers: Sequence[InterruptedAnswer]) -> None:
+        """Once polling: fix the messages of answers a dead process left streaming."""
+        assert self._bot is not None
+        await settle_interrupted(self._bot, answers, self.config.bot)
 
     # --- one incoming message: the only place that catches broadly --------------------------
 

@@ -99,6 +99,9 @@ class BotConfig:
     # The language of the bot's own lines: "auto" follows each person's app language.
     language: LanguageSetting = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # On SIGTERM, how long `gptsbot run` lets answers in progress finish before it cuts them
+    # (showing and storing what arrived). None: each platform's default (10 s).
+    shutdown_grace_s: float | None = non_negative(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +150,7 @@ def _is_url(value: str) -> bool:
 _CHECKS: dict[str, tuple[typing.Callable[[Any], bool], str]] = {
     "url": (_is_url, "must be an http(s) URL, got {value!r}"),
     "positive": (lambda value: value > 0, "must be greater than 0"),
-    "non_negative": (lambda value: value >= 0, "must not be negative"),
+    "non_negative": (lambda value: value is None or value >= 0, "must not be negative"),
 }
 
 

@@ -57,6 +57,8 @@ GUILD_READY_TIMEOUT_S = 2.0
 MAX_RATELIMIT_WAIT_S = 30.0
 # How long a DM author's membership in an allowed guild is remembered.
 MEMBERSHIP_TTL_S = 600.0
+# On shutdown, how long answers in progress may finish (unless [bot] shutdown_grace_s is set).
+SHUTDOWN_GRACE_S = 10.0
 
 
 class _Client(discord.Client):
@@ -226,6 +228,14 @@ class DiscordAdapter:
         self.ready.set()
 
     async def _stop_handlers(self) -> None:
+        """The gateway is no longer read (no new turns): let the answers in progress finish
+        within the shutdown grace, then cut the rest (they show and store what arrived) before
+        the client's HTTP session closes."""
+        if self._handlers:
+            grace = self.config.bot.shutdown_grace_s
+            await asyncio.wait(
+                list(self._handlers), timeout=SHUTDOWN_GRACE_S if grace is None else grace
+            )
         for task in list(self._handlers):
             task.cancel()
         for task in list(self._handlers):

@@ -57,7 +57,7 @@ TYPING_EVERY_S = 4.0  # Telegram shows a chat action for 5 s
 CONNECTION_POOL_SIZE = 512  # hundreds of answers may stream at once
 POOL_TIMEOUT_S = 30.0
 RATE_LIMIT_RETRIES = 3  # for calls outside a streamed answer (commands, typing, lookups)
-SHUTDOWN_GRACE_S = 10.0
+SHUTDOWN_GRACE_S = 10.0  # unless [bot] shutdown_grace_s says otherwise
 TOKEN_LOGGERS = ("telegram.Bot", "telegram.ext.ExtBot", "httpx")
 
 
@@ -198,7 +198,10 @@ class TelegramAdapter:
     async def _drain_answers(self) -> None:
         if not self._answers:
             return
-        _, pending = await asyncio.wait(self._answers, timeout=SHUTDOWN_GRACE_S)
+        grace = self.config.bot.shutdown_grace_s
+        _, pending = await asyncio.wait(
+            self._answers, timeout=SHUTDOWN_GRACE_S if grace is None else grace
+        )
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -15,7 +15,7 @@ import contextlib
 import logging
 
 from core.streaming import StreamingReply
-from storage import Repository, StorageBusy
+from storage import Repository
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,6 @@ class AnswerSaver:
         self._reply = reply
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
-        self.saves = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._save_while_streaming())
@@ -57,12 +56,9 @@ class AnswerSaver:
             await asyncio.sleep(self._interval_s)
 
     async def _save(self, text: str, ids: tuple[str, ...]) -> None:
+        # Best effort (the repository logs a failed save): the final update stores it all.
         try:
             await self._repo.save_answer(self._answer_id, text, ids)
-            self.saves += 1
-        except StorageBusy as exc:
-            # The final update tries again; until then the last save stands.
-            logger.warning("answer %s not saved while streaming: %s", self._answer_id, exc)
         except Exception as exc:
             # Never the exception's text: it could quote the answer.
             logger.warning(

@@ -93,6 +93,7 @@ class Repository:
             ThreadPoolExecutor(1, thread_name_prefix="gptsbot-db") if thread_engine else None
         )
         self._lock_retry_s = lock_retry_s
+        self._thread_connection: Connection | None = None  # used in the executor's thread only
 
     @classmethod
     async def open(
@@ -113,7 +114,7 @@ class Repository:
     async def close(self) -> None:
         if self._executor is not None and self._thread_engine is not None:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._thread_engine.dispose)
+            await loop.run_in_executor(self._executor, self._close_in_thread)
             self._executor.shutdown(wait=False)
         await self._engine.dispose()
 
@@ -217,12 +218,24 @@ class Repository:
         self, answer_id: int, content: str, platform_message_ids: Sequence[str]
     ) -> None:
         """Save a streaming answer's text so far and the platform messages showing it. Does
-        nothing once the answer is finished."""
-        await self._run(
-            lambda connection: queries.save_answer(
-                connection, answer_id, content, platform_message_ids
-            )
-        )
+        nothing once the answer is finished.
+
+        Best effort: a save that fails (the database locked past the busy timeout) is logged and
+        left to the next save or the final update. On an SQLite file it is queued to the
+        repository's thread without waiting for it (in order with every later call): a turn
+        saves every few seconds, and waiting would cost a wake-up of the event loop each time.
+        """
+
+        def work(connection: Connection) -> None:
+            queries.save_answer(connection, answer_id, content, platform_message_ids)
+
+        if self._executor is None:
+            try:
+                await self._run(work)
+            except (StorageBusy, OperationalError) as exc:
+                logger.warning("answer %s not saved while streaming: %s", answer_id, exc)
+            return
+        self._executor.submit(self._save_in_thread, answer_id, work)
 
     async def finish_answer(self, answer_id: int, message: NewMessage) -> None:
         """Store the answer's final text, status, model, usage, timings and platform messages."""
@@ -309,15 +322,37 @@ class Repository:
         return await loop.run_in_executor(self._executor, self._run_in_thread, work, retry)
 
     def _run_in_thread(self, work: Callable[[Connection], _T], retry: bool) -> _T:
-        assert self._thread_engine is not None
         if retry:
             try:
-                with self._thread_engine.begin() as connection:
-                    return work(connection)
+                return self._transaction_in_thread(work)
             except IntegrityError:
                 logger.debug("concurrent insert of the same scope; retrying with the winner's row")
-        with self._thread_engine.begin() as connection:
+        return self._transaction_in_thread(work)
+
+    def _transaction_in_thread(self, work: Callable[[Connection], _T]) -> _T:
+        # The thread keeps one connection: no pool checkout, check-in and reset per call (a
+        # turn makes three or four calls). A transaction that fails is rolled back by `begin`;
+        # a connection the driver lost reconnects on its next use.
+        connection = self._thread_connection
+        if connection is None:
+            assert self._thread_engine is not None
+            connection = self._thread_connection = self._thread_engine.connect()
+        with connection.begin():
             return work(connection)
+
+    def _save_in_thread(self, answer_id: int, work: Callable[[Connection], None]) -> None:
+        try:
+            self._transaction_in_thread(work)
+        except Exception as exc:
+            # The type only: the error's text could quote the answer.
+            logger.warning("answer %s not saved while streaming: %s", answer_id, type(exc).__name__)
+
+    def _close_in_thread(self) -> None:
+        if self._thread_connection is not None:
+            self._thread_connection.close()
+            self._thread_connection = None
+        assert self._thread_engine is not None
+        self._thread_engine.dispose()
 
     async def _run_async(self, work: Callable[[Connection], _T], *, retry: bool) -> _T:
         if retry:

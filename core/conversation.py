@@ -192,7 +192,7 @@ class ConversationService:
             raise
         except Exception as exc:
             if self.reraise_unexpected:
-                await saver.stop()
+                saver.stop()
                 raise
             progress.error = exc
             logger.exception("turn in %s failed unexpectedly", scope)
@@ -202,7 +202,7 @@ class ConversationService:
         self, turn: Turn, reply: StreamingReply, progress: _Progress
     ) -> AnswerOutcome:
         """Finish the reply (with a short error line on failure) and store the answer."""
-        await progress.saver.stop()
+        progress.saver.stop()
         text, error = reply.text, progress.error
         status: MessageStatus = "complete"
         if isinstance(error, asyncio.CancelledError):

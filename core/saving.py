@@ -11,7 +11,6 @@ the saved text always reaches into every saved message and the next start can se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from core.streaming import StreamingReply
@@ -33,13 +32,13 @@ class AnswerSaver:
     def start(self) -> None:
         self._task = asyncio.create_task(self._save_while_streaming())
 
-    async def stop(self) -> None:
-        """Stop saving (the final update follows). A save under way in the database's thread
-        still lands, and changes nothing once the answer is finished."""
+    def stop(self) -> None:
+        """Stop saving (the final update follows). Nothing is awaited, so finishing the reply
+        right after happens exactly as it would without a saver; a save already queued to the
+        database's thread still lands first, and one landing late changes nothing once the
+        answer is finished."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
             self._task = None
 
     async def _save_while_streaming(self) -> None:

@@ -153,9 +153,11 @@ class DiscordAdapter:
                     )
                     self.message_content = False
                 finally:
-                    await self._stop_handlers()
-                    await client.close()
-                    self.ready.clear()
+                    try:
+                        await self._stop_handlers()
+                    finally:  # even when cancelled again during the grace period
+                        await client.close()
+                        self.ready.clear()
         finally:
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
 
@@ -231,16 +233,18 @@ class DiscordAdapter:
         """The gateway is no longer read (no new turns): let the answers in progress finish
         within the shutdown grace, then cut the rest (they show and store what arrived) before
         the client's HTTP session closes."""
-        if self._handlers:
-            grace = self.config.bot.shutdown_grace_s
-            await asyncio.wait(
-                list(self._handlers), timeout=SHUTDOWN_GRACE_S if grace is None else grace
-            )
-        for task in list(self._handlers):
-            task.cancel()
-        for task in list(self._handlers):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        try:
+            if self._handlers:
+                grace = self.config.bot.shutdown_grace_s
+                await asyncio.wait(
+                    list(self._handlers), timeout=SHUTDOWN_GRACE_S if grace is None else grace
+                )
+        finally:  # also when cancelled again while waiting: cut them now
+            for task in list(self._handlers):
+                task.cancel()
+            for task in list(self._handlers):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def settle_interrupted(self, answers: Sequence[InterruptedAnswer]) -> None:
         """Once connected: fix the messages of answers a dead process left streaming."""

@@ -67,6 +67,18 @@ PAIRED_STATUSES: Final[tuple[MessageStatus, ...]] = (
 )
 _QUESTION: Final = _MESSAGES.alias("question")
 _ANSWER: Final = _MESSAGES.alias("answer")
+# The window looks at most this many messages back per exchange it returns: a conversation of
+# thousands of unanswered messages (no GPT bound, refusals) costs no more than a short one.
+SCAN_PER_EXCHANGE: Final = 8
+# The id of the oldest message the window may look at (NULL: fewer messages than that).
+_SCAN_START: Final = (
+    select(_MESSAGES.c.id)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(1)
+    .offset(bindparam("scan", type_=Integer))
+    .scalar_subquery()
+)
 # The history window: the newest questions that got an answer, each with its answer. Ordered by
 # the question, so answers written late or by another process never change the order. One seek
 # on ix_messages_conversation_id_id, then one on ix_messages_answers_id per question.
@@ -81,6 +93,7 @@ _EXCHANGES: Final = (
     .join_from(_QUESTION, _ANSWER, _ANSWER.c.answers_id == _QUESTION.c.id)
     .where(
         _QUESTION.c.conversation_id == bindparam("conversation_id"),
+        _QUESTION.c.id >= func.coalesce(_SCAN_START, 0),
         _ANSWER.c.status.in_([literal(status) for status in PAIRED_STATUSES]),
         _ANSWER.c.content != literal(""),
     )
@@ -195,9 +208,8 @@ def history(connection: Connection, conversation_id: int, limit: int) -> list[Me
 def exchanges(connection: Connection, conversation_id: int, limit: int) -> list[Exchange]:
     """The last `limit` (> 0) answered questions of the conversation with their answers, oldest
     first."""
-    rows = connection.execute(
-        _EXCHANGES, {"conversation_id": conversation_id, "limit": limit}
-    ).all()
+    params = {"conversation_id": conversation_id, "limit": limit, "scan": limit * SCAN_PER_EXCHANGE}
+    rows = connection.execute(_EXCHANGES, params).all()
     return [Exchange(*row) for row in reversed(rows)]
 
 

@@ -335,6 +335,27 @@ async def test_history_query_is_an_index_seek_not_a_scan(repo: Repository, db_pa
 
 
 @pytest.mark.asyncio
+async def test_the_window_looks_a_bounded_way_back_past_unanswered_messages(
+    repo: Repository,
+) -> None:
+    conversation_id = await repo.current_conversation(ScopeKey("telegram", "quiet"))
+    question = await repo.add_message(conversation_id, NewMessage("user", "answered"))
+    await repo.add_message(conversation_id, NewMessage("assistant", "yes", answers_id=question))
+
+    async def unanswered(count: int) -> None:
+        for _ in range(count):
+            asked = await repo.add_message(conversation_id, NewMessage("user", "no GPT bound"))
+            error = NewMessage("assistant", "", status="error", answers_id=asked)
+            await repo.add_message(conversation_id, error)
+
+    await unanswered(5)  # 10 messages: within the 16 that 2 exchanges may look back
+    assert [e.answer for e in await repo.exchanges(conversation_id, limit=2)] == ["yes"]
+    await unanswered(3)  # 16 messages past it: out of reach, however long the conversation
+    assert await repo.exchanges(conversation_id, limit=2) == []
+    assert [e.answer for e in await repo.exchanges(conversation_id, limit=3)] == ["yes"]
+
+
+@pytest.mark.asyncio
 async def test_the_window_and_the_start_up_sweep_are_index_seeks(
     repo: Repository, db_path: Path
 ) -> None:

@@ -1,7 +1,7 @@
 """`kill -9` mid-answer, then a restart: the answer's saved text is kept as `interrupted`, its
-platform message is settled (saved text + the interrupted line, no indicator), and the next
-request's history alternates user/assistant with the cut answer marked. Plus: one `gptsbot run`
-per database."""
+platform message is settled (saved text + the interrupted line, no indicator; Telegram, Discord
+including a /chat response), and the next request's history alternates user/assistant with the
+cut answer marked. Plus: one `gptsbot run` per database."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from core.history import CUT_MARK
 from core.i18n import INTERRUPTED
+from tests.fake_discord import FakeDiscord
 from tests.fake_gpts import FakeGpts, Gate
 from tests.fake_telegram import FakeTelegram
 from tests.gptsbot_process import API_KEY, WAIT_S, Bot, environment, write_config
@@ -140,3 +141,57 @@ async def test_one_run_per_database_and_a_restart_after_kill_9_starts_at_once(
         await telegram.wait_until(lambda: len(telegram.calls_to("getUpdates")) > polls, WAIT_S)
         assert third.process.returncode is None
         assert await third.terminate() == 0
+
+
+@pytest.mark.asyncio
+async def test_kill_9_of_run_with_discord_settles_messages_and_chat_responses(
+    fake_gpts: FakeGpts, tmp_path: Path
+) -> None:
+    mentioned, slashed = Gate(), Gate()
+    fake_gpts.enqueue(mentioned, slashed)
+    fake = FakeDiscord()
+    guild_id = fake.add_guild()
+    channel_id, other_id = fake.add_channel(guild_id, "a"), fake.add_channel(guild_id, "b")
+    mia = fake.make_user("mia")
+    fake.add_member(guild_id, mia)
+    async with fake:
+        config = write_config(
+            tmp_path,
+            fake_gpts.base_url,
+            discord={"api_base": fake.api_base, "edit_interval_s": 0.1},
+            storage={"save_interval_s": 0.2},
+        )
+        env = environment(config, DISCORD_BOT_TOKEN=fake.token)
+        database = tmp_path / "bot.db"
+        first = await Bot.start("run", env=env, database=database)
+        await fake.wait_ready(within_s=WAIT_S)
+        await fake.user_says(channel_id, mia, "tell me a story", mention_bot=True)
+        await fake_gpts.wait_requests(1, within_s=WAIT_S)
+        mentioned.send("Once upon a time")
+        await fake.wait_for(lambda: fake.global_commands, WAIT_S)
+        chat = await fake.slash(other_id, mia, "chat", [{"name": "prompt", "type": 3,
+                                                        "value": "and a poem"}])  # fmt: skip
+        await fake_gpts.wait_requests(2, within_s=WAIT_S)
+        slashed.send("Roses are red")
+        await first.wait_stored(
+            lambda rows: (
+                ("assistant", "Once upon a time", "streaming") in rows
+                and ("assistant", "Roses are red", "streaming") in rows
+            )
+        )
+        await first.kill()
+        assert fake.bot_messages(channel_id)[0].content.endswith(INDICATOR)
+
+        second = await Bot.start("run", env=env, database=database)
+        story = f"Once upon a time\n\n{INTERRUPTED('en')}"
+        poem = f"> and a poem\nRoses are red\n\n{INTERRUPTED('en')}"
+        await fake.wait_for(
+            lambda: (
+                [m.content for m in fake.bot_messages(channel_id)] == [story]
+                and [m.content for m in fake.bot_messages(other_id)] == [poem]
+            ),
+            WAIT_S,
+        )
+        assert chat.original_id == fake.bot_messages(other_id)[0].id
+        assert await second.terminate() == 0
+    assert [row[2] for row in second.stored() if row[0] == "assistant"] == ["interrupted"] * 2

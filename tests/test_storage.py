@@ -334,55 +334,6 @@ async def test_history_query_is_an_index_seek_not_a_scan(repo: Repository, db_pa
     assert "TEMP B-TREE" not in current_plan, current_plan
 
 
-@pytest.mark.asyncio
-async def test_the_window_looks_a_bounded_way_back_past_unanswered_messages(
-    repo: Repository,
-) -> None:
-    conversation_id = await repo.current_conversation(ScopeKey("telegram", "quiet"))
-    question = await repo.add_message(conversation_id, NewMessage("user", "answered"))
-    await repo.add_message(conversation_id, NewMessage("assistant", "yes", answers_id=question))
-
-    async def unanswered(count: int) -> None:
-        for _ in range(count):
-            asked = await repo.add_message(conversation_id, NewMessage("user", "no GPT bound"))
-            error = NewMessage("assistant", "", status="error", answers_id=asked)
-            await repo.add_message(conversation_id, error)
-
-    await unanswered(5)  # 10 messages: within the 16 that 2 exchanges may look back
-    assert [e.answer for e in await repo.exchanges(conversation_id, limit=2)] == ["yes"]
-    await unanswered(3)  # 16 messages past it: out of reach, however long the conversation
-    assert await repo.exchanges(conversation_id, limit=2) == []
-    assert [e.answer for e in await repo.exchanges(conversation_id, limit=3)] == ["yes"]
-
-
-@pytest.mark.asyncio
-async def test_the_window_and_the_start_up_sweep_are_index_seeks(
-    repo: Repository, db_path: Path
-) -> None:
-    scope = ScopeKey("telegram", "plan")
-    streaming = NewMessage("assistant", "", status="streaming")
-    for _ in range(3):
-        await repo.start_turn(scope, NewMessage("user", "q"), history_limit=0, answer=streaming)
-    conversation_id = await repo.current_conversation(scope)
-    with captured_sql(repo) as statements:
-        await repo.exchanges(conversation_id, limit=2)
-        await repo.interrupt_streaming("telegram")
-
-    with raw(db_path) as connection:
-        plans = [
-            " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-            for sql, params in statements[:3]  # the window, the sweep's two SELECTs
-        ]
-    window_plan, sweep_plan, rows_plan = plans
-    assert "ix_messages_conversation_id_id" in window_plan, window_plan
-    assert "ix_messages_answers_id" in window_plan, window_plan
-    assert "TEMP B-TREE" not in window_plan, window_plan
-    # The sweep at start finds the few streaming answers, not the whole table, then their rows.
-    assert sweep_plan.startswith("SCAN messages USING"), sweep_plan
-    assert "INDEX ix_messages_streaming" in sweep_plan, sweep_plan
-    assert rows_plan.startswith("SEARCH messages USING INTEGER PRIMARY KEY"), rows_plan
-
-
 # -- bindings ----------------------------------------------------------------------------------
 
 CHANNEL = ScopeKey("discord", "chan")

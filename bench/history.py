@@ -1,8 +1,9 @@
 """History-window load time with 10 … 100,000 messages stored in the conversation.
 
 Each size gets its own SQLite file: the repository creates the scope and conversation, the
-messages are bulk-inserted with the stdlib `sqlite3` (only to fill the table quickly), then
-`Repository.history(conversation, limit=history_messages)` is timed, as each turn calls it.
+messages (questions, each answered by the next row) are bulk-inserted with the stdlib `sqlite3`
+(only to fill the table quickly), then `Repository.exchanges(conversation,
+limit=history_messages // 2)` is timed: the window of question/answer pairs each turn reads.
 """
 
 from __future__ import annotations
@@ -25,15 +26,17 @@ MESSAGE_CHARS = 300
 
 def _fill(db: Path, conversation: int, count: int) -> None:
     now = datetime.now(UTC).isoformat(sep=" ")
-    rows = (
-        (conversation, "user" if i % 2 == 0 else "assistant", "x" * MESSAGE_CHARS, "complete",
-         "[]", now)
-        for i in range(count)
-    )  # fmt: skip
     with sqlite3.connect(db) as connection:
+        # Ids follow on from the largest: each answer (odd row) answers the row before it.
+        first = (connection.execute("SELECT MAX(id) FROM messages").fetchone()[0] or 0) + 1
+        rows = (
+            (conversation, "user" if i % 2 == 0 else "assistant", "x" * MESSAGE_CHARS,
+             "complete", "[]", now, first + i - 1 if i % 2 else None)
+            for i in range(count)
+        )  # fmt: skip
         connection.executemany(
             "INSERT INTO messages (conversation_id, role, content, status, platform_message_ids,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            " created_at, answers_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
 
@@ -50,14 +53,15 @@ async def _measure_one(count: int, limit: int) -> dict[str, Any]:
             await asyncio.to_thread(_fill, db, other, min(count, 1000))
             await asyncio.to_thread(_fill, db, conversation, count)
             assert await repo.count_messages(conversation) == count
+            pairs = limit // 2
             for _ in range(10):
-                await repo.history(conversation, limit=limit)
+                await repo.exchanges(conversation, limit=pairs)
             times = []
             for _ in range(REPEATS):
                 started = time.perf_counter()
-                window = await repo.history(conversation, limit=limit)
+                window = await repo.exchanges(conversation, limit=pairs)
                 times.append((time.perf_counter() - started) * 1000)
-            assert len(window) == min(limit, count)
+            assert len(window) == min(pairs, count // 2)
         finally:
             await repo.close()
     times.sort()

@@ -35,7 +35,15 @@ PROBE_INTERVAL_S = 0.01
 WARM_UP_TEXT = "warm up"
 GPT = "g-B3hgivKK9"
 INDICATOR = " ▌"
-REPO_METHODS = ("start_turn", "current_conversation", "history", "add_message", "get_binding")
+REPO_METHODS = (
+    "start_turn",
+    "current_conversation",
+    "history",
+    "add_message",
+    "get_binding",
+    "save_answer",
+    "finish_answer",
+)
 
 
 def percentile(values: list[float], q: float) -> float:

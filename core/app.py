@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError
@@ -16,8 +16,10 @@ from core.config import Config, secret_variables
 from core.conversation import ConversationService
 from core.errors import DatabaseUnusable
 from core.gpts import GptsClient
-from core.platform import Adapter, PlatformRefused
+from core.interrupted import interrupted_answers
+from core.platform import Adapter, PlatformRefused, SettlesInterrupted
 from core.platforms import Platform, installed_platforms
+from storage import InterruptedAnswer
 from storage.repository import Repository
 
 logger = logging.getLogger(__name__)
@@ -35,10 +37,13 @@ class App:
 async def open_app(config: Config) -> AsyncIterator[App]:
     """Open the database (migrated to the newest schema) and the GPTs client; close both after.
     A database that cannot be opened raises DatabaseUnusable naming it."""
-    url = config.storage.url
+    storage = config.storage
+    url = storage.url
     location = database.describe(url)
     database.check_usable(url)
-    repo = await Repository.open(url)
+    repo = await Repository.open(
+        url, busy_timeout_s=storage.busy_timeout_s, lock_retry_s=storage.lock_retry_s
+    )
     try:
         try:
             await repo.upgrade()  # the first connection
@@ -90,15 +95,35 @@ MAX_RESTART_DELAY_S = 120.0
 HEALTHY_RUN_S = 300.0
 
 
+async def interrupted_by_platform(
+    repo: Repository, adapters: Sequence[Adapter]
+) -> dict[str, list[InterruptedAnswer]]:
+    """At start: the answers each adapter's platform had streaming when a process died, now
+    marked interrupted (see `core.interrupted`)."""
+    return {adapter.name: await interrupted_answers(repo, adapter.name) for adapter in adapters}
+
+
+async def _settle_when_ready(
+    adapter: SettlesInterrupted, answers: Sequence[InterruptedAnswer]
+) -> None:
+    await adapter.ready.wait()
+    try:
+        await adapter.settle_interrupted(answers)
+    except Exception as exc:
+        logger.warning("settling interrupted answers failed: %s", type(exc).__name__)
+
+
 async def run_adapters(
     adapters: list[Adapter],
     stop: asyncio.Event,
     *,
     secrets: Sequence[str] = (),
     first_restart_delay_s: float = FIRST_RESTART_DELAY_S,
+    interrupted: Mapping[str, Sequence[InterruptedAnswer]] | None = None,
 ) -> None:
     """Run every adapter in this event loop until `stop` is set. An adapter that fails is logged
-    in one line (never a secret) and restarted; `PlatformRefused` stops everything."""
+    in one line (never a secret) and restarted; `PlatformRefused` stops everything.
+    `interrupted`: each platform's interrupted answers, settled once its adapter is ready."""
 
     async def stop_all() -> None:
         await stop.wait()
@@ -126,6 +151,9 @@ async def run_adapters(
         async with asyncio.TaskGroup() as group:
             for adapter in adapters:
                 group.create_task(supervise(adapter), name=adapter.name)
+                answers = (interrupted or {}).get(adapter.name)
+                if answers and isinstance(adapter, SettlesInterrupted):
+                    group.create_task(_settle_when_ready(adapter, answers))
             group.create_task(stop_all())
     except* _Stopping:
         logger.info("stopped")

@@ -9,7 +9,15 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 
 from core import __version__
-from core.app import load_adapters, open_app, run_adapters, stop_on_signals, token_variables
+from core.answerer_lock import AlreadyAnswering, answerer_lock
+from core.app import (
+    interrupted_by_platform,
+    load_adapters,
+    open_app,
+    run_adapters,
+    stop_on_signals,
+    token_variables,
+)
 from core.config import Config, config_path, load_config
 from core.database import describe
 from core.errors import (
@@ -94,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
+    # One answerer per database: a second `run` would answer every message again.
+    try:
+        with answerer_lock(config.storage.url):
+            return await _serve(config)
+    except AlreadyAnswering as exc:
+        print(f"gptsbot: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _serve(config: Config) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with open_app(config) as app:
@@ -103,9 +121,11 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             print(f"gptsbot: no platform token set: set {variables}.", file=sys.stderr)
             return EXIT_USAGE
         logger.info("running %s", ", ".join(adapter.name for adapter in adapters))
+        # Answers a dead process left streaming: interrupted now, their messages fixed later.
+        interrupted = await interrupted_by_platform(app.repo, adapters)
         refusals: list[BaseException] = []
         try:
-            await run_adapters(adapters, stop, secrets=config.secrets())
+            await run_adapters(adapters, stop, secrets=config.secrets(), interrupted=interrupted)
         except* PlatformRefused as group:
             refusals.extend(group.exceptions)
     for refusal in refusals:

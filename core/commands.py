@@ -12,6 +12,7 @@ command's `name` is its path: `"gpt bind"` is the `bind` subcommand of the `gpt`
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -20,6 +21,9 @@ from core.conversation import BindingInfo, ConversationService
 from core.errors import BadGptName, user_message
 from core.i18n import Language, Text
 from core.turns import Author, Scope
+from storage import StorageBusy
+
+logger = logging.getLogger(__name__)
 
 
 class Permission(enum.Enum):
@@ -293,7 +297,11 @@ class Commands:
         args = args or {}
         if any(not args.get(argument.name, "").strip() for argument in command.arguments):
             return Reply(i18n.USAGE(ctx.language, usage=command.usage(ctx.language)), private=True)
-        return await command.handler(self, ctx, args)
+        try:
+            return await command.handler(self, ctx, args)
+        except StorageBusy as exc:
+            logger.error("/%s in %s not run: %s", command.name, ctx.scope, exc)
+            return Reply(i18n.STORAGE_BUSY(ctx.language), private=True)
 
     async def suggestions(self, ctx: Context, argument: Argument, current: str) -> list[str]:
         """Completions for an argument being typed (Discord's autocomplete)."""

@@ -94,7 +94,7 @@ def positive(default: _T) -> _T:
 
 def non_negative(default: _T) -> _T:
     """A number of 0 or more."""
-    check = _holds(lambda v: v >= 0, "must not be negative")
+    check = _holds(lambda v: v is None or v >= 0, "must not be negative")
     return typing.cast(_T, _setting(default, check=check))
 
 
@@ -154,6 +154,13 @@ class GptsConfig:
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     url: str = "sqlite+aiosqlite:///gptsbot.db"
+    # A streaming answer's text is saved at most this often (and once its first message shows),
+    # so a crash loses at most this much of it.
+    save_interval_s: float = positive(5.0)
+    # SQLite: how long one write waits for another process's lock, and for how long a write
+    # still locked out is tried again before the turn gives up with a short line.
+    busy_timeout_s: float = positive(5.0)
+    lock_retry_s: float = non_negative(30.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +170,9 @@ class BotConfig:
     # The language of the bot's own lines: "auto" follows each person's app language.
     language: LanguageSetting = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # On SIGTERM, how long `gptsbot run` lets answers in progress finish before it cuts them
+    # (showing and storing what arrived). None: each platform's default (10 s).
+    shutdown_grace_s: float | None = non_negative(None)
 
 
 @dataclass(frozen=True, slots=True)

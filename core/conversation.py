@@ -1,12 +1,17 @@
 """The conversation service: one turn, from the user's message to the stored answer.
 
-    lock the scope → one transaction: history window, binding, the user's message stored
-    → stream upstream into the reply → finish the reply (with a short error line on failure)
-    → store the answer with its status
+    lock the scope → one transaction: history window, binding, the user's message stored and
+    the answer's row started (`streaming`) → stream upstream into the reply, the answer saved
+    every few seconds (`core.saving`) → finish the reply (with a short error line on failure)
+    → store the answer's final text and status
 
 Turns in one scope run in order (a queued one shows a waiting line); different scopes run in
 parallel. A turn holds its scope for at most `gpts.turn_timeout_s`. Nothing a user wrote is lost:
-their message is stored before upstream is called, whatever happens next.
+their message is stored before upstream is called, whatever happens next, and a process that dies
+mid-answer leaves the answer's saved text to be settled at the next start (`core.interrupted`).
+A message refused before upstream (empty, over the input limit) is stored as `refused`, an
+over-long one truncated with its real length. While another process holds the database's lock,
+storage tries again for a bounded time; if it finally fails, the user gets one short line.
 """
 
 from __future__ import annotations
@@ -32,14 +37,27 @@ from core.errors import (
 )
 from core.gpt_names import gpt_url, model_name, parse_gpt_id
 from core.gpts import ChatMessage, GptsClient, Usage
+from core.history import upstream_messages
+from core.saving import AnswerSaver
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
-from storage import BindingRecord, MessageRecord, MessageStatus, NewMessage, Repository
+from storage import (
+    BindingRecord,
+    Exchange,
+    MessageStatus,
+    NewMessage,
+    Repository,
+    StorageBusy,
+)
 
 logger = logging.getLogger(__name__)
 
 # On shutdown, how long a cancelled turn may take to show and store what had arrived.
 SHUTDOWN_GRACE_S = 5.0
+# A refused over-long message is stored cut to this many characters (and its real length).
+REFUSED_KEPT_CHARS = 2000
+# The answer's row as a turn starts it.
+_STREAMING_ANSWER = NewMessage("assistant", "", status="streaming")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +93,8 @@ class _Progress:
     """What one turn has got so far, for the answer's record."""
 
     conversation_id: int
+    answer_id: int
+    saver: AnswerSaver
     started: float = field(default_factory=time.monotonic)
     model: str | None = None
     usage: Usage | None = None
@@ -148,10 +168,13 @@ class ConversationService:
     async def _answer_locked(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
         gpts = self.config.gpts
         scope, author = turn.scope, turn.author
+        refusal = self._refusal(turn.text)
+        if refusal is not None:
+            return await self._refuse(turn, reply, refusal)
         # The turn's whole life in the scope (retries included) ends by this time.
         deadline = asyncio.get_running_loop().time() + gpts.turn_timeout_s
         # One transaction: the conversation, its history window, the GPT bound here (or on the
-        # parent chat), the user's message stored.
+        # parent chat), the user's message stored and the answer's row started.
         message = NewMessage(
             "user",
             turn.text,
@@ -159,12 +182,23 @@ class ConversationService:
             author_name=author.display_name,
             platform_message_ids=(turn.message_id,) if turn.message_id else (),
         )
-        start = await self.repo.start_turn(
-            scope, message, history_limit=gpts.history_messages, with_binding=True
-        )
-        progress = _Progress(start.conversation_id)
         try:
-            self._check_length(turn.text)
+            start = await self.repo.start_turn(
+                scope,
+                message,
+                history_limit=gpts.history_messages // 2,
+                with_binding=True,
+                answer=_STREAMING_ANSWER,
+            )
+        except StorageBusy as exc:
+            logger.error("a message in %s was not stored: %s", scope, exc)
+            await reply.finish(user_message(exc, turn.language))
+            return AnswerOutcome("error", "", None, exc)
+        assert start.answer_id is not None
+        saver = AnswerSaver(self.repo, start.answer_id, reply, self.config.storage.save_interval_s)
+        saver.start()
+        progress = _Progress(start.conversation_id, start.answer_id, saver)
+        try:
             binding = self._binding_info(scope, start.binding)
             if binding is None:
                 raise NoGptBound()
@@ -197,6 +231,7 @@ class ConversationService:
             raise
         except Exception as exc:
             if self.reraise_unexpected:
+                saver.stop()
                 raise
             progress.error = exc
             logger.exception("turn in %s failed unexpectedly", scope)
@@ -206,8 +241,13 @@ class ConversationService:
         self, turn: Turn, reply: StreamingReply, progress: _Progress
     ) -> AnswerOutcome:
         """Finish the reply (with a short error line on failure) and store the answer."""
+        progress.saver.stop()
         text, error = reply.text, progress.error
-        status: MessageStatus = "complete" if error is None else ("partial" if text else "error")
+        status: MessageStatus = "complete"
+        if isinstance(error, asyncio.CancelledError):
+            status = "stopped"
+        elif error is not None:
+            status = "partial" if text else "error"
         error_line = user_message(error, turn.language) if error is not None else None
         if error is None and not text.strip():
             status, error_line = "error", i18n.EMPTY_ANSWER(turn.language)
@@ -225,43 +265,69 @@ class ConversationService:
                 total_ms=_ms(time.monotonic() - started),
                 platform_message_ids=tuple(ref.message_id for ref in reply.messages),
             )
-            await self.repo.add_message(progress.conversation_id, answer)
+            await self._store_answer(turn, reply, progress.answer_id, answer)
         return AnswerOutcome(status, text, progress.model, error)
 
-    def _check_length(self, text: str) -> None:
-        """The message must say something and fit the part of a request kept for messages."""
+    async def _store_answer(
+        self, turn: Turn, reply: StreamingReply, answer_id: int, answer: NewMessage
+    ) -> None:
+        try:
+            await self.repo.finish_answer(answer_id, answer)
+        except StorageBusy as exc:
+            # The row keeps the text saved last while streaming; say so rather than pretend.
+            logger.error(
+                "the answer %s in %s was not stored in full: %s", answer_id, turn.scope, exc
+            )
+            try:
+                await reply.channel.send(i18n.ANSWER_NOT_SAVED(turn.language), final=True)
+            except Exception as send_error:
+                logger.warning("could not say so: %s", type(send_error).__name__)
+
+    def _refusal(self, text: str) -> GptsBotError | None:
+        """Why the message can't go upstream: it must say something and fit the part of a
+        request kept for messages."""
         if not text.strip():
-            raise EmptyMessage()
+            return EmptyMessage()
         limit = self.config.gpts.history_chars
         if len(text) > limit:
-            raise MessageTooLong(len(text), limit)
+            return MessageTooLong(len(text), limit)
+        return None
 
-    def _upstream_messages(self, history: list[MessageRecord], turn: Turn) -> list[ChatMessage]:
-        """System prompt, then the newest history that fits `history_chars`, then the turn."""
+    async def _refuse(
+        self, turn: Turn, reply: StreamingReply, refusal: GptsBotError
+    ) -> AnswerOutcome:
+        """Store the message as refused (an over-long one cut, with its real length), never
+        for upstream, and say why."""
+        text, author = turn.text, turn.author
+        kept = text[:REFUSED_KEPT_CHARS]
+        message = NewMessage(
+            "user",
+            kept,
+            status="refused",
+            author_id=author.id,
+            author_name=author.display_name,
+            platform_message_ids=(turn.message_id,) if turn.message_id else (),
+            full_length=len(text) if len(kept) < len(text) else None,
+        )
+        logger.info("turn in %s refused: %s", turn.scope, type(refusal).__name__)
+        try:
+            await self.repo.start_turn(turn.scope, message, history_limit=0)
+        except StorageBusy as exc:
+            logger.error("a refused message in %s was not stored: %s", turn.scope, exc)
+        await reply.finish(user_message(refusal, turn.language))
+        return AnswerOutcome("refused", "", None, refusal)
+
+    def _upstream_messages(self, history: list[Exchange], turn: Turn) -> list[ChatMessage]:
+        """System prompt, then the newest exchanges that fit `history_chars`, then the turn."""
         gpts = self.config.gpts
-        shared = not turn.is_private
-        current = ChatMessage(
-            role="user", content=_speaker(turn.author.display_name, turn.text, shared)
+        return upstream_messages(
+            history,
+            turn.text,
+            author_name=turn.author.display_name,
+            shared=not turn.is_private,
+            history_chars=gpts.history_chars,
+            system_prompt=gpts.system_prompt,
         )
-        budget = gpts.history_chars - len(current["content"])
-        window: list[ChatMessage] = []
-        for record in reversed(history):
-            if record.status == "error" and not record.content:
-                continue
-            content = (
-                _speaker(record.author_name, record.content, shared)
-                if record.role == "user"
-                else record.content
-            )
-            budget -= len(content)
-            if budget < 0:
-                break
-            window.append(ChatMessage(role=record.role, content=content))
-        window.reverse()
-        system = (
-            [ChatMessage(role="system", content=gpts.system_prompt)] if gpts.system_prompt else []
-        )
-        return [*system, *window, current]
 
     async def reset(self, scope: Scope) -> None:
         """Start a new conversation here; the old one stays stored but is no longer sent."""
@@ -327,11 +393,6 @@ class ConversationService:
 
     async def bound_gpts(self, platform: str, group_id: str) -> list[str]:
         return await self.repo.bound_gpts(platform, group_id)
-
-
-def _speaker(name: str | None, text: str, shared: bool) -> str:
-    # In a shared chat the GPT sees who said what.
-    return f"{name}: {text}" if shared and name else text
 
 
 def _ms(seconds: float) -> int:

@@ -16,6 +16,9 @@
         │   └── TurnTimedOut     the whole turn, retries included, outlasted gpts.turn_timeout_s
         └── StreamInterrupted    the stream broke (or ended unfinished) after text had arrived
 
+`storage.StorageBusy` (the database stayed locked by another process) is not one of these, but
+`user_message` has a sentence for it too.
+
 Third-party exceptions are translated at the boundary with ``raise ... from exc``. No message built
 here ever contains a secret: callers pass only what the endpoint said, already shortened.
 """
@@ -26,6 +29,7 @@ import asyncio
 
 from core import i18n
 from core.i18n import Language
+from storage import StorageBusy
 
 
 class GptsBotError(Exception):
@@ -162,6 +166,8 @@ def user_message(exc: BaseException, language: Language = "en") -> str:
             text = i18n.STOPPED
         case asyncio.CancelledError():
             text = i18n.RESTARTING
+        case StorageBusy():
+            text = i18n.STORAGE_BUSY
         case _:
             text = i18n.APOLOGY
     return text(language)

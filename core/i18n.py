@@ -8,6 +8,7 @@ unless `[bot] language` fixes one. Adapters keep their own sentences next to the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +24,18 @@ class Text:
     def __call__(self, language: Language, /, **values: object) -> str:
         template = self.zh if language == "zh" else self.en
         return template.format(**values) if values else template
+
+
+# CJK Unified Ideographs (and extension A): the text is Chinese.
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def language_of_text(text: str, setting: LanguageSetting = "auto") -> Language:
+    """The language to add a line to `text` in when no one's locale is known (e.g. settling an
+    answer at start): the configured one, else Chinese for Chinese text."""
+    if setting != "auto":
+        return setting
+    return "zh" if _HAN.search(text) else "en"
 
 
 def language_for(locale: str | None, setting: LanguageSetting = "auto") -> Language:
@@ -78,6 +91,18 @@ RESTARTING = Text(
     "⚠️ 机器人正在重启，回答到此中断，请稍后再问。",
 )
 STOPPED = Text("⏹️ Stopped.", "⏹️ 已停止。")
+INTERRUPTED = Text(
+    "⚠️ Interrupted: the bot stopped before this answer was finished.",
+    "⚠️ 已中断：机器人在回答完成前停止了。",
+)
+STORAGE_BUSY = Text(
+    "⚠️ The bot's database is busy, so nothing was saved. Try again in a minute.",
+    "⚠️ 机器人的数据库正忙，没有保存任何内容。请稍等一分钟再试。",
+)
+ANSWER_NOT_SAVED = Text(
+    "⚠️ The bot's database is busy: this answer was not saved, so the GPT won't remember it.",
+    "⚠️ 机器人的数据库正忙：这条回答没有保存，GPT 之后不会记得它。",
+)
 APOLOGY = Text(
     "⚠️ Something went wrong on our side. Please try again.",
     "⚠️ 机器人出了点问题，请重试。",

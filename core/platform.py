@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from storage import InterruptedAnswer
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +99,16 @@ class Adapter(Protocol):
     async def run(self) -> None:
         """Connect and serve until cancelled; on cancellation disconnect cleanly, then return."""
         ...
+
+
+@runtime_checkable
+class SettlesInterrupted(Protocol):
+    """An adapter that can fix the messages of answers a dead process left streaming.
+
+    `gptsbot run` marks those answers `interrupted` at start and, once the adapter's `ready` is
+    set, calls `settle_interrupted` once with its platform's. The adapter edits each answer's
+    messages to the saved text plus the interrupted line (`core.interrupted.settle`)."""
+
+    ready: asyncio.Event
+
+    async def settle_interrupted(self, answers: Sequence[InterruptedAnswer]) -> None: ...

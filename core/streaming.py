@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -129,6 +130,14 @@ class StreamingReply:
         self._changed.set()
         if self._pump is None:
             self._pump = asyncio.create_task(self._show_while_streaming())
+
+    def resume(self, refs: Sequence[MessageRef], text: str) -> None:
+        """Take over messages an earlier reply left showing an older text (a process that died
+        mid-answer): `finish` then edits them to `text` plus its line. Call before anything else.
+        Give the reply the indicator the earlier one had, so the text splits the same way."""
+        self._joined = text
+        # Never equal to a page's text, so every message is edited at once (no pacing wait).
+        self._shown = [_Shown(ref, "", final=False, shown_at=-math.inf) for ref in refs]
 
     async def finish(self, error_line: str | None = None) -> None:
         """Show the final text (plus `error_line`, if any) in full. Call exactly once."""

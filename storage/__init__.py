@@ -10,9 +10,12 @@ The core hands it a URL and frozen records (`storage.records`), and gets frozen 
 No other package writes SQL, and this one imports nothing from `core`.
 """
 
+from storage.engine import sqlite_file
 from storage.records import (
     MESSAGE_STATUSES,
     BindingRecord,
+    Exchange,
+    InterruptedAnswer,
     MessageRecord,
     MessageStatus,
     NewMessage,
@@ -20,17 +23,21 @@ from storage.records import (
     TokenUsage,
     TurnStart,
 )
-from storage.repository import Repository, alembic_config
+from storage.repository import Repository, StorageBusy, alembic_config
 
 __all__ = [
     "MESSAGE_STATUSES",
     "BindingRecord",
+    "Exchange",
+    "InterruptedAnswer",
     "MessageRecord",
     "MessageStatus",
     "NewMessage",
     "Repository",
     "ScopeKey",
+    "StorageBusy",
     "TokenUsage",
     "TurnStart",
     "alembic_config",
+    "sqlite_file",
 ]

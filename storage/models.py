@@ -5,6 +5,7 @@ Schema (every id is an autoincrementing integer; every timestamp is timezone-awa
     scopes         (platform, chat_id, thread_id)  unique     -- where a conversation lives
       └─ conversations (scope_id, started_at)      ix (scope_id, id)
            └─ messages  (conversation_id, role, content, ...)   ix (conversation_id, id)
+                answers_id -> the user message an answer answers  ix (answers_id)
       └─ bindings      (scope_id unique, gpt_id, group_id ix, bound_by_*, bound_at)
 
 A scope's *current* conversation is its newest one (highest id); there is no pointer column.
@@ -33,6 +34,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -118,6 +120,14 @@ class Message(Base):
         Index("ix_messages_conversation_id_id", "conversation_id", "id"),
         # Changing the statuses changes this constraint: that needs a migration.
         CheckConstraint(f"status IN ({_QUOTED_STATUSES})", name="status"),
+        # The answers still streaming: a start finds those a dead process left without scanning
+        # the table, and the index holds only the few rows streaming at any moment.
+        Index(
+            "ix_messages_streaming",
+            "id",
+            sqlite_where=text("status = 'streaming'"),
+            postgresql_where=text("status = 'streaming'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -138,6 +148,12 @@ class Message(Base):
     # The platform messages this one was shown as (a long answer spans several).
     platform_message_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # An answer's user message: the history window pairs them (`ix_messages_answers_id` finds a
+    # question's answer in one seek). Not a foreign key: SQLite rebuilds the table to change a
+    # constraint, and a self-reference would be cut by that rebuild's DROP TABLE.
+    answers_id: Mapped[int | None] = mapped_column(BigId, index=True)
+    # Set when `content` is stored truncated (a refused over-long message): its real length.
+    full_length: Mapped[int | None] = mapped_column(Integer)
 
 
 class Binding(Base):

@@ -11,11 +11,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
-from sqlalchemy import Integer, Table, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.engine import Connection, CursorResult
 
 from storage.models import Binding, Conversation, Message, Scope, utcnow
-from storage.records import BindingRecord, MessageRecord, NewMessage, ScopeKey
+from storage.records import (
+    BindingRecord,
+    Exchange,
+    InterruptedAnswer,
+    MessageRecord,
+    MessageStatus,
+    NewMessage,
+    ScopeKey,
+)
 
 _SCOPES: Final = cast(Table, Scope.__table__)
 _CONVERSATIONS: Final = cast(Table, Conversation.__table__)
@@ -32,10 +51,76 @@ _HISTORY: Final = (
         _MESSAGES.c.status,
         _MESSAGES.c.model,
         _MESSAGES.c.created_at,
+        _MESSAGES.c.answers_id,
+        _MESSAGES.c.full_length,
     )
     .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
     .order_by(_MESSAGES.c.id.desc())
     .limit(bindparam("limit", type_=Integer))
+)
+# Answers that go upstream as history: with text, and not still streaming elsewhere.
+PAIRED_STATUSES: Final[tuple[MessageStatus, ...]] = (
+    "complete",
+    "partial",
+    "interrupted",
+    "stopped",
+)
+_QUESTION: Final = _MESSAGES.alias("question")
+_ANSWER: Final = _MESSAGES.alias("answer")
+# The window looks at most this many messages back per exchange it returns: a conversation of
+# thousands of unanswered messages (no GPT bound, refusals) costs no more than a short one.
+SCAN_PER_EXCHANGE: Final = 8
+# The id of the oldest message the window may look at (NULL: fewer messages than that).
+_SCAN_START: Final = (
+    select(_MESSAGES.c.id)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(1)
+    .offset(bindparam("scan", type_=Integer))
+    .scalar_subquery()
+)
+# The history window: the newest questions that got an answer, each with its answer. Ordered by
+# the question, so answers written late or by another process never change the order. One seek
+# on ix_messages_conversation_id_id, then one on ix_messages_answers_id per question.
+_EXCHANGES: Final = (
+    select(
+        _QUESTION.c.id,
+        _QUESTION.c.author_name,
+        _QUESTION.c.content,
+        _ANSWER.c.content,
+        _ANSWER.c.status,
+    )
+    .join_from(_QUESTION, _ANSWER, _ANSWER.c.answers_id == _QUESTION.c.id)
+    .where(
+        _QUESTION.c.conversation_id == bindparam("conversation_id"),
+        _QUESTION.c.id >= func.coalesce(_SCAN_START, 0),
+        _ANSWER.c.status.in_([literal(status) for status in PAIRED_STATUSES]),
+        _ANSWER.c.content != literal(""),
+    )
+    .order_by(_QUESTION.c.id.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+# While an answer streams: its text so far and the platform messages showing it. Only while it
+# is still `streaming`, so a save that lands after the final update changes nothing.
+_SAVE_ANSWER: Final = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("answer_id"), _MESSAGES.c.status == literal("streaming"))
+    .values(content=bindparam("saved_content"), platform_message_ids=bindparam("saved_ids"))
+)
+_FINISH_ANSWER: Final = (
+    update(_MESSAGES)
+    .where(_MESSAGES.c.id == bindparam("answer_id"))
+    .values(
+        content=bindparam("final_content"),
+        status=bindparam("final_status"),
+        model=bindparam("final_model"),
+        prompt_tokens=bindparam("final_prompt_tokens"),
+        completion_tokens=bindparam("final_completion_tokens"),
+        total_tokens=bindparam("final_total_tokens"),
+        first_chunk_ms=bindparam("final_first_chunk_ms"),
+        total_ms=bindparam("final_total_ms"),
+        platform_message_ids=bindparam("final_ids"),
+    )
 )
 _NEWEST_CONVERSATION: Final = (
     select(_CONVERSATIONS.c.id)
@@ -104,6 +189,8 @@ def message_values(message: NewMessage) -> dict[str, Any]:
         "total_ms": message.total_ms,
         "platform_message_ids": list(message.platform_message_ids),
         "created_at": utcnow(),
+        "answers_id": message.answers_id,
+        "full_length": message.full_length,
     }
 
 
@@ -116,6 +203,90 @@ def history(connection: Connection, conversation_id: int, limit: int) -> list[Me
     """The last `limit` (> 0) messages of the conversation, oldest first."""
     rows = connection.execute(_HISTORY, {"conversation_id": conversation_id, "limit": limit}).all()
     return [MessageRecord(*row) for row in reversed(rows)]
+
+
+def exchanges(connection: Connection, conversation_id: int, limit: int) -> list[Exchange]:
+    """The last `limit` (> 0) answered questions of the conversation with their answers, oldest
+    first."""
+    params = {"conversation_id": conversation_id, "limit": limit, "scan": limit * SCAN_PER_EXCHANGE}
+    rows = connection.execute(_EXCHANGES, params).all()
+    return [Exchange(*row) for row in reversed(rows)]
+
+
+def save_answer(connection: Connection, answer_id: int, content: str, ids: Sequence[str]) -> None:
+    params = {"answer_id": answer_id, "saved_content": content, "saved_ids": list(ids)}
+    connection.execute(_SAVE_ANSWER, params)
+
+
+def finish_answer(connection: Connection, answer_id: int, message: NewMessage) -> None:
+    """The answer's final text, status, usage and timings (`message.role` etc. are kept)."""
+    usage = message.usage
+    params = {
+        "answer_id": answer_id,
+        "final_content": message.content,
+        "final_status": message.status,
+        "final_model": message.model,
+        "final_prompt_tokens": usage.prompt_tokens if usage else None,
+        "final_completion_tokens": usage.completion_tokens if usage else None,
+        "final_total_tokens": usage.total_tokens if usage else None,
+        "final_first_chunk_ms": message.first_chunk_ms,
+        "final_total_ms": message.total_ms,
+        "final_ids": list(message.platform_message_ids),
+    }
+    connection.execute(_FINISH_ANSWER, params)
+
+
+def interrupt_streaming(
+    connection: Connection, platform: str, chat_id: str | None
+) -> list[InterruptedAnswer]:
+    """Mark `interrupted` every answer of the platform (or of one chat of it) still `streaming`,
+    and return them with their questions. Only call it where no live process streams them."""
+    # First the few answers streaming anywhere: one table, its partial index (the status spelled
+    # out, not a parameter, so SQLite can use ix_messages_streaming); usually none.
+    streaming = connection.scalars(
+        select(_MESSAGES.c.id).where(_MESSAGES.c.status == literal_column("'streaming'"))
+    ).all()
+    if not streaming:
+        return []
+    question = _MESSAGES.alias("question")
+    conditions = [_MESSAGES.c.id.in_(streaming), _SCOPES.c.platform == platform]
+    if chat_id is not None:
+        conditions.append(_SCOPES.c.chat_id == chat_id)
+    query = (
+        select(
+            _MESSAGES.c.id,
+            _SCOPES.c.chat_id,
+            _SCOPES.c.thread_id,
+            _MESSAGES.c.content,
+            _MESSAGES.c.platform_message_ids,
+            question.c.content,
+            question.c.platform_message_ids,
+        )
+        .select_from(_MESSAGES)
+        .join(_CONVERSATIONS, _MESSAGES.c.conversation_id == _CONVERSATIONS.c.id)
+        .join(_SCOPES, _CONVERSATIONS.c.scope_id == _SCOPES.c.id)
+        .outerjoin(question, _MESSAGES.c.answers_id == question.c.id)
+        .where(*conditions)
+        .order_by(_MESSAGES.c.id)
+    )
+    found = [
+        InterruptedAnswer(
+            id=row[0],
+            scope=ScopeKey(platform, row[1], row[2]),
+            content=row[3],
+            platform_message_ids=tuple(row[4] or ()),
+            question=row[5] or "",
+            question_message_ids=tuple(row[6] or ()),
+        )
+        for row in connection.execute(query)
+    ]
+    if found:
+        connection.execute(
+            update(_MESSAGES)
+            .where(_MESSAGES.c.id.in_([answer.id for answer in found]))
+            .values(status="interrupted")
+        )
+    return found
 
 
 def current_conversation(connection: Connection, scope: ScopeKey) -> int:

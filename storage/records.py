@@ -13,7 +13,26 @@ from typing import Final, Literal, Protocol, get_args
 # Every status a stored message can have, spelled here only. Adding one is one more string here
 # plus a migration: the database's CHECK constraint lists the statuses it accepts, and
 # tests/test_storage.py stores every one of them, so a status the database refuses fails there.
-MessageStatus = Literal["complete", "partial", "error"]
+#
+#   complete     a user message taken, or an answer that arrived in full
+#   partial      an answer the GPTs endpoint cut off after some text
+#   error        an answer that never got text (upstream failed, no GPT bound, empty answer)
+#   streaming    an answer still arriving: its row is saved every few seconds while it streams
+#   interrupted  an answer whose process died while it streamed (settled at the next start)
+#   stopped      an answer stopped before its end (the bot shut down mid-answer)
+#   refused      a user message the bot did not send on (empty, or over the input limit)
+#   superseded   reserved for an answer replaced by a newer one (listed now, so that feature
+#                needs no migration of the CHECK constraint)
+MessageStatus = Literal[
+    "complete",
+    "partial",
+    "error",
+    "streaming",
+    "interrupted",
+    "stopped",
+    "refused",
+    "superseded",
+]
 MESSAGE_STATUSES: Final[tuple[MessageStatus, ...]] = get_args(MessageStatus)
 
 
@@ -66,6 +85,8 @@ class NewMessage:
 
     `first_chunk_ms`/`total_ms`: how long the answer took to start and to finish.
     `platform_message_ids`: the platform messages it was shown as (a long answer spans several).
+    `answers_id`: for an answer, the user message it answers (history is built from these pairs).
+    `full_length`: set when `content` was stored truncated: the length of the message in full.
     """
 
     role: str
@@ -78,6 +99,8 @@ class NewMessage:
     first_chunk_ms: int | None = None
     total_ms: int | None = None
     platform_message_ids: tuple[str, ...] = ()
+    answers_id: int | None = None
+    full_length: int | None = None
 
     def __post_init__(self) -> None:
         _check_status(self.status)
@@ -95,6 +118,36 @@ class MessageRecord:
     status: MessageStatus
     model: str | None
     created_at: datetime
+    answers_id: int | None = None
+    full_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One step of the history window: a user message and the answer it got.
+
+    Only answers with text are paired (`answer_status` is complete, partial, interrupted or
+    stopped); a user message that got none is never part of the window.
+    """
+
+    question_id: int
+    author_name: str | None
+    question: str
+    answer: str
+    answer_status: MessageStatus
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptedAnswer:
+    """An answer left `streaming` by a process that died, now marked `interrupted`: what was saved
+    of it, the platform messages it was shown in, and the user message it answers."""
+
+    id: int
+    scope: ScopeKey
+    content: str
+    platform_message_ids: tuple[str, ...]
+    question: str
+    question_message_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +167,7 @@ class TurnStart:
     """What `Repository.start_turn` found and stored."""
 
     conversation_id: int
-    history: list[MessageRecord]  # oldest first, without the new message
+    history: list[Exchange]  # oldest first, without the new message
     message_id: int  # the user's message
     binding: BindingRecord | None = None  # with_binding: the scope's, else its parent chat's
+    answer_id: int | None = None  # the answer's row, when one was started with the turn

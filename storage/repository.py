@@ -4,9 +4,13 @@ It takes and returns frozen records (`storage.records`), never ORM rows: a scope
 a message to store a `NewMessage`. Each public call is one short transaction of one or two
 statements on the hot paths (`current_conversation` on an existing scope is one SELECT,
 `add_message` one INSERT, `history` one SELECT); `start_turn` does the three a turn starts with
-(and the binding lookup, if asked) in one transaction. The same code runs on SQLite (the default)
-and PostgreSQL: the SQL (`storage.queries`) is portable, and the SQLite pragmas are applied only
-when the dialect is SQLite.
+(and the binding lookup, if asked) in one transaction, and starts the answer's row with them;
+`save_answer` (every few seconds while it streams) and `finish_answer` are one UPDATE each.
+The same code runs on SQLite (the default) and PostgreSQL: the SQL (`storage.queries`) is
+portable, and the SQLite pragmas are applied only when the dialect is SQLite (`storage.engine`).
+
+A call that finds the database locked by another process past SQLite's busy timeout is tried
+again for a bounded time, then raises `StorageBusy`.
 """
 
 from __future__ import annotations
@@ -14,104 +18,54 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self, TypeVar, cast
+from typing import Final, Self, TypeVar
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import queries
+from storage.engine import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    alembic_config,
+    create_engines,
+    is_locked,
+    upgrade_to_head,
+)
 from storage.models import utcnow
-from storage.records import BindingRecord, MessageRecord, NewMessage, ScopeKey, TurnStart
+from storage.records import (
+    BindingRecord,
+    Exchange,
+    InterruptedAnswer,
+    MessageRecord,
+    NewMessage,
+    ScopeKey,
+    TurnStart,
+)
 
-if TYPE_CHECKING:
-    from alembic.config import Config
-    from sqlalchemy.engine.interfaces import DBAPIConnection
-    from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
+__all__ = ["Repository", "StorageBusy", "alembic_config"]
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR: Final = Path(__file__).resolve().with_name("migrations")
-# How long an SQLite connection waits for another connection's write lock before failing.
-SQLITE_BUSY_TIMEOUT_MS: Final = 5000
-_SQLITE_PRAGMAS: Final = (
-    # First, so that switching the journal mode below also waits instead of failing.
-    f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}",
-    # Readers don't block the writer and vice versa; persistent in the file once set.
-    "PRAGMA journal_mode = WAL",
-    # Durable across application crashes; in WAL mode only a power loss can drop the last commits.
-    "PRAGMA synchronous = NORMAL",
-    "PRAGMA foreign_keys = ON",
-)
+# A call that finds the database locked past SQLite's busy timeout (another process holds its
+# write lock) is tried again after pauses that double up to the maximum, for at most this long.
+LOCK_RETRY_S: Final = 30.0
+FIRST_LOCK_PAUSE_S: Final = 0.1
+MAX_LOCK_PAUSE_S: Final = 2.0
 
 _T = TypeVar("_T")
 
 
-def alembic_config() -> Config:
-    """Alembic config for the bundled migrations, built in code: no ini file, no logging setup."""
-    from alembic.config import Config
+class StorageBusy(Exception):
+    """The database stayed locked by another connection for `waited_s` seconds: nothing of the
+    call was stored."""
 
-    config = Config()
-    # ConfigParser interpolation: a literal "%" in the install path must be doubled.
-    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-    config.set_main_option("path_separator", "os")
-    return config
-
-
-def _upgrade_to_head(connection: Connection) -> None:
-    from alembic import command
-
-    config = alembic_config()
-    # env.py migrates on this connection instead of opening its own engine.
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
-
-
-def _set_sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        for pragma in _SQLITE_PRAGMAS:
-            cursor.execute(pragma)
-    finally:
-        cursor.close()
-
-
-def _rollback_if_open(
-    dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry, state: PoolResetState
-) -> None:
-    """The pool's reset on return, minus the ROLLBACK after a COMMIT.
-
-    Every repository call is one `engine.begin()` block, which already commits or rolls back;
-    the pool's default reset would then send one more ROLLBACK per call, and with aiosqlite each
-    statement is a round trip to the connection's thread (about a fifth of a turn's DB calls).
-    A transaction left open (a call cancelled mid-way) is still rolled back.
-    """
-    if state.terminate_only or state.transaction_was_reset:
-        return
-    driver = getattr(dbapi_connection, "_connection", dbapi_connection)
-    if getattr(driver, "in_transaction", True):
-        dbapi_connection.rollback()
-
-
-def _is_sqlite_file(url: URL) -> bool:
-    """A plain file path (not in-memory, not a URI filename that SQLite resolves itself)."""
-    database = url.database or ""
-    return bool(database) and database != ":memory:" and not database.startswith("file:")
-
-
-def _ensure_sqlite_folder(url: URL) -> None:
-    if _is_sqlite_file(url):
-        Path(cast(str, url.database)).parent.mkdir(parents=True, exist_ok=True)
-
-
-def _listen_sqlite(engine: Engine) -> None:
-    event.listen(engine, "connect", _set_sqlite_pragmas)
-    event.listen(engine, "reset", _rollback_if_open)
+    def __init__(self, waited_s: float) -> None:
+        super().__init__(f"the database stayed locked for {waited_s:.0f} s")
+        self.waited_s = waited_s
 
 
 class Repository:
@@ -126,34 +80,41 @@ class Repository:
     it runs on the async engine through `run_sync`.
     """
 
-    def __init__(self, engine: AsyncEngine, thread_engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        thread_engine: Engine | None = None,
+        *,
+        lock_retry_s: float = LOCK_RETRY_S,
+    ) -> None:
         self._engine = engine
         self._thread_engine = thread_engine
         self._executor = (
             ThreadPoolExecutor(1, thread_name_prefix="gptsbot-db") if thread_engine else None
         )
+        self._lock_retry_s = lock_retry_s
+        self._thread_connection: Connection | None = None  # used in the executor's thread only
 
     @classmethod
-    async def open(cls, url: str) -> Repository:
-        """Create the engine. Connects lazily and does not migrate."""
-        parsed = make_url(url)
-        if parsed.get_backend_name() != "sqlite":
-            return cls(create_async_engine(parsed))
-        _ensure_sqlite_folder(parsed)
-        engine = create_async_engine(parsed, pool_reset_on_return=None)
-        _listen_sqlite(engine.sync_engine)
-        thread_engine = None
-        if _is_sqlite_file(parsed):
-            thread_engine = create_engine(
-                parsed.set(drivername="sqlite"), pool_reset_on_return=None
-            )
-            _listen_sqlite(thread_engine)
-        return cls(engine, thread_engine)
+    async def open(
+        cls,
+        url: str,
+        *,
+        busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000,
+        lock_retry_s: float = LOCK_RETRY_S,
+    ) -> Repository:
+        """Create the engine. Connects lazily and does not migrate.
+
+        `busy_timeout_s`: how long SQLite waits for another connection's lock in one attempt;
+        `lock_retry_s`: for how long a call still locked out is tried again (`StorageBusy` after).
+        """
+        engine, thread_engine = create_engines(url, round(busy_timeout_s * 1000))
+        return cls(engine, thread_engine, lock_retry_s=lock_retry_s)
 
     async def close(self) -> None:
         if self._executor is not None and self._thread_engine is not None:
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._thread_engine.dispose)
+            await loop.run_in_executor(self._executor, self._close_in_thread)
             self._executor.shutdown(wait=False)
         await self._engine.dispose()
 
@@ -177,7 +138,7 @@ class Repository:
         """Apply the Alembic migrations up to head; a no-op when already there."""
         started = time.perf_counter()
         async with self._engine.begin() as connection:
-            await connection.run_sync(_upgrade_to_head)
+            await connection.run_sync(upgrade_to_head)
         logger.info("database schema up to date in %.0f ms", (time.perf_counter() - started) * 1000)
 
     # -- conversations -------------------------------------------------------------------------
@@ -205,6 +166,15 @@ class Repository:
             lambda connection: queries.history(connection, conversation_id, limit)
         )
 
+    async def exchanges(self, conversation_id: int, *, limit: int) -> list[Exchange]:
+        """The history window: the last `limit` questions that got an answer with text, each
+        with its answer, oldest first (see `queries.PAIRED_STATUSES`)."""
+        if limit <= 0:
+            return []
+        return await self._run(
+            lambda connection: queries.exchanges(connection, conversation_id, limit)
+        )
+
     async def start_turn(
         self,
         scope: ScopeKey,
@@ -212,30 +182,74 @@ class Repository:
         *,
         history_limit: int,
         with_binding: bool = False,
+        answer: NewMessage | None = None,
     ) -> TurnStart:
         """One transaction for the start of a turn: the scope's current conversation (created
-        when missing), its last `history_limit` messages, then `message` (the user's) stored.
+        when missing), its last `history_limit` exchanges (`exchanges`), then `message` (the
+        user's) stored, and `answer`'s row, linked to it, when given (status `streaming`: it is
+        saved while it arrives, see `save_answer` and `finish_answer`).
 
-        The same as `current_conversation`, `history` and `add_message` in a row, in one round
-        of the connection instead of three. With `with_binding`, it also reads the scope's
-        binding or, for a thread, its parent chat's: `get_binding(scope)`, then
-        `get_binding(scope.parent)`, in the same transaction.
+        With `with_binding`, it also reads the scope's binding or, for a thread, its parent
+        chat's: `get_binding(scope)`, then `get_binding(scope.parent)`, in the same transaction.
         """
         values = queries.message_values(message)
+        answer_values = queries.message_values(answer) if answer is not None else None
 
         def work(connection: Connection) -> TurnStart:
             conversation_id = queries.current_conversation(connection, scope)
             history = (
-                queries.history(connection, conversation_id, history_limit)
+                queries.exchanges(connection, conversation_id, history_limit)
                 if history_limit > 0
                 else []
             )
             binding = queries.turn_binding(connection, scope) if with_binding else None
             values["conversation_id"] = conversation_id
             message_id = queries.insert_message(connection, values)
-            return TurnStart(conversation_id, history, message_id, binding)
+            answer_id = None
+            if answer_values is not None:
+                answer_values["conversation_id"] = conversation_id
+                answer_values["answers_id"] = message_id
+                answer_id = queries.insert_message(connection, answer_values)
+            return TurnStart(conversation_id, history, message_id, binding, answer_id)
 
         return await self._write(work)
+
+    async def save_answer(
+        self, answer_id: int, content: str, platform_message_ids: Sequence[str]
+    ) -> None:
+        """Save a streaming answer's text so far and the platform messages showing it. Does
+        nothing once the answer is finished.
+
+        Best effort: a save that fails (the database locked past the busy timeout) is logged and
+        left to the next save or the final update. On an SQLite file it is queued to the
+        repository's thread without waiting for it (in order with every later call): a turn
+        saves every few seconds, and waiting would cost a wake-up of the event loop each time.
+        """
+
+        def work(connection: Connection) -> None:
+            queries.save_answer(connection, answer_id, content, platform_message_ids)
+
+        if self._executor is None:
+            try:
+                await self._run(work)
+            except (StorageBusy, OperationalError) as exc:
+                logger.warning("answer %s not saved while streaming: %s", answer_id, exc)
+            return
+        self._executor.submit(self._save_in_thread, answer_id, work)
+
+    async def finish_answer(self, answer_id: int, message: NewMessage) -> None:
+        """Store the answer's final text, status, model, usage, timings and platform messages."""
+        await self._run(lambda connection: queries.finish_answer(connection, answer_id, message))
+
+    async def interrupt_streaming(
+        self, platform: str, *, chat_id: str | None = None
+    ) -> list[InterruptedAnswer]:
+        """Mark `interrupted` the answers of `platform` (or of one of its chats) left `streaming`
+        by a process that died, and return them. Call it at start, only for the scopes no live
+        process answers."""
+        return await self._run(
+            lambda connection: queries.interrupt_streaming(connection, platform, chat_id)
+        )
 
     async def count_messages(self, conversation_id: int) -> int:
         return await self._run(
@@ -275,22 +289,70 @@ class Repository:
     # -- internals -----------------------------------------------------------------------------
 
     async def _run(self, work: Callable[[Connection], _T], *, retry: bool = False) -> _T:
-        """Run `work` in one transaction: in the repository's thread, or on the async engine."""
+        """Run `work` in one transaction: in the repository's thread, or on the async engine.
+        While another process holds the database's lock, try again for up to `lock_retry_s`."""
+        started = time.monotonic()
+        pause = FIRST_LOCK_PAUSE_S
+        while True:
+            try:
+                result = await self._run_once(work, retry)
+            except OperationalError as exc:
+                if not is_locked(exc):
+                    raise
+                waited = time.monotonic() - started
+                if waited >= self._lock_retry_s:
+                    # The error's text holds the SQL, never the values (hide_parameters).
+                    raise StorageBusy(waited) from exc
+                if pause == FIRST_LOCK_PAUSE_S:
+                    logger.warning(
+                        "the database is locked by another connection; retrying for up to %.0f s",
+                        self._lock_retry_s,
+                    )
+                await asyncio.sleep(min(pause, self._lock_retry_s - waited))
+                pause = min(pause * 2, MAX_LOCK_PAUSE_S)
+                continue
+            if pause != FIRST_LOCK_PAUSE_S:
+                logger.info("the database was free again after %.1f s", time.monotonic() - started)
+            return result
+
+    async def _run_once(self, work: Callable[[Connection], _T], retry: bool) -> _T:
         if self._executor is None:
             return await self._run_async(work, retry=retry)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run_in_thread, work, retry)
 
     def _run_in_thread(self, work: Callable[[Connection], _T], retry: bool) -> _T:
-        assert self._thread_engine is not None
         if retry:
             try:
-                with self._thread_engine.begin() as connection:
-                    return work(connection)
+                return self._transaction_in_thread(work)
             except IntegrityError:
                 logger.debug("concurrent insert of the same scope; retrying with the winner's row")
-        with self._thread_engine.begin() as connection:
+        return self._transaction_in_thread(work)
+
+    def _transaction_in_thread(self, work: Callable[[Connection], _T]) -> _T:
+        # The thread keeps one connection: no pool checkout, check-in and reset per call (a
+        # turn makes three or four calls). A transaction that fails is rolled back by `begin`;
+        # a connection the driver lost reconnects on its next use.
+        connection = self._thread_connection
+        if connection is None:
+            assert self._thread_engine is not None
+            connection = self._thread_connection = self._thread_engine.connect()
+        with connection.begin():
             return work(connection)
+
+    def _save_in_thread(self, answer_id: int, work: Callable[[Connection], None]) -> None:
+        try:
+            self._transaction_in_thread(work)
+        except Exception as exc:
+            # The type only: the error's text could quote the answer.
+            logger.warning("answer %s not saved while streaming: %s", answer_id, type(exc).__name__)
+
+    def _close_in_thread(self) -> None:
+        if self._thread_connection is not None:
+            self._thread_connection.close()
+            self._thread_connection = None
+        assert self._thread_engine is not None
+        self._thread_engine.dispose()
 
     async def _run_async(self, work: Callable[[Connection], _T], *, retry: bool) -> _T:
         if retry:

@@ -14,7 +14,7 @@ import pytest_asyncio
 from core import commands
 from core.app import App, open_app
 from core.config import parse_config
-from core.conversation import AnswerOutcome
+from core.conversation import REFUSED_KEPT_CHARS, AnswerOutcome
 from core.errors import BadGptName
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
@@ -136,11 +136,8 @@ async def test_upstream_failure_keeps_the_user_message_and_says_what_happened(bo
     ]
     channel = await bot.say("again")  # the next turn still works
     assert channel.visible() == ["echo: again"]
-    # The failed turn is not sent upstream as an empty assistant message.
-    assert bot.fake.requests[-1].messages[-2:] == [
-        {"role": "user", "content": "are you there?"},
-        {"role": "user", "content": "again"},
-    ]
+    # The unanswered message stays stored but is never sent upstream: history is pairs.
+    assert bot.fake.requests[-1].messages == [{"role": "user", "content": "again"}]
 
 
 @pytest.mark.asyncio
@@ -393,7 +390,7 @@ async def test_shutdown_mid_answer_shows_and_stores_what_arrived(bot: Bot) -> No
         "Once upon a time\n\n⚠️ The bot is restarting; this answer stopped here. "
         "Ask again in a moment."
     ]
-    assert (await stored(bot.app, DM))[-1] == ("assistant", "Once upon a time", "partial")
+    assert (await stored(bot.app, DM))[-1] == ("assistant", "Once upon a time", "stopped")
 
 
 @pytest.mark.asyncio
@@ -415,13 +412,16 @@ async def test_empty_and_enormous_messages_get_a_clear_answer_and_are_kept(
         assert (await bot.say("   ")).visible() == [
             "⚠️ Your message is empty: write something for the GPT."
         ]
-        enormous = "字" * 1001
+        enormous = "字" * 5001
         assert (await bot.say(enormous)).visible() == [
-            "⚠️ Your message is too long for the GPT (1001 characters; at most 1000). "
+            "⚠️ Your message is too long for the GPT (5001 characters; at most 1000). "
             "Shorten it or send it in parts."
         ]
         assert fake_gpts.requests == []
-        assert [m[:2] for m in await stored(app, DM) if m[0] == "user"] == [
-            ("user", "   "),
-            ("user", enormous),
+        # Kept as refused (the enormous one cut, with its real length), never sent upstream.
+        conversation = await app.repo.current_conversation(DM)
+        records = await app.repo.history(conversation, limit=10)
+        assert [(r.role, r.content, r.status, r.full_length) for r in records] == [
+            ("user", "   ", "refused", None),
+            ("user", enormous[:REFUSED_KEPT_CHARS], "refused", 5001),
         ]

@@ -127,7 +127,12 @@ async def world(
             {
                 "gpts": {"base_url": gpts.base_url, "api_key": "k", "default_gpt": DEFAULT_GPT},
                 "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
-                "bot": {"streaming_indicator": INDICATOR, **(bot_config or {})},
+                # A short shutdown grace: leaving the block may cancel the adapter mid-answer.
+                "bot": {
+                    "streaming_indicator": INDICATOR,
+                    "shutdown_grace_s": 0.2,
+                    **(bot_config or {}),
+                },
                 "discord": {
                     "token": fake.token,
                     "api_base": fake.api_base,

@@ -123,7 +123,7 @@ async def test_upgrade_creates_tables_in_a_new_folder_and_is_idempotent(tmp_path
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
         versions = connection.execute("SELECT version_num FROM alembic_version").fetchall()
     assert names >= TABLES | {"alembic_version", "ix_messages_conversation_id_id"}
-    assert versions == [("0001",)]
+    assert versions == [("0002",)]
 
 
 @pytest.mark.asyncio

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from storage import NewMessage, Repository, ScopeKey, TurnStart
+from storage import Exchange, NewMessage, Repository, ScopeKey, TurnStart
 
 CHAT = ScopeKey("test", "chat")
 THREAD = ScopeKey("test", "chat", "t1")
 HI = NewMessage("user", "hi")
+STREAMING = NewMessage("assistant", "", status="streaming")
 
 
 @pytest.mark.asyncio
@@ -19,20 +20,22 @@ async def test_start_turn_is_conversation_history_then_the_new_message(tmp_path:
         await repo.upgrade()
         one = NewMessage("user", "one", author_id="1", author_name="Ann",
                          platform_message_ids=("m1",))  # fmt: skip
-        first = await repo.start_turn(CHAT, one, history_limit=2)
+        first = await repo.start_turn(CHAT, one, history_limit=2, answer=STREAMING)
         assert first.history == []
         assert first.conversation_id == await repo.current_conversation(CHAT)
-        await repo.add_message(first.conversation_id, NewMessage("assistant", "answer"))
+        assert first.answer_id is not None
+        await repo.finish_answer(first.answer_id, NewMessage("assistant", "answer"))
         second = await repo.start_turn(CHAT, NewMessage("user", "two"), history_limit=2)
         assert second.conversation_id == first.conversation_id
-        # The window is read before the new message is stored, and holds at most the limit.
-        assert [(r.role, r.content) for r in second.history] == [
-            ("user", "one"),
-            ("assistant", "answer"),
-        ]
-        assert second.history[0].author_name == "Ann"
+        assert second.answer_id is None
+        # The window is read before the new message is stored: whole exchanges, at most the limit.
+        assert second.history == [Exchange(first.message_id, "Ann", "one", "answer", "complete")]
         stored = await repo.history(first.conversation_id, limit=10)
-        assert [r.content for r in stored] == ["one", "answer", "two"]
+        assert [(r.content, r.answers_id) for r in stored] == [
+            ("one", None),
+            ("answer", first.message_id),
+            ("two", None),
+        ]
         assert stored[-1].id == second.message_id
         none = await repo.start_turn(CHAT, NewMessage("user", "three"), history_limit=0)
         assert none.history == []
@@ -60,7 +63,12 @@ async def test_start_turn_reads_the_binding_of_the_scope_or_its_parent_chat(
         await repo.upgrade()
 
         async def turn(scope: ScopeKey, *, with_binding: bool = True) -> TurnStart:
-            return await repo.start_turn(scope, HI, history_limit=5, with_binding=with_binding)
+            start = await repo.start_turn(
+                scope, HI, history_limit=5, with_binding=with_binding, answer=STREAMING
+            )
+            assert start.answer_id is not None
+            await repo.finish_answer(start.answer_id, NewMessage("assistant", "hello"))
+            return start
 
         assert (await turn(THREAD)).binding is None
         # The thread inherits its chat's binding until it has one of its own.
@@ -79,5 +87,5 @@ async def test_start_turn_reads_the_binding_of_the_scope_or_its_parent_chat(
         )
         assert (await turn(ScopeKey("test", "other"))).binding is None
         assert (await turn(THREAD, with_binding=False)).binding is None
-        assert [r.content for r in start.history] == ["hi", "hi"]
-        assert await repo.count_messages(start.conversation_id) == 4
+        assert [(e.question, e.answer) for e in start.history] == [("hi", "hello")] * 2
+        assert await repo.count_messages(start.conversation_id) == 8

@@ -20,10 +20,12 @@ from core.conversation import ConversationService
 from core.database import describe
 from core.errors import STOP_REQUESTED, GptsBotError, user_message
 from core.i18n import STOPPED, Language, Text, language_for
+from core.interrupted import interrupted_answers
 from core.platform import MessageRef
 from core.platforms import AddCommand, Platform
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
+from storage import StorageBusy
 
 NAME = "console"
 QUIT_COMMANDS = ("/quit", "/exit")
@@ -116,15 +118,20 @@ async def chat(
     )
     language = context.language
     command_runner = commands.Commands(service)
-    if new:
-        await service.reset(context.scope)
-    if gpt is not None:
-        try:
+    # An answer a killed `chat` left streaming here is kept as interrupted (sent on as cut).
+    await interrupted_answers(service.repo, NAME, chat_id=user)
+    try:
+        if new:
+            await service.reset(context.scope)
+        if gpt is not None:
             info = await service.bind(context.scope, gpt, context.author)
-        except GptsBotError as exc:
-            print(user_message(exc, language), file=stderr)
-            return EXIT_USAGE
-        print(TALKING_TO(language, url=info.url), file=stderr)
+            print(TALKING_TO(language, url=info.url), file=stderr)
+    except StorageBusy as exc:
+        print(user_message(exc, language), file=stderr)
+        return 1
+    except GptsBotError as exc:
+        print(user_message(exc, language), file=stderr)
+        return EXIT_USAGE
     print(DATABASE(language, location=describe(service.config.storage.url)), file=stderr)
     interactive = stdin.isatty()
     if interactive:

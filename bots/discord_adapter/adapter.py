@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -24,7 +24,12 @@ from discord import app_commands
 from bots.discord_adapter import commands as commands_module
 from bots.discord_adapter import text as t
 from bots.discord_adapter.guilds import AllowedGuilds
-from bots.discord_adapter.replies import NO_PINGS, ChannelReplies, InteractionReplies
+from bots.discord_adapter.replies import (
+    NO_PINGS,
+    ChannelReplies,
+    InteractionReplies,
+    settle_interrupted,
+)
 from bots.discord_adapter.settings import DEFAULT_API_BASE, DiscordConfig
 from bots.discord_adapter.settings import NAME as PLATFORM
 from bots.discord_adapter.text import CommandTranslator, quote_prompt, turn_text
@@ -36,6 +41,7 @@ from core.pacing import KeyedBudgets, RateBudget
 from core.platform import Clock, PlatformRefused, ReplyChannel, SystemClock
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
+from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +55,8 @@ TYPING_REFRESH_S = 8.0
 GUILD_READY_TIMEOUT_S = 2.0
 # discord.py sleeps through shorter 429s itself; longer ones come back to the core's pacing.
 MAX_RATELIMIT_WAIT_S = 30.0
+# On shutdown, how long answers in progress may finish (unless [bot] shutdown_grace_s is set).
+SHUTDOWN_GRACE_S = 10.0
 
 
 class _Client(discord.Client):
@@ -143,9 +151,11 @@ class DiscordAdapter:
                     )
                     self.message_content = False
                 finally:
-                    await self._stop_handlers()
-                    await client.close()
-                    self.ready.clear()
+                    try:
+                        await self._stop_handlers()
+                    finally:  # even when cancelled again during the grace period
+                        await client.close()
+                        self.ready.clear()
         finally:
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
 
@@ -220,11 +230,26 @@ class DiscordAdapter:
         self.ready.set()
 
     async def _stop_handlers(self) -> None:
-        for task in list(self._handlers):
-            task.cancel()
-        for task in list(self._handlers):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """The gateway is no longer read (no new turns): let the answers in progress finish
+        within the shutdown grace, then cut the rest (they show and store what arrived) before
+        the client's HTTP session closes."""
+        try:
+            if self._handlers:
+                grace = self.config.bot.shutdown_grace_s
+                await asyncio.wait(
+                    list(self._handlers), timeout=SHUTDOWN_GRACE_S if grace is None else grace
+                )
+        finally:  # also when cancelled again while waiting: cut them now
+            for task in list(self._handlers):
+                task.cancel()
+            for task in list(self._handlers):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def settle_interrupted(self, answers: Sequence[InterruptedAnswer]) -> None:
+        """Once connected: fix the messages of answers a dead process left streaming."""
+        assert self.client is not None
+        await settle_interrupted(self.client, answers, self.config.bot)
 
     # -- the one catch-all per incoming event --------------------------------------------------
 

@@ -9,14 +9,17 @@ Discord answered into `MessageGone` / `PlatformRateLimited`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
 import discord
 
 from bots.discord_adapter.links import shown_chars_bound, without_unsafe_links
-from bots.discord_adapter.text import MAX_MESSAGE_CHARS
+from bots.discord_adapter.text import MAX_MESSAGE_CHARS, quote_prompt
+from core.config import BotConfig
+from core.interrupted import settle
 from core.platform import Clock, MessageGone, MessageRef, PlatformRateLimited, code_points
+from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +185,54 @@ class InteractionReplies:
                     raise
         partial = self._channel.get_partial_message(int(ref.message_id))
         await translated(partial.edit(content=content, allowed_mentions=NO_PINGS), editing=True)
+
+
+class SettlingReplies(ChannelReplies):
+    """Channel messages of an answer streamed by a process that died, edited once more. A /chat
+    answer's first message (the interaction's original response) keeps its quoted prompt
+    `header`, and every page is as long as it was while streaming."""
+
+    def __init__(self, channel: discord.PartialMessageable, header: str) -> None:
+        super().__init__(channel)
+        self._header = header
+        self._first: str | None = None
+        self.max_chars = MAX_MESSAGE_CHARS - code_points(header)
+
+    async def send(self, text: str, *, final: bool) -> MessageRef:
+        first = self._first is None
+        ref = await super().send(self._header + text if first else text, final=final)
+        if first:
+            self._first = ref.message_id
+        return ref
+
+    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+        if self._first is None:
+            self._first = ref.message_id
+        header = self._header if ref.message_id == self._first else ""
+        await super().edit(ref, header + text, final=final)
+
+
+async def settle_interrupted(
+    client: discord.Client, answers: Sequence[InterruptedAnswer], bot: BotConfig
+) -> None:
+    """Each answer a dead process left streaming shows its saved text and the interrupted line,
+    without the streaming indicator (see `core.interrupted`). Edited through the channel's message
+    route: the interaction token of a /chat answer died with its process, so a response Discord
+    does not let the bot edit that way (an ephemeral one) is left as it is."""
+    for answer in answers:
+        scope = answer.scope
+        channel_id = int(scope.thread_id or scope.chat_id)
+        target = client.get_partial_messageable(channel_id)
+        # A /chat answer (its question is no channel message) opened under the quoted prompt.
+        header = "" if answer.question_message_ids else quote_prompt(answer.question)
+        refs = [MessageRef(str(channel_id), m) for m in answer.platform_message_ids]
+        try:
+            await settle(
+                SettlingReplies(target, header),
+                answer,
+                refs,
+                indicator=bot.streaming_indicator,
+                language=bot.language,
+            )
+        except discord.HTTPException as exc:
+            logger.warning("interrupted answer %s not settled: HTTP %s", answer.id, exc.status)

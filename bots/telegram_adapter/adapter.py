@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -27,6 +28,7 @@ from bots.telegram_adapter.channels import (
     MessageChannel,
     RateLimiter,
     Target,
+    settle_interrupted,
 )
 from bots.telegram_adapter.request import AiohttpRequest
 from bots.telegram_adapter.settings import NAME as PLATFORM
@@ -46,6 +48,7 @@ from core.pacing import KeyedBudgets, RateBudget
 from core.platform import Clock, PlatformRefused, SystemClock
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
+from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ TYPING_EVERY_S = 4.0  # Telegram shows a chat action for 5 s
 CONNECTION_POOL_SIZE = 512  # hundreds of answers may stream at once
 POOL_TIMEOUT_S = 30.0
 RATE_LIMIT_RETRIES = 3  # for calls outside a streamed answer (commands, typing, lookups)
-SHUTDOWN_GRACE_S = 10.0
+SHUTDOWN_GRACE_S = 10.0  # unless [bot] shutdown_grace_s says otherwise
 TOKEN_LOGGERS = ("telegram.Bot", "telegram.ext.ExtBot", "httpx")
 
 
@@ -89,7 +92,7 @@ class TelegramAdapter:
         clock: Clock | None = None,
         typing_every_s: float = TYPING_EVERY_S,
         draft_refresh_s: float = DRAFT_REFRESH_S,
-        shutdown_grace_s: float = SHUTDOWN_GRACE_S,
+        shutdown_grace_s: float | None = None,
     ) -> None:
         self.config = config
         self.settings = config.platform(PLATFORM, TelegramConfig)
@@ -98,7 +101,8 @@ class TelegramAdapter:
         self._clock = clock or SystemClock()
         self.typing_every_s = typing_every_s
         self.draft_refresh_s = draft_refresh_s
-        self.shutdown_grace_s = shutdown_grace_s
+        grace = config.bot.shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
+        self.shutdown_grace_s = SHUTDOWN_GRACE_S if grace is None else grace
         # Tests set this: an unexpected error is re-raised (and recorded) instead of apologised for.
         self.reraise_unexpected = False
         self.failures: list[BaseException] = []
@@ -106,6 +110,7 @@ class TelegramAdapter:
         self._bot_budget = RateBudget.per_second(self.settings.messages_per_second, self._clock)
         self._group_budgets = KeyedBudgets(GROUP_MESSAGES_PER_MINUTE, 60.0, self._clock)
         self._answers: set[asyncio.Task[None]] = set()
+        self._bot: ExtBot[Any] | None = None  # while polling
 
     def build_application(self) -> Application[Any, Any, Any, Any, Any, Any]:
         telegram = self.settings
@@ -173,6 +178,7 @@ class TelegramAdapter:
             await updater.start_polling(timeout=POLL_TIMEOUT_S, allowed_updates=["message"])
             await application.start()
             logger.info("Telegram bot @%s (id %s) is polling", bot.username, bot.id)
+            self._bot = bot
             self.ready.set()
             try:
                 await asyncio.Event().wait()  # until cancelled
@@ -213,6 +219,11 @@ class TelegramAdapter:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    async def settle_interrupted(self, answers: Sequence[InterruptedAnswer]) -> None:
+        """Once polling: fix the messages of answers a dead process left streaming."""
+        assert self._bot is not None
+        await settle_interrupted(self._bot, answers, self.config.bot)
 
     # --- one incoming message: the only place that catches broadly --------------------------
 

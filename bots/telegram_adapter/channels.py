@@ -21,8 +21,11 @@ from telegram.ext import AIORateLimiter, ExtBot
 
 from bots.telegram_adapter.rendering import render_markdown
 from bots.telegram_adapter.text import MAX_TEXT_UNITS
+from core.config import BotConfig
+from core.interrupted import settle
 from core.pacing import RateBudget
 from core.platform import MessageGone, MessageRef, PlatformRateLimited, utf16_units
+from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -246,3 +249,33 @@ class DraftChannel(MessageChannel):
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresher
+
+
+async def settle_interrupted(
+    bot: ExtBot[Any], answers: Sequence[InterruptedAnswer], settings: BotConfig
+) -> None:
+    """Each answer a dead process left streaming shows its saved text and the interrupted line,
+    without the streaming indicator (see `core.interrupted`)."""
+    for answer in answers:
+        chat_id = int(answer.scope.chat_id)
+        thread_id = int(answer.scope.thread_id) if answer.scope.thread_id else None
+        is_private = chat_id > 0  # groups and channels have negative ids
+        question = answer.question_message_ids
+        reply_to = int(question[0]) if question and not is_private else None
+        target = Target(chat_id, thread_id, reply_to, is_private)
+        # A draft (sendMessageDraft) vanished by itself: its text is sent anew instead.
+        refs = [
+            MessageRef(str(chat_id), message_id)
+            for message_id in answer.platform_message_ids
+            if not message_id.startswith("draft:")
+        ]
+        try:
+            await settle(
+                MessageChannel(bot, target),
+                answer,
+                refs,
+                indicator=settings.streaming_indicator,
+                language=settings.language,
+            )
+        except TelegramError as exc:
+            logger.warning("interrupted answer %s not settled: %s", answer.id, exc)

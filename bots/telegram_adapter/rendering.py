@@ -55,8 +55,9 @@ def render_markdown(text: str) -> tuple[str, list[MessageEntity]] | None:
     """The GPT's Markdown as Telegram text + entities, or None when plain text must do."""
     try:
         plain, entities = telegramify_markdown.convert(literal_markdown(text))
-    except Exception:
-        logger.warning("rendering Markdown failed; sending plain text", exc_info=True)
+    except Exception as exc:
+        # The type only: a parser's error may quote the answer.
+        logger.warning("rendering Markdown failed (%s); sending plain text", type(exc).__name__)
         return None
     if not plain.strip() or utf16_units(plain) > MAX_TEXT_UNITS:
         return None

@@ -1,0 +1,62 @@
+"""Answers a dead process left `streaming`: marked `interrupted` at start, their messages settled.
+
+A process killed mid-answer (`kill -9`, a crash, a power cut) leaves the answer's row `streaming`
+with the text saved last (`core.saving`), and its platform messages frozen with the streaming
+indicator. At the next start, `gptsbot run` (for the platforms it runs) and `gptsbot chat` (for
+its terminal scope) mark those rows `interrupted`, so the next turn sends them upstream as cut.
+Then each platform adapter, once connected, edits the messages to the saved text plus a short
+"interrupted" line, without the indicator (`settle`, called from the adapter's
+`settle_interrupted`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from core import i18n
+from core.i18n import LanguageSetting, language_of_text
+from core.platform import MessageRef, ReplyChannel
+from core.streaming import StreamingReply
+from storage import InterruptedAnswer, Repository, StorageBusy
+
+logger = logging.getLogger(__name__)
+
+
+async def interrupted_answers(
+    repo: Repository, platform: str, *, chat_id: str | None = None
+) -> list[InterruptedAnswer]:
+    """Mark `interrupted` the answers of `platform` (or of one of its chats) that a dead process
+    left streaming; returns them. Call it only where no live process answers those scopes."""
+    try:
+        found = await repo.interrupt_streaming(platform, chat_id=chat_id)
+    except StorageBusy as exc:
+        logger.warning("interrupted %s answers not settled: %s", platform, exc)
+        return []
+    if found:
+        logger.info(
+            "%d %s answer(s) were cut off by an earlier stop: marked interrupted",
+            len(found),
+            platform,
+        )
+    return found
+
+
+async def settle(
+    channel: ReplyChannel,
+    answer: InterruptedAnswer,
+    refs: Sequence[MessageRef],
+    *,
+    indicator: str,
+    language: LanguageSetting = "auto",
+) -> None:
+    """Show `answer`'s saved text plus the interrupted line in the messages `refs` (those it was
+    streamed in), no indicator. Without messages to edit the text is sent anew (e.g. a Telegram
+    draft, which vanished by itself). `indicator`: the one it streamed with, so the text splits
+    into the same messages."""
+    if not refs and not answer.content.strip():
+        return  # nothing was shown, nothing was saved
+    line = i18n.INTERRUPTED(language_of_text(answer.question or answer.content, language))
+    reply = StreamingReply(channel, edit_interval_s=0, indicator=indicator)
+    reply.resume(refs, answer.content)
+    await reply.finish(line)

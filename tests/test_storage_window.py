@@ -1,0 +1,99 @@
+"""The history window and the start-up sweep in SQL: bounded, index seeks, never a scan."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import event
+
+from storage import NewMessage, Repository, ScopeKey
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "window.db"
+
+
+@pytest_asyncio.fixture
+async def repo(db_path: Path) -> AsyncIterator[Repository]:
+    async with await Repository.open(f"sqlite+aiosqlite:///{db_path}") as repository:
+        await repository.upgrade()
+        yield repository
+
+
+@contextmanager
+def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
+    with closing(sqlite3.connect(db_path)) as connection:
+        yield connection
+
+
+@contextmanager
+def captured_sql(repository: Repository) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL the repository's thread sends, as (statement, parameters)."""
+    statements: list[tuple[str, Any]] = []
+    engine = repository._thread_engine
+    assert engine is not None
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.asyncio
+async def test_the_window_looks_a_bounded_way_back_past_unanswered_messages(
+    repo: Repository,
+) -> None:
+    conversation_id = await repo.current_conversation(ScopeKey("telegram", "quiet"))
+    question = await repo.add_message(conversation_id, NewMessage("user", "answered"))
+    await repo.add_message(conversation_id, NewMessage("assistant", "yes", answers_id=question))
+
+    async def unanswered(count: int) -> None:
+        for _ in range(count):
+            asked = await repo.add_message(conversation_id, NewMessage("user", "no GPT bound"))
+            error = NewMessage("assistant", "", status="error", answers_id=asked)
+            await repo.add_message(conversation_id, error)
+
+    await unanswered(5)  # 10 messages: within the 16 that 2 exchanges may look back
+    assert [e.answer for e in await repo.exchanges(conversation_id, limit=2)] == ["yes"]
+    await unanswered(3)  # 16 messages past it: out of reach, however long the conversation
+    assert await repo.exchanges(conversation_id, limit=2) == []
+    assert [e.answer for e in await repo.exchanges(conversation_id, limit=3)] == ["yes"]
+
+
+@pytest.mark.asyncio
+async def test_the_window_and_the_start_up_sweep_are_index_seeks(
+    repo: Repository, db_path: Path
+) -> None:
+    scope = ScopeKey("telegram", "plan")
+    streaming = NewMessage("assistant", "", status="streaming")
+    for _ in range(3):
+        await repo.start_turn(scope, NewMessage("user", "q"), history_limit=0, answer=streaming)
+    conversation_id = await repo.current_conversation(scope)
+    with captured_sql(repo) as statements:
+        await repo.exchanges(conversation_id, limit=2)
+        await repo.interrupt_streaming("telegram")
+
+    with raw(db_path) as connection:
+        plans = [
+            " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql, params in statements[:3]  # the window, the sweep's two SELECTs
+        ]
+    window_plan, sweep_plan, rows_plan = plans
+    assert "ix_messages_conversation_id_id" in window_plan, window_plan
+    assert "ix_messages_answers_id" in window_plan, window_plan
+    assert "TEMP B-TREE" not in window_plan, window_plan
+    # The sweep at start finds the few streaming answers, not the whole table, then their rows.
+    assert sweep_plan.startswith("SCAN messages USING"), sweep_plan
+    assert "INDEX ix_messages_streaming" in sweep_plan, sweep_plan
+    assert rows_plan.startswith("SEARCH messages USING INTEGER PRIMARY KEY"), rows_plan

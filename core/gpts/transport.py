@@ -212,7 +212,7 @@ class GptsClient:
     ) -> AsyncGenerator[Delta, None]:
         """Attempts until one succeeds, fails for good, or text has been yielded: on another
         endpoint at once after an endpoint failure, else after a backoff (see the module's
-        docstring). `pinned`: only that endpoint, no failover."""
+        docstring). `pinned`: only that endpoint, no failover, its health left alone."""
         loop = asyncio.get_running_loop()
         pool, endpoints = self._pool, self._pool.endpoints
         started = loop.time()
@@ -235,14 +235,15 @@ class GptsClient:
                     attempt = self._attempt(endpoint, payload, progress, total_deadline)
                     async with aclosing(attempt) as deltas:
                         async for delta in deltas:
-                            if not progress.answered:
+                            if not progress.answered and pinned is None:
                                 progress.answered = True
                                 pool.succeeded(endpoint)
                             yield delta
                 except UpstreamError as exc:
                     if progress.text_yielded or not is_endpoint_failure(exc):
                         raise
-                    pool.failed(endpoint, exc, since)
+                    if pinned is None:  # a check of one endpoint says so itself
+                        pool.failed(endpoint, exc, since)
                     tried.add(endpoint)
                     if not is_retryable(exc):
                         refused.add(endpoint)

@@ -158,7 +158,9 @@ async def test_when_every_endpoint_is_full_the_turn_waits_for_a_slot(
     waiting = asyncio.create_task(take())
     await asyncio.sleep(0.01)
     assert not waiting.done()
-    assert "every GPTs endpoint is at its max_concurrent: waiting for a slot" in caplog.text
+    assert (
+        "the GPTs endpoints left to this turn are all full (max_concurrent): waiting" in caplog.text
+    )
     await held[1].__aexit__(None, None, None)  # one of b's slots
     assert await waiting is b
     for slot in (held[0], held[2]):

@@ -219,10 +219,12 @@ class EndpointPool:
         while (endpoint := self.choose(exclude)) is None:
             if not waited:
                 waited = True
-                logger.info("every GPTs endpoint is at its max_concurrent: waiting for a slot")
+                logger.info(
+                    "the GPTs endpoints left to this turn are all full (max_concurrent): waiting"
+                )
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
-            # A slot frees up, or a back-off ends and makes a full endpoint's neighbour healthy.
+            # Until a slot frees up, or a back-off ends and an endpoint with room is healthy again.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._next_recovery_in(exclude)):
                     await waiter

@@ -28,7 +28,7 @@ from core.errors import (
     GptNotFound,
     GptsBotError,
 )
-from core.gpt_names import model_name, parse_gpt_id
+from core.gpt_names import parse_gpt_id
 from core.gpts import GptsClient
 from core.platform import PlatformRefused
 from core.platforms import installed_platforms
@@ -134,51 +134,59 @@ async def _serve(config: Config) -> int:
 
 
 async def _check(config: Config, args: argparse.Namespace) -> int:
-    """Prove the key (and the default GPT, if set) with one small request; say what was tried."""
+    """Prove each endpoint's key (and the default GPT, if set) with one small request; say what
+    was tried, then one line per endpoint. Exit 1 if any fails."""
     gpts = config.gpts
-    base = gpts.base_url.rstrip("/")
-    model = (
-        model_name(gpts.model_template, parse_gpt_id(gpts.default_gpt))
-        if gpts.default_gpt
-        else None
-    )
-    if model:
-        print(f"Trying: POST {base}/chat/completions asking gpts.default_gpt ({model}).")
-    else:
-        # Relays often serve no ordinary model, so without a GPT to ask, the key is checked
-        # by listing the models it may use.
-        print(f"Trying: GET {base}/models (no gpts.default_gpt is set to ask).")
+    gpt_id = parse_gpt_id(gpts.default_gpt) if gpts.default_gpt else None
     async with GptsClient(gpts) as client:
-        try:
-            if model:
-                await client.check(model)
-                success = f"{model} answered"
+        endpoints = client.endpoints
+        single = len(endpoints) == 1
+        base = endpoints[0].base_url.rstrip("/") if single else "{base_url}"
+        where = "" if single else f" of each of the {len(endpoints)} endpoints"
+        if gpt_id:
+            asked = endpoints[0].model(gpt_id) if single else gpt_id
+            print(f"Trying: POST {base}/chat/completions{where} asking gpts.default_gpt ({asked}).")
+        else:
+            # Relays often serve no ordinary model, so without a GPT to ask, the key is checked
+            # by listing the models it may use.
+            print(f"Trying: GET {base}/models{where} (no gpts.default_gpt is set to ask).")
+        failed = False
+        for endpoint in endpoints:
+            who = endpoint.base_url.rstrip("/")
+            if not single:
+                who = f"{endpoint.key} {who}" + (f" ({endpoint.name})" if endpoint.name else "")
+            model = endpoint.model(gpt_id) if gpt_id else None
+            try:
+                if gpt_id:
+                    await client.check(gpt_id, endpoint)
+                    success = f"{model} answered"
+                else:
+                    success = f"it lists {len(await client.list_models(endpoint))} models"
+            except GptsBotError as exc:
+                failed = True
+                for line in _check_failure(exc, who, model, endpoint.key_setting):
+                    print(line)
             else:
-                success = f"it lists {len(await client.list_models())} models"
-        except GptsBotError as exc:
-            for line in _check_failure(exc, base, model):
-                print(line)
-            return 1
-    print(f"OK: {base} accepted the key; {success}.")
-    return 0
+                print(f"OK: {who} accepted the key; {success}.")
+    return 1 if failed else 0
 
 
-def _check_failure(exc: GptsBotError, base: str, model: str | None) -> list[str]:
+def _check_failure(exc: GptsBotError, who: str, model: str | None, key_setting: str) -> list[str]:
     """What `check` says about a failure: the likely cause (key, URL, GPT) and what to change."""
     match exc:
         case AuthError():
-            return [f"FAIL: {base} refused the key: {exc}. Check GPTS_API_KEY or gpts.api_key."]
+            return [f"FAIL: {who} refused the key: {exc}. Check {key_setting}."]
         case EndpointNotFound():
-            lines = [f"FAIL: {base} does not look like the API: {exc}"]
+            lines = [f"FAIL: {who} does not look like the API: {exc}"]
             if model is None:
                 lines.append("(A relay that lists no models answers the same: set gpts.default_gpt "
                              "to check by asking that GPT instead.)")  # fmt: skip
             return lines
         case GptNotFound() if model is not None:
-            return [f"FAIL: {base} accepted the key, but gpts.default_gpt ({model}) was not found "
+            return [f"FAIL: {who} accepted the key, but gpts.default_gpt ({model}) was not found "
                     f"there: {exc}"]  # fmt: skip
         case _:
-            return [f"FAIL: {base}: {exc}"]
+            return [f"FAIL: {who}: {exc}"]
 
 
 async def _db_upgrade(config: Config, args: argparse.Namespace) -> int:

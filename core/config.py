@@ -2,29 +2,38 @@
 run needs, such as `gpts.base_url`) may come from the environment.
 
 The core's sections are declared here; each platform declares its own section (a dataclass in its
-`bots/<name>/` package, see `core.platforms`) and the same loader validates it. Every section
-forbids unknown keys and checks types, so a typo fails at start with the key's name
+`bots/<name>/` package, see `core.platforms`) and the same loader (`core.settings`) validates it.
+Every section forbids unknown keys and checks types, so a typo fails at start with the key's name
 (`ConfigError("gpts.idle_timeout", "unknown key")`) instead of being ignored at run time.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import tomllib
-import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 from core.database import data_folder, resolve_url
 from core.errors import BadGptName, ConfigError
 from core.gpt_names import parse_gpt_id
 from core.i18n import LanguageSetting
+from core.settings import Check as Check
+from core.settings import between as between
+from core.settings import build_section as build_section
+from core.settings import env_variables as env_variables
+from core.settings import from_env as from_env
+from core.settings import non_negative as non_negative
+from core.settings import positive as positive
+from core.settings import secret as secret
+from core.settings import secret_values, setting
+from core.settings import secret_variables as secret_variables
+from core.settings import url as url
+from core.settings import verbatim as verbatim
 
 CONFIG_ENV = "GPTSBOT_CONFIG"
 DEFAULT_CONFIG_PATH = Path("config.toml")
@@ -32,81 +41,20 @@ DEFAULT_CONFIG_PATH = Path("config.toml")
 _T = TypeVar("_T")
 _S = TypeVar("_S")
 
-# --- declaring settings ------------------------------------------------------------------------
-# A section is a frozen dataclass. Its fields' defaults are the documented defaults; these helpers
-# attach to a field a check, an environment variable that overrides the file (a secret is such a
-# key that is also kept out of repr and logs), or `verbatim` (kept as written, not trimmed), so
-# that any section, the platforms' included, is validated by the same loader.
-#
-# String values are trimmed: a key or token pasted with a space or a newline around it works.
 
-# What is wrong with a value (None: nothing). Run on set values only, after the type check.
-Check = typing.Callable[[Any], str | None]
-
-
-def _setting(
-    default: Any,
-    *,
-    env: str | None = None,
-    check: Check | None = None,
-    is_secret: bool = False,
-    is_verbatim: bool = False,
-) -> Any:
-    metadata: dict[str, object] = {"secret": is_secret, "verbatim": is_verbatim}
-    if env is not None:
-        metadata["env"] = env
-    if check is not None:
-        metadata["check"] = check
-    return field(default=default, repr=not is_secret, metadata=metadata)
+def _template_problem(template: str) -> str | None:
+    if "{id}" not in template:
+        return "must contain {id}"
+    try:
+        template.format(id="g-x")
+    except (KeyError, IndexError, ValueError):
+        return "only {id} may be used"
+    return None
 
 
-def _holds(holds: typing.Callable[[Any], bool], problem: str) -> Check:
-    """A check from a predicate and the problem it names (formatted with `{value}`)."""
-    return lambda value: None if holds(value) else problem.format(value=value)
-
-
-def _is_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in {"http", "https"} and bool(parts.netloc)
-
-
-def secret(env: str) -> str:
-    """A secret: never shown in repr, overridden by the environment variable `env`."""
-    return typing.cast(str, _setting("", env=env, is_secret=True))
-
-
-def from_env(env: str, default: _T, *, check: Check | None = None) -> _T:
-    """A key that the environment variable `env` overrides (it wins over the file)."""
-    return typing.cast(_T, _setting(default, env=env, check=check))
-
-
-def url(default: str, *, env: str | None = None) -> str:
-    """An http(s) URL (overridden by the environment variable `env`, if given)."""
-    check = _holds(_is_url, "must be an http(s) URL, got {value!r}")
-    return typing.cast(str, _setting(default, env=env, check=check))
-
-
-def positive(default: _T) -> _T:
-    """A number greater than 0."""
-    check = _holds(lambda v: v > 0, "must be greater than 0")
-    return typing.cast(_T, _setting(default, check=check))
-
-
-def non_negative(default: _T) -> _T:
-    """A number of 0 or more."""
-    check = _holds(lambda v: v is None or v >= 0, "must not be negative")
-    return typing.cast(_T, _setting(default, check=check))
-
-
-def between(low: float, high: float, default: _T) -> _T:
-    """A number from `low` to `high`, both included."""
-    problem = f"must be from {low:g} to {high:g}, got {{value:g}}"
-    return typing.cast(_T, _setting(default, check=_holds(lambda v: low <= v <= high, problem)))
-
-
-def verbatim(default: _T) -> _T:
-    """A string kept exactly as written: spaces around it mean something."""
-    return typing.cast(_T, _setting(default, is_verbatim=True))
+def model_name_template(default: _T) -> _T:
+    """How a GPT id becomes a model name: a text with `{id}` and no other field."""
+    return typing.cast(_T, setting(default, check=_template_problem))
 
 
 def _gpt_name_problem(value: str) -> str | None:
@@ -117,16 +65,24 @@ def _gpt_name_problem(value: str) -> str | None:
     return None
 
 
-def env_variables(section: type[Any]) -> dict[str, str]:
-    """The section's keys that an environment variable overrides, and the variable of each."""
-    return {f.name: f.metadata["env"] for f in dataclasses.fields(section) if "env" in f.metadata}
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """One `[[gpts.endpoints]]` table: an upstream that turns are sent to (see core.gpts.endpoints
+    for how one is chosen)."""
 
-
-def secret_variables(section: type[Any]) -> dict[str, str]:
-    """The section's secret keys and the environment variable of each."""
-    return {
-        f.name: f.metadata["env"] for f in dataclasses.fields(section) if f.metadata.get("secret")
-    }
+    base_url: str = url("", required=True)
+    # Empty: `api_key_env`'s variable, else `[gpts] api_key` (GPTS_API_KEY).
+    api_key: str = secret()
+    # The name of the environment variable holding the key; read at start, must be set.
+    api_key_env: str = ""
+    # How logs and `gptsbot check` name it; empty: its host.
+    name: str = ""
+    # None: `[gpts] model_template`.
+    model_template: str | None = model_name_template(None)
+    # Its share of the turns among the healthy endpoints.
+    weight: float = positive(1.0)
+    # The most turns it answers at once; 0: no limit.
+    max_concurrent: int = non_negative(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +90,12 @@ class GptsConfig:
     base_url: str = url("https://www.anyapi.vip/v1", env="GPTS_BASE_URL")
     api_key: str = secret("GPTS_API_KEY")
     default_gpt: str | None = from_env("GPTS_DEFAULT_GPT", None, check=_gpt_name_problem)
-    model_template: str = "gpt-4-gizmo-{id}"
+    model_template: str = model_name_template("gpt-4-gizmo-{id}")
+    # Several upstreams with failover; empty: `base_url` and `api_key` are the one endpoint.
+    endpoints: tuple[EndpointConfig, ...] = ()
+    # An endpoint that failed before any text is skipped this long, doubled per failure in a row.
+    endpoint_backoff_s: float = positive(15.0)
+    endpoint_max_backoff_s: float = positive(300.0)
     stream: bool = True
     connect_timeout_s: float = positive(10.0)
     # Relays send no headers until the GPT's first token; Cloudflare fronts cut at ~100 s (524).
@@ -202,91 +163,10 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value set in this config: what must never reach a log line."""
         sections = [self.gpts, self.storage, self.bot, self.access, *self.platforms.values()]
-        return [
-            getattr(section, key)
-            for section in sections
-            for key in secret_variables(type(section))
-            if getattr(section, key)
-        ]
+        return [value for section in sections for value in secret_values(section)]
 
 
 _CORE_SECTIONS = {f.name for f in dataclasses.fields(Config)} - {"platforms"}
-
-
-def _check_value(key: str, value: Any, annotation: Any, *, trim: bool = True) -> Any:
-    """Return `value` if it fits `annotation` (ints widen to floats, strings are trimmed unless
-    `trim` is false), else raise naming `key`."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(annotation)
-        if value is None and type(None) in options:
-            return None
-        (inner,) = [a for a in options if a is not type(None)]
-        return _check_value(key, value, inner, trim=trim)
-    if origin is Literal:
-        choices = typing.get_args(annotation)
-        if value not in choices:
-            raise ConfigError(key, f"must be one of {', '.join(map(repr, choices))}")
-        return value
-    if origin is tuple:
-        item = typing.get_args(annotation)[0]
-        if not isinstance(value, list):
-            raise ConfigError(key, "must be a list")
-        return tuple(_check_value(f"{key}[{i}]", v, item, trim=trim) for i, v in enumerate(value))
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is int and isinstance(value, bool):
-        raise ConfigError(key, "must be an integer")
-    if not isinstance(value, annotation):
-        raise ConfigError(key, f"must be {annotation.__name__}, got {type(value).__name__}")
-    if annotation is str and trim:
-        return value.strip()
-    return value
-
-
-def build_section(
-    name: str, cls: type[_S], raw: Mapping[str, Any], env: Mapping[str, str] | None = None
-) -> _S:
-    """Validate one `[name]` table into `cls`: unknown keys, types and each field's check fail
-    naming the key (and the environment variable, if the value came from one); a key's
-    environment variable wins over the file."""
-    env = os.environ if env is None else env
-    raw = dict(raw)
-    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"{name}.{key}", "unknown key")
-    from_variable: dict[str, str] = {}
-    for key, variable in env_variables(cls).items():
-        if env.get(variable, "").strip():
-            raw[key] = env[variable]
-            from_variable[key] = variable
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, value in raw.items():
-        trim = not known[key].metadata.get("verbatim", False)
-        with _naming(from_variable.get(key)):
-            values[key] = _check_value(f"{name}.{key}", value, hints[key], trim=trim)
-    section = cls(**values)
-    for key, f in known.items():
-        check = f.metadata.get("check")
-        value = getattr(section, key)
-        problem = None if check is None or value is None else check(value)
-        if problem is not None:
-            with _naming(from_variable.get(key)):
-                raise ConfigError(f"{name}.{key}", problem)
-    return section
-
-
-@contextlib.contextmanager
-def _naming(variable: str | None) -> Iterator[None]:
-    """A ConfigError about a value that came from the environment names the variable too."""
-    try:
-        yield
-    except ConfigError as exc:
-        if variable is None:
-            raise
-        raise ConfigError(exc.key, f"{exc.problem} (set by {variable})") from None
 
 
 def parse_config(
@@ -315,7 +195,8 @@ def parse_config(
         for name, settings in platforms.items()
     }
     config = Config(**core, platforms=own)
-    _check_gpts(config.gpts)
+    gpts = _resolve_endpoints(config.gpts, raw.get("gpts", {}), os.environ if env is None else env)
+    config = dataclasses.replace(config, gpts=gpts)
     for owner in config.access.owners:
         platform, _, user_id = owner.partition(":")
         if not platform or not user_id:
@@ -323,14 +204,39 @@ def parse_config(
     return config
 
 
-def _check_gpts(gpts: GptsConfig) -> None:
-    template = gpts.model_template
-    if "{id}" not in template:
-        raise ConfigError("gpts.model_template", "must contain {id}")
-    try:
-        template.format(id="g-x")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError("gpts.model_template", "only {id} may be used") from exc
+def _resolve_endpoints(
+    gpts: GptsConfig, raw: Mapping[str, Any], env: Mapping[str, str]
+) -> GptsConfig:
+    """Check `[[gpts.endpoints]]` as a whole and read each `api_key_env` into its `api_key`."""
+    if gpts.endpoint_max_backoff_s < gpts.endpoint_backoff_s:
+        raise ConfigError("gpts.endpoint_max_backoff_s", "must not be below endpoint_backoff_s")
+    if not gpts.endpoints:
+        return gpts
+    variable = env_variables(GptsConfig)["base_url"]
+    if "base_url" in raw or env.get(variable, "").strip():
+        problem = "not used when [[gpts.endpoints]] are listed: give each endpoint its base_url"
+        if "base_url" not in raw:
+            problem += f" (set by {variable})"
+        raise ConfigError("gpts.base_url", problem)
+    named: dict[str, int] = {}
+    endpoints = []
+    for i, endpoint in enumerate(gpts.endpoints):
+        key = f"gpts.endpoints[{i}]"
+        if endpoint.name in named:
+            problem = f"{endpoint.name!r} already names gpts.endpoints[{named[endpoint.name]}]"
+            raise ConfigError(f"{key}.name", problem)
+        if endpoint.name:
+            named[endpoint.name] = i
+        if endpoint.api_key_env:
+            if endpoint.api_key:
+                raise ConfigError(f"{key}.api_key_env", "set api_key or api_key_env, not both")
+            value = env.get(endpoint.api_key_env, "").strip()
+            if not value:
+                problem = f"the environment variable {endpoint.api_key_env} is not set"
+                raise ConfigError(f"{key}.api_key_env", problem)
+            endpoint = dataclasses.replace(endpoint, api_key=value)
+        endpoints.append(endpoint)
+    return dataclasses.replace(gpts, endpoints=tuple(endpoints))
 
 
 def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path | None:

@@ -208,7 +208,7 @@ class ConversationService:
             try:
                 async with (
                     timeout,
-                    aclosing(self.client.stream_chat(binding.model, messages)) as deltas,
+                    aclosing(self.client.stream_chat(binding.gpt_id, messages)) as deltas,
                 ):
                     async for delta in deltas:
                         if delta.text:

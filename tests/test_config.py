@@ -1,11 +1,17 @@
+import dataclasses
+import itertools
+import tomllib
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bots.discord_adapter import DiscordConfig
 from bots.telegram_adapter import TelegramConfig
 from core.config import (
+    EndpointConfig,
     GptsConfig,
     config_path,
     env_variables,
@@ -62,16 +68,50 @@ def test_bad_config_names_the_key(raw: dict[str, object], key: str) -> None:
     assert key in str(caught.value)
 
 
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+
+
+def nested_tables(section: type[Any]) -> dict[str, type[Any]]:
+    """The keys of `section` that are lists of nested tables, and the table type of each."""
+    return {
+        key: typing.get_args(hint)[0]
+        for key, hint in typing.get_type_hints(section).items()
+        if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0])
+    }
+
+
 def test_example_config_documents_every_key_and_loads() -> None:
-    example = Path(__file__).parent.parent / "config.example.toml"
-    config = load_config(example, {})
-    text = example.read_text()
+    config = load_config(EXAMPLE, {})
+    text = EXAMPLE.read_text()
     sections = {name: getattr(config, name) for name in ("gpts", "storage", "bot", "access")}
     assert set(config.platforms) == {"telegram", "discord"}
     for name, section in {**sections, **config.platforms}.items():
         assert f"[{name}]" in text
+        nested = nested_tables(type(section))
         for key in type(section).__dataclass_fields__:
-            assert f"{key} =" in text, f"{name}.{key} is not documented"
+            if key in nested:  # documented by a commented example, checked below
+                assert f"# [[{name}.{key}]]" in text, f"[[{name}.{key}]] is not documented"
+            else:
+                assert f"{key} =" in text, f"{name}.{key} is not documented"
+    assert nested_tables(GptsConfig) == {"endpoints": EndpointConfig}
+
+
+def commented_example(text: str, header: str) -> str:
+    """The commented example that starts at `header` (up to the first uncommented line), as
+    TOML: each line without its `# `."""
+    lines = text[text.index(f"# {header}") :].splitlines()
+    example = itertools.takewhile(lambda line: line.startswith("#"), lines)
+    return "\n".join(line.removeprefix("#").removeprefix(" ") for line in example)
+
+
+def test_the_endpoints_example_sets_every_key_and_loads() -> None:
+    raw = tomllib.loads(commented_example(EXAMPLE.read_text(), "[[gpts.endpoints]]"))
+    tables = raw["gpts"]["endpoints"]
+    assert set().union(*tables) == set(EndpointConfig.__dataclass_fields__)
+    config = parse_config(raw, {"GPTS_KEY_ONE": "sk-one", "GPTS_API_KEY": "sk-default"})
+    one, two = config.gpts.endpoints
+    assert (one.name, one.api_key, one.weight, one.max_concurrent) == ("one", "sk-one", 2.0, 20)
+    assert (two.name, two.api_key, two.weight, two.max_concurrent) == ("two", "sk-...", 1.0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,3 +224,123 @@ def test_a_config_path_that_is_a_folder_is_one_clear_error(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path, {})
     assert str(caught.value) == f"config: {tmp_path}: is a folder, not a config file"
+
+
+ENDPOINT = "https://one.example/v1"
+
+
+def test_endpoints_are_nested_tables_with_their_own_keys_kept_secret() -> None:
+    raw = {
+        "gpts": {
+            "api_key": "sk-shared",
+            "endpoints": [
+                {"base_url": ENDPOINT, "api_key_env": "KEY_ONE", "name": "one", "weight": 3},
+                {"base_url": " https://two.example/v1 ", "api_key": "sk-two", "max_concurrent": 4},
+                {"base_url": "https://three.example/v1", "model_template": "{id}"},
+            ],
+        }
+    }
+    config = parse_config(raw, {"KEY_ONE": " sk-one\n"})
+    one, two, three = config.gpts.endpoints
+    assert one == EndpointConfig(ENDPOINT, "sk-one", "KEY_ONE", "one", None, 3.0, 0)
+    assert two == EndpointConfig("https://two.example/v1", "sk-two", max_concurrent=4)
+    assert (three.api_key, three.model_template) == ("", "{id}")  # the shared key is used later
+    # Every key, the nested ones included, is kept out of repr and masked in logs.
+    assert sorted(config.secrets()) == ["sk-one", "sk-shared", "sk-two"]
+    assert not any(key in repr(config) for key in config.secrets())
+    assert parse_config({}, {}).gpts.endpoints == ()
+
+
+@pytest.mark.parametrize(
+    ("gpts", "env", "message"),
+    [
+        (
+            {"endpoints": [{"base_url": ENDPOINT}, {"base_url": "x"}]},
+            {},
+            "gpts.endpoints[1].base_url: must be an http(s) URL, got 'x'",
+        ),
+        (
+            {"endpoints": [{"name": "one"}]},
+            {},
+            "gpts.endpoints[0].base_url: missing: it has no default",
+        ),
+        (
+            {"endpoints": [{"base_url": ENDPOINT, "wieght": 2}]},
+            {},
+            "gpts.endpoints[0].wieght: unknown key",
+        ),
+        (
+            {"endpoints": [{"base_url": ENDPOINT, "weight": 0}]},
+            {},
+            "gpts.endpoints[0].weight: must be greater than 0",
+        ),
+        (
+            {"endpoints": [{"base_url": ENDPOINT, "max_concurrent": -1}]},
+            {},
+            "gpts.endpoints[0].max_concurrent: must not be negative",
+        ),
+        (
+            {"endpoints": [{"base_url": ENDPOINT, "max_concurrent": 1.5}]},
+            {},
+            "gpts.endpoints[0].max_concurrent: must be int, got float",
+        ),
+        (
+            {"endpoints": [{"base_url": ENDPOINT, "model_template": "gizmo"}]},
+            {},
+            "gpts.endpoints[0].model_template: must contain {id}",
+        ),
+        (
+            {"endpoints": {"base_url": ENDPOINT}},
+            {},
+            "gpts.endpoints: must be a list of tables ([[gpts.endpoints]])",
+        ),
+        (
+            {"endpoints": [ENDPOINT]},
+            {},
+            "gpts.endpoints[0]: must be a table ([[gpts.endpoints]])",
+        ),
+        (
+            {"endpoints": [{"base_url": ENDPOINT, "api_key_env": "KEY_ONE"}]},
+            {"KEY_ONE": " "},
+            "gpts.endpoints[0].api_key_env: the environment variable KEY_ONE is not set",
+        ),
+        (
+            {"endpoints": [{"base_url": ENDPOINT, "api_key_env": "KEY_ONE", "api_key": "k"}]},
+            {"KEY_ONE": "sk-one"},
+            "gpts.endpoints[0].api_key_env: set api_key or api_key_env, not both",
+        ),
+        (
+            {
+                "endpoints": [
+                    {"base_url": ENDPOINT, "name": "a"},
+                    {"base_url": ENDPOINT, "name": "a"},
+                ]
+            },
+            {},
+            "gpts.endpoints[1].name: 'a' already names gpts.endpoints[0]",
+        ),
+        (
+            {"base_url": ENDPOINT, "endpoints": [{"base_url": ENDPOINT}]},
+            {},
+            "gpts.base_url: not used when [[gpts.endpoints]] are listed: give each endpoint its "
+            "base_url",
+        ),
+        (
+            {"endpoints": [{"base_url": ENDPOINT}]},
+            {"GPTS_BASE_URL": ENDPOINT},
+            "gpts.base_url: not used when [[gpts.endpoints]] are listed: give each endpoint its "
+            "base_url (set by GPTS_BASE_URL)",
+        ),
+        (
+            {"endpoint_backoff_s": 60, "endpoint_max_backoff_s": 30},
+            {},
+            "gpts.endpoint_max_backoff_s: must not be below endpoint_backoff_s",
+        ),
+    ],
+)
+def test_endpoint_errors_name_the_table_and_key(
+    gpts: dict[str, Any], env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"gpts": gpts}, env)
+    assert str(caught.value) == f"config: {message}"

@@ -10,6 +10,7 @@ from core.gpts import GptsClient
 from fakes.gpts import NGINX_404, Fail, FakeGpts, Gate
 from tests.test_gpts_client import (  # no_key_in_logs: the same autouse check here
     API_KEY,
+    GPT,
     MODEL,
     assert_no_key,
     collect,
@@ -49,10 +50,10 @@ async def test_list_models_reads_the_openai_model_list(fake_gpts: FakeGpts) -> N
 @pytest.mark.asyncio
 async def test_check_sends_a_tiny_request(fake_gpts: FakeGpts) -> None:
     async with GptsClient(make_config(fake_gpts)) as client:
-        await client.check(MODEL)
+        await client.check(GPT)
         fake_gpts.enqueue(Fail(404, {"error": {"message": "gone", "code": "model_not_found"}}))
         with pytest.raises(GptNotFound):
-            await client.check(MODEL)
+            await client.check(GPT)
     request = fake_gpts.requests[0]
     assert request.model == MODEL and request.json["max_tokens"] == 1
     assert request.messages == [{"role": "user", "content": "ping"}]
@@ -66,4 +67,4 @@ async def test_check_returns_at_the_first_text_without_waiting_for_the_rest(
     fake_gpts.enqueue(gate)
     gate.send("p")  # and never finish: check must not wait for the whole answer
     async with GptsClient(make_config(fake_gpts)) as client:
-        await client.check(MODEL)
+        await client.check(GPT)

@@ -26,7 +26,8 @@ from core.gpts.error_mapping import RETRY_JITTER
 from fakes.gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"
-MODEL = "gpt-4-gizmo-g-B3hgivKK9"
+GPT = "g-B3hgivKK9"
+MODEL = f"gpt-4-gizmo-{GPT}"
 HISTORY: list[ChatMessage] = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Hi"},
@@ -63,7 +64,7 @@ async def collect(
     """All deltas of one answer; pass `deltas` to keep the ones before an exception."""
     deltas = [] if deltas is None else deltas
     async with GptsClient(make_config(fake, **overrides)) as client:
-        async for delta in client.stream_chat(MODEL, HISTORY):
+        async for delta in client.stream_chat(GPT, HISTORY):
             deltas.append(delta)
     return deltas
 
@@ -148,7 +149,7 @@ async def test_gated_answer_is_stepped_by_the_test(fake_gpts: FakeGpts) -> None:
     gate = Gate()
     fake_gpts.enqueue(gate)
     async with GptsClient(make_config(fake_gpts)) as client:
-        answer = client.stream_chat(MODEL, HISTORY)
+        answer = client.stream_chat(GPT, HISTORY)
         gate.send("Hel")
         assert await anext(answer) == Delta("Hel")
         await fake_gpts.wait_requests(1)
@@ -203,7 +204,7 @@ async def test_429_waits_retry_after_plus_jitter_then_succeeds(fake_gpts: FakeGp
         Fail(429, {"error": "slow down"}, headers={"Retry-After": "0.2"}), Reply("ok")
     )
     async with GptsClient(make_config(fake_gpts), rng=HighestDraw()) as client:
-        deltas = [delta async for delta in client.stream_chat(MODEL, HISTORY)]
+        deltas = [delta async for delta in client.stream_chat(GPT, HISTORY)]
     assert text_of(deltas) == "ok"
     first, second = fake_gpts.requests
     # The injected source drew the jitter: the wait is Retry-After stretched by almost all of it.
@@ -379,7 +380,7 @@ async def test_unreachable_endpoint_is_an_upstream_error(fake_gpts: FakeGpts) ->
     await fake_gpts.stop()
     with pytest.raises(UpstreamError, match="cannot reach the GPTs endpoint") as caught:
         async with GptsClient(config) as client:
-            async for _ in client.stream_chat(MODEL, HISTORY):
+            async for _ in client.stream_chat(GPT, HISTORY):
                 pass
     assert isinstance(caught.value.__cause__, aiohttp.ClientError)
     assert_no_key(caught.value)
@@ -391,7 +392,7 @@ async def test_a_given_session_is_shared_and_left_open(fake_gpts: FakeGpts) -> N
         client = GptsClient(make_config(fake_gpts), session=session)
         assert API_KEY not in repr(client)
         async with client:
-            assert text_of([d async for d in client.stream_chat(MODEL, HISTORY)]).startswith("echo")
+            assert text_of([d async for d in client.stream_chat(GPT, HISTORY)]).startswith("echo")
         assert not session.closed
 
 
@@ -401,7 +402,7 @@ async def test_idle_timeout_counts_only_the_reads_not_the_consumer(fake_gpts: Fa
     fake_gpts.enqueue(Reply("abcdef", chunk_chars=2, chunk_delay_s=0.05))
     async with GptsClient(make_config(fake_gpts, idle_timeout_s=0.15)) as client:
         text = ""
-        async for delta in client.stream_chat(MODEL, HISTORY):
+        async for delta in client.stream_chat(GPT, HISTORY):
             text += delta.text
             await asyncio.sleep(0.3)
     assert text == "abcdef"
@@ -414,7 +415,7 @@ async def test_idle_timeout_still_fires_after_reads_that_arrived_in_time(
     gate = Gate()
     fake_gpts.enqueue(gate)
     async with GptsClient(make_config(fake_gpts, idle_timeout_s=0.3)) as client:
-        answer = client.stream_chat(MODEL, HISTORY)
+        answer = client.stream_chat(GPT, HISTORY)
         for piece in ("a", "b", "c"):
             gate.send(piece)
             assert await anext(answer) == Delta(piece)
@@ -431,7 +432,7 @@ async def test_an_outer_cancel_or_timeout_during_a_read_is_not_an_upstream_timeo
     gate, second_gate = Gate(), Gate()
     fake_gpts.enqueue(gate, second_gate)
     async with GptsClient(make_config(fake_gpts, idle_timeout_s=0.2)) as client:
-        answer = client.stream_chat(MODEL, HISTORY)
+        answer = client.stream_chat(GPT, HISTORY)
         gate.send("a")
         assert await anext(answer) == Delta("a")
         with pytest.raises(TimeoutError) as caught:  # the caller's own, shorter timeout
@@ -439,7 +440,7 @@ async def test_an_outer_cancel_or_timeout_during_a_read_is_not_an_upstream_timeo
                 await anext(answer)
         assert type(caught.value) is TimeoutError
         await answer.aclose()
-        second = client.stream_chat(MODEL, HISTORY)
+        second = client.stream_chat(GPT, HISTORY)
         second_gate.send("b")
         assert await anext(second) == Delta("b")
         reader = asyncio.create_task(anext(second))

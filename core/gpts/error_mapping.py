@@ -82,11 +82,12 @@ def error_from_body(
     *,
     retry_after: float | None = None,
     secret: str = "",
+    hint: str = BASE_URL_HINT,
 ) -> UpstreamError:
     """The typed error for an error answer: JSON in any usual shape, an HTML page, or text.
 
     `status` is None for an error object inside a 200 stream. The message is one short line
-    with `secret` and key-shaped words removed.
+    with `secret` and key-shaped words removed. `hint`: what a 404 page suggests checking.
     """
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
@@ -117,7 +118,7 @@ def error_from_body(
         # gets the web server's page, nothing, or the framework's plain "Not Found".
         if isinstance(parsed, Mapping) and not _NO_SUCH_PATH.fullmatch(message.strip().lower()):
             return GptNotFound(message, status=status)
-        return EndpointNotFound(f"{message} ({BASE_URL_HINT})", status=status)
+        return EndpointNotFound(f"{message} ({hint})", status=status)
     if status == 429:
         return RateLimited(message, status=status, retry_after=retry_after)
     return UpstreamError(message, status=status)

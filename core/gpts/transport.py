@@ -1,10 +1,17 @@
 """The transport: `GptsClient` posts one chat completion over aiohttp and yields its Deltas.
 
-Failures raise the typed errors of `core.errors`. Retries (connection errors, 408, 429, 5xx, a
-first-chunk timeout) happen only before any text has been yielded: once text may have reached a
-user, a broken stream raises `StreamInterrupted` (or `UpstreamTimeout` with phase "idle"/"total"),
-and so does one that ends with neither `finish_reason` nor `[DONE]` (a cut answer).
-Each read of a stream is timed by one `Watchdog` rather than an `asyncio.timeout` per chunk.
+Failures raise the typed errors of `core.errors`. Failover and retries happen only before any
+text has been yielded: once text may have reached a user, a broken stream raises
+`StreamInterrupted` (or `UpstreamTimeout` with phase "idle"/"total"), and so does one that ends
+with neither `finish_reason` nor `[DONE]` (a cut answer).
+
+Each attempt goes to an endpoint the pool chooses (`core.gpts.endpoints`). An attempt that fails
+before any text for a reason about the endpoint (connection error, 5xx, 429, first-chunk timeout,
+refused key...) marks it unhealthy, and the turn moves at once to an endpoint it has not tried
+yet. Once each was tried, retryable failures (connection errors, 408, 429, 5xx, a first-chunk
+timeout) are retried with backoff, at most `max_retries` times, on the endpoints that did not
+refuse the turn for good. With one endpoint this is plain retrying. Each read of a stream is
+timed by one `Watchdog` rather than an `asyncio.timeout` per chunk.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncGenerator, Iterable, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -21,8 +29,8 @@ import aiohttp
 
 from core.config import GptsConfig
 from core.errors import EndpointNotFound, StreamInterrupted, UpstreamError, UpstreamTimeout
+from core.gpts.endpoints import Endpoint, EndpointPool, endpoints_of, is_endpoint_failure
 from core.gpts.error_mapping import (
-    BASE_URL_HINT,
     error_from_body,
     is_retryable,
     parse_retry_after,
@@ -42,9 +50,10 @@ CHECK_MAX_TOKENS = 1
 class _Progress:
     """What one attempt has yielded: retries stop once any text may have reached a user."""
 
-    __slots__ = ("text_yielded",)
+    __slots__ = ("answered", "text_yielded")
 
     def __init__(self) -> None:
+        self.answered = False  # any Delta: the endpoint works
         self.text_yielded = False
 
 
@@ -58,7 +67,7 @@ def _merge(deltas: Iterable[Delta]) -> Delta:
 
 
 class GptsClient:
-    """Chat completions from the GPTs endpoint over one shared aiohttp session."""
+    """Chat completions from the GPTs endpoints over one shared aiohttp session."""
 
     def __init__(
         self,
@@ -66,20 +75,33 @@ class GptsClient:
         *,
         session: aiohttp.ClientSession | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`rng` draws the jitter of retry waits; tests pass a seeded one."""
+        """`rng` draws the jitter of retry waits and the weighted choice of an endpoint; `clock`
+        times the endpoints' back-offs. Tests pass a seeded or scripted one and a fake clock."""
         self._config = config
         self._rng = rng or random.Random()
         self._session = session
         self._owns_session = session is None
-        self._url = config.base_url.rstrip("/") + "/chat/completions"
+        self._pool = EndpointPool(
+            endpoints_of(config),
+            backoff_s=config.endpoint_backoff_s,
+            max_backoff_s=config.endpoint_max_backoff_s,
+            rng=self._rng,
+            clock=clock,
+        )
         # Only sock_connect: the other phases are timed here, per read, with their own phase.
         self._http_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=config.connect_timeout_s
         )
 
     def __repr__(self) -> str:
-        return f"GptsClient(url={self._url!r})"
+        return f"GptsClient(urls={[e.chat_url for e in self.endpoints]!r})"
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The endpoints, in config order, with their health."""
+        return self._pool.endpoints
 
     async def __aenter__(self) -> GptsClient:
         return self
@@ -100,10 +122,10 @@ class GptsClient:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
-    def _headers(self, stream: bool) -> dict[str, str]:
+    def _headers(self, endpoint: Endpoint, stream: bool) -> dict[str, str]:
         headers = {"Accept": "text/event-stream" if stream else "application/json"}
-        if self._config.api_key:
-            headers["Authorization"] = f"Bearer {self._config.api_key}"
+        if endpoint.api_key:
+            headers["Authorization"] = f"Bearer {endpoint.api_key}"
         return headers
 
     def _payload(self, model: str, messages: Sequence[ChatMessage]) -> dict[str, Any]:
@@ -117,38 +139,43 @@ class GptsClient:
         return payload
 
     async def stream_chat(
-        self, model: str, messages: Sequence[ChatMessage]
+        self, gpt_id: str, messages: Sequence[ChatMessage]
     ) -> AsyncGenerator[Delta, None]:
-        """The answer of `model` to `messages`, as Deltas (one Delta in non-streaming mode).
+        """The answer of the GPT `gpt_id` to `messages`, as Deltas (one Delta in non-streaming
+        mode). The model asked is the chosen endpoint's `model_template` with `gpt_id`.
 
         Raises AuthError, GptNotFound, RateLimited, UpstreamTimeout, StreamInterrupted or
-        UpstreamError after the allowed retries.
+        UpstreamError after failover and the allowed retries.
         """
-        async with aclosing(self._request(self._payload(model, messages))) as deltas:
+        async with aclosing(self._request(gpt_id, messages)) as deltas:
             async for delta in deltas:
                 yield delta
 
-    async def check(self, model: str) -> None:
-        """Send one tiny request to `model`; return when it starts answering, else raise."""
-        payload = self._payload(model, [{"role": "user", "content": CHECK_PROMPT}])
-        payload["max_tokens"] = CHECK_MAX_TOKENS
-        async with aclosing(self._request(payload)) as deltas:
+    async def check(self, gpt_id: str, endpoint: Endpoint | None = None) -> None:
+        """Send one tiny request for the GPT `gpt_id` to `endpoint` (default: the first), with
+        its retries but no failover; return when it starts answering, else raise."""
+        prompt: list[ChatMessage] = [{"role": "user", "content": CHECK_PROMPT}]
+        pinned = endpoint or self.endpoints[0]
+        extra = {"max_tokens": CHECK_MAX_TOKENS}
+        async with aclosing(self._request(gpt_id, prompt, extra, pinned)) as deltas:
             async for delta in deltas:
                 if delta.text or delta.finish_reason:
                     break
 
-    async def list_models(self) -> list[str]:
-        """The model ids `GET {base_url}/models` lists for the key (one attempt, no retry).
+    async def list_models(self, endpoint: Endpoint | None = None) -> list[str]:
+        """The model ids `GET {base_url}/models` lists for the key of `endpoint` (default: the
+        first; one attempt, no retry).
 
         Raises AuthError for a refused key and EndpointNotFound when the path is not there or
         answers with something other than a model list; other failures as `stream_chat`.
         """
-        url = self._config.base_url.rstrip("/") + "/models"
+        endpoint = endpoint or self.endpoints[0]
+        url = endpoint.base_url.rstrip("/") + "/models"
         seconds = self._config.first_chunk_timeout_s
         try:
             async with asyncio.timeout(seconds):
                 response = await self._get_session().get(
-                    url, headers=self._headers(False), timeout=self._http_timeout
+                    url, headers=self._headers(endpoint, False), timeout=self._http_timeout
                 )
                 async with response:
                     body = await response.read()
@@ -159,11 +186,12 @@ class GptsClient:
         except aiohttp.ClientError as exc:
             reason = redact_and_shorten(str(exc)) or type(exc).__name__
             raise UpstreamError(f"cannot reach the GPTs endpoint: {reason}") from exc
-        secret = self._config.api_key
         if response.status != 200:
-            error = error_from_body(response.status, body, secret=secret)
+            error = error_from_body(
+                response.status, body, secret=endpoint.api_key, hint=endpoint.url_hint
+            )
             if response.status == 404 and not isinstance(error, EndpointNotFound):
-                error = EndpointNotFound(f"{error.message} ({BASE_URL_HINT})", status=404)
+                error = EndpointNotFound(f"{error.message} ({endpoint.url_hint})", status=404)
             raise error
         try:
             listing = json.loads(body)
@@ -172,44 +200,74 @@ class GptsClient:
         data = listing.get("data") if isinstance(listing, dict) else None
         if not isinstance(data, list):
             kind = "an HTML page" if response.content_type == "text/html" else "no model list"
-            raise EndpointNotFound(f"HTTP 200 with {kind} ({BASE_URL_HINT})", status=200)
+            raise EndpointNotFound(f"HTTP 200 with {kind} ({endpoint.url_hint})", status=200)
         return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
-    async def _request(self, payload: dict[str, Any]) -> AsyncGenerator[Delta, None]:
-        """Attempts with backoff until one succeeds, fails for good, or text has been yielded."""
+    async def _request(
+        self,
+        gpt_id: str,
+        messages: Sequence[ChatMessage],
+        extra: dict[str, Any] | None = None,
+        pinned: Endpoint | None = None,
+    ) -> AsyncGenerator[Delta, None]:
+        """Attempts until one succeeds, fails for good, or text has been yielded: on another
+        endpoint at once after an endpoint failure, else after a backoff (see the module's
+        docstring). `pinned`: only that endpoint, no failover, its health left alone."""
         loop = asyncio.get_running_loop()
+        pool, endpoints = self._pool, self._pool.endpoints
         started = loop.time()
         total_deadline = started + self._config.total_timeout_s
-        model = payload["model"]
-        attempts = self._config.max_retries + 1
-        for attempt in range(attempts):
+        tried: set[Endpoint] = set()
+        refused: set[Endpoint] = set()  # failed in a way a retry would not change
+        retries = 0
+        while True:
             progress = _Progress()
-            logger.debug("POST %s model=%s attempt %d/%d", self._url, model, attempt + 1, attempts)
-            try:
-                async with aclosing(self._attempt(payload, progress, total_deadline)) as deltas:
-                    async for delta in deltas:
-                        yield delta
-            except UpstreamError as exc:
-                if progress.text_yielded or attempt + 1 >= attempts or not is_retryable(exc):
-                    raise
-                delay = retry_delay(exc, attempt, self._config.retry_backoff_s, self._rng)
-                if loop.time() + delay >= total_deadline:
-                    raise
-                logger.warning(
-                    "GPTs request for %s failed (attempt %d/%d): %s; retrying in %.2f s",
-                    model,
-                    attempt + 1,
-                    attempts,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+            if pinned is not None:
+                exclude: Collection[Endpoint] = [e for e in endpoints if e is not pinned]
             else:
-                elapsed = loop.time() - started
-                logger.info(
-                    "GPTs answer from %s done in %.1f s (attempt %d)", model, elapsed, attempt + 1
-                )
-                return
+                exclude = tried if len(tried) < len(endpoints) else refused
+            async with pool.slot(exclude) as endpoint:
+                since = pool.now()
+                payload = self._payload(endpoint.model(gpt_id), messages) | (extra or {})
+                model = payload["model"]
+                logger.debug("POST %s model=%s (retry %d)", endpoint.chat_url, model, retries)
+                try:
+                    attempt = self._attempt(endpoint, payload, progress, total_deadline)
+                    async with aclosing(attempt) as deltas:
+                        async for delta in deltas:
+                            if not progress.answered and pinned is None:
+                                progress.answered = True
+                                pool.succeeded(endpoint)
+                            yield delta
+                except UpstreamError as exc:
+                    if progress.text_yielded or not is_endpoint_failure(exc):
+                        raise
+                    if pinned is None:  # a check of one endpoint says so itself
+                        pool.failed(endpoint, exc, since)
+                    tried.add(endpoint)
+                    if not is_retryable(exc):
+                        refused.add(endpoint)
+                    untried = pinned is None and len(tried) < len(endpoints)
+                    if untried and loop.time() < total_deadline:
+                        logger.warning("GPTs request for %s failed on %s: %s; trying another "
+                                       "endpoint", model, endpoint.label, exc)  # fmt: skip
+                        continue
+                    left = [e for e in ([pinned] if pinned else endpoints) if e not in refused]
+                    if retries >= self._config.max_retries or not left:
+                        raise
+                    delay = retry_delay(exc, retries, self._config.retry_backoff_s, self._rng)
+                    if loop.time() + delay >= total_deadline:
+                        raise
+                    retries += 1
+                    logger.warning("GPTs request for %s failed on %s: %s; retry %d/%d in %.2f s",
+                                   model, endpoint.label, exc, retries, self._config.max_retries,
+                                   delay)  # fmt: skip
+                else:
+                    elapsed = loop.time() - started
+                    logger.info("GPTs answer from %s on %s done in %.1f s", model, endpoint.label,
+                                elapsed)  # fmt: skip
+                    return
+            await asyncio.sleep(delay)  # holding no slot
 
     def _deadline(
         self, phase: str, seconds: float, total_deadline: float
@@ -221,7 +279,11 @@ class GptsClient:
         return phase_deadline, UpstreamTimeout(phase, seconds)
 
     async def _attempt(
-        self, payload: dict[str, Any], progress: _Progress, total_deadline: float
+        self,
+        endpoint: Endpoint,
+        payload: dict[str, Any],
+        progress: _Progress,
+        total_deadline: float,
     ) -> AsyncGenerator[Delta, None]:
         config = self._config
         stream = bool(payload["stream"])
@@ -232,9 +294,9 @@ class GptsClient:
         try:
             async with asyncio.timeout_at(first_deadline):
                 response = await self._get_session().post(
-                    self._url,
+                    endpoint.chat_url,
                     json=payload,
-                    headers=self._headers(stream),
+                    headers=self._headers(endpoint, stream),
                     timeout=self._http_timeout,
                 )
         except aiohttp.ServerTimeoutError as exc:
@@ -250,12 +312,18 @@ class GptsClient:
                 body = await self._read_body(response, first_deadline, first_timeout)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 raise error_from_body(
-                    response.status, body, retry_after=retry_after, secret=config.api_key
+                    response.status,
+                    body,
+                    retry_after=retry_after,
+                    secret=endpoint.api_key,
+                    hint=endpoint.url_hint,
                 )
             if response.content_type == "text/event-stream" or (
                 stream and response.content_type not in ("application/json", "text/html")
             ):
-                deltas = self._read_sse(response, first_deadline, first_timeout, total_deadline)
+                deltas = self._read_sse(
+                    endpoint, response, first_deadline, first_timeout, total_deadline
+                )
                 async with aclosing(deltas):
                     if stream:
                         async for delta in deltas:
@@ -269,7 +337,7 @@ class GptsClient:
                         raise UpstreamError(exc.message) from exc
             else:
                 body = await self._read_body(response, first_deadline, first_timeout)
-                whole = self._parse_completion(body, response.content_type)
+                whole = self._parse_completion(endpoint, body, response.content_type)
             progress.text_yielded = bool(whole.text)
             yield whole
         finally:
@@ -286,7 +354,7 @@ class GptsClient:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"the GPTs endpoint broke the connection: {exc}") from exc
 
-    def _parse_completion(self, body: bytes, content_type: str) -> Delta:
+    def _parse_completion(self, endpoint: Endpoint, body: bytes, content_type: str) -> Delta:
         try:
             parsed = json.loads(body)
         except ValueError:
@@ -294,22 +362,24 @@ class GptsClient:
         if not isinstance(parsed, dict):
             if content_type == "text/html":
                 raise EndpointNotFound(
-                    f"the GPTs endpoint answered with an HTML page ({BASE_URL_HINT})", status=200
+                    f"the GPTs endpoint answered with an HTML page ({endpoint.url_hint})",
+                    status=200,
                 )
             raise UpstreamError(
-                f"the GPTs endpoint answered with not a chat completion ({BASE_URL_HINT})",
+                f"the GPTs endpoint answered with not a chat completion ({endpoint.url_hint})",
                 status=200,
             )
-        return delta_from_completion(parsed, secret=self._config.api_key)
+        return delta_from_completion(parsed, secret=endpoint.api_key)
 
     async def _read_sse(
         self,
+        endpoint: Endpoint,
         response: aiohttp.ClientResponse,
         first_deadline: float,
         first_timeout: UpstreamTimeout,
         total_deadline: float,
     ) -> AsyncGenerator[Delta, None]:
-        parser = StreamParser(secret=self._config.api_key)
+        parser = StreamParser(secret=endpoint.api_key)
         has_text = False  # after text, a break is StreamInterrupted and the idle timeout applies
         finished = False  # a finish_reason arrived: only usage and [DONE] may follow
         loop = asyncio.get_running_loop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import os
 import tomllib
 import types
@@ -51,13 +52,14 @@ def _setting(
     check: Check | None = None,
     is_secret: bool = False,
     is_verbatim: bool = False,
+    is_shown: bool = True,
 ) -> Any:
     metadata: dict[str, object] = {"secret": is_secret, "verbatim": is_verbatim}
     if env is not None:
         metadata["env"] = env
     if check is not None:
         metadata["check"] = check
-    return field(default=default, repr=not is_secret, metadata=metadata)
+    return field(default=default, repr=is_shown and not is_secret, metadata=metadata)
 
 
 def _holds(holds: typing.Callable[[Any], bool], problem: str) -> Check:
@@ -107,6 +109,16 @@ def between(low: float, high: float, default: _T) -> _T:
 def verbatim(default: _T) -> _T:
     """A string kept exactly as written: spaces around it mean something."""
     return typing.cast(_T, _setting(default, is_verbatim=True))
+
+
+def redis_url(default: str) -> str:
+    """A redis://, rediss:// or unix:// URL. It may carry a password, so it stays out of repr
+    and its password is one of `Config.secrets()`."""
+    check = _holds(
+        lambda v: urlsplit(v).scheme in {"redis", "rediss", "unix"},
+        "must be a redis://, rediss:// or unix:// URL",
+    )
+    return typing.cast(str, _setting(default, check=check, is_shown=False))
 
 
 def _gpt_name_problem(value: str) -> str | None:
@@ -172,11 +184,24 @@ class AccessConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Where the platforms' rate budgets live: this process ("memory") or Redis, shared by
+    every process of the bot (see `core.pacing.make_budgets`)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = redis_url("redis://127.0.0.1:6379/0")
+    key_prefix: str = "gptsbot"
+    # While Redis is unreachable each process keeps this share of every budget (1/n).
+    expected_processes: int = positive(2)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gpts: GptsConfig = field(default_factory=GptsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     bot: BotConfig = field(default_factory=BotConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     # Each platform's own section ([telegram], [discord]...), as the platform declared it.
     platforms: Mapping[str, object] = field(default_factory=dict)
 
@@ -192,12 +217,14 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value set in this config: what must never reach a log line."""
         sections = [self.gpts, self.storage, self.bot, self.access, *self.platforms.values()]
-        return [
+        values = [
             getattr(section, key)
             for section in sections
             for key in secret_variables(type(section))
             if getattr(section, key)
         ]
+        redis_password = urlsplit(self.limits.redis_url).password
+        return [*values, redis_password] if redis_password else values
 
 
 _CORE_SECTIONS = {f.name for f in dataclasses.fields(Config)} - {"platforms"}
@@ -306,6 +333,7 @@ def parse_config(
     }
     config = Config(**core, platforms=own)
     _check_gpts(config.gpts)
+    _check_limits(config.limits)
     for owner in config.access.owners:
         platform, _, user_id = owner.partition(":")
         if not platform or not user_id:
@@ -321,6 +349,13 @@ def _check_gpts(gpts: GptsConfig) -> None:
         template.format(id="g-x")
     except (KeyError, IndexError, ValueError) as exc:
         raise ConfigError("gpts.model_template", "only {id} may be used") from exc
+
+
+def _check_limits(limits: LimitsConfig) -> None:
+    if not limits.key_prefix:
+        raise ConfigError("limits.key_prefix", "must not be empty")
+    if limits.backend == "redis" and importlib.util.find_spec("redis") is None:
+        raise ConfigError("limits.backend", "\"redis\" needs: pip install 'gptsbot[redis]'")
 
 
 def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path | None:

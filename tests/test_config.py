@@ -66,7 +66,8 @@ def test_example_config_documents_every_key_and_loads() -> None:
     example = Path(__file__).parent.parent / "config.example.toml"
     config = load_config(example, {})
     text = example.read_text()
-    sections = {name: getattr(config, name) for name in ("gpts", "storage", "bot", "access")}
+    core = ("gpts", "storage", "bot", "access", "limits")
+    sections = {name: getattr(config, name) for name in core}
     assert set(config.platforms) == {"telegram", "discord"}
     for name, section in {**sections, **config.platforms}.items():
         assert f"[{name}]" in text

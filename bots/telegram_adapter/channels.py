@@ -21,7 +21,7 @@ from telegram.ext import AIORateLimiter, ExtBot
 
 from bots.telegram_adapter.rendering import render_markdown
 from bots.telegram_adapter.text import MAX_TEXT_UNITS
-from core.pacing import RateBudget
+from core.pacing import Budget
 from core.platform import MessageGone, MessageRef, PlatformRateLimited, utf16_units
 
 logger = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ class DraftChannel(MessageChannel):
         bot: ExtBot[Any],
         target: Target,
         *,
-        budgets: Sequence[RateBudget] = (),
+        budgets: Sequence[Budget] = (),
         refresh_s: float = DRAFT_REFRESH_S,
     ) -> None:
         super().__init__(bot, target)

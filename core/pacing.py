@@ -150,4 +150,8 @@ class MemoryBudgets:
 
 def make_budgets(limits: LimitsConfig, clock: Clock | None = None) -> Budgets:
     """The budgets `[limits]` asks for: this process's, or Redis's shared by every process."""
-    return MemoryBudgets(clock)
+    if limits.backend == "memory":
+        return MemoryBudgets(clock)
+    from core.shared_pacing import RedisBudgets  # imports redis, which only this backend needs
+
+    return RedisBudgets(limits, clock)

@@ -8,6 +8,7 @@ Each test gets a key prefix of its own and deletes its keys; without Redis they 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -23,7 +24,9 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from core.config import LimitsConfig
+from bots.telegram_adapter.adapter import TelegramAdapter
+from core.app import open_app
+from core.config import LimitsConfig, parse_config
 from core.shared_pacing import (
     PROBE_EVERY_S,
     RESERVE_SCRIPT,
@@ -33,8 +36,10 @@ from core.shared_pacing import (
     masked,
 )
 from fakes.clock import FakeClock
+from fakes.gpts import FakeGpts
 from fakes.rate_window import max_in_window
 from fakes.tcp_proxy import TcpProxy
+from fakes.telegram import FakeTelegram
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
@@ -330,3 +335,49 @@ async def test_try_acquire_takes_a_call_only_if_no_process_holds_it(prefix: str)
     finally:
         for process in processes:
             await process.aclose()
+
+
+# --- an adapter on the Redis backend ---------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_telegram_adapter_paces_a_group_through_redis(
+    prefix: str,
+    tmp_path: Path,
+    tg: FakeTelegram,
+    fake_gpts: FakeGpts,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "core.shared_pacing")
+    config = parse_config(
+        {
+            "gpts": {"base_url": fake_gpts.base_url, "api_key": "k", "default_gpt": "g-Default01"},
+            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
+            "telegram": {"token": tg.token, "base_url": tg.base_url, "group_edit_interval_s": 0.1},
+            "limits": {"backend": "redis", "key_prefix": prefix},
+        },
+        env={},
+    )
+    group, ann = tg.group(-1001, "Team"), tg.user(10, "Ann")
+    async with open_app(config) as app:
+        adapter = TelegramAdapter(config, app.service)
+        task = asyncio.create_task(adapter.run())
+        try:
+            await asyncio.wait_for(adapter.ready.wait(), 10)
+            asked = tg.user_message(group, ann, f"@{tg.username} hello")
+            await tg.wait_until(
+                lambda: any(m.get("text") == "echo: Ann: hello" for m in tg.bot_messages(-1001)),
+                10,
+            )
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await adapter.budgets.aclose()
+    assert asked["message_id"]
+    assert not [r for r in caplog.records if r.name == "core.shared_pacing"]  # Redis answered
+    client = Redis.from_url(REDIS_URL)
+    try:  # the group's budget lives in Redis (for a minute after its last call)
+        assert await client.llen(f"{prefix}:budget:telegram:group:-1001") >= 1
+    finally:
+        await client.aclose()

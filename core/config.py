@@ -10,6 +10,7 @@ Every section forbids unknown keys and checks types, so a typo fails at start wi
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import tomllib
 import typing
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 from core.database import data_folder, resolve_url
 from core.errors import BadGptName, ConfigError
@@ -29,8 +31,8 @@ from core.settings import env_variables as env_variables
 from core.settings import from_env as from_env
 from core.settings import non_negative as non_negative
 from core.settings import positive as positive
+from core.settings import redis_url, secret_values, setting
 from core.settings import secret as secret
-from core.settings import secret_values, setting
 from core.settings import secret_variables as secret_variables
 from core.settings import url as url
 from core.settings import verbatim as verbatim
@@ -143,11 +145,24 @@ class AccessConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Where the platforms' rate budgets live: this process ("memory") or Redis, shared by
+    every process of the bot (see `core.pacing.make_budgets`)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = redis_url("redis://127.0.0.1:6379/0")
+    key_prefix: str = "gptsbot"
+    # While Redis is unreachable each process keeps this share of every budget (1/n).
+    expected_processes: int = positive(2)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     gpts: GptsConfig = field(default_factory=GptsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     bot: BotConfig = field(default_factory=BotConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     # Each platform's own section ([telegram], [discord]...), as the platform declared it.
     platforms: Mapping[str, object] = field(default_factory=dict)
 
@@ -163,7 +178,9 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value set in this config: what must never reach a log line."""
         sections = [self.gpts, self.storage, self.bot, self.access, *self.platforms.values()]
-        return [value for section in sections for value in secret_values(section)]
+        values = [value for section in sections for value in secret_values(section)]
+        redis_password = urlsplit(self.limits.redis_url).password
+        return [*values, redis_password] if redis_password else values
 
 
 _CORE_SECTIONS = {f.name for f in dataclasses.fields(Config)} - {"platforms"}
@@ -197,6 +214,7 @@ def parse_config(
     config = Config(**core, platforms=own)
     gpts = _resolve_endpoints(config.gpts, raw.get("gpts", {}), os.environ if env is None else env)
     config = dataclasses.replace(config, gpts=gpts)
+    _check_limits(config.limits)
     for owner in config.access.owners:
         platform, _, user_id = owner.partition(":")
         if not platform or not user_id:
@@ -237,6 +255,13 @@ def _resolve_endpoints(
             endpoint = dataclasses.replace(endpoint, api_key=value)
         endpoints.append(endpoint)
     return dataclasses.replace(gpts, endpoints=tuple(endpoints))
+
+
+def _check_limits(limits: LimitsConfig) -> None:
+    if not limits.key_prefix:
+        raise ConfigError("limits.key_prefix", "must not be empty")
+    if limits.backend == "redis" and importlib.util.find_spec("redis") is None:
+        raise ConfigError("limits.backend", "\"redis\" needs: pip install 'gptsbot[redis]'")
 
 
 def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path | None:

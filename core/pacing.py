@@ -4,14 +4,56 @@ A streaming reply asks every budget that covers it (its channel's, then the bot'
 send or edit. Waiters queue in arrival order and a reply waits for at most one grant at a time,
 so when hundreds of answers stream at once each gets its turn in rotation; while it waits, its
 text keeps growing and the edit it finally makes carries all of it.
+
+Adapters ask `make_budgets(config.limits, clock)` for their budgets (`bot_wide`, `keyed`) and
+never learn where they live: in this process (`RateBudget`, `KeyedBudgets`) or in Redis, shared
+by every process of the bot (`core.shared_pacing`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import TYPE_CHECKING, Protocol
 
 from core.platform import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from core.config import LimitsConfig
+
+
+class Budget(Protocol):
+    """A rate budget: grants calls in arrival order, never more than its limit allows."""
+
+    async def acquire(self) -> None:
+        """Wait for this caller's turn and a free call; take it."""
+        ...
+
+    async def try_acquire(self) -> bool:
+        """Take a call if one is free now and nobody waits for one; never wait for it."""
+        ...
+
+
+class KeyedBudget(Protocol):
+    """One budget per key (a chat, a channel), made on first use."""
+
+    def __getitem__(self, key: str) -> Budget: ...
+
+
+class Budgets(Protocol):
+    """Makes a platform's budgets; `make_budgets` picks the backend."""
+
+    def bot_wide(self, name: str, rate: float) -> Budget:
+        """`rate` calls a second for the whole bot (`name`: the platform), spread evenly."""
+        ...
+
+    def keyed(self, name: str, max_calls: int, period_s: float) -> KeyedBudget:
+        """`max_calls` in any `period_s` per key (`name` says what a key is: "telegram:group")."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections (nothing to do in memory)."""
+        ...
 
 
 class RateBudget:
@@ -41,7 +83,7 @@ class RateBudget:
         recent = self._grants and self._grants[-1] + self.period_s > now
         return not self._queue.locked() and not recent
 
-    def try_acquire(self) -> bool:
+    async def try_acquire(self) -> bool:
         """Take a call now if one is free and nobody is waiting; never wait (for calls that
         are only worth making when they cost nobody a turn, like a typing indicator)."""
         if self._queue.locked():
@@ -88,3 +130,28 @@ class KeyedBudgets:
         for key, budget in list(self._budgets.items()):
             if budget.idle_since(now):
                 del self._budgets[key]
+
+
+class MemoryBudgets:
+    """Budgets of this process alone (`[limits] backend = "memory"`)."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+
+    def bot_wide(self, name: str, rate: float) -> RateBudget:
+        return RateBudget.per_second(rate, self._clock)
+
+    def keyed(self, name: str, max_calls: int, period_s: float) -> KeyedBudgets:
+        return KeyedBudgets(max_calls, period_s, self._clock)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def make_budgets(limits: LimitsConfig, clock: Clock | None = None) -> Budgets:
+    """The budgets `[limits]` asks for: this process's, or Redis's shared by every process."""
+    if limits.backend == "memory":
+        return MemoryBudgets(clock)
+    from core.shared_pacing import RedisBudgets  # imports redis, which only this backend needs
+
+    return RedisBudgets(limits, clock)

@@ -45,6 +45,7 @@ def setting(
     is_secret: bool = False,
     is_verbatim: bool = False,
     is_required: bool = False,
+    is_shown: bool = True,
 ) -> Any:
     metadata: dict[str, object] = {
         "secret": is_secret,
@@ -55,7 +56,7 @@ def setting(
         metadata["env"] = env
     if check is not None:
         metadata["check"] = check
-    return field(default=default, repr=not is_secret, metadata=metadata)
+    return field(default=default, repr=is_shown and not is_secret, metadata=metadata)
 
 
 def _holds(holds: typing.Callable[[Any], bool], problem: str) -> Check:
@@ -227,3 +228,13 @@ def _naming(variable: str | None) -> Iterator[None]:
         if variable is None:
             raise
         raise ConfigError(exc.key, f"{exc.problem} (set by {variable})") from None
+
+
+def redis_url(default: str) -> str:
+    """A redis://, rediss:// or unix:// URL. It may carry a password, so it stays out of repr
+    and its password is one of `Config.secrets()`."""
+    check = _holds(
+        lambda v: urlsplit(v).scheme in {"redis", "rediss", "unix"},
+        "must be a redis://, rediss:// or unix:// URL",
+    )
+    return typing.cast(str, setting(default, check=check, is_shown=False))

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from core.pacing import RateBudget
+from core.pacing import Budget
 from core.platform import (
     Clock,
     MessageGone,
@@ -54,7 +54,7 @@ class StreamingReply:
         channel: ReplyChannel,
         *,
         edit_interval_s: float,
-        budgets: Sequence[RateBudget] = (),
+        budgets: Sequence[Budget] = (),
         indicator: str = "",
         clock: Clock | None = None,
     ) -> None:
@@ -252,7 +252,7 @@ class StreamingReply:
 async def typing_until_first_message(
     reply: StreamingReply,
     show_typing: Callable[[], Awaitable[object]],
-    budget: RateBudget,
+    budget: Budget,
     every_s: float,
 ) -> AsyncIterator[None]:
     """Show the platform's "typing…" while the GPT thinks, until the reply's first message exists.
@@ -263,7 +263,7 @@ async def typing_until_first_message(
 
     async def keep_typing() -> None:
         while not reply.first_sent.is_set():
-            if budget.try_acquire():
+            if await budget.try_acquire():
                 try:
                     await show_typing()
                 except Exception as exc:

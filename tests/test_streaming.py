@@ -212,25 +212,27 @@ async def test_the_indicator_never_pushes_a_message_past_the_limit() -> None:
     assert "".join(channel.visible()) == "x" * 210
 
 
-def test_try_acquire_takes_only_a_free_call() -> None:
+@pytest.mark.asyncio
+async def test_try_acquire_takes_only_a_free_call() -> None:
     clock = FakeClock()
     budget = RateBudget(2, 1.0, clock)
-    assert budget.try_acquire() and budget.try_acquire()
-    assert not budget.try_acquire()  # the window is full
+    assert await budget.try_acquire() and await budget.try_acquire()
+    assert not await budget.try_acquire()  # the window is full
     clock.now = 1.0
-    assert budget.try_acquire()
+    assert await budget.try_acquire()
 
 
-def test_next_slot_is_when_the_oldest_grant_leaves_a_full_window() -> None:
+@pytest.mark.asyncio
+async def test_next_slot_is_when_the_oldest_grant_leaves_a_full_window() -> None:
     clock = FakeClock()
     budget = RateBudget(2, 1.0, clock)
     assert budget.next_slot_at() <= clock.now  # room now
-    assert budget.try_acquire()
+    assert await budget.try_acquire()
     clock.now = 0.25
-    assert budget.try_acquire()
+    assert await budget.try_acquire()
     assert budget.next_slot_at() == 1.0  # full: the grant at 0.0 leaves the window at 1.0
     clock.now = 1.0
-    assert budget.try_acquire()
+    assert await budget.try_acquire()
     assert budget.next_slot_at() == 1.25
 
 

@@ -37,7 +37,7 @@ from core import commands, i18n
 from core.config import Config
 from core.conversation import ConversationService
 from core.i18n import Language, language_for
-from core.pacing import KeyedBudgets, RateBudget
+from core.pacing import make_budgets
 from core.platform import Clock, PlatformRefused, ReplyChannel, SystemClock
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
@@ -114,10 +114,12 @@ class DiscordAdapter:
         self.guild_ready_timeout = guild_ready_timeout
         self.interaction_window_s = interaction_window_s
         self._clock = clock or SystemClock()
-        # One bot-wide budget and one per channel, shared by every answer streaming at once.
-        self.global_budget = RateBudget.per_second(self.settings.requests_per_second, self._clock)
-        self.channel_budgets = KeyedBudgets(
-            self.settings.channel_edits_per_5s, channel_window_s, self._clock
+        # One bot-wide budget and one per channel, shared by every answer streaming at once (in
+        # this process, or in Redis shared by every process of the bot: [limits]).
+        self.budgets = make_budgets(config.limits, self._clock)  # Redis: aclose() when done
+        self.global_budget = self.budgets.bot_wide(PLATFORM, self.settings.requests_per_second)
+        self.channel_budgets = self.budgets.keyed(
+            f"{PLATFORM}:channel", self.settings.channel_edits_per_5s, channel_window_s
         )
         self.reraise_unexpected = False
         self.unexpected: list[BaseException] = []

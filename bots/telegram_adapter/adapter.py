@@ -44,7 +44,7 @@ from core import commands, i18n
 from core.config import Config
 from core.conversation import ConversationService
 from core.i18n import Language, language_for
-from core.pacing import KeyedBudgets, RateBudget
+from core.pacing import Budget, make_budgets
 from core.platform import Clock, PlatformRefused, SystemClock
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
@@ -107,8 +107,12 @@ class TelegramAdapter:
         self.reraise_unexpected = False
         self.failures: list[BaseException] = []
         self.ready = asyncio.Event()  # set once polling runs
-        self._bot_budget = RateBudget.per_second(self.settings.messages_per_second, self._clock)
-        self._group_budgets = KeyedBudgets(GROUP_MESSAGES_PER_MINUTE, 60.0, self._clock)
+        # In this process, or in Redis shared by every process of the bot ([limits]).
+        self.budgets = make_budgets(config.limits, self._clock)  # Redis: aclose() when done
+        self._bot_budget = self.budgets.bot_wide(PLATFORM, self.settings.messages_per_second)
+        self._group_budgets = self.budgets.keyed(
+            f"{PLATFORM}:group", GROUP_MESSAGES_PER_MINUTE, 60.0
+        )
         self._answers: set[asyncio.Task[None]] = set()
         self._bot: ExtBot[Any] | None = None  # while polling
 
@@ -346,7 +350,7 @@ class TelegramAdapter:
 
     # --- answers ------------------------------------------------------------------------------
 
-    def _budgets(self, target: Target) -> list[RateBudget]:
+    def _budgets(self, target: Target) -> list[Budget]:
         if target.is_private:
             return [self._bot_budget]
         return [self._group_budgets[str(target.chat_id)], self._bot_budget]

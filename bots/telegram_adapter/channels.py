@@ -23,7 +23,7 @@ from bots.telegram_adapter.rendering import render_markdown
 from bots.telegram_adapter.text import MAX_TEXT_UNITS
 from core.config import BotConfig
 from core.interrupted import settle
-from core.pacing import RateBudget
+from core.pacing import Budget
 from core.platform import MessageGone, MessageRef, PlatformRateLimited, utf16_units
 from storage import InterruptedAnswer
 
@@ -189,7 +189,7 @@ class DraftChannel(MessageChannel):
         bot: ExtBot[Any],
         target: Target,
         *,
-        budgets: Sequence[RateBudget] = (),
+        budgets: Sequence[Budget] = (),
         refresh_s: float = DRAFT_REFRESH_S,
     ) -> None:
         super().__init__(bot, target)

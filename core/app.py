@@ -96,9 +96,12 @@ async def run_adapters(
     *,
     secrets: Sequence[str] = (),
     first_restart_delay_s: float = FIRST_RESTART_DELAY_S,
-) -> None:
-    """Run every adapter in this event loop until `stop` is set. An adapter that fails is logged
-    in one line (never a secret) and restarted; `PlatformRefused` stops everything."""
+) -> list[PlatformRefused]:
+    """Run every adapter in this event loop until `stop` is set or none is left running. An
+    adapter that fails is logged in one line (never a secret) and restarted; one the platform
+    refuses (`PlatformRefused`) stops alone, the others go on. Returns the refusals."""
+    refusals: list[PlatformRefused] = []
+    running = [adapter.name for adapter in adapters]
 
     async def stop_all() -> None:
         await stop.wait()
@@ -112,8 +115,12 @@ async def run_adapters(
             try:
                 await adapter.run()
                 return
-            except PlatformRefused:
-                raise
+            except PlatformRefused as refusal:
+                refusals.append(refusal)
+                running.remove(adapter.name)
+                if running:  # else `gptsbot run` ends and says it
+                    logger.error("%s (%s still running)", refusal, ", ".join(running))
+                return
             except Exception as exc:
                 if loop.time() - started > HEALTHY_RUN_S:
                     delay = first_restart_delay_s
@@ -124,11 +131,16 @@ async def run_adapters(
 
     try:
         async with asyncio.TaskGroup() as group:
-            for adapter in adapters:
-                group.create_task(supervise(adapter), name=adapter.name)
-            group.create_task(stop_all())
+            stopper = group.create_task(stop_all())
+            supervisors = [
+                group.create_task(supervise(adapter), name=adapter.name) for adapter in adapters
+            ]
+            if supervisors:
+                await asyncio.wait(supervisors)  # every adapter refused (or returned)
+            stopper.cancel()
     except* _Stopping:
         logger.info("stopped")
+    return refusals
 
 
 def _without(secrets: Sequence[str], text: str) -> str:

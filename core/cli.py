@@ -22,7 +22,6 @@ from core.errors import (
 )
 from core.gpt_names import model_name, parse_gpt_id
 from core.gpts import GptsClient
-from core.platform import PlatformRefused
 from core.platforms import installed_platforms
 
 logger = logging.getLogger("gptsbot")
@@ -103,11 +102,8 @@ async def _run(config: Config, args: argparse.Namespace) -> int:
             print(f"gptsbot: no platform token set: set {variables}.", file=sys.stderr)
             return EXIT_USAGE
         logger.info("running %s", ", ".join(adapter.name for adapter in adapters))
-        refusals: list[BaseException] = []
-        try:
-            await run_adapters(adapters, stop, secrets=config.secrets())
-        except* PlatformRefused as group:
-            refusals.extend(group.exceptions)
+        refusals = await run_adapters(adapters, stop, secrets=config.secrets())
+    # Each refused platform, in one line each: the process ends when none is left running.
     for refusal in refusals:
         print(f"gptsbot: {refusal}", file=sys.stderr)
     return 1 if refusals else 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 import sys
@@ -329,3 +330,48 @@ async def test_run_goes_on_without_a_refused_platform_and_exits_1_when_none_is_l
     assert "Traceback" not in log and "Unclosed" not in log
     for secret in (wrong, tg.token, API_KEY):
         assert secret not in out.decode() + log
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="shrinks a pipe the Linux way")
+@pytest.mark.asyncio
+async def test_a_stderr_nobody_reads_never_holds_up_the_bot(
+    fake_gpts: FakeGpts, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    turns = 30
+    env = environment(tmp_path, fake_gpts, telegram=tg, TELEGRAM_BOT_TOKEN=tg.token)
+    with Path(env["GPTSBOT_CONFIG"]).open("a") as file:
+        file.write('[bot]\nlog_level = "DEBUG"\n')
+    read_end, write_end = os.pipe()
+    # The smallest pipe (a page), so the DEBUG lines of the start alone fill it many times over;
+    # in all, they would fill even the usual 64 KiB one.
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "run",
+        stdout=asyncio.subprocess.DEVNULL, stderr=write_end, env=env,
+    )  # fmt: skip
+    os.close(write_end)
+    user = tg.user(501, "Mei")
+    chat = tg.private_chat(user)
+
+    def last_answer() -> str | None:
+        texts = [m["text"] for m in tg.bot_messages(501)]
+        return texts[-1] if texts else None
+
+    try:
+        for turn in range(turns):  # nobody reads stderr meanwhile
+            tg.user_message(chat, user, f"turn {turn}")
+            expected = f"echo: turn {turn}"
+            await tg.wait_until(lambda expected=expected: last_answer() == expected, 30)
+        process.send_signal(signal.SIGTERM)
+        with os.fdopen(read_end, "rb") as stderr:
+            err = (await asyncio.to_thread(stderr.read)).decode()
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    # Every line logged while nobody read got out in the end, the last ones too.
+    assert len(err) > 64 * 1024
+    assert err.count("core.gpts.transport: GPTs answer from") == turns
+    assert "INFO core.app: stopped\n" in err
+    assert tg.token not in err

@@ -61,6 +61,8 @@ POOL_TIMEOUT_S = 30.0
 RATE_LIMIT_RETRIES = 3  # for calls outside a streamed answer (commands, typing, lookups)
 SHUTDOWN_GRACE_S = 10.0
 TOKEN_LOGGERS = ("telegram.Bot", "telegram.ext.ExtBot", "httpx")
+# Any token in a Bot API URL (a mistyped one is someone's secret too), besides the token itself.
+TOKEN_PATTERNS = (r"(/bot)\d+:[A-Za-z0-9_-]+",)
 # Where the InvalidToken that ends polling gets logged: PTB's network loop, the Updater's stop, and
 # asyncio ("Task exception was never retrieved": stopping the Updater can abandon a poll's task).
 REFUSAL_LOGGERS = ("telegram.ext", "telegram.ext.Updater", "asyncio")
@@ -175,7 +177,7 @@ class TelegramAdapter:
         httpx_logger = logging.getLogger("httpx")
         httpx_logger.setLevel(max(logging.WARNING, httpx_logger.level))
         with (
-            filtered(TOKEN_LOGGERS, Redact([self.settings.token])),
+            filtered(TOKEN_LOGGERS, Redact([self.settings.token], TOKEN_PATTERNS)),
             filtered(REFUSAL_LOGGERS, _WithoutRefusedToken()),
         ):
             await self._run()

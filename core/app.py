@@ -120,10 +120,13 @@ async def run_adapters(
     secrets: Sequence[str] = (),
     first_restart_delay_s: float = FIRST_RESTART_DELAY_S,
     interrupted: Mapping[str, Sequence[InterruptedAnswer]] | None = None,
-) -> None:
-    """Run every adapter in this event loop until `stop` is set. An adapter that fails is logged
-    in one line (never a secret) and restarted; `PlatformRefused` stops everything.
+) -> list[PlatformRefused]:
+    """Run every adapter in this event loop until `stop` is set or none is left running. An
+    adapter that fails is logged in one line (never a secret) and restarted; one the platform
+    refuses (`PlatformRefused`) stops alone, the others go on. Returns the refusals.
     `interrupted`: each platform's interrupted answers, settled once its adapter is ready."""
+    refusals: list[PlatformRefused] = []
+    running = [adapter.name for adapter in adapters]
 
     async def stop_all() -> None:
         await stop.wait()
@@ -137,8 +140,12 @@ async def run_adapters(
             try:
                 await adapter.run()
                 return
-            except PlatformRefused:
-                raise
+            except PlatformRefused as refusal:
+                refusals.append(refusal)
+                running.remove(adapter.name)
+                if running:  # else `gptsbot run` ends and says it
+                    logger.error("%s (%s still running)", refusal, ", ".join(running))
+                return
             except Exception as exc:
                 if loop.time() - started > HEALTHY_RUN_S:
                     delay = first_restart_delay_s
@@ -149,14 +156,21 @@ async def run_adapters(
 
     try:
         async with asyncio.TaskGroup() as group:
+            stopper = group.create_task(stop_all())
+            supervisors, settlers = [], []
             for adapter in adapters:
-                group.create_task(supervise(adapter), name=adapter.name)
+                supervisors.append(group.create_task(supervise(adapter), name=adapter.name))
                 answers = (interrupted or {}).get(adapter.name)
                 if answers and isinstance(adapter, SettlesInterrupted):
-                    group.create_task(_settle_when_ready(adapter, answers))
-            group.create_task(stop_all())
+                    settlers.append(group.create_task(_settle_when_ready(adapter, answers)))
+            if supervisors:
+                await asyncio.wait(supervisors)  # every adapter refused (or returned)
+            # An adapter that never got ready has nothing to settle with.
+            for task in [stopper, *settlers]:
+                task.cancel()
     except* _Stopping:
         logger.info("stopped")
+    return refusals
 
 
 def _without(secrets: Sequence[str], text: str) -> str:

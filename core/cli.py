@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import queue
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from logging.handlers import QueueHandler, QueueListener
 
 from core import __version__
 from core.answerer_lock import AlreadyAnswering, answerer_lock
@@ -30,12 +33,14 @@ from core.errors import (
 )
 from core.gpt_names import parse_gpt_id
 from core.gpts import GptsClient
-from core.platform import PlatformRefused
 from core.platforms import installed_platforms
 
 logger = logging.getLogger("gptsbot")
 
 EXIT_USAGE = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Log records on their way to stderr (see `_logging_to_stderr`).
+_log_queue: queue.Queue[logging.LogRecord] | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,22 +53,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = config.bot.log_level
     if getattr(args, "quiet_logs", False) and level == "INFO":
         level = "WARNING"  # e.g. `chat`: the terminal is the conversation
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     # httpx (under python-telegram-bot) logs every request URL at INFO, and Telegram's URLs
     # carry the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     handler: Callable[[Config, argparse.Namespace], Coroutine[None, None, int]] = args.handler
+    with _logging_to_stderr(level):
+        try:
+            return asyncio.run(handler(config, args))
+        except DatabaseUnusable as exc:
+            _say(str(exc))
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            return 130
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(level: str) -> Iterator[None]:
+    """Log through a queue that a thread of its own writes to stderr: a stderr that drains
+    slowly or not at all (a full pipe) blocks that thread, never the event loop. At the end the
+    queue is written out, so the last lines are not lost."""
+    global _log_queue
+    records: queue.Queue[logging.LogRecord] = queue.Queue()
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(logging.Formatter(LOG_FORMAT))
+    listener = QueueListener(records, writer)
+    enqueue = QueueHandler(records)
+    root = logging.getLogger()
+    root.setLevel(level)
+    root.addHandler(enqueue)
+    _log_queue = records
+    listener.start()
     try:
-        return asyncio.run(handler(config, args))
-    except DatabaseUnusable as exc:
-        print(f"gptsbot: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+        yield
+    finally:
+        root.removeHandler(enqueue)
+        listener.stop()  # writes every queued record, then ends the thread
+        _log_queue = None
+
+
+def _say(line: str) -> None:
+    """A last line to the operator, after every log line logged before it."""
+    if _log_queue is not None:
+        _log_queue.join()
+    print(f"gptsbot: {line}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,18 +151,17 @@ async def _serve(config: Config) -> int:
         adapters = load_adapters(config, app.service)
         if not adapters:
             variables = " / ".join(token_variables())
-            print(f"gptsbot: no platform token set: set {variables}.", file=sys.stderr)
+            _say(f"no platform token set: set {variables}.")
             return EXIT_USAGE
         logger.info("running %s", ", ".join(adapter.name for adapter in adapters))
         # Answers a dead process left streaming: interrupted now, their messages fixed later.
         interrupted = await interrupted_by_platform(app.repo, adapters)
-        refusals: list[BaseException] = []
-        try:
-            await run_adapters(adapters, stop, secrets=config.secrets(), interrupted=interrupted)
-        except* PlatformRefused as group:
-            refusals.extend(group.exceptions)
+        refusals = await run_adapters(
+            adapters, stop, secrets=config.secrets(), interrupted=interrupted
+        )
+    # Each refused platform, in one line each: the process ends when none is left running.
     for refusal in refusals:
-        print(f"gptsbot: {refusal}", file=sys.stderr)
+        _say(str(refusal))
     return 1 if refusals else 0
 
 

@@ -23,6 +23,7 @@ from core.platform import (
     MessageGone,
     MessageRef,
     PlatformRateLimited,
+    PlatformRefused,
     ReplyChannel,
     SystemClock,
 )
@@ -158,6 +159,8 @@ class StreamingReply:
             self._changed.clear()
             try:
                 await self._show(self.text, final=False)
+            except PlatformRefused:
+                return  # nothing more can be shown; finish() raises it to the caller
             except Exception:
                 # Nothing is lost: the next change (or finish) shows all the text again.
                 logger.warning("showing a streamed answer failed", exc_info=True)
@@ -218,6 +221,8 @@ class StreamingReply:
         except MessageGone:
             logger.info("message %s was deleted; sending the rest anew", shown.ref.message_id)
             shown.ref = await self._call(lambda: self.channel.send(text, final=final))
+        except PlatformRefused:
+            raise  # the bot itself was refused: no later edit will do better
         except Exception:
             if final:
                 raise

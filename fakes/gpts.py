@@ -31,6 +31,7 @@ from typing import Any, Self
 from aiohttp import web
 from multidict import CIMultiDict
 
+from fakes import issued
 from fakes.local_server import LocalServer
 
 CLOUDFLARE_524 = """<!DOCTYPE html>
@@ -235,6 +236,7 @@ class FakeGpts(LocalServer):
             CIMultiDict(request.headers),
             asyncio.get_running_loop().time(),
         )
+        issued.note_authorization(request.headers.get("Authorization"))
         self.requests.append(record)
         async with self._arrived:
             self._arrived.notify_all()
@@ -250,6 +252,7 @@ class FakeGpts(LocalServer):
             return web.Response()
 
     async def _record(self, record: RecordedRequest) -> None:
+        issued.note_authorization(record.headers.get("Authorization"))
         self.requests.append(record)
         async with self._arrived:
             self._arrived.notify_all()

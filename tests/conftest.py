@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 
+from bots.telegram_adapter.adapter import TOKEN_LOGGERS, TOKEN_PATTERNS
+from core.redaction import Redact, filtered
 from fakes.gpts import FakeGpts, Gate
 from fakes.telegram import FakeTelegram
+
+# Every test's log records are checked for the secrets the fakes issued (secret_scan.py);
+# pytester runs a test session inside a test, to prove that check fails when it should.
+pytest_plugins = ["tests.secret_scan", "pytester"]
 
 
 @pytest_asyncio.fixture
@@ -31,3 +37,11 @@ async def tg() -> AsyncIterator[FakeTelegram]:
     """A local Telegram Bot API on a free port: `tg.base_url` and `tg.token` go into the config."""
     async with FakeTelegram() as fake:
         yield fake
+
+
+@pytest.fixture
+def bot_api_redacted(tg: FakeTelegram) -> Iterator[None]:
+    """For tests that use PTB's `Bot` directly: it logs Bot API URLs, token included, so its
+    loggers get the filter the adapter installs."""
+    with filtered(TOKEN_LOGGERS, Redact([tg.token], TOKEN_PATTERNS)):
+        yield

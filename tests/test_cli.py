@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import signal
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes.discord import FakeDiscord
 from fakes.gpts import Fail, FakeGpts, Gate
 from fakes.telegram import FakeTelegram
 
@@ -32,12 +34,14 @@ def environment(
     fake: FakeGpts | None,
     *,
     telegram: FakeTelegram | None = None,
+    discord: FakeDiscord | None = None,
     base_url: str | None = None,
     default_gpt: str | None = DEFAULT_GPT,
     **extra: str,
 ) -> dict[str, str]:
-    """A config file (GPTs endpoint or `base_url`, storage, the default GPT, and `telegram`'s Bot
-    API if given) and a clean environment naming it; `extra` adds variables such as tokens."""
+    """A config file (GPTs endpoint or `base_url`, storage, the default GPT, and the APIs of
+    `telegram` and `discord` if given) and a clean environment naming it; `extra` adds variables
+    such as tokens."""
     config = tmp_path / "config.toml"
     base_url = base_url or (fake.base_url if fake else "http://127.0.0.1:9/v1")
     gpt = f'default_gpt = "{default_gpt}"\n' if default_gpt else ""
@@ -45,9 +49,11 @@ def environment(
         f'[gpts]\nbase_url = "{base_url}"\nretry_backoff_s = 0.01\n{gpt}'
         f'[storage]\nurl = "sqlite+aiosqlite:///{tmp_path / "chat.db"}"\n'
     )
-    if telegram is not None:
-        with config.open("a") as file:
+    with config.open("a") as file:
+        if telegram is not None:
             file.write(f'[telegram]\nbase_url = "{telegram.base_url}"\n')
+        if discord is not None:
+            file.write(f'[discord]\napi_base = "{discord.api_base}"\n')
     env = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY"))}
     env = {k: v for k, v in env.items() if not k.startswith(("LC_", "GPTS"))}
     env |= {"GPTSBOT_CONFIG": str(config), "GPTS_API_KEY": API_KEY, "USER": "alice", "LANG": "C"}
@@ -282,3 +288,90 @@ async def test_run_with_a_refused_token_says_so_without_the_token(
     assert "gptsbot: Telegram refused the bot token: check TELEGRAM_BOT_TOKEN" in result.err
     assert wrong not in result.out + result.err
     assert "Traceback" not in result.err and "Unclosed" not in result.err
+
+
+@pytest.mark.asyncio
+async def test_run_goes_on_without_a_refused_platform_and_exits_1_when_none_is_left(
+    fake_gpts: FakeGpts, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    wrong = "MTIz.not-the-discord-token.xyz"
+    async with FakeDiscord() as discord:
+        env = environment(
+            tmp_path, fake_gpts, telegram=tg, discord=discord,
+            TELEGRAM_BOT_TOKEN=tg.token, DISCORD_BOT_TOKEN=wrong,
+        )  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "core.cli", "run",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        try:
+            await discord.wait_for(lambda: discord.calls_to("GET", "/gateway/bot"), 30)
+            # Discord refused its token; Telegram keeps answering.
+            user = tg.user(501, "Mei")
+            tg.user_message(tg.private_chat(user), user, "still there?")
+            await tg.wait_until(
+                lambda: [m["text"] for m in tg.bot_messages(501)] == ["echo: still there?"], 30
+            )
+            tg.revoke_token()
+            out, err = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert process.returncode == 1, err.decode()
+    log = err.decode()
+    last_lines = log.splitlines()[-2:]
+    assert last_lines == [
+        "gptsbot: Discord refused the bot token: check DISCORD_BOT_TOKEN",
+        "gptsbot: Telegram refused the bot token: check TELEGRAM_BOT_TOKEN",
+    ]
+    # When Discord refused, the log said so at once, and that Telegram went on.
+    assert "Discord refused the bot token: check DISCORD_BOT_TOKEN (telegram still running)" in log
+    assert "Traceback" not in log and "Unclosed" not in log
+    for secret in (wrong, tg.token, API_KEY):
+        assert secret not in out.decode() + log
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_SETPIPE_SZ"), reason="shrinks a pipe the Linux way")
+@pytest.mark.asyncio
+async def test_a_stderr_nobody_reads_never_holds_up_the_bot(
+    fake_gpts: FakeGpts, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    turns = 30
+    env = environment(tmp_path, fake_gpts, telegram=tg, TELEGRAM_BOT_TOKEN=tg.token)
+    with Path(env["GPTSBOT_CONFIG"]).open("a") as file:
+        file.write('[bot]\nlog_level = "DEBUG"\n')
+    read_end, write_end = os.pipe()
+    # The smallest pipe (a page), so the DEBUG lines of the start alone fill it many times over;
+    # in all, they would fill even the usual 64 KiB one.
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", "run",
+        stdout=asyncio.subprocess.DEVNULL, stderr=write_end, env=env,
+    )  # fmt: skip
+    os.close(write_end)
+    user = tg.user(501, "Mei")
+    chat = tg.private_chat(user)
+
+    def last_answer() -> str | None:
+        texts = [m["text"] for m in tg.bot_messages(501)]
+        return texts[-1] if texts else None
+
+    try:
+        for turn in range(turns):  # nobody reads stderr meanwhile
+            tg.user_message(chat, user, f"turn {turn}")
+            expected = f"echo: turn {turn}"
+            await tg.wait_until(lambda expected=expected: last_answer() == expected, 30)
+        process.send_signal(signal.SIGTERM)
+        with os.fdopen(read_end, "rb") as stderr:
+            err = (await asyncio.to_thread(stderr.read)).decode()
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    # Every line logged while nobody read got out in the end, the last ones too.
+    assert len(err) > 64 * 1024
+    assert err.count("core.gpts.transport: GPTs answer from") == turns
+    assert "INFO core.app: stopped\n" in err
+    assert tg.token not in err

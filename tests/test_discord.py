@@ -39,6 +39,7 @@ from fakes.gpts import Fail, FakeGpts, Gate, Reply
 from fakes.rate_window import max_in_window
 
 TIMEOUT = 10.0
+API_KEY = "sk-discord-tests"
 INTERVAL = 0.05
 INDICATOR = " ▌"
 DEFAULT_GPT = "g-Default01"
@@ -65,6 +66,7 @@ class World:
     member: dict[str, Any]  # may not bind
     manager: dict[str, Any]  # Manage Channels
     admin: dict[str, Any]  # Administrator only
+    task: asyncio.Task[None]  # adapter.run()
 
     @property
     def channel_id(self) -> int:
@@ -125,7 +127,7 @@ async def world(
     async with fake:
         config = parse_config(
             {
-                "gpts": {"base_url": gpts.base_url, "api_key": "k", "default_gpt": DEFAULT_GPT},
+                "gpts": {"base_url": gpts.base_url, "api_key": API_KEY, "default_gpt": DEFAULT_GPT},
                 "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
                 # A short shutdown grace: leaving the block may cancel the adapter mid-answer.
                 "bot": {
@@ -165,10 +167,12 @@ async def world(
                     member,
                     manager,
                     admin,
+                    task,
                 )
             finally:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                # PlatformRefused: a test that refused the token has seen it already.
+                with contextlib.suppress(asyncio.CancelledError, PlatformRefused):
                     await asyncio.wait_for(task, TIMEOUT)
     assert adapter.unexpected == []
 
@@ -897,7 +901,7 @@ async def test_a_refused_token_stops_the_adapter_without_showing_the_token(
     async with FakeDiscord() as fake:
         config = parse_config(
             {
-                "gpts": {"base_url": fake_gpts.base_url, "api_key": "k"},
+                "gpts": {"base_url": fake_gpts.base_url, "api_key": API_KEY},
                 "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
                 "discord": {"token": wrong, "api_base": fake.api_base},
             },
@@ -909,3 +913,65 @@ async def test_a_refused_token_stops_the_adapter_without_showing_the_token(
                 await asyncio.wait_for(adapter.run(), TIMEOUT)
     assert "DISCORD_BOT_TOKEN" in str(refused.value)
     assert wrong not in str(refused.value) and refused.value.__cause__ is None
+
+
+# -- a token refused while running --------------------------------------------------------------
+
+REFUSED = "Discord refused the bot token: check DISCORD_BOT_TOKEN"
+
+
+async def refusal(w: World) -> PlatformRefused:
+    """The PlatformRefused the adapter stops with (once it stops)."""
+    with pytest.raises(PlatformRefused) as refused:
+        await asyncio.wait_for(asyncio.shield(w.task), TIMEOUT)
+    return refused.value
+
+
+def problems(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.asyncio
+async def test_a_token_reset_while_connected_stops_the_adapter(
+    tmp_path: Path, fake_gpts: FakeGpts, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with world(tmp_path, fake_gpts) as w:
+        await w.fake.revoke_token()  # the gateway closes with 4004
+        refused = await refusal(w)
+        assert str(refused) == REFUSED and refused.__cause__ is None
+        # Stopped, not reconnecting or restarting.
+        assert len(w.fake.identifies) == 1 and w.fake.closed_codes == [4004]
+        assert w.adapter.client is not None and w.adapter.client.is_closed()
+    assert problems(caplog) == []
+
+
+@pytest.mark.asyncio
+async def test_a_token_reset_mid_answer_stops_the_adapter_quietly(
+    tmp_path: Path, fake_gpts: FakeGpts, gate: Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with world(tmp_path, fake_gpts) as w:
+        await w.fake.user_says(w.channel_id, w.member, "a story?", mention_bot=True)
+        gate.send("Once upon")
+        await w.answered(w.channel_id, "Once upon" + INDICATOR)
+        await w.fake.revoke_token()  # the gateway closes with 4004, edits answer 401
+        gate.send(" a time")
+        gate.finish()
+        assert str(await refusal(w)) == REFUSED
+    assert problems(caplog) == []
+
+
+@pytest.mark.asyncio
+async def test_a_rest_call_refusing_the_token_stops_the_adapter(
+    tmp_path: Path, fake_gpts: FakeGpts, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with world(tmp_path, fake_gpts) as w:
+        unauthorized = {"message": "401: Unauthorized", "code": 0}
+        w.fake.fail("POST", POST_MESSAGE, status=401, body=unauthorized)
+        await w.fake.user_says(w.channel_id, w.member, "hello?", mention_bot=True)
+        assert str(await refusal(w)) == REFUSED
+        assert w.adapter.client is not None and w.adapter.client.is_closed()
+    assert w.adapter.unexpected == []
+    assert problems(caplog) == []

@@ -11,6 +11,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from bots.discord_adapter.adapter import INTERACTION_TOKENS, TOKEN_LOGGERS
+from core.redaction import Redact, filtered
 from fakes.discord import MANAGE_CHANNELS, FakeDiscord
 from tests.discord_fixtures import discord, point_discord_py_at
 
@@ -28,7 +30,9 @@ async def fake(
     added before a client connects reach it in GUILD_CREATE."""
     async with FakeDiscord() as server:
         point_discord_py_at(server)
-        yield server
+        # discord.py logs interaction tokens at DEBUG: redacted as the adapter does.
+        with filtered(TOKEN_LOGGERS, Redact([server.token], INTERACTION_TOKENS)):
+            yield server
 
 
 def new_client() -> discord.Client:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
 from typing import Any
 
 import pytest
 
 from core.pacing import RateBudget
-from core.platform import utf16_units
+from core.platform import PlatformRefused, utf16_units
 from core.splitting import open_fence, split_message, split_pages
 from core.streaming import StreamingReply, typing_until_first_message
 from fakes.clock import FakeClock
@@ -143,6 +144,23 @@ async def test_platform_rate_limit_is_waited_out_and_slows_that_message() -> Non
     # The refused edit was retried 5 s later; after it, this message edits at twice the interval.
     assert edits[0] >= 1.0 + 5.0
     assert all(b - a >= 2 * INTERVAL for a, b in itertools.pairwise(edits))
+
+
+@pytest.mark.asyncio
+async def test_a_refused_bot_ends_the_showing_quietly_and_finish_raises_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refused = PlatformRefused("token revoked")
+    clock, channel, reply = paced_reply(faults=[refused, refused])
+    await stream(reply, clock, ["a"] * 8, gap=0.5)  # the first edit is refused
+    edits = len(channel.calls)
+    await stream(reply, clock, ["b"] * 8, gap=0.5)
+    assert len(channel.calls) == edits and channel.faults == [refused]  # none tried since
+    finished = asyncio.ensure_future(reply.finish())
+    await clock.run_until(finished)
+    with pytest.raises(PlatformRefused):
+        finished.result()
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 @pytest.mark.asyncio

@@ -21,6 +21,7 @@ from core import commands, i18n
 from core.app import open_app
 from core.config import Config, parse_config
 from core.i18n import APOLOGY
+from core.platform import PlatformRefused
 from fakes.gpts import Fail, FakeGpts, Gate, Reply
 from fakes.rate_window import max_in_window
 from fakes.telegram import Call, FakeTelegram, Fault
@@ -745,3 +746,72 @@ async def test_unexpected_failure_gets_a_short_apology(
         info = tg.user_message(group, ann, "/gpt info")
         await tg.wait_until(lambda: len(answer_to(tg, info)) == 1, WAIT_S)
         assert DEFAULT_GPT in answer_to(tg, info)[0]["text"]
+
+
+# --- a token revoked while running -------------------------------------------------------------
+
+REFUSED = "Telegram refused the bot token: check TELEGRAM_BOT_TOKEN"
+
+
+async def refused_while_running(
+    config: Config, caplog: pytest.LogCaptureFixture, revoke: Callable[[], Any]
+) -> PlatformRefused:
+    """Run the adapter, `await revoke()` once it polls; the PlatformRefused it stops with."""
+    caplog.set_level(logging.DEBUG)
+    async with open_app(config) as app:
+        adapter = TelegramAdapter(config, app.service, shutdown_grace_s=1.0)
+        adapter.reraise_unexpected = True
+        task = asyncio.create_task(adapter.run())
+        try:
+            await asyncio.wait_for(adapter.ready.wait(), WAIT_S)
+            await revoke()
+            with pytest.raises(PlatformRefused) as refused:
+                await asyncio.wait_for(task, WAIT_S)
+        finally:
+            task.cancel()
+    assert adapter.failures == []
+    # The refusal is the adapter's one line; no library traceback or error about it.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    return refused.value
+
+
+@pytest.mark.asyncio
+async def test_a_token_revoked_while_polling_stops_the_adapter(
+    tg: FakeTelegram,
+    fake_gpts: FakeGpts,
+    tmp_path: Path,
+    ann: Json,
+    dm: Json,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def revoke() -> None:
+        await wait_answer(tg, tg.user_message(dm, ann, "hi"), "echo: hi")
+        tg.revoke_token()  # the long poll waiting now answers 401
+
+    refused = await refused_while_running(make_config(tmp_path, tg, fake_gpts), caplog, revoke)
+    assert str(refused) == REFUSED and refused.__cause__ is None
+    assert tg.calls_to("getUpdates")[-1].status == 401
+
+
+@pytest.mark.asyncio
+async def test_a_token_revoked_mid_answer_stops_the_adapter(
+    tg: FakeTelegram,
+    fake_gpts: FakeGpts,
+    tmp_path: Path,
+    ann: Json,
+    dm: Json,
+    gate: Gate,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def revoke() -> None:
+        tg.user_message(dm, ann, "hi")
+        gate.send("first words")
+        await tg.wait_for_call("sendMessage", timeout=WAIT_S)
+        tg.revoke_token()  # the answer's next edit gets 401 too
+        gate.send(" and more")
+        await tg.wait_for_call("editMessageText", lambda c: c.status == 401, timeout=WAIT_S)
+        gate.finish()
+
+    refused = await refused_while_running(make_config(tmp_path, tg, fake_gpts), caplog, revoke)
+    assert str(refused) == REFUSED
+    assert [m["text"] for m in tg.bot_messages(dm["id"])] == ["first words ▌"]

@@ -17,6 +17,9 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Re
 from bots.telegram_adapter.request import AiohttpRequest
 from fakes.telegram import FakeTelegram, Fault
 
+# PTB's Bot, used directly here, logs the token in URLs: redacted as the adapter does.
+pytestmark = pytest.mark.usefixtures("bot_api_redacted")
+
 
 @pytest_asyncio.fixture
 async def bot(tg: FakeTelegram) -> AsyncIterator[Bot]:

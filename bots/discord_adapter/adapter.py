@@ -28,6 +28,7 @@ from bots.discord_adapter.replies import (
     NO_PINGS,
     ChannelReplies,
     InteractionReplies,
+    is_bot_refused,
     settle_interrupted,
 )
 from bots.discord_adapter.settings import DEFAULT_API_BASE, DiscordConfig
@@ -39,6 +40,7 @@ from core.conversation import ConversationService
 from core.i18n import Language, language_for
 from core.pacing import make_budgets
 from core.platform import Clock, PlatformRefused, ReplyChannel, SystemClock
+from core.redaction import Redact, filtered
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
 from storage import InterruptedAnswer
@@ -57,6 +59,17 @@ GUILD_READY_TIMEOUT_S = 2.0
 MAX_RATELIMIT_WAIT_S = 30.0
 # On shutdown, how long answers in progress may finish (unless [bot] shutdown_grace_s is set).
 SHUTDOWN_GRACE_S = 10.0
+REFUSED = "Discord refused the bot token: check DISCORD_BOT_TOKEN"
+# The gateway's close code for a token it does not accept (e.g. reset while the bot ran).
+AUTHENTICATION_FAILED = 4004
+# discord.py logs request URLs (interaction and webhook URLs carry the interaction's token) and
+# every gateway event (INTERACTION_CREATE carries it too).
+TOKEN_LOGGERS = ("discord.http", "discord.webhook.async_", "discord.gateway", "discord.client")
+INTERACTION_TOKENS = (
+    r"(/interactions/\d+/)[^/?#\s'\"]+",
+    r"(/webhooks/\d+/)[^/?#\s'\"]+",
+    r"""(['"]token['"]:\s*['"])[^'"]+""",
+)
 
 
 class _Client(discord.Client):
@@ -128,22 +141,36 @@ class DiscordAdapter:
         self.client: _Client | None = None
         self._synced = False
         self._handlers: set[asyncio.Task[Any]] = set()
+        # Discord refused the token: run() stops with PlatformRefused, handlers end quietly.
+        self._token_refused = False
+        self._closing: asyncio.Task[None] | None = None  # closing the client after a REST 401
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        redact = Redact([self.settings.token], INTERACTION_TOKENS)
+        with filtered(TOKEN_LOGGERS, redact):
+            await self._run()
+
+    async def _run(self) -> None:
         saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
         try:
             await self._point_at_api()
             while True:
                 client = self.client = _Client(self, self._intents())
+                self._token_refused, self._closing = False, None
                 try:
                     await client.start(self.settings.token)
+                    if self._token_refused:  # a REST call answered 401 and closed the client
+                        raise PlatformRefused(REFUSED)
                     return
                 except discord.LoginFailure:
-                    raise PlatformRefused(
-                        "Discord refused the bot token: check DISCORD_BOT_TOKEN"
-                    ) from None
+                    raise PlatformRefused(REFUSED) from None
+                except discord.ConnectionClosed as exc:
+                    if exc.code != AUTHENTICATION_FAILED:
+                        raise
+                    self._token_refused = True
+                    raise PlatformRefused(REFUSED) from None
                 except discord.PrivilegedIntentsRequired:
                     if not self.message_content:
                         raise
@@ -183,7 +210,7 @@ class DiscordAdapter:
             session.get(f"{base}/gateway/bot", headers=headers) as response,
         ):
             if response.status == 401:
-                raise PlatformRefused("Discord refused the bot token: check DISCORD_BOT_TOKEN")
+                raise PlatformRefused(REFUSED)
             if response.status != 200:
                 raise RuntimeError(f"GET {base}/gateway/bot answered HTTP {response.status}")
             data = await response.json(content_type=None)
@@ -271,6 +298,10 @@ class DiscordAdapter:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if self._token_refused or _is_refusal(exc):
+                # Nothing can be said any more; run() stops the adapter and says why, once.
+                self._refused()
+                return
             self.unexpected.append(exc)
             if self.reraise_unexpected:
                 raise
@@ -288,6 +319,15 @@ class DiscordAdapter:
         finally:
             if task is not None:
                 self._handlers.discard(task)
+
+    def _refused(self) -> None:
+        """Discord refused the token (a REST call answered 401): close the client, and run()
+        raises PlatformRefused. When a token is reset, the gateway usually closes with 4004
+        first, and discord.py has closed the client already."""
+        self._token_refused = True
+        client = self.client
+        if self._closing is None and client is not None and not client.is_closed():
+            self._closing = asyncio.create_task(client.close())
 
     @staticmethod
     async def _respond(interaction: discord.Interaction, text: str, *, ephemeral: bool) -> None:
@@ -468,3 +508,9 @@ class DiscordAdapter:
         )
         turn = Turn(context.scope, context.author, prompt, context.is_private, language=language)
         await self.service.answer(turn, self._streaming_reply(replies, channel_id))
+
+
+def _is_refusal(exc: Exception) -> bool:
+    return isinstance(exc, PlatformRefused) or (
+        isinstance(exc, discord.HTTPException) and is_bot_refused(exc)
+    )

@@ -3,7 +3,7 @@
 The core's `StreamingReply` decides when to send and edit and where to split; these classes only
 perform the calls, with `allowed_mentions` that ping no one and masked links to anything but
 http(s)/mailto escaped (`links`; `measure` leaves room for the escapes), and translate what
-Discord answered into `MessageGone` / `PlatformRateLimited`.
+Discord answered into `MessageGone` / `PlatformRateLimited` / `PlatformRefused`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from bots.discord_adapter.links import shown_chars_bound, without_unsafe_links
 from bots.discord_adapter.text import MAX_MESSAGE_CHARS, quote_prompt
 from core.config import BotConfig
 from core.interrupted import settle
-from core.platform import Clock, MessageGone, MessageRef, PlatformRateLimited, code_points
+from core.platform import (
+    Clock,
+    MessageGone,
+    MessageRef,
+    PlatformRateLimited,
+    PlatformRefused,
+    code_points,
+)
 from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
@@ -41,9 +48,16 @@ def _retry_after(exc: discord.HTTPException) -> float:
     return DEFAULT_RETRY_AFTER_S
 
 
+def is_bot_refused(exc: discord.HTTPException) -> bool:
+    """A 401 for the bot's token (an interaction's expired token answers 401 too, with its own
+    code)."""
+    return exc.status == 401 and exc.code != INVALID_WEBHOOK_TOKEN
+
+
 async def translated(call: Awaitable[T], *, editing: bool = False) -> T:
-    """Await a discord.py call; a 429 it gave up on becomes `PlatformRateLimited`, and when
-    `editing`, a deleted message (404 Unknown Message) becomes `MessageGone`."""
+    """Await a discord.py call; a 429 it gave up on becomes `PlatformRateLimited`, a refused bot
+    token `PlatformRefused`, and when `editing`, a deleted message (404 Unknown Message)
+    `MessageGone`."""
     try:
         return await call
     except discord.RateLimited as exc:  # longer than max_ratelimit_timeout: the core waits
@@ -55,6 +69,8 @@ async def translated(call: Awaitable[T], *, editing: bool = False) -> T:
     except discord.HTTPException as exc:
         if exc.status == 429:  # still limited after discord.py's own retries
             raise PlatformRateLimited(_retry_after(exc)) from exc
+        if is_bot_refused(exc):
+            raise PlatformRefused("Discord refused the bot token") from None
         raise
 
 

@@ -7,9 +7,11 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from functools import partial
+from http import HTTPStatus
 from typing import Any
 
 from telegram import BotCommand, Message, ReplyParameters, Update
+from telegram._utils.types import ODVInput
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, FloodLimit
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
@@ -20,6 +22,7 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+from telegram.request import BaseRequest, RequestData
 
 from bots.telegram_adapter import text as say
 from bots.telegram_adapter.channels import (
@@ -46,6 +49,7 @@ from core.conversation import ConversationService
 from core.i18n import Language, language_for
 from core.pacing import Budget, make_budgets
 from core.platform import Clock, PlatformRefused, SystemClock
+from core.redaction import Redact, filtered
 from core.streaming import StreamingReply, typing_until_first_message
 from core.turns import Author, Scope, Turn
 from storage import InterruptedAnswer
@@ -60,21 +64,49 @@ POOL_TIMEOUT_S = 30.0
 RATE_LIMIT_RETRIES = 3  # for calls outside a streamed answer (commands, typing, lookups)
 SHUTDOWN_GRACE_S = 10.0  # unless [bot] shutdown_grace_s says otherwise
 TOKEN_LOGGERS = ("telegram.Bot", "telegram.ext.ExtBot", "httpx")
+# Any token in a Bot API URL (a mistyped one is someone's secret too), besides the token itself.
+TOKEN_PATTERNS = (r"(/bot)\d+:[A-Za-z0-9_-]+",)
+# Where the InvalidToken that ends polling gets logged: PTB's network loop, the Updater's stop, and
+# asyncio ("Task exception was never retrieved": stopping the Updater can abandon a poll's task).
+REFUSAL_LOGGERS = ("telegram.ext", "telegram.ext.Updater", "asyncio")
+REFUSED = "Telegram refused the bot token: check TELEGRAM_BOT_TOKEN"
 
 
-class _RedactToken(logging.Filter):
-    """Replaces the bot token in log records of libraries that log Bot API URLs."""
+class _TokenWatch(AiohttpRequest):
+    """Sets `refused` when the Bot API answers 401 Unauthorized: the token was revoked. PTB
+    raises InvalidToken then, but from polling it raises it inside its own task, where nobody
+    waits for it: without this the bot would stop polling and stay up, deaf."""
 
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self._token = token
+    __slots__ = ("_refused",)
+
+    def __init__(self, refused: asyncio.Event, **options: Any) -> None:
+        super().__init__(**options)
+        self._refused = refused
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+        pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
+    ) -> tuple[int, bytes]:
+        status, body = await super().do_request(
+            url, method, request_data, read_timeout, write_timeout, connect_timeout, pool_timeout
+        )
+        if status == HTTPStatus.UNAUTHORIZED:
+            self._refused.set()
+        return status, body
+
+
+class _WithoutRefusedToken(logging.Filter):
+    """Drops the tracebacks of a refused token (only PTB raises InvalidToken): the adapter says
+    it once, in the line `gptsbot run` prints."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._token:
-            message = record.getMessage()
-            if self._token in message:
-                record.msg, record.args = message.replace(self._token, "<token>"), None
-        return True
+        return not (record.exc_info and isinstance(record.exc_info[1], InvalidToken))
 
 
 class TelegramAdapter:
@@ -115,6 +147,7 @@ class TelegramAdapter:
         )
         self._answers: set[asyncio.Task[None]] = set()
         self._bot: ExtBot[Any] | None = None  # while polling
+        self._refused = asyncio.Event()  # a Bot API call answered 401: the token was revoked
 
     def build_application(self) -> Application[Any, Any, Any, Any, Any, Any]:
         telegram = self.settings
@@ -134,11 +167,13 @@ class TelegramAdapter:
             .concurrent_updates(True)
             # aiohttp instead of PTB's httpx: a fraction of the CPU per call (see request.py).
             .request(
-                AiohttpRequest(
-                    connection_pool_size=CONNECTION_POOL_SIZE, pool_timeout=POOL_TIMEOUT_S
+                _TokenWatch(
+                    self._refused,
+                    connection_pool_size=CONNECTION_POOL_SIZE,
+                    pool_timeout=POOL_TIMEOUT_S,
                 )
             )
-            .get_updates_request(AiohttpRequest(connection_pool_size=1))
+            .get_updates_request(_TokenWatch(self._refused, connection_pool_size=1))
             .build()
         )
         application.add_handler(
@@ -150,28 +185,23 @@ class TelegramAdapter:
         # Bot API URLs contain the token: PTB logs them at DEBUG, httpx every request at INFO.
         httpx_logger = logging.getLogger("httpx")
         httpx_logger.setLevel(max(logging.WARNING, httpx_logger.level))
-        redact = _RedactToken(self.settings.token)
-        noisy = [logging.getLogger(name) for name in TOKEN_LOGGERS]
-        for noisy_logger in noisy:
-            noisy_logger.addFilter(redact)
-        try:
+        with (
+            filtered(TOKEN_LOGGERS, Redact([self.settings.token], TOKEN_PATTERNS)),
+            filtered(REFUSAL_LOGGERS, _WithoutRefusedToken()),
+        ):
             await self._run()
-        finally:
-            for noisy_logger in noisy:
-                noisy_logger.removeFilter(redact)
 
     async def _run(self) -> None:
+        self._refused.clear()
         application = self.build_application()
         try:
             await self._serve(application)
         except InvalidToken:
-            # PTB's own message quotes the token: none of it goes on.
-            raise PlatformRefused(
-                "Telegram refused the bot token: check TELEGRAM_BOT_TOKEN"
-            ) from None
+            pass  # PTB's own message quotes the token: none of it goes on
         finally:
             # When getMe fails at start, PTB leaves the bot's HTTP sessions open.
             await application.bot.shutdown()
+        raise PlatformRefused(REFUSED) from None
 
     async def _serve(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         async with application:
@@ -185,10 +215,12 @@ class TelegramAdapter:
             self._bot = bot
             self.ready.set()
             try:
-                await asyncio.Event().wait()  # until cancelled
+                await self._refused.wait()  # until cancelled, or a call answers 401
+                logger.debug("the Bot API refused the token: stopping")
             finally:
                 self.ready.clear()
-                await updater.stop()
+                with contextlib.suppress(InvalidToken):  # it ended polling
+                    await updater.stop()
                 await application.stop()
                 await self._drain_answers()
                 logger.info("Telegram bot @%s stopped", bot.username)
@@ -238,6 +270,8 @@ class TelegramAdapter:
         language = self._language(message)
         try:
             await self._handle(message, context.bot, language)
+        except (InvalidToken, PlatformRefused):
+            return  # the token was revoked: run() stops the adapter and says so
         except Exception as exc:
             await self._failed(exc, message, context.bot, language)
             if self.reraise_unexpected:
@@ -369,6 +403,8 @@ class TelegramAdapter:
     ) -> None:
         try:
             await self._stream_answer(message, scope, text, bot, language)
+        except (InvalidToken, PlatformRefused):
+            return  # the token was revoked: run() stops the adapter and says so
         except Exception as exc:
             await self._failed(exc, message, bot, language)
 

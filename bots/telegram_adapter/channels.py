@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from telegram import Message, MessageEntity, ReplyParameters
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
 
 from bots.telegram_adapter.rendering import render_markdown
@@ -24,7 +24,13 @@ from bots.telegram_adapter.text import MAX_TEXT_UNITS
 from core.config import BotConfig
 from core.interrupted import settle
 from core.pacing import Budget
-from core.platform import MessageGone, MessageRef, PlatformRateLimited, utf16_units
+from core.platform import (
+    MessageGone,
+    MessageRef,
+    PlatformRateLimited,
+    PlatformRefused,
+    utf16_units,
+)
 from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
@@ -90,6 +96,8 @@ async def _telegram_errors() -> Any:
         yield
     except RetryAfter as exc:
         raise PlatformRateLimited(_retry_after_s(exc)) from exc
+    except InvalidToken:
+        raise PlatformRefused("the Bot API refused the bot token") from None
     except BadRequest as exc:
         problem = exc.message.lower()
         if "message is not modified" in problem:

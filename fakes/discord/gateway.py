@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from fakes import issued
 from fakes.discord.protocol import (
     APPLICATION_COMMAND,
     CLOSE_AUTHENTICATION_FAILED,
@@ -70,7 +71,8 @@ class Gateway(DiscordState):
             assert isinstance(data, dict)
             self.identifies.append(data)
             conn.identify = data
-            if data.get("token") != self.token:
+            issued.note(data.get("token"))
+            if data.get("token") != self.token or self.revoked:
                 await self._close(conn, CLOSE_AUTHENTICATION_FAILED, b"Authentication failed.")
                 return
             conn.intents = int(data.get("intents", 0))
@@ -79,8 +81,22 @@ class Gateway(DiscordState):
                 return
             await self._send_ready(conn)
         elif op == OP_RESUME:
+            assert isinstance(data, dict)
+            issued.note(data.get("token"))
+            if data.get("token") != self.token or self.revoked:
+                await self._close(conn, CLOSE_AUTHENTICATION_FAILED, b"Authentication failed.")
+                return
             await self._send_dispatch(conn, "RESUMED", {})
             conn.ready = True
+
+    async def revoke_token(self) -> None:
+        """The bot's token stops working, as after "Reset Token" in the Developer Portal: open
+        gateway connections close with 4004 (authentication failed), so does every IDENTIFY or
+        RESUME after, and REST calls with the token answer 401."""
+        self.revoked = True
+        for conn in [c for c in self.connections if not c.ws.closed]:
+            await self._close(conn, CLOSE_AUTHENTICATION_FAILED, b"Authentication failed.")
+        await self._notify()
 
     async def _close(self, conn: GatewayConnection, code: int, reason: bytes) -> None:
         self.closed_codes.append(code)  # the code the fake closed with
@@ -199,6 +215,7 @@ class Gateway(DiscordState):
             command_data["guild_id"] = str(guild_id)
         interaction_id = self.snowflake()
         token = "itoken-" + secrets.token_urlsafe(24)
+        issued.note(token)
         payload: dict[str, Any] = {
             "id": str(interaction_id),
             "application_id": str(self.app_id),

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from fakes import issued
 from fakes.discord.protocol import (
     API_PREFIX,
     LOADING_FLAG,
@@ -136,7 +137,9 @@ class Rest(DiscordState):
         body: Any,
     ) -> Any:
         is_webhook = template.startswith(("/webhooks/", "/interactions/"))
-        if not is_webhook and request.headers.get("Authorization") != f"Bot {self.token}":
+        authorization = request.headers.get("Authorization")
+        issued.note_authorization(authorization)
+        if not is_webhook and (authorization != f"Bot {self.token}" or self.revoked):
             return self._error(401, 0, "401: Unauthorized")
         failure = self._take_failure(request.method, template)
         if failure is not None:

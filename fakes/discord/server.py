@@ -57,7 +57,7 @@ class FakeDiscord(Gateway, Interactions):
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         app.on_shutdown.append(self._close_sockets)
-        await self._listen(app, handle_signals=False)
+        await self._listen(app, handle_signals=False, access_log=None)
         return self
 
     async def _close_sockets(self, app: web.Application) -> None:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fakes import issued
 from fakes.discord.protocol import (
     API_PREFIX,
     DISCORD_EPOCH_MS,
@@ -39,6 +40,8 @@ class DiscordState(LocalServer):
         ratelimit_limit: int = 50,
     ) -> None:
         self.token = token
+        issued.note(token)
+        self.revoked = False  # see Gateway.revoke_token
         self.allow_message_content = allow_message_content
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.ratelimit_limit = ratelimit_limit

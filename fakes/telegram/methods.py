@@ -17,6 +17,7 @@ from fakes.telegram.markdown import MarkdownV2Error, parse_markdown_v2, utf16_le
 from fakes.telegram.protocol import (
     ENTITY_TYPES,
     MAX_TEXT_UNITS,
+    UNAUTHORIZED,
     Draft,
     Fault,
     Refused,
@@ -41,6 +42,7 @@ class BotApi:
         self._next_message_id: dict[int, int] = {}
         self._changed = asyncio.Event()
         self._closing = False
+        self.revoked = False  # the token was revoked (server.py's `revoke_token`)
 
     @property
     def bot_id(self) -> int:
@@ -162,8 +164,10 @@ class BotApi:
         if timeout > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    self._until(lambda: bool(pending()) or self._closing), timeout
+                    self._until(lambda: bool(pending()) or self._closing or self.revoked), timeout
                 )
+        if self.revoked:
+            raise Refused(UNAUTHORIZED)
         return pending()
 
     async def _api_sendchataction(self, params: dict[str, Any]) -> Any:

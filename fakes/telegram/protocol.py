@@ -74,6 +74,9 @@ class Fault:
         return cls(400, "Bad Request: message to edit not found")
 
 
+UNAUTHORIZED = Fault(401, "Unauthorized")  # a wrong or revoked token
+
+
 class Refused(Exception):
     """Raised by a method: the call is answered with `fault`."""
 

@@ -13,8 +13,10 @@ unchanged text, edits of unknown messages, drafts outside private chats.
 The test drives it: `user_message(chat, user, text)` queues an update (with the `bot_command` and
 `mention` entities Telegram would add) for the long-polled `getUpdates`; `inject(method, fault)`
 makes the next call(s) of a method fail; `set_member(chat, user, status)` decides what
-`getChatMember` says. Every call is recorded in `calls` with the time it arrived on the fake's
-own clock (`time.monotonic()`), so tests measure pacing where Telegram would.
+`getChatMember` says; `revoke_token()` does what BotFather's /revoke does: from then on every call
+(a long poll already waiting included) answers 401 Unauthorized. Every call is recorded in
+`calls` with the time it arrived on the fake's own clock (`time.monotonic()`), so tests measure
+pacing where Telegram would.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from fakes import issued
 from fakes.local_server import LocalServer
 from fakes.telegram.markdown import auto_entities
 from fakes.telegram.methods import BotApi
 from fakes.telegram.protocol import (
     FLOOD_METHODS,
     GROUP_ANONYMOUS_BOT_ID,
+    UNAUTHORIZED,
     Call,
     Fault,
     Injected,
@@ -69,6 +73,7 @@ class FakeTelegram(LocalServer, BotApi):
             }
         )
         self.token = token
+        issued.note(token)
         self.calls: list[Call] = []
         self._faults: dict[str, list[Injected]] = {}
         self._flooded_until: dict[int, float] = {}
@@ -206,6 +211,11 @@ class FakeTelegram(LocalServer, BotApi):
         """Answer the next `times` calls of `method` (matching `when`, if given) with `fault`."""
         self._faults.setdefault(method.lower(), []).append(Injected(fault, times, when))
 
+    def revoke_token(self) -> None:
+        """The bot's token stops working, as after BotFather's /revoke."""
+        self.revoked = True
+        self._notify()
+
     def delete_message(self, chat_id: int, message_id: int) -> None:
         """As if a user or admin deleted the message in the app."""
         del self.messages[(chat_id, message_id)]
@@ -252,8 +262,10 @@ class FakeTelegram(LocalServer, BotApi):
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
-        if request.match_info["token"] != self.token:
-            return error_response(Fault(401, "Unauthorized"))
+        token = request.match_info["token"]
+        issued.note(token)
+        if token != self.token:
+            return error_response(UNAUTHORIZED)
         try:
             params = decode(dict(await request.post()))
         except ConnectionResetError:  # the client gave up mid-request (e.g. at shutdown)
@@ -262,6 +274,8 @@ class FakeTelegram(LocalServer, BotApi):
         self.calls.append(call)
         self._notify()
         try:
+            if self.revoked:
+                raise Refused(UNAUTHORIZED)
             fault = self._injected(method, params) or self._still_flooded(method, params)
             if fault is not None:
                 if fault.retry_after is not None and "chat_id" in params:

@@ -21,9 +21,8 @@ from core.turns import Author, Scope, Turn
 from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts, Gate
 from fakes.recording import RecordingChannel
-from fakes.telegram import FakeTelegram
 from storage import NewMessage, Repository, ScopeKey, StorageBusy
-from tests.gptsbot_process import WAIT_S, Bot, environment, wait_for, write_config
+from tests.gptsbot_process import Bot, TelegramChat, environment, wait_for, write_config
 
 SECRET = "my-secret-question-7431"
 DM = Scope("test", "dm")
@@ -39,11 +38,6 @@ def write_lock(db: Path) -> Iterator[sqlite3.Connection]:
             yield connection
         finally:
             connection.execute("ROLLBACK")
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "bot.db"
 
 
 @pytest.fixture
@@ -188,19 +182,12 @@ async def test_two_writers_wait_out_a_lock_and_lose_nothing(
     lock for many busy timeouts: both turns are stored once it lifts, nothing crashes, and no log
     line carries a message."""
     asked_on_telegram, asked_in_chat = "telegram-secret-5521", "terminal-secret-8830"
-    async with FakeTelegram() as telegram:
-        config = write_config(
-            tmp_path,
-            fake_gpts.base_url,
-            telegram={"base_url": telegram.base_url},
-            storage={"busy_timeout_s": 0.1, "lock_retry_s": 30.0},
-        )
-        env = environment(config, TELEGRAM_BOT_TOKEN=telegram.token)
-        run = await Bot.start("run", env=env, database=db)
-        await telegram.wait_for_call("getUpdates", timeout=WAIT_S)
-        mei = telegram.user(501, "Mei")
+    async with TelegramChat() as telegram:
+        storage = {"busy_timeout_s": 0.1, "lock_retry_s": 30.0}
+        env = telegram.environment(tmp_path, fake_gpts.base_url, storage=storage)
+        run = await telegram.start_run(env, db)
         with write_lock(db):
-            telegram.user_message(telegram.private_chat(mei), mei, asked_on_telegram)
+            await telegram.ask(asked_on_telegram)
             chat = await Bot.start("chat", env=env, database=db, stdin=True)
             await chat.say(asked_in_chat)
             await wait_for(lambda: "the database is locked" in run.log + chat.log)
@@ -209,9 +196,7 @@ async def test_two_writers_wait_out_a_lock_and_lose_nothing(
         await chat.wait_output(f"echo: {asked_in_chat}")
         assert await chat.wait() == 0
         answer = f"echo: {asked_on_telegram}"
-        await telegram.wait_until(
-            lambda: [m["text"] for m in telegram.bot_messages(501)] == [answer], WAIT_S
-        )
+        await telegram.wait_shown(lambda shown: shown == [answer])
         assert await run.terminate() == 0
     stored = sorted(run.stored())
     assert stored == sorted(

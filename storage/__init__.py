@@ -10,34 +10,9 @@ The core hands it a URL and frozen records (`storage.records`), and gets frozen 
 No other package writes SQL, and this one imports nothing from `core`.
 """
 
+from storage import records
 from storage.engine import sqlite_file
-from storage.records import (
-    MESSAGE_STATUSES,
-    BindingRecord,
-    Exchange,
-    InterruptedAnswer,
-    MessageRecord,
-    MessageStatus,
-    NewMessage,
-    ScopeKey,
-    TokenUsage,
-    TurnStart,
-)
+from storage.records import *  # noqa: F403 (the records, as `records.__all__` names them)
 from storage.repository import Repository, StorageBusy, alembic_config
 
-__all__ = [
-    "MESSAGE_STATUSES",
-    "BindingRecord",
-    "Exchange",
-    "InterruptedAnswer",
-    "MessageRecord",
-    "MessageStatus",
-    "NewMessage",
-    "Repository",
-    "ScopeKey",
-    "StorageBusy",
-    "TokenUsage",
-    "TurnStart",
-    "alembic_config",
-    "sqlite_file",
-]
+__all__ = [*records.__all__, "Repository", "StorageBusy", "alembic_config", "sqlite_file"]

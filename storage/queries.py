@@ -107,20 +107,23 @@ _SAVE_ANSWER: Final = (
     .where(_MESSAGES.c.id == bindparam("answer_id"), _MESSAGES.c.status == literal("streaming"))
     .values(content=bindparam("saved_content"), platform_message_ids=bindparam("saved_ids"))
 )
+# What finishing an answer sets: its final text, status, usage, timings and platform messages.
+_FINAL_COLUMNS: Final = (
+    "content",
+    "status",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "first_chunk_ms",
+    "total_ms",
+    "platform_message_ids",
+)
+# (A parameter may not be named after the column it sets: hence the prefix.)
 _FINISH_ANSWER: Final = (
     update(_MESSAGES)
     .where(_MESSAGES.c.id == bindparam("answer_id"))
-    .values(
-        content=bindparam("final_content"),
-        status=bindparam("final_status"),
-        model=bindparam("final_model"),
-        prompt_tokens=bindparam("final_prompt_tokens"),
-        completion_tokens=bindparam("final_completion_tokens"),
-        total_tokens=bindparam("final_total_tokens"),
-        first_chunk_ms=bindparam("final_first_chunk_ms"),
-        total_ms=bindparam("final_total_ms"),
-        platform_message_ids=bindparam("final_ids"),
-    )
+    .values({column: bindparam(f"final_{column}") for column in _FINAL_COLUMNS})
 )
 _NEWEST_CONVERSATION: Final = (
     select(_CONVERSATIONS.c.id)
@@ -172,14 +175,11 @@ def _scope_params(scope: ScopeKey) -> dict[str, str]:
     return {"platform": scope.platform, "chat_id": scope.chat_id, "thread_id": scope.thread_id}
 
 
-def message_values(message: NewMessage) -> dict[str, Any]:
-    """The parameters of one message's INSERT (add `conversation_id`)."""
+def _final_values(message: NewMessage) -> dict[str, Any]:
+    """The values of `_FINAL_COLUMNS` for `message`."""
     usage = message.usage
     return {
-        "role": message.role,
         "content": message.content,
-        "author_id": message.author_id,
-        "author_name": message.author_name,
         "status": message.status,
         "model": message.model,
         "prompt_tokens": usage.prompt_tokens if usage else None,
@@ -188,6 +188,16 @@ def message_values(message: NewMessage) -> dict[str, Any]:
         "first_chunk_ms": message.first_chunk_ms,
         "total_ms": message.total_ms,
         "platform_message_ids": list(message.platform_message_ids),
+    }
+
+
+def message_values(message: NewMessage) -> dict[str, Any]:
+    """The parameters of one message's INSERT (add `conversation_id`)."""
+    return {
+        "role": message.role,
+        "author_id": message.author_id,
+        "author_name": message.author_name,
+        **_final_values(message),
         "created_at": utcnow(),
         "answers_id": message.answers_id,
         "full_length": message.full_length,
@@ -220,20 +230,8 @@ def save_answer(connection: Connection, answer_id: int, content: str, ids: Seque
 
 def finish_answer(connection: Connection, answer_id: int, message: NewMessage) -> None:
     """The answer's final text, status, usage and timings (`message.role` etc. are kept)."""
-    usage = message.usage
-    params = {
-        "answer_id": answer_id,
-        "final_content": message.content,
-        "final_status": message.status,
-        "final_model": message.model,
-        "final_prompt_tokens": usage.prompt_tokens if usage else None,
-        "final_completion_tokens": usage.completion_tokens if usage else None,
-        "final_total_tokens": usage.total_tokens if usage else None,
-        "final_first_chunk_ms": message.first_chunk_ms,
-        "final_total_ms": message.total_ms,
-        "final_ids": list(message.platform_message_ids),
-    }
-    connection.execute(_FINISH_ANSWER, params)
+    final = {f"final_{column}": value for column, value in _final_values(message).items()}
+    connection.execute(_FINISH_ANSWER, {"answer_id": answer_id, **final})
 
 
 def interrupt_streaming(

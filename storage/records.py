@@ -10,6 +10,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, Protocol, get_args
 
+__all__ = [
+    "MESSAGE_STATUSES",
+    "BindingRecord",
+    "Exchange",
+    "InterruptedAnswer",
+    "MessageRecord",
+    "MessageStatus",
+    "NewMessage",
+    "ScopeKey",
+    "TokenUsage",
+    "TurnStart",
+]
+
 # Every status a stored message can have, spelled here only. Adding one is one more string here
 # plus a migration: the database's CHECK constraint lists the statuses it accepts, and
 # tests/test_storage.py stores every one of them, so a status the database refuses fails there.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -22,6 +23,12 @@ async def fake_gpts() -> AsyncIterator[FakeGpts]:
     """A local GPTs endpoint on a free port; `fake_gpts.base_url` goes into GptsConfig."""
     async with FakeGpts() as fake:
         yield fake
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """The test's SQLite file; `tests.gptsbot_process.write_config` puts the database there too."""
+    return tmp_path / "bot.db"
 
 
 @pytest.fixture

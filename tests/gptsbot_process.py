@@ -12,11 +12,15 @@ import signal
 import sqlite3
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+from fakes.discord import FakeDiscord
+from fakes.telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-durable-secret-0123456789"
@@ -150,3 +154,106 @@ async def wait_for(condition: Callable[[], bool], within_s: float = WAIT_S) -> N
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
+
+
+class _PlatformChat(ABC):
+    """A chat with the bot on a fake platform, for a `gptsbot run`: the fake is started and
+    closed with `async with`."""
+
+    fake: FakeTelegram | FakeDiscord
+
+    async def __aenter__(self) -> Self:
+        await self.fake.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.fake.close()
+
+    async def start_run(self, env: dict[str, str], database: Path) -> Bot:
+        """`gptsbot run`, once it is connected to the fake."""
+        bot = await Bot.start("run", env=env, database=database)
+        await self.connected()
+        return bot
+
+    @abstractmethod
+    def environment(
+        self, tmp_path: Path, gpts_url: str, **sections: dict[str, Any]
+    ) -> dict[str, str]:
+        """For a `gptsbot` that answers here: its config (`write_config` with `sections`) and
+        its bot token."""
+
+    @abstractmethod
+    async def connected(self) -> None:
+        """Until the bot is connected to the fake."""
+
+    @abstractmethod
+    async def ask(self, text: str) -> None:
+        """The user writes `text` to the bot."""
+
+    @abstractmethod
+    def shown(self) -> list[str]:
+        """The bot's messages in the chat, as they read now."""
+
+    async def wait_shown(self, condition: Callable[[list[str]], object]) -> None:
+        """Until `condition` holds of the bot's messages here."""
+        await wait_for(lambda: bool(condition(self.shown())))
+
+
+class TelegramChat(_PlatformChat):
+    """The fake Telegram, `async with`, and Mei (user 501) writing to the bot in their private
+    chat; `fake` for anything else."""
+
+    fake: FakeTelegram
+
+    def __init__(self) -> None:
+        self.fake = FakeTelegram()
+        self.mei = self.fake.user(501, "Mei")
+        self.chat = self.fake.private_chat(self.mei)
+
+    def environment(
+        self, tmp_path: Path, gpts_url: str, **sections: dict[str, Any]
+    ) -> dict[str, str]:
+        config = write_config(
+            tmp_path, gpts_url, telegram={"base_url": self.fake.base_url}, **sections
+        )
+        return environment(config, TELEGRAM_BOT_TOKEN=self.fake.token)
+
+    async def connected(self) -> None:  # it polls for updates
+        await self.fake.wait_for_call("getUpdates", timeout=WAIT_S)
+
+    async def ask(self, text: str) -> None:
+        self.fake.user_message(self.chat, self.mei, text)
+
+    def shown(self) -> list[str]:
+        return [message["text"] for message in self.fake.bot_messages(self.chat["id"])]
+
+
+class DiscordChannel(_PlatformChat):
+    """The fake Discord, `async with`, and Mia mentioning the bot in a channel of a guild; add
+    more to `fake` before entering it."""
+
+    fake: FakeDiscord
+
+    def __init__(self) -> None:
+        self.fake = FakeDiscord()
+        self.guild_id = self.fake.add_guild()
+        self.channel_id = self.fake.add_channel(self.guild_id, "a")
+        self.mia = self.fake.make_user("mia")
+        self.fake.add_member(self.guild_id, self.mia)
+
+    def environment(
+        self, tmp_path: Path, gpts_url: str, **sections: dict[str, Any]
+    ) -> dict[str, str]:
+        # Edits paced at 0.1 s, so that tests see them soon.
+        discord = {"api_base": self.fake.api_base, "edit_interval_s": 0.1}
+        config = write_config(tmp_path, gpts_url, discord=discord, **sections)
+        return environment(config, DISCORD_BOT_TOKEN=self.fake.token)
+
+    async def connected(self) -> None:  # its gateway connection is ready
+        await self.fake.wait_ready(within_s=WAIT_S)
+
+    async def ask(self, text: str) -> None:
+        await self.fake.user_says(self.channel_id, self.mia, text, mention_bot=True)
+
+    def shown(self) -> list[str]:
+        return [message.content for message in self.fake.bot_messages(self.channel_id)]

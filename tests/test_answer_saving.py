@@ -5,13 +5,9 @@ and platform messages are saved once the first message shows and then at most on
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from core.app import open_app
 from core.config import parse_config
@@ -24,28 +20,15 @@ from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts, Gate
 from fakes.recording import RecordingChannel
 from storage import InterruptedAnswer, Repository, ScopeKey
+from tests.sql_probes import captured_sql
 
 DM = Scope("test", "dm")
 ALICE = Author("1", "Alice")
 INDICATOR = " ▌"
 
 
-@contextmanager
-def counted_saves(repo: Repository) -> Iterator[list[str]]:
-    """The UPDATEs that save a streaming answer, as they are sent."""
-    saves: list[str] = []
-    engine = repo._thread_engine
-    assert engine is not None
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("UPDATE messages SET content=?, platform_message_ids=?"):
-            saves.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield saves
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+# The UPDATE that saves a streaming answer's text and messages.
+SAVE = "UPDATE messages SET content=?, platform_message_ids=?"
 
 
 @pytest.mark.asyncio
@@ -65,7 +48,7 @@ async def test_the_answer_is_saved_at_its_first_message_then_per_interval_not_pe
         repo = app.repo
         channel = RecordingChannel(FakeClock())
         reply = StreamingReply(channel, edit_interval_s=0, indicator=INDICATOR)
-        with counted_saves(repo) as saves:
+        with captured_sql(repo, starting_with=SAVE) as saves:
             task = asyncio.create_task(app.service.answer(Turn(DM, ALICE, "go", True), reply))
             await fake_gpts.wait_requests(1)
             conversation = await repo.current_conversation(DM)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from fakes.gpts import FakeGpts, Gate
-from tests.test_cli import DEFAULT_GPT, environment, gptsbot
+from tests.test_cli import DEFAULT_GPT, environment, gptsbot, start_chat
 
 CTRL_C = "\x03"
 
@@ -161,14 +161,8 @@ async def answer_then_signal(
     """Pipe a question, let part of the answer arrive, send `signum`: exit code, stdout, stderr."""
     gate = Gate()
     fake_gpts.enqueue(gate)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "core.cli", "chat",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    assert process.stdin and process.stdout
-    process.stdin.write(b"tell me a story\n")
-    await process.stdin.drain()
+    process = await start_chat(env=env, asking="tell me a story")
+    assert process.stdout is not None
     await fake_gpts.wait_requests(len(fake_gpts.requests) + 1, within_s=30)
     gate.send("Once upon a time, ")
     assert await asyncio.wait_for(process.stdout.readexactly(18), 10) == b"Once upon a time, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,18 @@ class Bot:
         return channel
 
 
+@asynccontextmanager
+async def bot_on(fake: FakeGpts, db: Path, **gpts: Any) -> AsyncIterator[Bot]:
+    """The app on `db`, its [gpts] table changed by `gpts`, to talk to."""
+    async with open_app(make_config(fake, db, **gpts)) as app:
+        yield Bot(app, fake)
+
+
 @pytest_asyncio.fixture
-async def bot(fake_gpts: FakeGpts, tmp_path: Path) -> AsyncIterator[Bot]:
-    async with open_app(make_config(fake_gpts, tmp_path / "bot.db")) as app:
-        app.service.reraise_unexpected = True
-        yield Bot(app, fake_gpts)
+async def bot(fake_gpts: FakeGpts, db: Path) -> AsyncIterator[Bot]:
+    async with bot_on(fake_gpts, db) as bot:
+        bot.app.service.reraise_unexpected = True
+        yield bot
 
 
 async def stored(app: App, scope: Scope) -> list[tuple[str, str, str]]:
@@ -97,9 +105,7 @@ async def test_a_turn_streams_and_stores_both_messages(bot: Bot) -> None:
 async def test_history_goes_upstream_within_both_bounds(
     fake_gpts: FakeGpts, tmp_path: Path
 ) -> None:
-    config = make_config(fake_gpts, tmp_path / "h.db", history_messages=4, history_chars=60)
-    async with open_app(config) as app:
-        bot = Bot(app, fake_gpts)
+    async with bot_on(fake_gpts, tmp_path / "h.db", history_messages=4, history_chars=60) as bot:
         for i in range(4):
             await bot.say(f"question {i}")  # answered "echo: question {i}"
         await bot.say("x" * 30)
@@ -204,13 +210,12 @@ async def test_bad_names_change_nothing(bot: Bot) -> None:
 async def test_no_binding_and_no_default_says_how_to_bind(
     fake_gpts: FakeGpts, tmp_path: Path
 ) -> None:
-    config = make_config(fake_gpts, tmp_path / "n.db", default_gpt=None)
-    async with open_app(config) as app:
-        channel = await Bot(app, fake_gpts).say("hello")
+    async with bot_on(fake_gpts, tmp_path / "n.db", default_gpt=None) as bot:
+        channel = await bot.say("hello")
         assert channel.visible() == [
             "⚠️ No GPT answers here yet. An admin can bind one with /gpt bind <GPT link or id>."
         ]
-        assert (await stored(app, DM))[0] == ("user", "hello", "complete")
+        assert (await stored(bot.app, DM))[0] == ("user", "hello", "complete")
     assert fake_gpts.requests == []
 
 
@@ -330,13 +335,9 @@ async def test_shutdown_while_queued_replaces_the_waiting_line(bot: Bot) -> None
 
 @pytest.mark.asyncio
 async def test_a_hung_turn_is_capped_and_shows_what_arrived(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, gate: Gate, tmp_path: Path
 ) -> None:
-    config = make_config(fake_gpts, tmp_path / "t.db", turn_timeout_s=0.5, idle_timeout_s=30.0)
-    async with open_app(config) as app:
-        bot = Bot(app, fake_gpts)
-        gate = Gate()
-        fake_gpts.enqueue(gate)
+    async with bot_on(fake_gpts, tmp_path / "t.db", turn_timeout_s=0.5, idle_timeout_s=30.0) as bot:
         channel, task = start_turn(bot, "tell me everything")
         await fake_gpts.wait_requests(1)
         gate.send("The start")
@@ -345,7 +346,7 @@ async def test_a_hung_turn_is_capped_and_shows_what_arrived(
         assert channel.visible() == [
             "The start\n\n⚠️ The answer took longer than 0.5 s and was stopped. Try again."
         ]
-        assert (await stored(app, DM))[-1] == ("assistant", "The start", "partial")
+        assert (await stored(bot.app, DM))[-1] == ("assistant", "The start", "partial")
         # The scope is free again: the next turn is answered.
         assert (await bot.say("still there?")).visible() == ["echo: still there?"]
 
@@ -407,8 +408,7 @@ async def test_the_error_line_is_in_the_askers_language(bot: Bot) -> None:
 async def test_empty_and_enormous_messages_get_a_clear_answer_and_are_kept(
     fake_gpts: FakeGpts, tmp_path: Path
 ) -> None:
-    async with open_app(make_config(fake_gpts, tmp_path / "big.db", history_chars=1000)) as app:
-        bot = Bot(app, fake_gpts)
+    async with bot_on(fake_gpts, tmp_path / "big.db", history_chars=1000) as bot:
         assert (await bot.say("   ")).visible() == [
             "⚠️ Your message is empty: write something for the GPT."
         ]
@@ -419,8 +419,8 @@ async def test_empty_and_enormous_messages_get_a_clear_answer_and_are_kept(
         ]
         assert fake_gpts.requests == []
         # Kept as refused (the enormous one cut, with its real length), never sent upstream.
-        conversation = await app.repo.current_conversation(DM)
-        records = await app.repo.history(conversation, limit=10)
+        conversation = await bot.app.repo.current_conversation(DM)
+        records = await bot.app.repo.history(conversation, limit=10)
         assert [(r.role, r.content, r.status, r.full_length) for r in records] == [
             ("user", "   ", "refused", None),
             ("user", enormous[:REFUSED_KEPT_CHARS], "refused", 5001),

@@ -11,59 +11,47 @@ import pytest
 
 from core.history import CUT_MARK
 from core.i18n import INTERRUPTED
-from fakes.discord import FakeDiscord
 from fakes.gpts import FakeGpts, Gate
-from fakes.telegram import FakeTelegram
-from tests.gptsbot_process import API_KEY, WAIT_S, Bot, environment, write_config
+from tests.gptsbot_process import (
+    API_KEY,
+    WAIT_S,
+    Bot,
+    DiscordChannel,
+    TelegramChat,
+    environment,
+    write_config,
+)
 
 INDICATOR = " ▌"
 
 
-def texts(telegram: FakeTelegram, chat_id: int) -> list[str]:
-    return [message["text"] for message in telegram.bot_messages(chat_id)]
-
-
 @pytest.mark.asyncio
 async def test_kill_9_of_run_mid_answer_is_settled_at_the_next_start(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, gate: Gate, db: Path, tmp_path: Path
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    async with FakeTelegram() as telegram:
-        config = write_config(
-            tmp_path,
-            fake_gpts.base_url,
-            telegram={"base_url": telegram.base_url},
-            storage={"save_interval_s": 0.2},
-        )
-        env = environment(config, TELEGRAM_BOT_TOKEN=telegram.token)
-        database = tmp_path / "bot.db"
-        first = await Bot.start("run", env=env, database=database)
-        await telegram.wait_for_call("getUpdates", timeout=WAIT_S)
-        mei = telegram.user(501, "Mei")
-        chat = telegram.private_chat(mei)
-        telegram.user_message(chat, mei, "tell me a story")
+    async with TelegramChat() as telegram:
+        env = telegram.environment(tmp_path, fake_gpts.base_url, storage={"save_interval_s": 0.2})
+        first = await telegram.start_run(env, db)
+        await telegram.ask("tell me a story")
         await fake_gpts.wait_requests(1, within_s=WAIT_S)
         gate.send("Once upon a time")
-        await telegram.wait_until(
-            lambda: texts(telegram, 501) == ["Once upon a time" + INDICATOR], WAIT_S
-        )
+        await telegram.wait_shown(lambda shown: shown == ["Once upon a time" + INDICATOR])
         gate.send(", there was a bot")
         saved = "Once upon a time, there was a bot"
         # Saved while streaming: the row exists before the answer ends, with its message id.
         await first.wait_stored(lambda rows: rows[-1] == ("assistant", saved, "streaming"))
         await first.kill()
-        assert texts(telegram, 501)[0].endswith(INDICATOR)  # frozen mid-answer
+        assert telegram.shown()[0].endswith(INDICATOR)  # frozen mid-answer
 
-        second = await Bot.start("run", env=env, database=database)
+        second = await Bot.start("run", env=env, database=db)
         settled = f"{saved}\n\n{INTERRUPTED('en')}"
-        await telegram.wait_until(lambda: texts(telegram, 501) == [settled], WAIT_S)
+        await telegram.wait_shown(lambda shown: shown == [settled])
         assert second.stored() == [
             ("user", "tell me a story", "complete"),
             ("assistant", saved, "interrupted"),
         ]
-        telegram.user_message(chat, mei, "go on")
-        await telegram.wait_until(lambda: texts(telegram, 501)[-1] == "echo: go on", WAIT_S)
+        await telegram.ask("go on")
+        await telegram.wait_shown(lambda shown: shown[-1] == "echo: go on")
         assert await second.terminate() == 0
     assert fake_gpts.requests[1].messages == [
         {"role": "user", "content": "tell me a story"},
@@ -71,20 +59,17 @@ async def test_kill_9_of_run_mid_answer_is_settled_at_the_next_start(
         {"role": "user", "content": "go on"},
     ]
     log = first.log + second.log
-    assert telegram.token not in log and API_KEY not in log
+    assert telegram.fake.token not in log and API_KEY not in log
     assert "Traceback" not in second.log
 
 
 @pytest.mark.asyncio
 async def test_kill_9_of_chat_mid_answer_keeps_it_as_interrupted(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, gate: Gate, db: Path, tmp_path: Path
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     config = write_config(tmp_path, fake_gpts.base_url, storage={"save_interval_s": 0.2})
     env = environment(config)
-    database = tmp_path / "bot.db"
-    first = await Bot.start("chat", env=env, database=database, stdin=True)
+    first = await Bot.start("chat", env=env, database=db, stdin=True)
     await first.say("tell me a story")
     await fake_gpts.wait_requests(1, within_s=WAIT_S)
     gate.send("Once upon a time")
@@ -92,7 +77,7 @@ async def test_kill_9_of_chat_mid_answer_keeps_it_as_interrupted(
     await first.wait_stored(lambda rows: rows[-1] == ("assistant", "Once upon a time", "streaming"))
     await first.kill()
 
-    second = await Bot.start("chat", env=env, database=database, stdin=True)
+    second = await Bot.start("chat", env=env, database=db, stdin=True)
     await second.say("go on")
     await second.wait_output("echo: go on")
     assert await second.wait() == 0
@@ -111,61 +96,48 @@ async def test_kill_9_of_chat_mid_answer_keeps_it_as_interrupted(
 
 @pytest.mark.asyncio
 async def test_one_run_per_database_and_a_restart_after_kill_9_starts_at_once(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, db: Path, tmp_path: Path
 ) -> None:
-    async with FakeTelegram() as telegram:
-        config = write_config(
-            tmp_path, fake_gpts.base_url, telegram={"base_url": telegram.base_url}
-        )
-        env = environment(config, TELEGRAM_BOT_TOKEN=telegram.token)
-        database = tmp_path / "bot.db"
-        first = await Bot.start("run", env=env, database=database)
-        await telegram.wait_for_call("getUpdates", timeout=WAIT_S)
+    async with TelegramChat() as telegram:
+        env = telegram.environment(tmp_path, fake_gpts.base_url)
+        first = await telegram.start_run(env, db)
 
-        second = await Bot.start("run", env=env, database=database)
+        second = await Bot.start("run", env=env, database=db)
         assert await second.wait() == 1
         pid = first.process.pid
         assert second.err.decode().strip() == (
-            f"gptsbot: another gptsbot run (pid {pid}) is already answering from {database}; "
+            f"gptsbot: another gptsbot run (pid {pid}) is already answering from {db}; "
             "stop it first (two would answer every message)"
         )
         # `chat` has its own terminal scope: it may run beside `run`.
-        chat = await Bot.start("chat", env=env, database=database, stdin=True)
+        chat = await Bot.start("chat", env=env, database=db, stdin=True)
         await chat.say("hello")
         await chat.wait_output("echo: hello")
         assert await chat.wait() == 0
 
         await first.kill()
-        polls = len(telegram.calls_to("getUpdates"))
-        third = await Bot.start("run", env=env, database=database)
-        await telegram.wait_until(lambda: len(telegram.calls_to("getUpdates")) > polls, WAIT_S)
+        polls = len(telegram.fake.calls_to("getUpdates"))
+        third = await Bot.start("run", env=env, database=db)
+        await telegram.fake.wait_until(
+            lambda: len(telegram.fake.calls_to("getUpdates")) > polls, WAIT_S
+        )
         assert third.process.returncode is None
         assert await third.terminate() == 0
 
 
 @pytest.mark.asyncio
 async def test_kill_9_of_run_with_discord_settles_messages_and_chat_responses(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, db: Path, tmp_path: Path
 ) -> None:
     mentioned, slashed = Gate(), Gate()
     fake_gpts.enqueue(mentioned, slashed)
-    fake = FakeDiscord()
-    guild_id = fake.add_guild()
-    channel_id, other_id = fake.add_channel(guild_id, "a"), fake.add_channel(guild_id, "b")
-    mia = fake.make_user("mia")
-    fake.add_member(guild_id, mia)
-    async with fake:
-        config = write_config(
-            tmp_path,
-            fake_gpts.base_url,
-            discord={"api_base": fake.api_base, "edit_interval_s": 0.1},
-            storage={"save_interval_s": 0.2},
-        )
-        env = environment(config, DISCORD_BOT_TOKEN=fake.token)
-        database = tmp_path / "bot.db"
-        first = await Bot.start("run", env=env, database=database)
-        await fake.wait_ready(within_s=WAIT_S)
-        await fake.user_says(channel_id, mia, "tell me a story", mention_bot=True)
+    discord = DiscordChannel()
+    fake, mia = discord.fake, discord.mia
+    other_id = fake.add_channel(discord.guild_id, "b")
+    async with discord:
+        env = discord.environment(tmp_path, fake_gpts.base_url, storage={"save_interval_s": 0.2})
+        first = await discord.start_run(env, db)
+        await discord.ask("tell me a story")
         await fake_gpts.wait_requests(1, within_s=WAIT_S)
         mentioned.send("Once upon a time")
         await fake.wait_for(lambda: fake.global_commands, WAIT_S)
@@ -180,14 +152,14 @@ async def test_kill_9_of_run_with_discord_settles_messages_and_chat_responses(
             )
         )
         await first.kill()
-        assert fake.bot_messages(channel_id)[0].content.endswith(INDICATOR)
+        assert discord.shown()[0].endswith(INDICATOR)
 
-        second = await Bot.start("run", env=env, database=database)
+        second = await Bot.start("run", env=env, database=db)
         story = f"Once upon a time\n\n{INTERRUPTED('en')}"
         poem = f"> and a poem\nRoses are red\n\n{INTERRUPTED('en')}"
         await fake.wait_for(
             lambda: (
-                [m.content for m in fake.bot_messages(channel_id)] == [story]
+                discord.shown() == [story]
                 and [m.content for m in fake.bot_messages(other_id)] == [poem]
             ),
             WAIT_S,

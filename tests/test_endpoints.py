@@ -12,17 +12,10 @@ from collections.abc import Iterable
 import pytest
 
 from core.config import EndpointConfig, GptsConfig, parse_config
-from core.errors import (
-    AuthError,
-    EndpointNotFound,
-    GptNotFound,
-    RateLimited,
-    StreamInterrupted,
-    UpstreamError,
-    UpstreamTimeout,
-)
+from core.errors import RateLimited, UpstreamError
 from core.gpts.endpoints import Endpoint, EndpointPool, endpoints_of, is_endpoint_failure
 from fakes.clock import FakeClock
+from tests.upstream_errors import FAILURES, Failure, failure_id
 
 FAILURE = UpstreamError("HTTP 503", status=503)
 
@@ -225,24 +218,6 @@ def test_endpoints_of_a_config_fill_in_the_shared_key_and_template() -> None:
     assert "sk-" not in repr(a) + repr(EndpointConfig("https://x.example", "sk-o"))
 
 
-@pytest.mark.parametrize(
-    ("error", "fails_over"),
-    [
-        (UpstreamError("cannot reach the GPTs endpoint: refused"), True),
-        (UpstreamError("HTTP 502", status=502), True),
-        (UpstreamError("HTTP 408", status=408), True),
-        (UpstreamError("insufficient balance", status=402), True),
-        (UpstreamError("sent no readable answer", status=200), True),
-        (RateLimited("slow down", retry_after=3600), True),
-        (UpstreamTimeout("first chunk", 150), True),
-        (UpstreamTimeout("connect", 10), True),
-        (AuthError("bad key", status=401), True),
-        (EndpointNotFound("HTTP 404", status=404), True),
-        (GptNotFound("no such GPT", status=404), False),
-        (UpstreamError("context too long", status=400), False),
-        (UpstreamTimeout("total", 600), False),
-        (StreamInterrupted("cut"), False),
-    ],
-)
-def test_which_failures_are_the_endpoints(error: UpstreamError, fails_over: bool) -> None:
-    assert is_endpoint_failure(error) is fails_over
+@pytest.mark.parametrize("failure", FAILURES, ids=failure_id)
+def test_which_failures_are_the_endpoints(failure: Failure) -> None:
+    assert is_endpoint_failure(failure.error) is failure.fails_over

@@ -114,24 +114,45 @@ def one_line(err: str) -> str:
 
 
 @pytest.mark.asyncio
-async def test_config_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
-    env = environment(tmp_path, None)
-    Path(env["GPTSBOT_CONFIG"]).write_text("[gpts]\ntemperature = 3\n")
-    result = await gptsbot("chat", env=env)
+@pytest.mark.parametrize(
+    ("config", "args", "variables", "line"),
+    [
+        (
+            "[gpts]\ntemperature = 3\n",
+            ["chat"],
+            {},
+            "gpts.temperature: must be from 0 to 2, got 3",
+        ),
+        (
+            '[gpts]\nbase_url = "nope"\n',
+            ["chat"],
+            {},
+            "gpts.base_url: must be an http(s) URL, got 'nope'",
+        ),
+        (
+            None,  # the config as `environment` writes it
+            ["run", "--config", "{tmp_path}"],
+            {},
+            "{tmp_path}: is a folder, not a config file",
+        ),
+        (
+            None,
+            ["check"],
+            {"GPTS_BASE_URL": "relay.example/v1"},
+            "gpts.base_url: must be an http(s) URL, got 'relay.example/v1' (set by GPTS_BASE_URL)",
+        ),
+    ],
+    ids=["a value", "a malformed URL", "a folder for a file", "an environment variable"],
+)
+async def test_config_mistakes_are_one_line_naming_the_key_and_exit_2(
+    tmp_path: Path, config: str | None, args: list[str], variables: dict[str, str], line: str
+) -> None:
+    env = environment(tmp_path, None) | variables
+    if config is not None:
+        Path(env["GPTSBOT_CONFIG"]).write_text(config)
+    result = await gptsbot(*[arg.format(tmp_path=tmp_path) for arg in args], env=env)
     assert result.code == 2
-    assert one_line(result.err) == "gptsbot: config: gpts.temperature: must be from 0 to 2, got 3"
-
-    result = await gptsbot("run", "--config", str(tmp_path), env=env)
-    assert result.code == 2
-    assert one_line(result.err) == f"gptsbot: config: {tmp_path}: is a folder, not a config file"
-
-    env["GPTS_BASE_URL"] = "relay.example/v1"
-    result = await gptsbot("check", env=env)
-    assert result.code == 2
-    assert one_line(result.err) == (
-        "gptsbot: config: gpts.base_url: must be an http(s) URL, got 'relay.example/v1' "
-        "(set by GPTS_BASE_URL)"
-    )
+    assert one_line(result.err) == f"gptsbot: config: {line.format(tmp_path=tmp_path)}"
 
 
 def with_database(env: dict[str, str], path: Path | str) -> dict[str, str]:

@@ -6,23 +6,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 
 import pytest
 
-from core.app import open_app
-from core.config import parse_config
+from core.app import App, open_app
+from core.config import Config, parse_config
+from core.conversation import AnswerOutcome
 from core.i18n import ANSWER_NOT_SAVED, STORAGE_BUSY
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
 from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts, Gate
 from fakes.recording import RecordingChannel
-from fakes.telegram import FakeTelegram
 from storage import NewMessage, Repository, ScopeKey, StorageBusy
-from tests.gptsbot_process import WAIT_S, Bot, environment, wait_for, write_config
+from tests.gptsbot_process import Bot, TelegramChat, environment, wait_for, write_config
 
 SECRET = "my-secret-question-7431"
 DM = Scope("test", "dm")
@@ -40,7 +40,15 @@ def write_lock(db: Path) -> Iterator[sqlite3.Connection]:
             connection.execute("ROLLBACK")
 
 
-def config_for(fake: FakeGpts, db: Path, lock_retry_s: float) -> object:
+@pytest.fixture
+def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The test's log from INFO up; once the test is over, no line of it may carry SECRET."""
+    caplog.set_level(logging.INFO)
+    yield caplog
+    assert SECRET not in caplog.text
+
+
+def config_for(fake: FakeGpts, db: Path, lock_retry_s: float) -> Config:
     return parse_config(
         {
             "gpts": {"base_url": fake.base_url, "default_gpt": "g-B3hgivKK9", "max_retries": 0},
@@ -55,29 +63,45 @@ def config_for(fake: FakeGpts, db: Path, lock_retry_s: float) -> object:
     )
 
 
+def start_answer(app: App, text: str) -> tuple[RecordingChannel, asyncio.Task[AnswerOutcome]]:
+    """Alice asks `text` in her DM; the answer runs as a task and shows in the channel."""
+    channel = RecordingChannel(FakeClock())
+    turn = Turn(DM, ALICE, text, is_private=True)
+    reply = StreamingReply(channel, edit_interval_s=0)
+    return channel, asyncio.create_task(app.service.answer(turn, reply))
+
+
+@asynccontextmanager
+async def answering(
+    fake_gpts: FakeGpts, gate: Gate, db: Path, lock_retry_s: float
+) -> AsyncIterator[tuple[App, RecordingChannel, asyncio.Task[AnswerOutcome]]]:
+    """The bot on `db` answering Alice's "question": SECRET has arrived, the rest is `gate`'s."""
+    async with open_app(config_for(fake_gpts, db, lock_retry_s)) as app:
+        channel, answer = start_answer(app, "question")
+        gate.send(SECRET)
+        yield app, channel, answer
+
+
 @pytest.mark.asyncio
 async def test_a_write_waits_out_a_lock_held_past_the_busy_timeout(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    db: Path, logs: pytest.LogCaptureFixture
 ) -> None:
-    db = tmp_path / "locked.db"
     url = f"sqlite+aiosqlite:///{db}"
     async with await Repository.open(url, busy_timeout_s=0.05, lock_retry_s=10) as repo:
         await repo.upgrade()
         conversation = await repo.current_conversation(ScopeKey("test", "c"))
-        with caplog.at_level(logging.INFO), write_lock(db):
+        with write_lock(db):
             write = asyncio.create_task(repo.add_message(conversation, NewMessage("user", SECRET)))
             await asyncio.sleep(0.5)  # ten busy timeouts
             assert not write.done()
         await asyncio.wait_for(write, 5)
         [stored] = await repo.history(conversation, limit=5)
         assert stored.content == SECRET
-    assert "the database is locked by another connection" in caplog.text
-    assert SECRET not in caplog.text
+    assert "the database is locked by another connection" in logs.text
 
 
 @pytest.mark.asyncio
-async def test_a_lock_held_too_long_raises_storage_busy_without_the_text(tmp_path: Path) -> None:
-    db = tmp_path / "locked.db"
+async def test_a_lock_held_too_long_raises_storage_busy_without_the_text(db: Path) -> None:
     url = f"sqlite+aiosqlite:///{db}"
     async with await Repository.open(url, busy_timeout_s=0.05, lock_retry_s=0.3) as repo:
         await repo.upgrade()
@@ -93,42 +117,28 @@ async def test_a_lock_held_too_long_raises_storage_busy_without_the_text(tmp_pat
 
 @pytest.mark.asyncio
 async def test_a_turn_locked_out_says_so_in_one_line_and_the_next_works(
-    fake_gpts: FakeGpts, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fake_gpts: FakeGpts, db: Path, logs: pytest.LogCaptureFixture
 ) -> None:
-    db = tmp_path / "bot.db"
-    async with open_app(config_for(fake_gpts, db, lock_retry_s=0.3)) as app:  # type: ignore[arg-type]
-        channel = RecordingChannel(FakeClock())
-        turn = Turn(DM, ALICE, SECRET, is_private=True)
-        with caplog.at_level(logging.INFO), write_lock(db):
-            outcome = await app.service.answer(turn, StreamingReply(channel, edit_interval_s=0))
+    async with open_app(config_for(fake_gpts, db, lock_retry_s=0.3)) as app:
+        with write_lock(db):
+            channel, answer = start_answer(app, SECRET)
+            outcome = await answer
         assert channel.visible() == [STORAGE_BUSY("en")]
         assert isinstance(outcome.error, StorageBusy)
         assert fake_gpts.requests == []  # nothing asked that could not be stored
-        later = RecordingChannel(FakeClock())
-        await app.service.answer(
-            Turn(DM, ALICE, "again", is_private=True), StreamingReply(later, edit_interval_s=0)
-        )
+        later, answer = start_answer(app, "again")
+        await answer
         assert later.visible() == ["echo: again"]
-    assert "a message in test:dm was not stored: the database stayed locked" in caplog.text
-    assert SECRET not in caplog.text
+    assert "a message in test:dm was not stored: the database stayed locked" in logs.text
 
 
 @pytest.mark.asyncio
 async def test_an_answer_finished_under_a_lock_is_stored_when_it_lifts(
-    fake_gpts: FakeGpts, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fake_gpts: FakeGpts, gate: Gate, db: Path, logs: pytest.LogCaptureFixture
 ) -> None:
-    db = tmp_path / "bot.db"
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    async with open_app(config_for(fake_gpts, db, lock_retry_s=10)) as app:  # type: ignore[arg-type]
-        channel = RecordingChannel(FakeClock())
-        turn = Turn(DM, ALICE, "question", is_private=True)
-        answer = asyncio.create_task(
-            app.service.answer(turn, StreamingReply(channel, edit_interval_s=0))
-        )
-        gate.send(SECRET)
+    async with answering(fake_gpts, gate, db, lock_retry_s=10) as (app, channel, answer):
         await fake_gpts.wait_requests(1)
-        with caplog.at_level(logging.INFO), write_lock(db):
+        with write_lock(db):
             gate.finish()
             await asyncio.sleep(0.5)
             assert not answer.done()  # shown, and waiting to be stored
@@ -141,62 +151,43 @@ async def test_an_answer_finished_under_a_lock_is_stored_when_it_lifts(
             ("question", "complete"),
             (SECRET, "complete"),
         ]
-    assert SECRET not in caplog.text
 
 
 @pytest.mark.asyncio
 async def test_an_answer_that_cannot_be_stored_says_so_and_keeps_its_last_save(
-    fake_gpts: FakeGpts, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fake_gpts: FakeGpts, gate: Gate, db: Path, logs: pytest.LogCaptureFixture
 ) -> None:
-    db = tmp_path / "bot.db"
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    async with open_app(config_for(fake_gpts, db, lock_retry_s=0.3)) as app:  # type: ignore[arg-type]
-        channel = RecordingChannel(FakeClock())
-        turn = Turn(DM, ALICE, "question", is_private=True)
-        answer = asyncio.create_task(
-            app.service.answer(turn, StreamingReply(channel, edit_interval_s=0))
-        )
-        gate.send(SECRET)
+    async with answering(fake_gpts, gate, db, lock_retry_s=0.3) as (app, channel, answer):
         conversation = await app.repo.current_conversation(DM)
         for _ in range(100):  # saved while streaming (save_interval_s 0.05)
             stored = await app.repo.history(conversation, limit=5)
             if stored[-1].content == SECRET:
                 break
             await asyncio.sleep(0.05)
-        with caplog.at_level(logging.INFO), write_lock(db):
+        with write_lock(db):
             gate.send(" and the end")
             gate.finish()
             await asyncio.wait_for(answer, 5)
         assert channel.visible() == [f"{SECRET} and the end", ANSWER_NOT_SAVED("en")]
         stored = await app.repo.history(conversation, limit=5)
         assert (stored[-1].content, stored[-1].status) == (SECRET, "streaming")
-    assert "not stored in full: the database stayed locked" in caplog.text
-    assert SECRET not in caplog.text
+    assert "not stored in full: the database stayed locked" in logs.text
 
 
 @pytest.mark.asyncio
 async def test_two_writers_wait_out_a_lock_and_lose_nothing(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, db: Path, tmp_path: Path
 ) -> None:
     """`run` (Telegram) and `chat` write to one database while a third connection holds its write
     lock for many busy timeouts: both turns are stored once it lifts, nothing crashes, and no log
     line carries a message."""
     asked_on_telegram, asked_in_chat = "telegram-secret-5521", "terminal-secret-8830"
-    db = tmp_path / "bot.db"
-    async with FakeTelegram() as telegram:
-        config = write_config(
-            tmp_path,
-            fake_gpts.base_url,
-            telegram={"base_url": telegram.base_url},
-            storage={"busy_timeout_s": 0.1, "lock_retry_s": 30.0},
-        )
-        env = environment(config, TELEGRAM_BOT_TOKEN=telegram.token)
-        run = await Bot.start("run", env=env, database=db)
-        await telegram.wait_for_call("getUpdates", timeout=WAIT_S)
-        mei = telegram.user(501, "Mei")
+    async with TelegramChat() as telegram:
+        storage = {"busy_timeout_s": 0.1, "lock_retry_s": 30.0}
+        env = telegram.environment(tmp_path, fake_gpts.base_url, storage=storage)
+        run = await telegram.start_run(env, db)
         with write_lock(db):
-            telegram.user_message(telegram.private_chat(mei), mei, asked_on_telegram)
+            await telegram.ask(asked_on_telegram)
             chat = await Bot.start("chat", env=env, database=db, stdin=True)
             await chat.say(asked_in_chat)
             await wait_for(lambda: "the database is locked" in run.log + chat.log)
@@ -205,9 +196,7 @@ async def test_two_writers_wait_out_a_lock_and_lose_nothing(
         await chat.wait_output(f"echo: {asked_in_chat}")
         assert await chat.wait() == 0
         answer = f"echo: {asked_on_telegram}"
-        await telegram.wait_until(
-            lambda: [m["text"] for m in telegram.bot_messages(501)] == [answer], WAIT_S
-        )
+        await telegram.wait_shown(lambda shown: shown == [answer])
         assert await run.terminate() == 0
     stored = sorted(run.stored())
     assert stored == sorted(
@@ -226,9 +215,8 @@ async def test_two_writers_wait_out_a_lock_and_lose_nothing(
 
 @pytest.mark.asyncio
 async def test_chat_locked_out_says_one_line_and_goes_on(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, db: Path, tmp_path: Path
 ) -> None:
-    db = tmp_path / "bot.db"
     config = write_config(
         tmp_path, fake_gpts.base_url, storage={"busy_timeout_s": 0.05, "lock_retry_s": 0.3}
     )

@@ -15,7 +15,6 @@ from core.errors import (
     GptNotFound,
     RateLimited,
     UpstreamError,
-    UpstreamTimeout,
 )
 from core.gpts import (
     Delta,
@@ -32,6 +31,7 @@ from core.gpts import (
 )
 from core.gpts.error_mapping import RETRY_JITTER
 from fakes.gpts import CLOUDFLARE_524
+from tests.upstream_errors import FAILURES, Failure, failure_id
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sse"
 
@@ -231,23 +231,9 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(None) is None
 
 
-@pytest.mark.parametrize(
-    ("exc", "retry"),
-    [
-        (UpstreamError("connection refused"), True),
-        (UpstreamError("x", status=408), True),
-        (UpstreamError("x", status=503), True),
-        (UpstreamError("x", status=400), False),
-        (AuthError("x", status=401), False),
-        (GptNotFound("x", status=404), False),
-        (RateLimited("x", retry_after=2.0), True),
-        (RateLimited("x", retry_after=300.0), False),
-        (UpstreamTimeout("first chunk", 1.0), True),
-        (UpstreamTimeout("idle", 1.0), False),
-    ],
-)
-def test_which_errors_are_retried(exc: UpstreamError, retry: bool) -> None:
-    assert is_retryable(exc) is retry
+@pytest.mark.parametrize("failure", FAILURES, ids=failure_id)
+def test_which_errors_are_retried(failure: Failure) -> None:
+    assert is_retryable(failure.error) is failure.retried
 
 
 def _most_within(delays: list[float], window_s: float) -> int:

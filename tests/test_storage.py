@@ -9,8 +9,7 @@ import os
 import sqlite3
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,14 @@ import pytest
 import pytest_asyncio
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from core.gpts import Usage
 from storage import MESSAGE_STATUSES, BindingRecord, MessageRecord, NewMessage, Repository, ScopeKey
 from storage.models import Base, UTCDateTime
+from tests.sql_probes import captured_sql, raw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"scopes", "conversations", "messages", "bindings"}
@@ -46,34 +46,6 @@ async def repo(db_path: Path) -> AsyncIterator[Repository]:
     await repository.upgrade()
     yield repository
     await repository.close()
-
-
-@contextmanager
-def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain stdlib connection, to look at the file from outside the repository."""
-    with closing(sqlite3.connect(db_path)) as connection:
-        yield connection
-
-
-@contextmanager
-def captured_sql(repository: Repository) -> Iterator[list[tuple[str, Any]]]:
-    """Record the SQL the repository sends, as (statement, parameters)."""
-    statements: list[tuple[str, Any]] = []
-    # An SQLite file is used through a thread of the repository's own (the stdlib driver).
-    engines = [repository._engine.sync_engine, repository._thread_engine]
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        statements.append((statement, parameters))
-
-    for engine in engines:
-        if engine is not None:
-            event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        for engine in engines:
-            if engine is not None:
-                event.remove(engine, "before_cursor_execute", record)
 
 
 async def add_numbered(repository: Repository, conversation_id: int, count: int) -> list[int]:

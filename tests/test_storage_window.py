@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy import event
 
 from storage import NewMessage, Repository, ScopeKey
+from tests.sql_probes import captured_sql, raw
 
 
 @pytest.fixture
@@ -25,29 +22,6 @@ async def repo(db_path: Path) -> AsyncIterator[Repository]:
     async with await Repository.open(f"sqlite+aiosqlite:///{db_path}") as repository:
         await repository.upgrade()
         yield repository
-
-
-@contextmanager
-def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
-    with closing(sqlite3.connect(db_path)) as connection:
-        yield connection
-
-
-@contextmanager
-def captured_sql(repository: Repository) -> Iterator[list[tuple[str, Any]]]:
-    """The SQL the repository's thread sends, as (statement, parameters)."""
-    statements: list[tuple[str, Any]] = []
-    engine = repository._thread_engine
-    assert engine is not None
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        statements.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.mark.asyncio

@@ -30,16 +30,8 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from core import errors
 from core.config import GptsConfig
-from core.errors import (
-    AuthError,
-    EndpointNotFound,
-    GptNotFound,
-    RateLimited,
-    StreamInterrupted,
-    UpstreamError,
-    UpstreamTimeout,
-)
 from core.gpt_names import model_name
 
 logger = logging.getLogger(__name__)
@@ -50,24 +42,24 @@ _MAX_DOUBLINGS = 30
 _PAYMENT_REQUIRED = 402
 
 
-def is_endpoint_failure(exc: UpstreamError) -> bool:
+def is_endpoint_failure(exc: errors.UpstreamError) -> bool:
     """Does `exc`, raised before any text, say the *endpoint* failed (so the turn moves to another
     endpoint and this one is marked unhealthy), rather than the request or the GPT?"""
     match exc:
-        case AuthError() | EndpointNotFound():
+        case errors.AuthError() | errors.EndpointNotFound():
             # A refused key or a wrong base_url is this endpoint's misconfiguration: another
             # endpoint has its own key and URL, so the turn fails over.
             return True
-        case GptNotFound():
+        case errors.GptNotFound():
             # Not failed over: a missing GPT (deleted, private, a typo in the binding) is missing
             # on every endpoint, so trying each would only multiply the requests, and a chat bound
             # to it would knock every endpoint out in turn. The endpoint stays healthy.
             return False
-        case StreamInterrupted():
+        case errors.StreamInterrupted():
             return False  # text had arrived: never failed over
-        case RateLimited():
+        case errors.RateLimited():
             return True  # even with a long Retry-After: another endpoint has its own quota
-        case UpstreamTimeout(phase=phase):
+        case errors.UpstreamTimeout(phase=phase):
             return phase in ("connect", "first chunk")
         case _:
             pass
@@ -240,7 +232,7 @@ class EndpointPool:
         ]
         return min(ends) if ends else None
 
-    def failed(self, endpoint: Endpoint, exc: UpstreamError, since: float) -> None:
+    def failed(self, endpoint: Endpoint, exc: errors.UpstreamError, since: float) -> None:
         """An attempt that began at `since` failed before any text with `exc`, an endpoint
         failure: the endpoint is unhealthy for its next back-off."""
         if len(self.endpoints) == 1:
@@ -250,7 +242,7 @@ class EndpointPool:
         now = self.now()
         doublings = min(endpoint.failures, _MAX_DOUBLINGS)
         backoff = min(self._backoff_s * 2.0**doublings, self._max_backoff_s)
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        if isinstance(exc, errors.RateLimited) and exc.retry_after is not None:
             backoff = max(backoff, exc.retry_after)
         endpoint.failures += 1
         endpoint.failed_at = now

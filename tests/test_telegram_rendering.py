@@ -61,17 +61,31 @@ async def ask(tg: FakeTelegram, chat: dict[str, Any], user: dict[str, Any], answ
     check_answer(answer, rendered_messages)
 
 
+async def ask_in_a_dm(
+    tmp_path: Path,
+    tg: FakeTelegram,
+    fake_gpts: FakeGpts,
+    asked: list[tuple[Answer, dict[str, Any]]],
+    **telegram: Any,
+) -> dict[str, Any]:
+    """Ann asks for each answer in her DM (streamed with the given `Reply` options) and each is
+    checked as it finally shows; the chat."""
+    ann = tg.user(10, "Ann")
+    chat = tg.private_chat(ann)
+    async with running(make_config(tmp_path, tg, fake_gpts, **telegram)):
+        for answer, options in asked:
+            fake_gpts.enqueue(Reply(answer.text, **options))
+            await ask(tg, chat, ann, answer)
+    return chat
+
+
 @pytest.mark.asyncio
 async def test_corpus_answers_arrive_whole_with_safe_links(
     tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
 ) -> None:
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
-    async with running(make_config(tmp_path, tg, fake_gpts)):
-        for name in END_TO_END:
-            answer = BY_NAME[name]
-            fake_gpts.enqueue(Reply(answer.text, chunk_chars=400))
-            await ask(tg, chat, ann, answer)
+    chat = await ask_in_a_dm(
+        tmp_path, tg, fake_gpts, [(BY_NAME[name], {"chunk_chars": 400}) for name in END_TO_END]
+    )
     # The code fence cut into two pages was closed and reopened: both pages carry a pre entity.
     code_pages = [
         m
@@ -85,12 +99,10 @@ async def test_corpus_answers_arrive_whole_with_safe_links(
 async def test_streamed_text_is_plain_and_the_final_one_is_rendered(
     tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
 ) -> None:
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
     answer = BY_NAME["comparisons"]
-    fake_gpts.enqueue(Reply(answer.text, chunk_chars=8, chunk_delay_s=0.06))
-    async with running(make_config(tmp_path, tg, fake_gpts)):
-        await ask(tg, chat, ann, answer)
+    await ask_in_a_dm(
+        tmp_path, tg, fake_gpts, [(answer, {"chunk_chars": 8, "chunk_delay_s": 0.06})]
+    )
     calls = [c for c in tg.calls if c.method in {"sendMessage", "editMessageText"} and c.ok]
     assert len(calls) >= 2
     # The streamed versions showed the text as it came, and the final one took nothing away.
@@ -104,10 +116,6 @@ async def test_streamed_text_is_plain_and_the_final_one_is_rendered(
 async def test_draft_mode_posts_the_rendered_final_text(
     tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
 ) -> None:
-    ann = tg.user(10, "Ann")
-    chat = tg.private_chat(ann)
-    async with running(make_config(tmp_path, tg, fake_gpts, dm_streaming="draft")):
-        for name in ("link_text_with_markup", "jsx_in_prose"):
-            answer = BY_NAME[name]
-            fake_gpts.enqueue(Reply(answer.text, chunk_chars=20))
-            await ask(tg, chat, ann, answer)
+    names = ("link_text_with_markup", "jsx_in_prose")
+    asked = [(BY_NAME[name], {"chunk_chars": 20}) for name in names]
+    await ask_in_a_dm(tmp_path, tg, fake_gpts, asked, dm_streaming="draft")

@@ -7,11 +7,9 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from functools import partial
-from http import HTTPStatus
 from typing import Any
 
 from telegram import BotCommand, Message, ReplyParameters, Update
-from telegram._utils.types import ODVInput
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, FloodLimit
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
@@ -22,7 +20,6 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
-from telegram.request import BaseRequest, RequestData
 
 from bots.telegram_adapter import text as say
 from bots.telegram_adapter.channels import (
@@ -70,35 +67,6 @@ TOKEN_PATTERNS = (r"(/bot)\d+:[A-Za-z0-9_-]+",)
 # asyncio ("Task exception was never retrieved": stopping the Updater can abandon a poll's task).
 REFUSAL_LOGGERS = ("telegram.ext", "telegram.ext.Updater", "asyncio")
 REFUSED = "Telegram refused the bot token: check TELEGRAM_BOT_TOKEN"
-
-
-class _TokenWatch(AiohttpRequest):
-    """Sets `refused` when the Bot API answers 401 Unauthorized: the token was revoked. PTB
-    raises InvalidToken then, but from polling it raises it inside its own task, where nobody
-    waits for it: without this the bot would stop polling and stay up, deaf."""
-
-    __slots__ = ("_refused",)
-
-    def __init__(self, refused: asyncio.Event, **options: Any) -> None:
-        super().__init__(**options)
-        self._refused = refused
-
-    async def do_request(
-        self,
-        url: str,
-        method: str,
-        request_data: RequestData | None = None,
-        read_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        write_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        connect_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-        pool_timeout: ODVInput[float] = BaseRequest.DEFAULT_NONE,
-    ) -> tuple[int, bytes]:
-        status, body = await super().do_request(
-            url, method, request_data, read_timeout, write_timeout, connect_timeout, pool_timeout
-        )
-        if status == HTTPStatus.UNAUTHORIZED:
-            self._refused.set()
-        return status, body
 
 
 class _WithoutRefusedToken(logging.Filter):
@@ -167,13 +135,13 @@ class TelegramAdapter:
             .concurrent_updates(True)
             # aiohttp instead of PTB's httpx: a fraction of the CPU per call (see request.py).
             .request(
-                _TokenWatch(
-                    self._refused,
+                AiohttpRequest(
                     connection_pool_size=CONNECTION_POOL_SIZE,
                     pool_timeout=POOL_TIMEOUT_S,
+                    refused=self._refused,
                 )
             )
-            .get_updates_request(_TokenWatch(self._refused, connection_pool_size=1))
+            .get_updates_request(AiohttpRequest(connection_pool_size=1, refused=self._refused))
             .build()
         )
         application.add_handler(

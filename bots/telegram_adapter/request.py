@@ -14,9 +14,11 @@ for the response under `read`, which for uploads is at least the write timeout.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import ssl
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 from urllib.request import getproxies, proxy_bypass
@@ -43,6 +45,7 @@ class AiohttpRequest(BaseRequest):
         "_pool_timeout",
         "_proxies",
         "_read_timeout",
+        "_refused",
         "_session",
         "_timeouts",
         "_write_timeout",
@@ -56,7 +59,12 @@ class AiohttpRequest(BaseRequest):
         connect_timeout: float | None = 5.0,
         pool_timeout: float | None = 1.0,
         media_write_timeout: float | None = 20.0,
+        refused: asyncio.Event | None = None,
     ) -> None:
+        # Set when the Bot API answers 401 Unauthorized: the token was revoked. PTB raises
+        # InvalidToken then, but while polling it raises it inside its own task, where nobody
+        # waits for it: the adapter watches this instead, or the bot would stay up, deaf.
+        self._refused = refused
         self._pool_size = connection_pool_size
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
@@ -117,6 +125,8 @@ class AiohttpRequest(BaseRequest):
             async with session.request(
                 method, url, data=data, headers=headers, timeout=timeout, **proxy
             ) as response:
+                if response.status == HTTPStatus.UNAUTHORIZED and self._refused is not None:
+                    self._refused.set()
                 return response.status, await response.read()
         except TimeoutError as exc:  # aiohttp's ServerTimeoutError is one too
             raise TimedOut from exc

@@ -19,9 +19,13 @@ from storage.records import (
     MessageRecord,
     MessageStatus,
     NewMessage,
+    QuotaUse,
     ScopeKey,
     TokenUsage,
     TurnStart,
+    UsageFigures,
+    UsageReport,
+    UserUsage,
 )
 from storage.repository import Repository, StorageBusy, alembic_config
 
@@ -33,11 +37,15 @@ __all__ = [
     "MessageRecord",
     "MessageStatus",
     "NewMessage",
+    "QuotaUse",
     "Repository",
     "ScopeKey",
     "StorageBusy",
     "TokenUsage",
     "TurnStart",
+    "UsageFigures",
+    "UsageReport",
+    "UserUsage",
     "alembic_config",
     "sqlite_file",
 ]

@@ -117,6 +117,7 @@ _FINISH_ANSWER: Final = (
         prompt_tokens=bindparam("final_prompt_tokens"),
         completion_tokens=bindparam("final_completion_tokens"),
         total_tokens=bindparam("final_total_tokens"),
+        tokens_estimated=bindparam("final_tokens_estimated"),
         first_chunk_ms=bindparam("final_first_chunk_ms"),
         total_ms=bindparam("final_total_ms"),
         platform_message_ids=bindparam("final_ids"),
@@ -191,6 +192,7 @@ def message_values(message: NewMessage) -> dict[str, Any]:
         "created_at": utcnow(),
         "answers_id": message.answers_id,
         "full_length": message.full_length,
+        "tokens_estimated": message.tokens_estimated,
     }
 
 
@@ -229,6 +231,7 @@ def finish_answer(connection: Connection, answer_id: int, message: NewMessage) -
         "final_prompt_tokens": usage.prompt_tokens if usage else None,
         "final_completion_tokens": usage.completion_tokens if usage else None,
         "final_total_tokens": usage.total_tokens if usage else None,
+        "final_tokens_estimated": message.tokens_estimated,
         "final_first_chunk_ms": message.first_chunk_ms,
         "final_total_ms": message.total_ms,
         "final_ids": list(message.platform_message_ids),

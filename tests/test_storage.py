@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.gpts import Usage
 from storage import MESSAGE_STATUSES, BindingRecord, MessageRecord, NewMessage, Repository, ScopeKey
+from storage.engine import head_revision
 from storage.models import Base, UTCDateTime
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +124,7 @@ async def test_upgrade_creates_tables_in_a_new_folder_and_is_idempotent(tmp_path
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
         versions = connection.execute("SELECT version_num FROM alembic_version").fetchall()
     assert names >= TABLES | {"alembic_version", "ix_messages_conversation_id_id"}
-    assert versions == [("0002",)]
+    assert versions == [(head_revision(),)]
 
 
 @pytest.mark.asyncio

@@ -201,8 +201,8 @@ ACCESS_NO_DMS = Text(
     "⛔ 本机器人不回复私聊消息，请在群组中使用。",
 )
 QUOTA_TURNS = Text(
-    "⏳ You reached the limit of {limit} messages a minute. Try again in {wait} ({time} UTC).",
-    "⏳ 你已达到每分钟 {limit} 条消息的上限，请 {wait}后再试（UTC {time}）。",
+    "⏳ You reached your limit of messages per minute ({limit}). Try again in {wait} ({time} UTC).",
+    "⏳ 你已达到每分钟的消息上限（{limit} 条），请 {wait}后再试（UTC {time}）。",
 )
 QUOTA_USER_TOKENS = Text(
     "⏳ You reached your limit of {limit} tokens a day. It resets at 00:00 UTC, in {wait}.",

@@ -56,7 +56,6 @@ def test_defaults_and_secret_overrides_from_the_environment() -> None:
         ({"gpts": {"default_gpt": "not a gpt"}}, "gpts.default_gpt"),
         ({"discord": {"api_base": "ftp://x"}}, "discord.api_base"),
         ({"telegram": {"dm_streaming": "stream"}}, "telegram.dm_streaming"),
-        ({"telegram": {"allowed_chat_ids": ["x"]}}, "telegram.allowed_chat_ids[0]"),
         ({"access": {"allow": {"telegram_chats": ["x"]}}}, "access.allow.telegram_chats[0]"),
         ({"access": {"block": {"users": ["42"]}}}, "access.block.users"),
         ({"access": {"allow": ["telegram:1"]}}, "access.allow"),
@@ -120,6 +119,20 @@ def test_example_config_documents_every_key_and_loads() -> None:
                 assert f"{key} =" in text, f"{name}.{key} is not documented"
     assert nested_tables(GptsConfig) == {"endpoints": EndpointConfig}
     assert sub_tables(AccessConfig) == {"allow": AccessList, "block": AccessList}
+
+
+@pytest.mark.parametrize(
+    ("raw", "moved"),
+    [
+        ({"telegram": {"allowed_chat_ids": [1]}}, "telegram.allowed_chat_ids: has moved: "),
+        ({"discord": {"allowed_guild_ids": [1]}}, "discord.allowed_guild_ids: has moved: "),
+    ],
+)
+def test_moved_keys_say_where_they_went(raw: dict[str, object], moved: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, {})
+    assert str(caught.value).startswith(f"config: {moved}")
+    assert "[access.allow]" in str(caught.value)
 
 
 def test_access_lists_and_quotas_load_as_nested_tables() -> None:

@@ -64,10 +64,10 @@ def test_the_minute_is_rolling_and_resets_when_its_oldest_turn_is_a_minute_old()
     assert reached.resets_at == oldest + timedelta(seconds=60)
     assert reached.wait_s == 15
     assert user_message(reached, "en") == (
-        "⏳ You reached the limit of 3 messages a minute. Try again in 15 s (12:00:45 UTC)."
+        "⏳ You reached your limit of messages per minute (3). Try again in 15 s (12:00:45 UTC)."
     )
     assert user_message(reached, "zh") == (
-        "⏳ 你已达到每分钟 3 条消息的上限，请 15 秒后再试（UTC 12:00:45）。"
+        "⏳ 你已达到每分钟的消息上限（3 条），请 15 秒后再试（UTC 12:00:45）。"
     )
     # 0 means unlimited, whatever was used.
     assert over_limit(QuotaConfig(), QuotaUse(turns=10**6, user_tokens=10**9), windows) is None
@@ -153,7 +153,7 @@ async def limited_by_the_minute(app: App, fake_gpts: FakeGpts) -> None:
     assert await say(app, ANN, "one") == ["echo: Ann: one"]
     assert await say(app, ANN, "two") == ["echo: Ann: two"]
     (line,) = await say(app, ANN, "three")
-    assert line.startswith("⏳ You reached the limit of 2 messages a minute. Try again in ")
+    assert line.startswith("⏳ You reached your limit of messages per minute (2). Try again in ")
     assert len(fake_gpts.requests) == 2
     assert (await stored(app, GROUP))[-1] == ("user", "three", "refused")
     # Someone else, and the owner, still get answers; the owner is never limited.

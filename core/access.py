@@ -116,6 +116,8 @@ _LISTS: Final[dict[str, tuple[str | None, str | None, str | None]]] = {
     "telegram": ("telegram_chats", None, None),
     "discord": ("discord_channels", "discord_guilds", "discord_roles"),
 }
+# Platforms whose threads are channels of their own (a Telegram forum topic is not a chat).
+_THREADS_ARE_CHANNELS: Final = frozenset({"discord"})
 
 
 def _lists(rules: AccessList, platform: str) -> _Lists:
@@ -124,6 +126,13 @@ def _lists(rules: AccessList, platform: str) -> _Lists:
 
     chats, groups, roles = _LISTS.get(platform, (None, None, None))
     return _Lists(ids(chats), ids(groups), ids(roles))
+
+
+def _places(scope: Scope) -> set[str]:
+    """The ids a chat or channel list may name for `scope`."""
+    if scope.thread_id and scope.platform in _THREADS_ARE_CHANNELS:
+        return {scope.chat_id, scope.thread_id}
+    return {scope.chat_id}
 
 
 def is_owner(config: AccessConfig, platform: str, user_id: str) -> bool:
@@ -142,7 +151,7 @@ def decide(config: AccessConfig, who: Who) -> Allowed | Refused:
     if is_owner(config, who.platform, who.user_id):
         return ALLOWED
     blocked, allowed = _lists(config.block, who.platform), _lists(config.allow, who.platform)
-    places = {who.scope.chat_id, who.scope.thread_id} - {""}
+    places = _places(who.scope)
     roles = set(who.role_ids)
     if who.user in config.block.users:
         return Refused(Reason.USER_BLOCKED)

@@ -69,6 +69,9 @@ def test_telegram_chat_lists_cover_the_chat_and_its_topics() -> None:
     assert reason(blocked, in_group(scope=Scope("telegram", "-1002"))) is None
     allowed = access(allow={"telegram_chats": [-1001]})
     assert reason(allowed, in_group(scope=TG_TOPIC)) is None
+    # A topic is not a chat: its id never matches one.
+    topic_id_listed = access(allow={"telegram_chats": [7]}, block={"telegram_chats": [7]})
+    assert reason(topic_id_listed, in_group(scope=TG_TOPIC)) is Reason.PLACE_NOT_ALLOWED
     assert reason(allowed, in_group(scope=Scope("telegram", "-1002"))) is Reason.PLACE_NOT_ALLOWED
     # Discord's lists say nothing about Telegram, and the other way round.
     assert reason(access(allow={"discord_channels": [1]}), in_group()) is None

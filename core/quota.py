@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from core.access import is_owner
 from core.config import Config, QuotaConfig
 from core.errors import QuotaReached
 from core.gpts import Usage
@@ -108,8 +109,9 @@ class Quotas:
         self.now = now
 
     def is_exempt(self, turn: Turn) -> bool:
-        owners = self.config.access.owners
-        return turn.author.is_owner or f"{turn.scope.platform}:{turn.author.id}" in owners
+        """Owners have no quotas."""
+        author = turn.author
+        return author.is_owner or is_owner(self.config.access, turn.scope.platform, author.id)
 
     async def check(self, turn: Turn) -> QuotaReached | None:
         """The limit this turn would go over, or None. A database too busy to count lets the turn

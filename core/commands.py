@@ -16,10 +16,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from core import i18n
+from core import access, i18n, usage
 from core.conversation import BindingInfo, ConversationService
 from core.errors import BadGptName, user_message
 from core.i18n import Language, Text
+from core.tables import Table
 from core.turns import Author, Scope
 from storage import StorageBusy
 
@@ -48,10 +49,15 @@ class Context:
 @dataclass(frozen=True, slots=True)
 class Reply:
     """What a command answers. `private`: only the person who ran it needs to see it (Discord
-    answers ephemerally; chats without that answer as usual)."""
+    answers ephemerally; chats without that answer as usual). `table`: figures shown under the
+    text (a Discord embed, a Telegram `pre` block, aligned columns in the terminal).
+    `confidential`: no one else may see it: where the platform can't answer only the asker in
+    this chat (a Telegram group), the adapter sends it in a private chat with them instead."""
 
     text: str
     private: bool = False
+    table: Table | None = None
+    confidential: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +86,17 @@ class Command:
     handler: Handler
     arguments: tuple[Argument, ...] = ()
     permission: Permission = Permission.ANYONE
+    # Anyone may run it, but admins see more (/usage): adapters ask whether the author is one.
+    admin_view: bool = False
 
     @property
     def path(self) -> tuple[str, ...]:
         return tuple(self.name.split())
+
+    @property
+    def asks_admin(self) -> bool:
+        """Whether adapters must find out if the author is an admin here (`Author.is_admin`)."""
+        return self.permission is not Permission.ANYONE or self.admin_view
 
     def usage(self, language: Language) -> str:
         placeholders = (f"<{argument.placeholder(language)}>" for argument in self.arguments)
@@ -157,6 +170,21 @@ async def _info(commands: Commands, ctx: Context, args: Mapping[str, str]) -> Re
     return Reply(describe_binding(info, ctx.language), private=True)
 
 
+async def _usage(commands: Commands, ctx: Context, args: Mapping[str, str]) -> Reply:
+    is_owner = ctx.author.is_owner or commands.is_owner(ctx.scope, ctx.author)
+    service = commands.service
+    text, table = await usage.report(
+        service.repo,
+        service.quotas.now(),
+        ctx.scope,
+        ctx.author.id,
+        language=ctx.language,
+        sees_chat=not ctx.is_private and (ctx.author.is_admin or is_owner),
+        sees_bot=is_owner,
+    )
+    return Reply(text, private=True, table=table, confidential=True)
+
+
 def describe_binding(info: BindingInfo | None, language: Language) -> str:
     """Which GPT answers in a scope, and where that choice comes from (/gpt info)."""
     if info is None:
@@ -214,6 +242,12 @@ REGISTRY: tuple[Command, ...] = (
     ),
     Command("gpt info", Text("Show which GPT answers here", "查看这里由哪个 GPT 回答"), _info),
     Command("reset", Text("Start a new conversation", "开始新对话"), _reset),
+    Command(
+        "usage",
+        Text("Your turns and tokens today and this month", "你今天和本月的对话轮次与 tokens"),
+        _usage,
+        admin_view=True,
+    ),
 )
 GROUPS: tuple[Group, ...] = (
     Group("gpt", Text("Show or choose the GPT that answers here", "查看或选择这里的 GPT"), "info"),
@@ -285,7 +319,7 @@ class Commands:
                 return is_owner
 
     def is_owner(self, scope: Scope, author: Author) -> bool:
-        return f"{scope.platform}:{author.id}" in self.service.config.access.owners
+        return access.is_owner(self.service.config.access, scope.platform, author.id)
 
     async def run(
         self, ctx: Context, command: Command, args: Mapping[str, str] | None = None

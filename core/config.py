@@ -138,10 +138,54 @@ class BotConfig:
     shutdown_grace_s: float | None = non_negative(None)
 
 
+def _user_ids_problem(users: tuple[str, ...]) -> str | None:
+    for user in users:
+        platform, _, user_id = user.partition(":")
+        if not platform or not user_id:
+            return f"{user!r} is not platform:user_id"
+    return None
+
+
+def user_ids() -> tuple[str, ...]:
+    """A list of platform user ids, each written "telegram:123" / "discord:456"."""
+    return typing.cast(tuple[str, ...], setting((), check=_user_ids_problem))
+
+
+@dataclass(frozen=True, slots=True)
+class AccessList:
+    """`[access.allow]` or `[access.block]`: who and where, by id (see core.access)."""
+
+    users: tuple[str, ...] = user_ids()
+    # Telegram chat ids: groups (-100...) and private chats (a person's own id).
+    telegram_chats: tuple[int, ...] = ()
+    discord_guilds: tuple[int, ...] = ()
+    # Discord channel ids; a thread is in its channel's list, or in its own.
+    discord_channels: tuple[int, ...] = ()
+    discord_roles: tuple[int, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class AccessConfig:
-    # Platform user ids written "telegram:123" / "discord:456": admins in every chat.
-    owners: tuple[str, ...] = ()
+    # Platform user ids written "telegram:123" / "discord:456": admins in every chat, never
+    # refused, exempt from quotas.
+    owners: tuple[str, ...] = user_ids()
+    # Whether private chats (DMs) with the bot are answered.
+    allow_dms: bool = True
+    # Blocked wins over allowed; an empty allow list allows everyone.
+    allow: AccessList = field(default_factory=AccessList)
+    block: AccessList = field(default_factory=AccessList)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    """Limits per person and per chat (core.quota); 0: unlimited. Owners are exempt."""
+
+    # Messages for the GPT a person may send in any 60 seconds.
+    turns_per_user_per_minute: int = non_negative(0)
+    # Tokens (the endpoint's count, else an estimate) per person per UTC day.
+    tokens_per_user_per_day: int = non_negative(0)
+    # Tokens per chat (a channel or group with its threads and topics) per UTC day.
+    tokens_per_scope_per_day: int = non_negative(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +207,7 @@ class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
     # Each platform's own section ([telegram], [discord]...), as the platform declared it.
     platforms: Mapping[str, object] = field(default_factory=dict)
 
@@ -177,7 +222,14 @@ class Config:
 
     def secrets(self) -> list[str]:
         """Every secret value set in this config: what must never reach a log line."""
-        sections = [self.gpts, self.storage, self.bot, self.access, *self.platforms.values()]
+        sections = [
+            self.gpts,
+            self.storage,
+            self.bot,
+            self.access,
+            self.quota,
+            *self.platforms.values(),
+        ]
         values = [value for section in sections for value in secret_values(section)]
         redis_password = urlsplit(self.limits.redis_url).password
         return [*values, redis_password] if redis_password else values
@@ -215,10 +267,6 @@ def parse_config(
     gpts = _resolve_endpoints(config.gpts, raw.get("gpts", {}), os.environ if env is None else env)
     config = dataclasses.replace(config, gpts=gpts)
     _check_limits(config.limits)
-    for owner in config.access.owners:
-        platform, _, user_id = owner.partition(":")
-        if not platform or not user_id:
-            raise ConfigError("access.owners", f"{owner!r} is not platform:user_id")
     return config
 
 

@@ -9,9 +9,11 @@ Turns in one scope run in order (a queued one shows a waiting line); different s
 parallel. A turn holds its scope for at most `gpts.turn_timeout_s`. Nothing a user wrote is lost:
 their message is stored before upstream is called, whatever happens next, and a process that dies
 mid-answer leaves the answer's saved text to be settled at the next start (`core.interrupted`).
-A message refused before upstream (empty, over the input limit) is stored as `refused`, an
-over-long one truncated with its real length. While another process holds the database's lock,
-storage tries again for a bounded time; if it finally fails, the user gets one short line.
+A message refused before upstream (empty, over the input limit, over a `[quota]` limit) is stored
+as `refused`, an over-long one truncated with its real length. An answer the endpoint sent no
+token counts for is stored with an estimate, marked as such (`core.quota`). While another
+process holds the database's lock, storage tries again for a bounded time; if it finally fails,
+the user gets one short line.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from core.errors import (
 from core.gpt_names import gpt_url, model_name, parse_gpt_id
 from core.gpts import ChatMessage, GptsClient, Usage
 from core.history import upstream_messages
+from core.quota import Quotas, estimate, has_counts
 from core.saving import AnswerSaver
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
@@ -98,6 +101,7 @@ class _Progress:
     started: float = field(default_factory=time.monotonic)
     model: str | None = None
     usage: Usage | None = None
+    prompt_chars: int | None = None  # what went upstream, for an estimate of its tokens
     first_text_at: float | None = None
     error: BaseException | None = None
 
@@ -137,6 +141,7 @@ class ConversationService:
         self.repo = repo
         self.client = client
         self._locks = _ScopeLocks()
+        self.quotas = Quotas(config, repo)
         # Tests set this to see unexpected exceptions instead of the user's apology.
         self.reraise_unexpected = False
 
@@ -168,7 +173,7 @@ class ConversationService:
     async def _answer_locked(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
         gpts = self.config.gpts
         scope, author = turn.scope, turn.author
-        refusal = self._refusal(turn.text)
+        refusal = self._refusal(turn.text) or await self.quotas.check(turn)
         if refusal is not None:
             return await self._refuse(turn, reply, refusal)
         # The turn's whole life in the scope (retries included) ends by this time.
@@ -204,6 +209,7 @@ class ConversationService:
                 raise NoGptBound()
             progress.model = binding.model
             messages = self._upstream_messages(start.history, turn)
+            progress.prompt_chars = sum(len(message["content"]) for message in messages)
             timeout = asyncio.timeout_at(deadline)
             try:
                 async with (
@@ -251,6 +257,9 @@ class ConversationService:
         error_line = user_message(error, turn.language) if error is not None else None
         if error is None and not text.strip():
             status, error_line = "error", i18n.EMPTY_ANSWER(turn.language)
+        usage, estimated = progress.usage, False
+        if not has_counts(usage) and text and progress.prompt_chars is not None:
+            usage, estimated = estimate(progress.prompt_chars, text), True
         try:
             await reply.finish(error_line)
         finally:
@@ -260,7 +269,8 @@ class ConversationService:
                 text,
                 status=status,
                 model=progress.model,
-                usage=progress.usage,
+                usage=usage,
+                tokens_estimated=estimated,
                 first_chunk_ms=_ms(first - started) if first else None,
                 total_ms=_ms(time.monotonic() - started),
                 platform_message_ids=tuple(ref.message_id for ref in reply.messages),

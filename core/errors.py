@@ -7,6 +7,7 @@
     ├── NoGptBound               no binding here and no default GPT
     ├── EmptyMessage             nothing to send the GPT
     ├── MessageTooLong           more than the GPT may be sent at once (`length`, `limit`)
+    ├── QuotaReached             a `[quota]` limit is used up (`limit`, `value`, `resets_at`)
     └── UpstreamError            the GPTs endpoint failed (with its HTTP status, if any)
         ├── AuthError            401/403: the endpoint refused the key
         ├── EndpointNotFound     404 with no API error, or an HTML page: gpts.base_url is wrong
@@ -26,6 +27,7 @@ here ever contains a secret: callers pass only what the endpoint said, already s
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from core import i18n
 from core.i18n import Language
@@ -80,6 +82,25 @@ class MessageTooLong(GptsBotError):
         super().__init__(f"the message has {length} characters; the limit is {limit}")
         self.length = length
         self.limit = limit
+
+
+class QuotaReached(GptsBotError):
+    """A `[quota]` limit is used up: `limit` is its key (`tokens_per_user_per_day`...), `value` its
+    setting; one more turn is allowed at `resets_at` (UTC), `wait_s` from now."""
+
+    def __init__(self, limit: str, value: int, resets_at: datetime, wait_s: float) -> None:
+        super().__init__(f"quota {limit} = {value} reached until {resets_at:%Y-%m-%d %H:%M:%S} UTC")
+        self.limit = limit
+        self.value = value
+        self.resets_at = resets_at
+        self.wait_s = wait_s
+
+
+_QUOTA_LINES = {
+    "turns_per_user_per_minute": i18n.QUOTA_TURNS,
+    "tokens_per_user_per_day": i18n.QUOTA_USER_TOKENS,
+    "tokens_per_scope_per_day": i18n.QUOTA_SCOPE_TOKENS,
+}
 
 
 class UpstreamError(GptsBotError):
@@ -160,6 +181,13 @@ def user_message(exc: BaseException, language: Language = "en") -> str:
             text = i18n.EMPTY_MESSAGE
         case MessageTooLong(length=length, limit=limit):
             return i18n.MESSAGE_TOO_LONG(language, length=length, limit=limit)
+        case QuotaReached():
+            return _QUOTA_LINES[exc.limit](
+                language,
+                limit=f"{exc.value:,}",
+                wait=i18n.duration(exc.wait_s, language),
+                time=f"{exc.resets_at:%H:%M:%S}",
+            )
         case GptsBotError():
             return f"⚠️ {exc}"
         case asyncio.CancelledError() if exc.args == (STOP_REQUESTED,):

@@ -8,6 +8,7 @@ unless `[bot] language` fixes one. Adapters keep their own sentences next to the
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -44,6 +45,17 @@ def language_for(locale: str | None, setting: LanguageSetting = "auto") -> Langu
     if setting != "auto":
         return setting
     return "zh" if locale and locale.lower().startswith("zh") else "en"
+
+
+def duration(seconds: float, language: Language) -> str:
+    """A wait as people say it: "5 h 12 min", "12 min", "40 s" (rounded up, at least 1 s)."""
+    whole = max(1, math.ceil(seconds))
+    if whole < 60:
+        return SECONDS(language, seconds=whole)
+    minutes = math.ceil(whole / 60)
+    if minutes < 60:
+        return MINUTES(language, minutes=minutes)
+    return HOURS_MINUTES(language, hours=minutes // 60, minutes=minutes % 60)
 
 
 # --- what the core says ------------------------------------------------------------------------
@@ -179,3 +191,54 @@ INHERITED = Text(
 BOUND_HERE = Text("Bound{by}{on}.", "已{by}{on}绑定。")
 BY = Text(" by {name}", "由 {name} ")
 ON = Text(" on {time} UTC", "于 {time} UTC ")
+
+# --- access (core.access) and quotas (core.quota) ----------------------------------------------
+
+ACCESS_NOT_YOU = Text("⛔ You can't use this bot.", "⛔ 你无法使用本机器人。")
+ACCESS_NOT_HERE = Text("⛔ This bot is not enabled here.", "⛔ 本机器人未在这里启用。")
+ACCESS_NO_DMS = Text(
+    "⛔ This bot doesn't answer private messages; talk to it in a group.",
+    "⛔ 本机器人不回复私聊消息，请在群组中使用。",
+)
+QUOTA_TURNS = Text(
+    "⏳ You reached your limit of messages per minute ({limit}). Try again in {wait} ({time} UTC).",
+    "⏳ 你已达到每分钟的消息上限（{limit} 条），请 {wait}后再试（UTC {time}）。",
+)
+QUOTA_USER_TOKENS = Text(
+    "⏳ You reached your limit of {limit} tokens a day. It resets at 00:00 UTC, in {wait}.",
+    "⏳ 你已用完每天 {limit} tokens 的额度，额度在 UTC 00:00 重置（{wait}后）。",
+)
+QUOTA_SCOPE_TOKENS = Text(
+    "⏳ This chat reached its limit of {limit} tokens a day. It resets at 00:00 UTC, in {wait}.",
+    "⏳ 这里已用完每天 {limit} tokens 的额度，额度在 UTC 00:00 重置（{wait}后）。",
+)
+# Durations in those lines: "5 h 12 min", "12 min", "40 s".
+HOURS_MINUTES = Text("{hours} h {minutes} min", "{hours} 小时 {minutes} 分钟")
+MINUTES = Text("{minutes} min", "{minutes} 分钟")
+SECONDS = Text("{seconds} s", "{seconds} 秒")
+
+# /usage: a title, a table (columns, then a row per person or place), and a note on estimates.
+USAGE_TITLE = Text(
+    "📊 Usage today ({day}) and this month ({month}), UTC",
+    "📊 今日（{day}）与本月（{month}）用量，UTC",
+)
+USAGE_ESTIMATED = Text(
+    "~ estimated: the GPTs endpoint sent no token counts for some answers.",
+    "~ 为估算值：GPTs 接口没有返回部分回答的 token 数。",
+)
+USAGE_TURNS_TODAY = Text("Turns today", "今日轮次")
+USAGE_TOKENS_TODAY = Text("Tokens today", "今日 tokens")
+USAGE_TURNS_MONTH = Text("Turns this month", "本月轮次")
+USAGE_TOKENS_MONTH = Text("Tokens this month", "本月 tokens")
+USAGE_YOU = Text("You", "你")
+USAGE_HERE = Text("This chat", "本聊天")
+USAGE_BOT = Text("Whole bot", "整个机器人")
+USAGE_SENT_PRIVATELY = Text(
+    "📬 Sent to you in a private chat.",
+    "📬 已通过私聊发送给你。",
+)
+USAGE_NO_PRIVATE_CHAT = Text(
+    "🔒 Usage figures are only sent privately: open a chat with {mention}, press Start, then "
+    "ask again.",
+    "🔒 用量只通过私聊发送：请先打开与 {mention} 的私聊并点击“开始”，然后再试一次。",
+)

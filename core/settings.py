@@ -4,7 +4,9 @@ their checks, and `build_section` validates one TOML table into it, naming the k
 `core.config` declares the core's sections with these helpers; each platform declares its own
 (`bots/<name>/settings.py`). A field typed `tuple[SomeSection, ...]` is a list of nested tables
 (`[[gpts.endpoints]]`): each table is validated like a section, its errors named by position
-(`gpts.endpoints[1].base_url`).
+(`gpts.endpoints[1].base_url`). A field typed as a section is one nested table (`[access.allow]`),
+validated the same way (`access.allow.users`). A section may list keys it no longer takes in
+`MOVED_KEYS` (key -> where it went): setting one fails naming the new place.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import field
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from core.errors import ConfigError
 
 _T = TypeVar("_T")
 _S = TypeVar("_S")
+
+# The class attribute (a mapping of old key -> where it moved) that a section may declare.
+MOVED_KEYS: Final = "MOVED_KEYS"
 
 # --- declaring settings ------------------------------------------------------------------------
 # A section is a frozen dataclass. Its fields' defaults are the documented defaults; these helpers
@@ -130,6 +135,8 @@ def secret_values(section: Any) -> Iterator[str]:
         value = getattr(section, f.name)
         if f.metadata.get("secret") and value:
             yield value
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            yield from secret_values(value)
         elif isinstance(value, tuple):
             for item in value:
                 if dataclasses.is_dataclass(item):
@@ -151,6 +158,11 @@ def _check_value(key: str, value: Any, annotation: Any, *, trim: bool = True) ->
         if value not in choices:
             raise ConfigError(key, f"must be one of {', '.join(map(repr, choices))}")
         return value
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"must be a table ([{key}])")
+        # Like a list of tables, a nested table takes no environment overrides.
+        return build_section(key, annotation, value, {})
     if origin is tuple:
         item = typing.get_args(annotation)[0]
         if isinstance(item, type) and dataclasses.is_dataclass(item):
@@ -191,7 +203,10 @@ def build_section(
     env = os.environ if env is None else env
     raw = dict(raw)
     known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    moved: Mapping[str, str] = getattr(cls, MOVED_KEYS, {})
     for key in raw:
+        if key in moved:
+            raise ConfigError(f"{name}.{key}", f"has moved: {moved[key]}")
         if key not in known:
             raise ConfigError(f"{name}.{key}", "unknown key")
     for key, f in known.items():

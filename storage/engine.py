@@ -45,6 +45,15 @@ def alembic_config() -> Config:
     return config
 
 
+def head_revision() -> str:
+    """The newest migration's revision: what `upgrade_to_head` brings a database to."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
 def upgrade_to_head(connection: Connection) -> None:
     from alembic import command
 

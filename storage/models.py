@@ -6,6 +6,7 @@ Schema (every id is an autoincrementing integer; every timestamp is timezone-awa
       └─ conversations (scope_id, started_at)      ix (scope_id, id)
            └─ messages  (conversation_id, role, content, ...)   ix (conversation_id, id)
                 answers_id -> the user message an answer answers  ix (answers_id)
+                ix (author_id, created_at), ix (conversation_id, created_at): quotas, /usage
       └─ bindings      (scope_id unique, gpt_id, group_id ix, bound_by_*, bound_at)
 
 A scope's *current* conversation is its newest one (highest id); there is no pointer column.
@@ -23,6 +24,7 @@ from typing import Any, Final
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -34,6 +36,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -128,6 +131,9 @@ class Message(Base):
             sqlite_where=text("status = 'streaming'"),
             postgresql_where=text("status = 'streaming'"),
         ),
+        # Quotas and /usage (storage.usage): a person's messages since a time, and a chat's.
+        Index("ix_messages_author_id_created_at", "author_id", "created_at"),
+        Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -154,6 +160,8 @@ class Message(Base):
     answers_id: Mapped[int | None] = mapped_column(BigId, index=True)
     # Set when `content` is stored truncated (a refused over-long message): its real length.
     full_length: Mapped[int | None] = mapped_column(Integer)
+    # The token counts are the core's estimate: the endpoint sent none.
+    tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Binding(Base):

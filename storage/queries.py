@@ -115,6 +115,7 @@ _FINAL_COLUMNS: Final = (
     "prompt_tokens",
     "completion_tokens",
     "total_tokens",
+    "tokens_estimated",
     "first_chunk_ms",
     "total_ms",
     "platform_message_ids",
@@ -185,6 +186,7 @@ def _final_values(message: NewMessage) -> dict[str, Any]:
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,
         "total_tokens": usage.total_tokens if usage else None,
+        "tokens_estimated": message.tokens_estimated,
         "first_chunk_ms": message.first_chunk_ms,
         "total_ms": message.total_ms,
         "platform_message_ids": list(message.platform_message_ids),
@@ -201,6 +203,7 @@ def message_values(message: NewMessage) -> dict[str, Any]:
         "created_at": utcnow(),
         "answers_id": message.answers_id,
         "full_length": message.full_length,
+        "tokens_estimated": message.tokens_estimated,
     }
 
 

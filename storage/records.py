@@ -18,9 +18,13 @@ __all__ = [
     "MessageRecord",
     "MessageStatus",
     "NewMessage",
+    "QuotaUse",
     "ScopeKey",
     "TokenUsage",
     "TurnStart",
+    "UsageFigures",
+    "UsageReport",
+    "UserUsage",
 ]
 
 # Every status a stored message can have, spelled here only. Adding one is one more string here
@@ -100,6 +104,7 @@ class NewMessage:
     `platform_message_ids`: the platform messages it was shown as (a long answer spans several).
     `answers_id`: for an answer, the user message it answers (history is built from these pairs).
     `full_length`: set when `content` was stored truncated: the length of the message in full.
+    `tokens_estimated`: the endpoint sent no token counts, `usage` is the core's estimate.
     """
 
     role: str
@@ -114,6 +119,7 @@ class NewMessage:
     platform_message_ids: tuple[str, ...] = ()
     answers_id: int | None = None
     full_length: int | None = None
+    tokens_estimated: bool = False
 
     def __post_init__(self) -> None:
         _check_status(self.status)
@@ -184,3 +190,46 @@ class TurnStart:
     message_id: int  # the user's message
     binding: BindingRecord | None = None  # with_binding: the scope's, else its parent chat's
     answer_id: int | None = None  # the answer's row, when one was started with the turn
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUse:
+    """What a person and a chat used in the quota windows (`Repository.quota_use`); a figure
+    that was not asked for is 0. `oldest_turn_at`: the first of the person's `turns`."""
+
+    turns: int = 0
+    oldest_turn_at: datetime | None = None
+    user_tokens: int = 0
+    scope_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFigures:
+    """Turns (messages that went to the GPT) and their answers' tokens, today and this month.
+    `estimated`: some of the tokens are the core's estimate."""
+
+    turns_today: int = 0
+    tokens_today: int = 0
+    turns_month: int = 0
+    tokens_month: int = 0
+    estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UserUsage:
+    """One person's figures in a chat; `name`: the display name of one of their messages."""
+
+    user_id: str
+    name: str | None
+    figures: UsageFigures
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """`Repository.usage`: the person's own figures, and when asked for, the chat's with its top
+    users, and the whole bot's."""
+
+    own: UsageFigures
+    chat: UsageFigures | None = None
+    top_users: tuple[UserUsage, ...] = ()
+    bot: UsageFigures | None = None

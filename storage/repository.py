@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from types import TracebackType
 from typing import Final, Self, TypeVar
 
@@ -27,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage import queries
+from storage import queries, usage
 from storage.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
     alembic_config,
@@ -42,8 +43,10 @@ from storage.records import (
     InterruptedAnswer,
     MessageRecord,
     NewMessage,
+    QuotaUse,
     ScopeKey,
     TurnStart,
+    UsageReport,
 )
 
 __all__ = ["Repository", "StorageBusy", "alembic_config"]
@@ -254,6 +257,56 @@ class Repository:
     async def count_messages(self, conversation_id: int) -> int:
         return await self._run(
             lambda connection: queries.count_messages(connection, conversation_id)
+        )
+
+    # -- quotas and usage (see storage.usage for what each figure costs) -----------------------
+
+    async def quota_use(
+        self,
+        scope: ScopeKey,
+        user_id: str,
+        *,
+        minute_since: datetime | None = None,
+        day_since: datetime | None = None,
+        chat_day_since: datetime | None = None,
+    ) -> QuotaUse:
+        """The person's turns since `minute_since` (and when the first was) and tokens since
+        `day_since` on the scope's platform, and the tokens of the scope's chat (its threads
+        included) since `chat_day_since`: each only when its time is given, in one transaction."""
+        return await self._run(
+            lambda connection: usage.quota_use(
+                connection,
+                scope,
+                user_id,
+                minute_since=minute_since,
+                day_since=day_since,
+                chat_day_since=chat_day_since,
+            )
+        )
+
+    async def usage(
+        self,
+        scope: ScopeKey,
+        user_id: str,
+        *,
+        day_since: datetime,
+        month_since: datetime,
+        chat_top: int | None = None,
+        whole_bot: bool = False,
+    ) -> UsageReport:
+        """Turns and tokens since `day_since` and since `month_since`: the person's on the scope's
+        platform; with `chat_top`, the scope's chat's and its `chat_top` top users; with
+        `whole_bot`, everyone's."""
+        return await self._run(
+            lambda connection: usage.usage(
+                connection,
+                scope,
+                user_id,
+                day_since=day_since,
+                month_since=month_since,
+                chat_top=chat_top,
+                whole_bot=whole_bot,
+            )
         )
 
     # -- bindings ------------------------------------------------------------------------------

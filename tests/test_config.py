@@ -11,8 +11,11 @@ import pytest
 from bots.discord_adapter import DiscordConfig
 from bots.telegram_adapter import TelegramConfig
 from core.config import (
+    AccessConfig,
+    AccessList,
     EndpointConfig,
     GptsConfig,
+    QuotaConfig,
     config_path,
     env_variables,
     load_config,
@@ -53,7 +56,13 @@ def test_defaults_and_secret_overrides_from_the_environment() -> None:
         ({"gpts": {"default_gpt": "not a gpt"}}, "gpts.default_gpt"),
         ({"discord": {"api_base": "ftp://x"}}, "discord.api_base"),
         ({"telegram": {"dm_streaming": "stream"}}, "telegram.dm_streaming"),
-        ({"telegram": {"allowed_chat_ids": ["x"]}}, "telegram.allowed_chat_ids[0]"),
+        ({"access": {"allow": {"telegram_chats": ["x"]}}}, "access.allow.telegram_chats[0]"),
+        ({"access": {"block": {"users": ["42"]}}}, "access.block.users"),
+        ({"access": {"allow": ["telegram:1"]}}, "access.allow"),
+        ({"access": {"allow": {"guilds": [1]}}}, "access.allow.guilds"),
+        ({"access": {"allow_dms": "no"}}, "access.allow_dms"),
+        ({"quota": {"tokens_per_user_per_day": -1}}, "quota.tokens_per_user_per_day"),
+        ({"quota": {"turns_per_user_per_minute": 1.5}}, "quota.turns_per_user_per_minute"),
         ({"storage": []}, "storage"),
         ({"slack": {}}, "slack"),
         ({"access": {"owners": ["42"]}}, "access.owners"),
@@ -80,21 +89,71 @@ def nested_tables(section: type[Any]) -> dict[str, type[Any]]:
     }
 
 
+def sub_tables(section: type[Any]) -> dict[str, type[Any]]:
+    """The keys of `section` that are one nested table ([access.allow]), and its type."""
+    return {
+        key: hint
+        for key, hint in typing.get_type_hints(section).items()
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint)
+    }
+
+
 def test_example_config_documents_every_key_and_loads() -> None:
     config = load_config(EXAMPLE, {})
     text = EXAMPLE.read_text()
-    core = ("gpts", "storage", "bot", "access", "limits")
-    sections = {name: getattr(config, name) for name in core}
+    names = ("gpts", "storage", "bot", "access", "limits", "quota")
+    sections = {name: getattr(config, name) for name in names}
     assert set(config.platforms) == {"telegram", "discord"}
     for name, section in {**sections, **config.platforms}.items():
         assert f"[{name}]" in text
         nested = nested_tables(type(section))
-        for key in type(section).__dataclass_fields__:
+        tables = sub_tables(type(section))
+        for key in (f.name for f in dataclasses.fields(section)):
             if key in nested:  # documented by a commented example, checked below
                 assert f"# [[{name}.{key}]]" in text, f"[[{name}.{key}]] is not documented"
+            elif key in tables:
+                table = text[text.index(f"\n[{name}.{key}]\n") :].split("\n\n")[0]
+                for inner in (f.name for f in dataclasses.fields(tables[key])):
+                    assert f"{inner} =" in table, f"{name}.{key}.{inner} is not documented"
             else:
                 assert f"{key} =" in text, f"{name}.{key} is not documented"
     assert nested_tables(GptsConfig) == {"endpoints": EndpointConfig}
+    assert sub_tables(AccessConfig) == {"allow": AccessList, "block": AccessList}
+
+
+@pytest.mark.parametrize(
+    ("raw", "moved"),
+    [
+        ({"telegram": {"allowed_chat_ids": [1]}}, "telegram.allowed_chat_ids: has moved: "),
+        ({"discord": {"allowed_guild_ids": [1]}}, "discord.allowed_guild_ids: has moved: "),
+    ],
+)
+def test_moved_keys_say_where_they_went(raw: dict[str, object], moved: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, {})
+    assert str(caught.value).startswith(f"config: {moved}")
+    assert "[access.allow]" in str(caught.value)
+
+
+def test_access_lists_and_quotas_load_as_nested_tables() -> None:
+    config = parse_config(
+        {
+            "access": {
+                "owners": ["telegram:1"],
+                "allow_dms": False,
+                "allow": {"users": ["discord:2"], "telegram_chats": [-100123]},
+                "block": {"discord_roles": [7], "discord_channels": [8]},
+            },
+            "quota": {"turns_per_user_per_minute": 3, "tokens_per_scope_per_day": 1000},
+        },
+        {},
+    )
+    access = config.access
+    assert access.allow == AccessList(users=("discord:2",), telegram_chats=(-100123,))
+    assert access.block == AccessList(discord_roles=(7,), discord_channels=(8,))
+    assert not access.allow_dms and access.owners == ("telegram:1",)
+    assert config.quota == QuotaConfig(3, 0, 1000)
+    assert parse_config({}, {}).access.allow == AccessList()
 
 
 def commented_example(text: str, header: str) -> str:

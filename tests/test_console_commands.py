@@ -12,7 +12,10 @@ from bots.console.chat import chat
 from core import commands, i18n
 from core.app import open_app
 from core.config import parse_config
-from fakes.gpts import FakeGpts
+from core.gpts import Usage
+from core.turns import Scope
+from fakes.gpts import FakeGpts, Reply
+from storage import NewMessage
 
 SAMPLE_ARGUMENTS = {"prompt": "hello", "gpt": "g-AnnsGpt01"}
 
@@ -54,3 +57,46 @@ async def test_every_registry_command_works_in_the_terminal(
     assert i18n.UNKNOWN_COMMAND(language, name="nope") in said  # type: ignore[arg-type]
     assert "Usage:" not in said and "用法：" not in said and "⛔" not in said
     assert stdout.getvalue() == "echo: hello\n"  # /chat asked the GPT
+
+
+@pytest.mark.asyncio
+async def test_usage_in_the_terminal_is_aligned_columns_of_the_turns_made(
+    fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANG", "C")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    counted = {"prompt_tokens": 400, "completion_tokens": 834, "total_tokens": 1234}
+    fake_gpts.enqueue(Reply("counted", usage=counted))
+    config = parse_config(
+        {
+            "gpts": {"base_url": fake_gpts.base_url, "default_gpt": "g-B3hgivKK9"},
+            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
+        },
+        {},
+    )
+    typed = tmp_path / "typed.txt"
+    typed.write_text("first\nsecond\n/usage\n")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    async with open_app(config) as app:
+        # Someone on another platform talked to the bot too: only the whole bot's row counts it.
+        await app.repo.start_turn(
+            Scope("telegram", "-100"),
+            NewMessage("user", "elsewhere", author_id="7"),
+            history_limit=0,
+            answer=NewMessage("assistant", "x", usage=Usage(1, 1, 2)),
+        )
+        with typed.open() as stdin:
+            code = await chat(
+                app.service, gpt=None, new=False, stdin=stdin, stdout=stdout, stderr=stderr
+            )
+    assert code == 0
+    said = stderr.getvalue().splitlines()
+    title = next(i for i, line in enumerate(said) if line.startswith("📊 Usage today ("))
+    # The second answer's tokens are an estimate: the table marks them, the text says so.
+    assert said[title + 1] == i18n.USAGE_ESTIMATED("en")
+    header, you, bot = said[title + 2 : title + 5]
+    assert header.split("  ")[-1].strip() == "Tokens this month"
+    assert you.split() == ["You", "2", "~1,242", "2", "~1,242"]
+    assert bot.split() == ["Whole", "bot", "3", "~1,244", "3", "~1,244"]
+    # Aligned: every figure ends where its header does.
+    assert len({len(line) for line in (header, you, bot)}) == 1

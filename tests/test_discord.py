@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,19 @@ JITTER_FACTOR = 0.95
 MESSAGE_ROUTES = {f"POST {POST_MESSAGE}", f"PATCH {EDIT_MESSAGE}", f"PATCH {EDIT_HOOK}"}
 
 
+@dataclass(frozen=True)
+class Ids:
+    """What a world holds, for an `[access]` that names it (users as strings, the rest ints)."""
+
+    guild: int
+    channel: int
+    thread: int
+    member: str
+    manager: str
+    admin: str
+    trusted: int = 0
+
+
 @dataclass
 class World:
     fake: FakeDiscord
@@ -64,9 +78,10 @@ class World:
     channels: list[int]
     thread_id: int
     member: dict[str, Any]  # may not bind
-    manager: dict[str, Any]  # Manage Channels
+    manager: dict[str, Any]  # Manage Channels, and the role `trusted`
     admin: dict[str, Any]  # Administrator only
     task: asyncio.Task[None]  # adapter.run()
+    trusted: int  # a role of the guild
 
     @property
     def channel_id(self) -> int:
@@ -112,8 +127,11 @@ async def world(
     allow_only_own_guild: bool = False,
     guild_locale: str = "en-US",
     bot_config: dict[str, Any] | None = None,
+    access: dict[str, Any] | Callable[[Ids], dict[str, Any]] | None = None,
+    quota: dict[str, Any] | None = None,
     **adapter_options: Any,
 ) -> AsyncIterator[World]:
+    """`access`: the `[access]` table, or a function of the ids of what the world holds."""
     fake = FakeDiscord(allow_message_content=allow_message_content)
     guild_id = fake.add_guild(preferred_locale=guild_locale)
     channel_ids = [fake.add_channel(guild_id, f"c{i}") for i in range(channels)]
@@ -121,9 +139,15 @@ async def world(
     member = fake.make_user("mia")
     manager = fake.make_user("max")
     admin = fake.make_user("ada")
+    trusted = fake.add_role(guild_id, "trusted")
     fake.add_member(guild_id, member)
-    fake.add_member(guild_id, manager, permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS)
+    fake.add_member(
+        guild_id, manager, permissions=MEMBER_PERMISSIONS | MANAGE_CHANNELS, roles=[trusted]
+    )
     fake.add_member(guild_id, admin, permissions=ADMINISTRATOR)
+    if callable(access):
+        ids = Ids(guild_id, channel_ids[0], thread_id, member["id"], manager["id"], admin["id"])
+        access = access(dataclasses.replace(ids, trusted=trusted))
     async with fake:
         config = parse_config(
             {
@@ -142,8 +166,12 @@ async def world(
                     "requests_per_second": 1000,
                     "channel_edits_per_5s": 1000,
                     **(discord_config or {}),
-                    **({"allowed_guild_ids": [guild_id]} if allow_only_own_guild else {}),
                 },
+                "access": {
+                    **(access or {}),
+                    **({"allow": {"discord_guilds": [guild_id]}} if allow_only_own_guild else {}),
+                },
+                "quota": quota or {},
             },
             env={},
         )
@@ -168,6 +196,7 @@ async def world(
                     manager,
                     admin,
                     task,
+                    trusted,
                 )
             finally:
                 task.cancel()
@@ -209,7 +238,7 @@ async def test_commands_are_synced_with_names_options_and_permissions(
 ) -> None:
     async with world(tmp_path, fake_gpts) as w:
         synced = {c["name"]: c for c in w.fake.global_commands}
-        assert set(synced) == {"help", "chat", "gpt", "reset"}
+        assert set(synced) == {"help", "chat", "gpt", "reset", "usage"}
         chat = synced["chat"]
         assert [(o["name"], o["type"], o["required"]) for o in chat["options"]] == [
             ("prompt", 3, True)
@@ -258,7 +287,13 @@ async def test_a_user_install_answers_chat_in_a_server_without_the_bot(
 @pytest.mark.asyncio
 async def test_dev_guild_gets_the_commands(tmp_path: Path, fake_gpts: FakeGpts) -> None:
     async with world(tmp_path, fake_gpts, discord_config={"dev_guild_id": 4242}) as w:
-        assert {c["name"] for c in w.fake.guild_commands[4242]} == {"help", "chat", "reset", "gpt"}
+        assert {c["name"] for c in w.fake.guild_commands[4242]} == {
+            "help",
+            "chat",
+            "reset",
+            "gpt",
+            "usage",
+        }
         assert w.fake.global_commands == []
 
 
@@ -552,16 +587,20 @@ async def test_dm_every_message_is_a_turn(tmp_path: Path, fake_gpts: FakeGpts) -
 
 
 @pytest.mark.asyncio
-async def test_allowed_guilds_ignore_other_guilds(tmp_path: Path, fake_gpts: FakeGpts) -> None:
-    async with world(tmp_path, fake_gpts, discord_config={"allowed_guild_ids": [1]}) as w:
-        await w.fake.user_says(w.channel_id, w.member, "hello?", mention_bot=True)
-        await w.fake.user_says(w.fake.dm_channel(w.member), w.member, "psst")
+async def test_allowed_guilds_refuse_other_guilds(tmp_path: Path, fake_gpts: FakeGpts) -> None:
+    async with world(tmp_path, fake_gpts, access={"allow": {"discord_guilds": [1]}}) as w:
+        asked = await w.fake.user_says(w.channel_id, w.member, "hello?", mention_bot=True)
+        dm = w.fake.dm_channel(w.member)
+        await w.fake.user_says(dm, w.member, "psst")
         chat = await w.fake.slash(w.channel_id, w.member, "chat", [option("prompt", "hi")])
         await w.fake.wait_for(lambda: chat.callbacks, TIMEOUT)
         assert chat.callbacks[0]["data"]["flags"] & EPHEMERAL_FLAG
+        assert chat.callbacks[0]["data"]["content"] == i18n.ACCESS_NOT_HERE("en")
+        (refusal,) = await w.answered(w.channel_id, i18n.ACCESS_NOT_HERE("en"))
+        assert refusal.reference_id == asked.id
+        await w.answered(dm, i18n.ACCESS_NOT_YOU("en"))  # not a member of an allowed guild
         await asyncio.sleep(0.2)
         assert fake_gpts.requests == []
-        assert w.fake.bot_messages(w.channel_id) == []
 
 
 @pytest.mark.asyncio
@@ -788,6 +827,7 @@ async def test_command_descriptions_are_chinese_for_chinese_clients(
         "gpt bind gpt",
         "gpt unbind",
         "gpt info",
+        "usage",
     }
     chat, localized = found["chat"]
     chat_command, bind = commands.find("chat"), commands.find("gpt bind")

@@ -56,7 +56,6 @@ def _fields(template: str) -> list[str]:
 
 def test_every_adapter_sentence_has_both_languages_with_the_same_placeholders() -> None:
     texts = {name: v for name, v in vars(text).items() if isinstance(v, Text)}
-    assert texts
     for name, sentence in texts.items():
         assert sentence.en and sentence.zh and sentence.en != sentence.zh, name
         assert _fields(sentence.en) == _fields(sentence.zh), name

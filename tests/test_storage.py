@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.gpts import Usage
 from storage import MESSAGE_STATUSES, BindingRecord, MessageRecord, NewMessage, Repository, ScopeKey
+from storage.engine import head_revision
 from storage.models import Base, UTCDateTime
 from tests.sql_probes import captured_sql, raw
 
@@ -95,7 +96,7 @@ async def test_upgrade_creates_tables_in_a_new_folder_and_is_idempotent(tmp_path
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
         versions = connection.execute("SELECT version_num FROM alembic_version").fetchall()
     assert names >= TABLES | {"alembic_version", "ix_messages_conversation_id_id"}
-    assert versions == [("0002",)]
+    assert versions == [(head_revision(),)]
 
 
 @pytest.mark.asyncio

@@ -43,11 +43,15 @@ def make_config(
     gpts: FakeGpts,
     *,
     bot: dict[str, Any] | None = None,
+    access: dict[str, Any] | None = None,
+    quota: dict[str, Any] | None = None,
     **telegram: Any,
 ) -> Config:
     return parse_config(
         {
             "bot": bot or {},
+            "access": access or {},
+            "quota": quota or {},
             "gpts": {
                 "base_url": gpts.base_url,
                 "api_key": "sk-test",
@@ -322,7 +326,7 @@ async def test_edited_messages_and_other_chats_are_ignored(
     tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json
 ) -> None:
     eve = tg.user(66, "Eve")
-    config = make_config(tmp_path, tg, fake_gpts, allowed_chat_ids=[ann["id"]])
+    config = make_config(tmp_path, tg, fake_gpts, access={"allow": {"telegram_chats": [ann["id"]]}})
     async with running(config):
         tg.user_message(tg.private_chat(eve), eve, "let me in")
         asked = tg.user_message(dm, ann, "first")
@@ -330,7 +334,8 @@ async def test_edited_messages_and_other_chats_are_ignored(
         tg.edit_user_message(asked, "first, edited")
         await wait_answer(tg, tg.user_message(dm, ann, "second"), "echo: second")
     assert [r.messages[-1]["content"] for r in fake_gpts.requests] == ["first", "second"]
-    assert tg.bot_messages(eve["id"]) == []
+    # Eve's chat is not listed: she is told so, once, and nothing else happens.
+    assert [m["text"] for m in tg.bot_messages(eve["id"])] == [i18n.ACCESS_NOT_YOU("en")]
 
 
 @pytest.mark.asyncio
@@ -469,7 +474,7 @@ async def test_commands_registered_and_help(
     bot: TelegramAdapter, tg: FakeTelegram, ann: Json, group: Json
 ) -> None:
     assert tg.commands is not None
-    assert [c["command"] for c in tg.commands] == ["help", "chat", "gpt", "reset"]
+    assert [c["command"] for c in tg.commands] == ["help", "chat", "gpt", "reset", "usage"]
     asked = tg.user_message(group, ann, f"/help@{tg.username}")
     await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
     text = answer_to(tg, asked)[0]["text"]

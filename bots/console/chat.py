@@ -24,6 +24,7 @@ from core.interrupted import interrupted_answers
 from core.platform import MessageRef
 from core.platforms import AddCommand, Platform
 from core.streaming import StreamingReply
+from core.tables import aligned
 from core.turns import Author, Scope, Turn
 from storage import StorageBusy
 
@@ -157,6 +158,8 @@ async def chat(
                 result = await _command(command_runner, context, text)
                 if isinstance(result, commands.Reply):
                     print(result.text, file=stderr)
+                    if result.table is not None:
+                        print(aligned(result.table), file=stderr)
                     continue
                 text = result.text
             if not text:

@@ -22,8 +22,7 @@ import yarl
 from discord import app_commands
 
 from bots.discord_adapter import commands as commands_module
-from bots.discord_adapter import text as t
-from bots.discord_adapter.guilds import AllowedGuilds
+from bots.discord_adapter.access import DiscordAccess
 from bots.discord_adapter.replies import (
     NO_PINGS,
     ChannelReplies,
@@ -33,6 +32,7 @@ from bots.discord_adapter.replies import (
 )
 from bots.discord_adapter.settings import DEFAULT_API_BASE, DiscordConfig
 from bots.discord_adapter.settings import NAME as PLATFORM
+from bots.discord_adapter.tables import as_embed
 from bots.discord_adapter.text import CommandTranslator, quote_prompt, turn_text
 from core import commands, i18n
 from core.config import Config
@@ -42,6 +42,7 @@ from core.pacing import make_budgets
 from core.platform import Clock, PlatformRefused, ReplyChannel, SystemClock
 from core.redaction import Redact, filtered
 from core.streaming import StreamingReply, typing_until_first_message
+from core.tables import Table
 from core.turns import Author, Scope, Turn
 from storage import InterruptedAnswer
 
@@ -123,10 +124,10 @@ class DiscordAdapter:
         self.settings = config.platform(PLATFORM, DiscordConfig)
         self.service = service
         self.commands = commands.Commands(service)
-        self.guilds = AllowedGuilds(self.settings.allowed_guild_ids)
         self.guild_ready_timeout = guild_ready_timeout
         self.interaction_window_s = interaction_window_s
         self._clock = clock or SystemClock()
+        self.access = DiscordAccess(config.access, self._clock)
         # One bot-wide budget and one per channel, shared by every answer streaming at once (in
         # this process, or in Redis shared by every process of the bot: [limits]).
         self.budgets = make_budgets(config.limits, self._clock)  # Redis: aclose() when done
@@ -330,15 +331,20 @@ class DiscordAdapter:
             self._closing = asyncio.create_task(client.close())
 
     @staticmethod
-    async def _respond(interaction: discord.Interaction, text: str, *, ephemeral: bool) -> None:
-        # Command answers quote GPT links: no link previews.
+    async def _respond(
+        interaction: discord.Interaction, text: str, *, ephemeral: bool, table: Table | None = None
+    ) -> None:
+        # Command answers quote GPT links: no link previews. A table comes as an embed.
+        shown: dict[str, Any] = (
+            {"embed": as_embed(text, table)}
+            if table is not None
+            else {"content": text, "suppress_embeds": True}
+        )
         if interaction.response.is_done():
-            await interaction.followup.send(
-                text, ephemeral=ephemeral, allowed_mentions=NO_PINGS, suppress_embeds=True
-            )
+            await interaction.followup.send(**shown, ephemeral=ephemeral, allowed_mentions=NO_PINGS)
         else:
             await interaction.response.send_message(
-                text, ephemeral=ephemeral, allowed_mentions=NO_PINGS, suppress_embeds=True
+                **shown, ephemeral=ephemeral, allowed_mentions=NO_PINGS
             )
 
     # -- language ------------------------------------------------------------------------------
@@ -385,12 +391,8 @@ class DiscordAdapter:
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
         guild = message.guild
-        if guild is None:
-            if not await self.guilds.allows_dm(client, message.author.id):
-                return
-        else:
-            if not self.guilds.allows_guild(guild.id) or not self._addresses_bot(message, me.id):
-                return
+        if guild is not None and not self._addresses_bot(message, me.id):
+            return
         bot_role = guild.self_role if guild is not None else None
         text = turn_text(
             message.content,
@@ -405,6 +407,8 @@ class DiscordAdapter:
         if guild is not None and not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
             channel = await client.fetch_channel(message.channel.id)  # a thread not yet cached
         scope, is_private = self._scope(channel, message.channel.id, guild.id if guild else None)
+        if not await self.access.admits_message(client, message, scope, is_private, language):
+            return
         author = Author(str(message.author.id), message.author.display_name)
         turn = Turn(scope, author, text, is_private, message_id=str(message.id), language=language)
         target = client.get_partial_messageable(
@@ -460,26 +464,28 @@ class DiscordAdapter:
         values: Mapping[str, str],
     ) -> None:
         language = self._interaction_language(interaction)
-        if not self.guilds.allows_guild(interaction.guild_id):
-            await self._respond(interaction, t.NOT_HERE(language), ephemeral=True)
-            return
 
         async def run() -> None:
             context = self._context(interaction, language)
+            if not await self.access.admits_interaction(interaction, context, language):
+                return
             result = await self.commands.run(context, command, values)
             if isinstance(result, commands.Ask):
                 await self._ask(interaction, context, result.text)
             else:
-                await self._respond(interaction, result.text, ephemeral=result.private)
+                # Ephemeral: also what keeps a confidential reply to the asker.
+                private = result.private or result.confidential
+                await self._respond(interaction, result.text, ephemeral=private, table=result.table)
 
         await self._guarded(run(), language, interaction=interaction)
 
     async def _suggest(
         self, interaction: discord.Interaction, argument: commands.Argument, current: str
     ) -> list[app_commands.Choice[str]]:
-        if not self.guilds.allows_guild(interaction.guild_id):
+        language = self._interaction_language(interaction)
+        context = self._context(interaction, language)
+        if not await self.access.admits_interaction(interaction, context, language, tell=False):
             return []
-        context = self._context(interaction, self._interaction_language(interaction))
         found = await self.commands.suggestions(context, argument, current)
         return [app_commands.Choice(name=name, value=name) for name in found]
 
@@ -491,11 +497,6 @@ class DiscordAdapter:
         started = self._clock.monotonic()
         client = interaction.client
         language = context.language
-        if interaction.guild_id is None and not await self.guilds.allows_dm(
-            client, interaction.user.id
-        ):
-            await interaction.edit_original_response(content=t.NOT_HERE(language))
-            return
         channel_id = interaction.channel_id
         assert channel_id is not None
         target = client.get_partial_messageable(channel_id, guild_id=interaction.guild_id)

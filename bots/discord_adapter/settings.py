@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from core.config import Config, non_negative, positive, secret, url
 from core.platforms import Platform
@@ -25,10 +25,14 @@ class DiscordConfig:
     requests_per_second: float = positive(48.0)  # a little under the 50/s limit, for jitter
     channel_edits_per_5s: int = positive(5)
     dev_guild_id: int | None = None
-    allowed_guild_ids: tuple[int, ...] = ()
     # Who may add the bot: "guild" (server admins), "user" (anyone, to use /chat everywhere) or
     # "both". Bindings and admin commands stay with the server install.
     install: Literal["guild", "user", "both"] = "both"
+
+    # Who may use the bot is the core's `[access]` now, for every platform.
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        "allowed_guild_ids": "list the same ids as discord_guilds under [access.allow]",
+    }
 
 
 def create_adapter(config: Config, service: ConversationService) -> DiscordAdapter | None:

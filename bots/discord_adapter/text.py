@@ -59,9 +59,8 @@ def turn_text(
     return re.sub(r"[ \t]{2,}", " ", text).strip()
 
 
-# --- what only Discord says (the rest is the core's, in core.i18n) -----------------------------
-
-NOT_HERE = Text("⚠️ This bot is not enabled here.", "⚠️ 本机器人未在这里启用。")
+# What only Discord would say goes here, as `Text` constants (today every sentence is the core's,
+# in core.i18n; refusals included).
 
 
 def described(text: Text, default: Language = "en") -> app_commands.locale_str:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from telegram import BotCommand, Message, ReplyParameters, Update
+from telegram import BotCommand, Message, MessageEntity, ReplyParameters, Update
 from telegram.constants import ChatAction, ChatMemberStatus, ChatType, FloodLimit
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
@@ -22,6 +22,7 @@ from telegram.ext import (
 )
 
 from bots.telegram_adapter import text as say
+from bots.telegram_adapter.access import TelegramAccess
 from bots.telegram_adapter.channels import (
     DRAFT_REFRESH_S,
     DraftChannel,
@@ -99,6 +100,7 @@ class TelegramAdapter:
         self.service = service
         self.commands = commands.Commands(service)
         self._clock = clock or SystemClock()
+        self.access = TelegramAccess(config.access, self._clock, self._say)
         self.typing_every_s = typing_every_s
         self.draft_refresh_s = draft_refresh_s
         grace = config.bot.shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
@@ -256,12 +258,10 @@ class TelegramAdapter:
                 await self._say(bot, message, i18n.APOLOGY(language))
 
     async def _handle(self, message: Message, bot: ExtBot[Any], language: Language) -> None:
-        chat = message.chat
-        allowed = self.settings.allowed_chat_ids
-        if (allowed and chat.id not in allowed) or message.text is None:
+        if message.text is None:
             return
         text = message.text
-        is_private = chat.type == ChatType.PRIVATE
+        is_private = message.chat.type == ChatType.PRIVATE
         scope = _scope(message)
         command = parse_command(text, message.entities, bot.username)
         if command is not None:
@@ -269,15 +269,14 @@ class TelegramAdapter:
             return
         if not is_private:
             spans = bot_mentions(text, message.entities, bot.username, bot.id)
-            if spans:
-                text = without_spans(text, spans)
-                if not text:
-                    await self._say(
-                        bot, message, say.EMPTY_MENTION(language, username=bot.username)
-                    )
-                    return
-            elif not _is_reply_to(message, bot.id):
+            if not spans and not _is_reply_to(message, bot.id):
                 return  # not addressed to the bot
+            text = without_spans(text, spans) if spans else text
+        if not await self.access.admits(message, scope, bot, language):
+            return
+        if not text:
+            await self._say(bot, message, say.EMPTY_MENTION(language, username=bot.username))
+            return
         self._start_answer(message, scope, text, bot, language)
 
     # --- commands ---------------------------------------------------------------------------
@@ -294,15 +293,18 @@ class TelegramAdapter:
         # /start is what Telegram sends when someone opens the bot: the help.
         name = "help" if command.name == "start" else command.name
         parsed = commands.parse(name, command.args, language)
+        if parsed is None and not is_private:
+            return  # in groups, other bots' commands are none of our business
+        if not await self.access.admits(message, scope, bot, language):
+            return
         if parsed is None:
-            if is_private:  # in groups, other bots' commands are none of our business
-                await self._say(bot, message, i18n.UNKNOWN_COMMAND(language, name=command.name))
+            await self._say(bot, message, i18n.UNKNOWN_COMMAND(language, name=command.name))
             return
         if isinstance(parsed, commands.Reply):
             await self._say(bot, message, parsed.text)
             return
-        needs_admin = parsed.command.permission is not commands.Permission.ANYONE
-        author = await self._author(message, bot, check_admin=needs_admin and not is_private)
+        needs_admin = parsed.command.asks_admin and not is_private
+        author = await self._author(message, bot, check_admin=needs_admin)
         context = commands.Context(
             scope,
             author,
@@ -315,7 +317,7 @@ class TelegramAdapter:
         if isinstance(result, commands.Ask):
             self._start_answer(message, scope, result.text, bot, language)
         else:
-            await self._say(bot, message, result.text)
+            await self.access.show(result, message, bot, language)
 
     async def _author(self, message: Message, bot: ExtBot[Any], *, check_admin: bool) -> Author:
         chat = message.chat
@@ -334,14 +336,22 @@ class TelegramAdapter:
             is_admin = member.status in {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
         return Author(str(user.id), user.full_name, is_admin=is_admin)
 
-    async def _say(self, bot: ExtBot[Any], message: Message, text: str) -> None:
-        """A short plain-text answer to a command, as a reply in groups."""
-        target = _target(message)
+    async def _say(
+        self,
+        bot: ExtBot[Any],
+        message: Message,
+        text: str,
+        entities: Sequence[MessageEntity] = (),
+        target: Target | None = None,
+    ) -> None:
+        """A short answer to a command, as a reply in groups (or sent to `target`)."""
+        target = target or _target(message)
         for budget in self._budgets(target):
             await budget.acquire()
         await bot.send_message(
             target.chat_id,
             text,
+            entities=entities or None,
             message_thread_id=target.thread_id,
             reply_parameters=(
                 ReplyParameters(target.reply_to, allow_sending_without_reply=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from core.config import Config, non_negative, positive, secret, url
 from core.platforms import Platform
@@ -26,8 +26,11 @@ class TelegramConfig:
     # network jitter never bunches 31 arrivals into one second.
     messages_per_second: float = positive(29.0)
     dm_streaming: Literal["edit", "draft"] = "edit"
-    # Empty: every chat may use the bot.
-    allowed_chat_ids: tuple[int, ...] = ()
+
+    # Who may use the bot is the core's `[access]` now, for every platform.
+    MOVED_KEYS: ClassVar[dict[str, str]] = {
+        "allowed_chat_ids": "list the same ids as telegram_chats under [access.allow]",
+    }
 
 
 def create_adapter(config: Config, service: ConversationService) -> TelegramAdapter | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fakes import issued
@@ -182,13 +182,29 @@ class DiscordState(LocalServer):
         self.channels[thread_id] = thread
         return thread_id
 
+    def add_role(self, guild_id: int, name: str) -> int:
+        """A role of the guild (arrives in GUILD_CREATE: add it before the client connects)."""
+        guild = self.guilds[guild_id]
+        role_id = self.snowflake()
+        everyone = guild["roles"][0]
+        guild["roles"].append(
+            {**everyone, "id": str(role_id), "name": name, "position": len(guild["roles"])}
+        )
+        return role_id
+
     def add_member(
-        self, guild_id: int, user: dict[str, Any], *, permissions: int = MEMBER_PERMISSIONS
+        self,
+        guild_id: int,
+        user: dict[str, Any],
+        *,
+        permissions: int = MEMBER_PERMISSIONS,
+        roles: Sequence[int] = (),
     ) -> dict[str, Any]:
-        """`permissions`: the member's resolved permissions, sent in interactions."""
+        """`permissions`: the member's resolved permissions, sent in interactions. `roles`: ids
+        from `add_role`; they come with the member in messages and interactions."""
         member = {
             "user": user,
-            "roles": [],
+            "roles": [str(role) for role in roles],
             "joined_at": iso(),
             "deaf": False,
             "mute": False,

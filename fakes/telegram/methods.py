@@ -67,6 +67,8 @@ class BotApi:
     def _chat(self, params: dict[str, Any]) -> dict[str, Any]:
         chat = self.chats.get(params.get("chat_id"))  # type: ignore[arg-type]
         if chat is None:
+            if params.get("chat_id") in self.users:  # a person who never opened the bot's chat
+                raise Refused(Fault(403, "Forbidden: bot can't initiate conversation with a user"))
             raise Refused(Fault(400, "Bad Request: chat not found"))
         return chat
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from core.buttons import Button
 from core.platform import MessageGone, MessageRef, PlatformRateLimited
 from fakes.clock import FakeClock
 
@@ -15,6 +17,7 @@ class Call:
     message_id: str
     text: str
     final: bool
+    buttons: tuple[Button, ...] = ()
 
 
 @dataclass
@@ -31,21 +34,23 @@ class RecordingChannel:
     def measure(self, text: str) -> int:
         return len(text)
 
-    async def send(self, text: str, *, final: bool) -> MessageRef:
+    async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
         assert len(text) <= self.max_chars, len(text)
         message_id = str(len(self.texts) + 1)
         self.texts[message_id] = text
-        self.calls.append(Call(self.clock.now, "send", message_id, text, final))
+        self.calls.append(Call(self.clock.now, "send", message_id, text, final, tuple(buttons)))
         return MessageRef("chat", message_id)
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(
+        self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()
+    ) -> None:
         assert len(text) <= self.max_chars, len(text)
         if ref.message_id in self.deleted:
             raise MessageGone(ref.message_id)
         if self.faults:
             raise self.faults.pop(0)
         self.texts[ref.message_id] = text
-        self.calls.append(Call(self.clock.now, "edit", ref.message_id, text, final))
+        self.calls.append(Call(self.clock.now, "edit", ref.message_id, text, final, tuple(buttons)))
 
     def visible(self) -> list[str]:
         """The messages a reader sees now, oldest first (deleted ones gone)."""

@@ -20,6 +20,7 @@ from storage.records import (
     MessageStatus,
     NewMessage,
     ScopeKey,
+    StoredAnswer,
     TokenUsage,
     TurnStart,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "Repository",
     "ScopeKey",
     "StorageBusy",
+    "StoredAnswer",
     "TokenUsage",
     "TurnStart",
     "alembic_config",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from core.buttons import Button
@@ -30,6 +31,7 @@ class RecordingChannel:
     texts: dict[str, str] = field(default_factory=dict)
     faults: list[Exception] = field(default_factory=list)  # raised by the next edits, in order
     deleted: set[str] = field(default_factory=set)
+    _called: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def measure(self, text: str) -> int:
         return len(text)
@@ -39,6 +41,7 @@ class RecordingChannel:
         message_id = str(len(self.texts) + 1)
         self.texts[message_id] = text
         self.calls.append(Call(self.clock.now, "send", message_id, text, final, tuple(buttons)))
+        self._notify()
         return MessageRef("chat", message_id)
 
     async def edit(
@@ -51,6 +54,16 @@ class RecordingChannel:
             raise self.faults.pop(0)
         self.texts[ref.message_id] = text
         self.calls.append(Call(self.clock.now, "edit", ref.message_id, text, final, tuple(buttons)))
+        self._notify()
+
+    def _notify(self) -> None:
+        self._called.set()
+        self._called = asyncio.Event()
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until `condition()` holds after some call (wrap it in a timeout)."""
+        while not condition():
+            await self._called.wait()
 
     def visible(self) -> list[str]:
         """The messages a reader sees now, oldest first (deleted ones gone)."""

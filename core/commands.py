@@ -98,6 +98,14 @@ class Command:
     handler: Handler
     arguments: tuple[Argument, ...] = ()
     permission: Permission = Permission.ANYONE
+    # The handler itself looks at `Author.is_admin` (/retry of someone else's question), so the
+    # adapter must find it out even for a command anyone may run.
+    reads_admin: bool = False
+
+    @property
+    def needs_admin_check(self) -> bool:
+        """Whether the adapter must tell whether the author is an admin here."""
+        return self.permission is not Permission.ANYONE or self.reads_admin
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -240,6 +248,7 @@ REGISTRY: tuple[Command, ...] = (
         "retry",
         Text("Ask the last question here again", "重新回答这里的上一个问题"),
         _retry,
+        reads_admin=True,
     ),
 )
 GROUPS: tuple[Group, ...] = (

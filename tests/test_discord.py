@@ -205,7 +205,7 @@ async def test_commands_are_synced_with_names_options_and_permissions(
 ) -> None:
     async with world(tmp_path, fake_gpts) as w:
         synced = {c["name"]: c for c in w.fake.global_commands}
-        assert set(synced) == {"help", "chat", "gpt", "reset"}
+        assert set(synced) == {"help", "chat", "gpt", "reset", "retry"}
         chat = synced["chat"]
         assert [(o["name"], o["type"], o["required"]) for o in chat["options"]] == [
             ("prompt", 3, True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any
 
@@ -15,6 +15,7 @@ from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    CallbackQueryHandler,
     ContextTypes,
     ExtBot,
     MessageHandler,
@@ -22,6 +23,7 @@ from telegram.ext import (
 )
 
 from bots.telegram_adapter import text as say
+from bots.telegram_adapter.buttons import Presses, retry_target
 from bots.telegram_adapter.channels import (
     DRAFT_REFRESH_S,
     DraftChannel,
@@ -29,6 +31,7 @@ from bots.telegram_adapter.channels import (
     RateLimiter,
     Target,
     settle_interrupted,
+    target_of,
 )
 from bots.telegram_adapter.request import AiohttpRequest
 from bots.telegram_adapter.settings import NAME as PLATFORM
@@ -37,7 +40,9 @@ from bots.telegram_adapter.text import (
     Command,
     bot_mentions,
     has_chinese,
+    is_reply_to,
     parse_command,
+    scope_of,
     without_spans,
 )
 from core import commands, i18n
@@ -111,6 +116,7 @@ class TelegramAdapter:
         self._group_budgets = KeyedBudgets(GROUP_MESSAGES_PER_MINUTE, 60.0, self._clock)
         self._answers: set[asyncio.Task[None]] = set()
         self._bot: ExtBot[Any] | None = None  # while polling
+        self.presses = Presses(self)
 
     def build_application(self) -> Application[Any, Any, Any, Any, Any, Any]:
         telegram = self.settings
@@ -140,6 +146,7 @@ class TelegramAdapter:
         application.add_handler(
             MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_message)
         )
+        application.add_handler(CallbackQueryHandler(self.presses.on_press))
         return application
 
     async def run(self) -> None:
@@ -175,7 +182,9 @@ class TelegramAdapter:
             await self._register_commands(bot)
             updater = application.updater
             assert updater is not None
-            await updater.start_polling(timeout=POLL_TIMEOUT_S, allowed_updates=["message"])
+            await updater.start_polling(
+                timeout=POLL_TIMEOUT_S, allowed_updates=["message", "callback_query"]
+            )
             await application.start()
             logger.info("Telegram bot @%s (id %s) is polling", bot.username, bot.id)
             self._bot = bot
@@ -256,7 +265,7 @@ class TelegramAdapter:
             return
         text = message.text
         is_private = chat.type == ChatType.PRIVATE
-        scope = _scope(message)
+        scope = scope_of(message)
         command = parse_command(text, message.entities, bot.username)
         if command is not None:
             await self._command(command, message, scope, bot, language)
@@ -270,7 +279,7 @@ class TelegramAdapter:
                         bot, message, say.EMPTY_MENTION(language, username=bot.username)
                     )
                     return
-            elif not _is_reply_to(message, bot.id):
+            elif not is_reply_to(message, bot.id):
                 return  # not addressed to the bot
         self._start_answer(message, scope, text, bot, language)
 
@@ -295,7 +304,7 @@ class TelegramAdapter:
         if isinstance(parsed, commands.Reply):
             await self._say(bot, message, parsed.text)
             return
-        needs_admin = parsed.command.permission is not commands.Permission.ANYONE
+        needs_admin = parsed.command.needs_admin_check
         author = await self._author(message, bot, check_admin=needs_admin and not is_private)
         context = commands.Context(
             scope,
@@ -308,6 +317,8 @@ class TelegramAdapter:
         result = await self.commands.run(context, parsed.command, parsed.args)
         if isinstance(result, commands.Ask):
             self._start_answer(message, scope, result.text, bot, language)
+        elif isinstance(result, commands.Retry):
+            self.presses.start_retry(result, retry_target(result, is_private), bot)
         else:
             await self._say(bot, message, result.text)
 
@@ -323,14 +334,18 @@ class TelegramAdapter:
             return Author(str(chat.id), chat.effective_name or "Unknown")
         is_admin = False
         if check_admin and chat.type != ChatType.PRIVATE:
-            # Asked at command time, never cached: admins come and go.
-            member = await bot.get_chat_member(chat.id, user.id)
-            is_admin = member.status in {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
+            is_admin = await self.is_chat_admin(bot, chat.id, user.id)
         return Author(str(user.id), user.full_name, is_admin=is_admin)
+
+    @staticmethod
+    async def is_chat_admin(bot: ExtBot[Any], chat_id: int, user_id: int) -> bool:
+        # Asked at command (or press) time, never cached: admins come and go.
+        member = await bot.get_chat_member(chat_id, user_id)
+        return member.status in {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
 
     async def _say(self, bot: ExtBot[Any], message: Message, text: str) -> None:
         """A short plain-text answer to a command, as a reply in groups."""
-        target = _target(message)
+        target = target_of(message)
         for budget in self._budgets(target):
             await budget.acquire()
         await bot.send_message(
@@ -354,9 +369,12 @@ class TelegramAdapter:
     def _start_answer(
         self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
     ) -> None:
+        self.spawn(self._answer(message, scope, text, bot, language))
+
+    def spawn(self, answering: Coroutine[Any, Any, None]) -> None:
         # Not awaited: the update loop goes on while the answer streams (the core keeps turns
         # of one scope in order).
-        task = asyncio.create_task(self._answer(message, scope, text, bot, language))
+        task = asyncio.create_task(answering)
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
 
@@ -371,24 +389,7 @@ class TelegramAdapter:
     async def _stream_answer(
         self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
     ) -> None:
-        telegram = self.settings
         is_private = message.chat.type == ChatType.PRIVATE
-        target = _target(message)
-        budgets = self._budgets(target)
-        indicator = self.config.bot.streaming_indicator
-        channel: MessageChannel
-        if is_private and telegram.dm_streaming == "draft":
-            channel = DraftChannel(bot, target, budgets=budgets, refresh_s=self.draft_refresh_s)
-        else:
-            channel = MessageChannel(bot, target)
-        interval = telegram.edit_interval_s if is_private else telegram.group_edit_interval_s
-        reply = StreamingReply(
-            channel,
-            edit_interval_s=interval,
-            budgets=budgets,
-            indicator=indicator,
-            clock=self._clock,
-        )
         author = await self._author(message, bot, check_admin=False)
         turn = Turn(
             scope,
@@ -397,6 +398,35 @@ class TelegramAdapter:
             is_private=is_private,
             message_id=str(message.id),
             language=language,
+        )
+        await self.stream(bot, target_of(message), language, partial(self.service.answer, turn))
+
+    async def stream(
+        self,
+        bot: ExtBot[Any],
+        target: Target,
+        language: Language,
+        answer: Callable[[StreamingReply], Awaitable[object]],
+    ) -> None:
+        """Open a reply at `target` and let `answer` (a turn of the core) stream into it."""
+        telegram = self.settings
+        is_private = target.is_private
+        budgets = self._budgets(target)
+        indicator = self.config.bot.streaming_indicator
+        channel: MessageChannel
+        if is_private and telegram.dm_streaming == "draft":
+            channel = DraftChannel(
+                bot, target, language, budgets=budgets, refresh_s=self.draft_refresh_s
+            )
+        else:
+            channel = MessageChannel(bot, target, language)
+        interval = telegram.edit_interval_s if is_private else telegram.group_edit_interval_s
+        reply = StreamingReply(
+            channel,
+            edit_interval_s=interval,
+            budgets=budgets,
+            indicator=indicator,
+            clock=self._clock,
         )
         typing = partial(
             bot.send_chat_action,
@@ -408,32 +438,6 @@ class TelegramAdapter:
             async with typing_until_first_message(
                 reply, typing, self._bot_budget, self.typing_every_s
             ):
-                await self.service.answer(turn, reply)
+                await answer(reply)
         finally:
             await channel.close()
-
-
-def _thread_id(message: Message) -> int | None:
-    """The forum topic a message is in; None outside forums (reply threads are not topics)."""
-    if message.chat.is_forum and message.is_topic_message:
-        return message.message_thread_id
-    return None
-
-
-def _scope(message: Message) -> Scope:
-    thread_id = _thread_id(message)
-    return Scope(PLATFORM, str(message.chat.id), str(thread_id) if thread_id else "")
-
-
-def _target(message: Message) -> Target:
-    is_private = message.chat.type == ChatType.PRIVATE
-    reply_to = None if is_private else message.id
-    return Target(message.chat.id, _thread_id(message), reply_to, is_private)
-
-
-def _is_reply_to(message: Message, bot_id: int) -> bool:
-    replied = message.reply_to_message
-    if replied is None or replied.from_user is None or replied.from_user.id != bot_id:
-        return False
-    # In a forum every topic message "replies" to the topic's first message: not a real reply.
-    return replied.forum_topic_created is None and replied.id != _thread_id(message)

@@ -254,7 +254,7 @@ async def test_a_user_install_answers_chat_in_a_server_without_the_bot(
 @pytest.mark.asyncio
 async def test_dev_guild_gets_the_commands(tmp_path: Path, fake_gpts: FakeGpts) -> None:
     async with world(tmp_path, fake_gpts, discord_config={"dev_guild_id": 4242}) as w:
-        assert {c["name"] for c in w.fake.guild_commands[4242]} == {"help", "chat", "reset", "gpt"}
+        assert {c["name"] for c in w.fake.guild_commands[4242]} == {"help", "chat", "reset", "gpt", "retry"}
         assert w.fake.global_commands == []
 
 
@@ -784,6 +784,7 @@ async def test_command_descriptions_are_chinese_for_chinese_clients(
         "gpt bind gpt",
         "gpt unbind",
         "gpt info",
+        "retry",
     }
     chat, localized = found["chat"]
     chat_command, bind = commands.find("chat"), commands.find("gpt bind")

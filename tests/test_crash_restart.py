@@ -23,6 +23,17 @@ def texts(telegram: FakeTelegram, chat_id: int) -> list[str]:
     return [message["text"] for message in telegram.bot_messages(chat_id)]
 
 
+def actions(telegram: FakeTelegram, chat_id: int) -> list[list[str]]:
+    """The actions of the buttons under each of the bot's messages."""
+    return [
+        [b["callback_data"].split(":")[0] for row in keyboard for b in row]
+        for keyboard in (
+            m.get("reply_markup", {}).get("inline_keyboard", [])
+            for m in telegram.bot_messages(chat_id)
+        )
+    ]
+
+
 @pytest.mark.asyncio
 async def test_kill_9_of_run_mid_answer_is_settled_at_the_next_start(
     fake_gpts: FakeGpts, tmp_path: Path
@@ -54,10 +65,12 @@ async def test_kill_9_of_run_mid_answer_is_settled_at_the_next_start(
         await first.wait_stored(lambda rows: rows[-1] == ("assistant", saved, "streaming"))
         await first.kill()
         assert texts(telegram, 501)[0].endswith(INDICATOR)  # frozen mid-answer
+        assert actions(telegram, 501) == [["stop"]]
 
         second = await Bot.start("run", env=env, database=database)
         settled = f"{saved}\n\n{INTERRUPTED('en')}"
         await telegram.wait_until(lambda: texts(telegram, 501) == [settled], WAIT_S)
+        assert actions(telegram, 501) == [["retry"]]  # Stop is gone; the answer can be retried
         assert second.stored() == [
             ("user", "tell me a story", "complete"),
             ("assistant", saved, "interrupted"),

@@ -23,7 +23,7 @@ from bots.discord_adapter.text import MAX_MESSAGE_CHARS, quote_prompt
 from core.buttons import Button
 from core.config import BotConfig
 from core.i18n import Language
-from core.interrupted import settle
+from core.interrupted import settle, settling_language
 from core.platform import Clock, MessageGone, MessageRef, PlatformRateLimited, code_points
 from storage import InterruptedAnswer
 
@@ -255,15 +255,18 @@ class SettlingReplies(ChannelReplies):
     answer's first message (the interaction's original response) keeps its quoted prompt
     `header`, and every page is as long as it was while streaming."""
 
-    def __init__(self, channel: discord.PartialMessageable, header: str) -> None:
-        super().__init__(channel)
+    def __init__(
+        self, channel: discord.PartialMessageable, header: str, language: Language = "en"
+    ) -> None:
+        super().__init__(channel, language=language)
         self._header = header
         self._first: str | None = None
         self.max_chars = MAX_MESSAGE_CHARS - code_points(header)
 
     async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
         first = self._first is None
-        ref = await super().send(self._header + text if first else text, final=final)
+        shown = self._header + text if first else text
+        ref = await super().send(shown, final=final, buttons=buttons)
         if first:
             self._first = ref.message_id
         return ref
@@ -274,16 +277,17 @@ class SettlingReplies(ChannelReplies):
         if self._first is None:
             self._first = ref.message_id
         header = self._header if ref.message_id == self._first else ""
-        await super().edit(ref, header + text, final=final)
+        await super().edit(ref, header + text, final=final, buttons=buttons)
 
 
 async def settle_interrupted(
     client: discord.Client, answers: Sequence[InterruptedAnswer], bot: BotConfig
 ) -> None:
     """Each answer a dead process left streaming shows its saved text and the interrupted line,
-    without the streaming indicator (see `core.interrupted`). Edited through the channel's message
-    route: the interaction token of a /chat answer died with its process, so a response Discord
-    does not let the bot edit that way (an ephemeral one) is left as it is."""
+    without the streaming indicator and Stop, with Retry (see `core.interrupted`). Edited through
+    the channel's message route: the interaction token of a /chat answer died with its process,
+    so a response Discord does not let the bot edit that way (an ephemeral one) is left as it
+    is."""
     for answer in answers:
         scope = answer.scope
         channel_id = int(scope.thread_id or scope.chat_id)
@@ -292,8 +296,9 @@ async def settle_interrupted(
         header = "" if answer.question_message_ids else quote_prompt(answer.question)
         refs = [MessageRef(str(channel_id), m) for m in answer.platform_message_ids]
         try:
+            language = settling_language(answer, bot.language)
             await settle(
-                SettlingReplies(target, header),
+                SettlingReplies(target, header, language),
                 answer,
                 refs,
                 indicator=bot.streaming_indicator,

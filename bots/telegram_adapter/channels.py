@@ -35,7 +35,7 @@ from bots.telegram_adapter.text import MAX_TEXT_UNITS, thread_id_of
 from core.buttons import Button
 from core.config import BotConfig
 from core.i18n import Language
-from core.interrupted import settle
+from core.interrupted import settle, settling_language
 from core.pacing import RateBudget
 from core.platform import MessageGone, MessageRef, PlatformRateLimited, utf16_units
 from storage import InterruptedAnswer
@@ -298,7 +298,7 @@ async def settle_interrupted(
     bot: ExtBot[Any], answers: Sequence[InterruptedAnswer], settings: BotConfig
 ) -> None:
     """Each answer a dead process left streaming shows its saved text and the interrupted line,
-    without the streaming indicator (see `core.interrupted`)."""
+    without the streaming indicator and Stop, with Retry (see `core.interrupted`)."""
     for answer in answers:
         chat_id = int(answer.scope.chat_id)
         thread_id = int(answer.scope.thread_id) if answer.scope.thread_id else None
@@ -313,8 +313,9 @@ async def settle_interrupted(
             if not message_id.startswith("draft:")
         ]
         try:
+            language = settling_language(answer, settings.language)
             await settle(
-                MessageChannel(bot, target),
+                MessageChannel(bot, target, language),
                 answer,
                 refs,
                 indicator=settings.streaming_indicator,

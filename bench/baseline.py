@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
+from core.buttons import Button
 from core.platform import MessageRef, ReplyChannel
 
 EDIT_DELAY_SECONDS = 1.0
@@ -64,7 +66,10 @@ class BaselineReply:
         self._ref = await self.channel.send(text, final=False)
         self.first_sent.set()
 
-    async def finish(self, error_line: str | None = None) -> None:
+    def set_buttons(self, buttons: Sequence[Button]) -> None:
+        """llmcord shows no buttons."""
+
+    async def finish(self, error_line: str | None = None, buttons: Sequence[Button] = ()) -> None:
         text = self._text
         if error_line:
             text = f"{text.rstrip()}\n\n{error_line}" if text.strip() else error_line

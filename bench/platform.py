@@ -16,8 +16,10 @@ import asyncio
 import bisect
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from core.buttons import Button
 from core.pacing import RateBudget
 from core.platform import MessageRef
 from fakes.rate_window import Limits
@@ -127,10 +129,12 @@ class RecordingChannel:
             Call(now, kind, self._chat, message_id, len(text), final, max(carried, due), carried)
         )
 
-    async def send(self, text: str, *, final: bool) -> MessageRef:
+    async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
         message_id = self._recorder.next_id()
         self._record("send", message_id, text, final)
         return MessageRef(self._chat, message_id)
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(
+        self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()
+    ) -> None:
         self._record("edit", ref.message_id, text, final)

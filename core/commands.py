@@ -1,8 +1,13 @@
 """Chat commands, written once: name, arguments, who may run it, and a handler returning plain data.
 
     adapter: platform event → `Context` (scope, author with `is_admin`, language) + command + args
-    core:    `Commands.run` → permission check → handler → `Reply` (text to show) or `Ask` (a turn)
-    adapter: renders the Reply, or streams the Ask as a turn
+    core:    `Commands.run` → permission check → handler → `Reply` (text to show), `Ask` (a turn)
+             or `Retry` (a question asked again)
+    adapter: renders the Reply, or streams the Ask or the Retry as a turn
+
+Buttons are written here too (`core.buttons`): the adapter hands a press's data to
+`Commands.press` with who pressed where; Stop and Retry each check, here, that the presser asked
+the question or is an admin, and answer with a `Reply` for the presser alone or a `Retry`.
 
 Adapters translate only: Discord builds its app commands from `REGISTRY`, Telegram its menus and
 the terminal its `/name args` parsing (`parse`), and every sentence comes from `core.i18n`. A
@@ -17,12 +22,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from core import access, i18n, usage
+from core.buttons import parse_press
 from core.conversation import BindingInfo, ConversationService
 from core.errors import BadGptName, user_message
 from core.i18n import Language, Text
 from core.tables import Table
-from core.turns import Author, Scope
-from storage import StorageBusy
+from core.turns import Author, Scope, Turn
+from storage import StorageBusy, StoredAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +73,19 @@ class Ask:
     text: str
 
 
-Handler = Callable[["Commands", Context, Mapping[str, str]], Awaitable[Reply | Ask]]
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Ask a stored question again (a Retry button, /retry): the adapter opens a new message and
+    streams `service.retry(answer_id, turn, reply)` into it. `turn` is the question as it was
+    asked (its author, its text); `question_message_ids` are the platform messages that asked it
+    (a reply may quote them)."""
+
+    answer_id: int
+    turn: Turn
+    question_message_ids: tuple[str, ...]
+
+
+Handler = Callable[["Commands", Context, Mapping[str, str]], Awaitable[Reply | Ask | Retry]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,17 +104,18 @@ class Command:
     handler: Handler
     arguments: tuple[Argument, ...] = ()
     permission: Permission = Permission.ANYONE
-    # Anyone may run it, but admins see more (/usage): adapters ask whether the author is one.
-    admin_view: bool = False
+    # The handler itself looks at `Author.is_admin` (admins see more of /usage; /retry of
+    # someone else's question), so the adapter must find it out even for a command anyone may run.
+    reads_admin: bool = False
+
+    @property
+    def needs_admin_check(self) -> bool:
+        """Whether the adapter must tell whether the author is an admin here."""
+        return self.permission is not Permission.ANYONE or self.reads_admin
 
     @property
     def path(self) -> tuple[str, ...]:
         return tuple(self.name.split())
-
-    @property
-    def asks_admin(self) -> bool:
-        """Whether adapters must find out if the author is an admin here (`Author.is_admin`)."""
-        return self.permission is not Permission.ANYONE or self.admin_view
 
     def usage(self, language: Language) -> str:
         placeholders = (f"<{argument.placeholder(language)}>" for argument in self.arguments)
@@ -139,6 +158,10 @@ async def _help(commands: Commands, ctx: Context, args: Mapping[str, str]) -> Re
 
 async def _chat(commands: Commands, ctx: Context, args: Mapping[str, str]) -> Ask:
     return Ask(args["prompt"])
+
+
+async def _retry(commands: Commands, ctx: Context, args: Mapping[str, str]) -> Reply | Retry:
+    return await commands.retry(ctx, None)
 
 
 async def _reset(commands: Commands, ctx: Context, args: Mapping[str, str]) -> Reply:
@@ -246,7 +269,13 @@ REGISTRY: tuple[Command, ...] = (
         "usage",
         Text("Your turns and tokens today and this month", "你今天和本月的对话轮次与 tokens"),
         _usage,
-        admin_view=True,
+        reads_admin=True,
+    ),
+    Command(
+        "retry",
+        Text("Ask the last question here again", "重新回答这里的上一个问题"),
+        _retry,
+        reads_admin=True,
     ),
 )
 GROUPS: tuple[Group, ...] = (
@@ -323,7 +352,7 @@ class Commands:
 
     async def run(
         self, ctx: Context, command: Command, args: Mapping[str, str] | None = None
-    ) -> Reply | Ask:
+    ) -> Reply | Ask | Retry:
         """Check who may run `command` here, then run it."""
         if not self.may_run(command, ctx):
             refusal = i18n.OWNERS_ONLY if command.permission is Permission.OWNER else i18n.NOT_ADMIN
@@ -337,6 +366,56 @@ class Commands:
             logger.error("/%s in %s not run: %s", command.name, ctx.scope, exc)
             return Reply(i18n.STORAGE_BUSY(ctx.language), private=True)
 
+    def may_control(self, ctx: Context, asker_id: str | None) -> bool:
+        """Stop and Retry: the person who asked, an admin of the scope, or an owner."""
+        author = ctx.author
+        return author.id == asker_id or author.is_admin or self.is_owner(ctx.scope, author)
+
+    async def press(self, ctx: Context, data: str | None) -> Reply | Retry:
+        """A button pressed: `data` as the platform gave it back. A `Reply` is for the presser
+        alone (empty: nothing to say, the message itself shows what happened)."""
+        pressed = parse_press(data)
+        if pressed is None:
+            return Reply(i18n.CANNOT_RETRY(ctx.language), private=True)
+        try:
+            if pressed.action == "stop":
+                return await self.stop(ctx, pressed.answer_id)
+            return await self.retry(ctx, pressed.answer_id)
+        except StorageBusy as exc:
+            logger.error("a %s press in %s not handled: %s", pressed.action, ctx.scope, exc)
+            return Reply(i18n.STORAGE_BUSY(ctx.language), private=True)
+
+    async def stop(self, ctx: Context, answer_id: int) -> Reply:
+        """Stop an answer streaming in this process: its upstream request is cancelled at once,
+        and the turn shows and stores what arrived as `stopped`."""
+        running = self.service.running.get(answer_id)
+        if running is None or not _same_chat(running.scope, ctx.scope):
+            return Reply(i18n.ANSWER_ENDED(ctx.language), private=True)
+        if not self.may_control(ctx, running.asker_id):
+            return Reply(i18n.NOT_YOURS_TO_STOP(ctx.language), private=True)
+        running.stop()
+        logger.info("%s stopped answer %s in %s", ctx.author.id, answer_id, running.scope)
+        return Reply("", private=True)
+
+    async def retry(self, ctx: Context, answer_id: int | None) -> Reply | Retry:
+        """Ask again the question answer `answer_id` answered (None: the scope's latest)."""
+        repo = self.service.repo
+        if answer_id is None:
+            answer = await repo.latest_answer(ctx.scope)
+            if answer is None:
+                return Reply(i18n.NOTHING_TO_RETRY(ctx.language), private=True)
+        else:
+            answer = await repo.stored_answer(answer_id)
+        if answer is None or not _same_chat(answer.scope, ctx.scope):
+            return Reply(i18n.CANNOT_RETRY(ctx.language), private=True)
+        if not self.may_control(ctx, answer.asker_id):
+            return Reply(i18n.NOT_YOURS_TO_RETRY(ctx.language), private=True)
+        # One still being stored (or a /retry while it streams) is retried once it has ended:
+        # a retry waits for the scope's lock, and checks again then.
+        if not answer.can_retry and answer.status != "streaming":
+            return Reply(i18n.CANNOT_RETRY(ctx.language), private=True)
+        return _retry_of(answer, ctx)
+
     async def suggestions(self, ctx: Context, argument: Argument, current: str) -> list[str]:
         """Completions for an argument being typed (Discord's autocomplete)."""
         if not argument.suggests_bound_gpts or ctx.group_id is None:
@@ -344,3 +423,15 @@ class Commands:
         wanted = current.strip().lower()
         gpt_ids = await self.service.bound_gpts(ctx.scope.platform, ctx.group_id)
         return [gpt_id for gpt_id in gpt_ids if wanted in gpt_id.lower()]
+
+
+def _same_chat(stored: Scope, pressed: Scope) -> bool:
+    """A button belongs to its chat; its topic or thread is the stored one (a Telegram message
+    too old to be read no longer says which topic it is in)."""
+    return (stored.platform, stored.chat_id) == (pressed.platform, pressed.chat_id)
+
+
+def _retry_of(answer: StoredAnswer, ctx: Context) -> Retry:
+    asker = Author(answer.asker_id or "", answer.asker_name or "")
+    turn = Turn(answer.scope, asker, answer.question, ctx.is_private, language=ctx.language)
+    return Retry(answer.id, turn, answer.question_message_ids)

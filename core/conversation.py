@@ -14,6 +14,12 @@ as `refused`, an over-long one truncated with its real length. An answer the end
 token counts for is stored with an estimate, marked as such (`core.quota`). While another
 process holds the database's lock, storage tries again for a bounded time; if it finally fails,
 the user gets one short line.
+
+While it streams, the answer's message carries a Stop button and the turn is listed in `running`
+by its answer id: Stop cancels the task reading upstream (the connection closes), and the turn
+shows and stores what arrived as `stopped`. An ended answer carries a Retry button (a stopped
+one none): `retry` asks its question again, under the scope's lock like any turn, into a new
+message, and marks the earlier answer `superseded`.
 """
 
 from __future__ import annotations
@@ -21,14 +27,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from core import i18n
+from core.buttons import retry_button, stop_button
 from core.config import Config
 from core.errors import (
+    STOP_REQUESTED,
     EmptyMessage,
     GptsBotError,
     MessageTooLong,
@@ -41,6 +48,7 @@ from core.gpt_names import gpt_url, model_name, parse_gpt_id
 from core.gpts import ChatMessage, GptsClient, Usage
 from core.history import upstream_messages
 from core.quota import Quotas, estimate, has_counts
+from core.running import RunningTurn, RunningTurns, ScopeLocks
 from core.saving import AnswerSaver
 from core.streaming import StreamingReply
 from core.turns import Author, Scope, Turn
@@ -51,6 +59,7 @@ from storage import (
     NewMessage,
     Repository,
     StorageBusy,
+    TurnStart,
 )
 
 logger = logging.getLogger(__name__)
@@ -106,41 +115,13 @@ class _Progress:
     error: BaseException | None = None
 
 
-class _ScopeLocks:
-    """One lock per scope, dropped when no turn holds or awaits it (scopes are unbounded)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[Scope, tuple[asyncio.Lock, int]] = {}
-
-    @asynccontextmanager
-    async def hold(
-        self, scope: Scope, on_wait: Callable[[], None] | None = None
-    ) -> AsyncIterator[None]:
-        """Hold the scope's lock; `on_wait` is called first if another turn holds or awaits it."""
-        lock, users = self._locks.get(scope, (asyncio.Lock(), 0))
-        self._locks[scope] = (lock, users + 1)
-        if users and on_wait is not None:
-            on_wait()
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[scope]
-            if users == 1:
-                del self._locks[scope]
-            else:
-                self._locks[scope] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-
 class ConversationService:
     def __init__(self, config: Config, repo: Repository, client: GptsClient) -> None:
         self.config = config
         self.repo = repo
         self.client = client
-        self._locks = _ScopeLocks()
+        self._locks = ScopeLocks()
+        self.running = RunningTurns()  # the turns streaming now, by answer id (Stop finds them)
         self.quotas = Quotas(config, repo)
         # Tests set this to see unexpected exceptions instead of the user's apology.
         self.reraise_unexpected = False
@@ -150,6 +131,21 @@ class ConversationService:
 
         While an earlier turn in the scope is still answering, `reply` shows a waiting line.
         """
+        return await self._take_turn(turn, reply, None)
+
+    async def retry(self, answer_id: int, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
+        """Ask again the question answer `answer_id` answered, into `reply` (a new message).
+
+        `turn` is that question as it was asked (its author and text; `Commands.retry` builds
+        it). Under the scope's lock like any turn: then the earlier answer is marked `superseded`
+        and the new one answers the same question, with the history that came before it. When
+        the answer can no longer be retried (retried already, /reset since), `reply` says so.
+        """
+        return await self._take_turn(turn, reply, answer_id)
+
+    async def _take_turn(
+        self, turn: Turn, reply: StreamingReply, retrying: int | None
+    ) -> AnswerOutcome:
         waited = started = False
 
         def show_waiting() -> None:
@@ -162,7 +158,7 @@ class ConversationService:
                 started = True
                 if waited:
                     reply.end_waiting()
-                return await self._answer_locked(turn, reply)
+                return await self._answer_locked(turn, reply, retrying)
         except asyncio.CancelledError as exc:
             if waited and not started:
                 # Shutting down while queued: the waiting line must not stay as if still true.
@@ -170,39 +166,33 @@ class ConversationService:
                     await reply.finish(user_message(exc, turn.language))
             raise
 
-    async def _answer_locked(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
-        gpts = self.config.gpts
-        scope, author = turn.scope, turn.author
-        refusal = self._refusal(turn.text) or await self.quotas.check(turn)
-        if refusal is not None:
-            return await self._refuse(turn, reply, refusal)
+    async def _answer_locked(
+        self, turn: Turn, reply: StreamingReply, retrying: int | None
+    ) -> AnswerOutcome:
+        scope = turn.scope
+        if retrying is None:  # a retry asks again a question already taken and counted
+            refusal = self._refusal(turn.text) or await self.quotas.check(turn)
+            if refusal is not None:
+                return await self._refuse(turn, reply, refusal)
         # The turn's whole life in the scope (retries included) ends by this time.
-        deadline = asyncio.get_running_loop().time() + gpts.turn_timeout_s
-        # One transaction: the conversation, its history window, the GPT bound here (or on the
-        # parent chat), the user's message stored and the answer's row started.
-        message = NewMessage(
-            "user",
-            turn.text,
-            author_id=author.id,
-            author_name=author.display_name,
-            platform_message_ids=(turn.message_id,) if turn.message_id else (),
-        )
+        deadline = asyncio.get_running_loop().time() + self.config.gpts.turn_timeout_s
         try:
-            start = await self.repo.start_turn(
-                scope,
-                message,
-                history_limit=gpts.history_messages // 2,
-                with_binding=True,
-                answer=_STREAMING_ANSWER,
-            )
+            start = await self._start(turn, retrying)
         except StorageBusy as exc:
             logger.error("a message in %s was not stored: %s", scope, exc)
             await reply.finish(user_message(exc, turn.language))
             return AnswerOutcome("error", "", None, exc)
+        if start is None:  # retried already, or reset since the Retry was pressed
+            await reply.finish(i18n.CANNOT_RETRY(turn.language))
+            return AnswerOutcome("refused", "", None, None)
         assert start.answer_id is not None
+        reply.set_buttons((stop_button(start.answer_id),))
         saver = AnswerSaver(self.repo, start.answer_id, reply, self.config.storage.save_interval_s)
         saver.start()
         progress = _Progress(start.conversation_id, start.answer_id, saver)
+        task = asyncio.current_task()
+        assert task is not None
+        running = RunningTurn(start.answer_id, scope, turn.author.id, task)
         try:
             binding = self._binding_info(scope, start.binding)
             if binding is None:
@@ -210,31 +200,29 @@ class ConversationService:
             progress.model = binding.model
             messages = self._upstream_messages(start.history, turn)
             progress.prompt_chars = sum(len(message["content"]) for message in messages)
-            timeout = asyncio.timeout_at(deadline)
+            # Stop cancels this task while it reads upstream: it is suspended nowhere else
+            # while listed.
+            self.running.add(running)
             try:
-                async with (
-                    timeout,
-                    aclosing(self.client.stream_chat(binding.gpt_id, messages)) as deltas,
-                ):
-                    async for delta in deltas:
-                        if delta.text:
-                            progress.first_text_at = progress.first_text_at or time.monotonic()
-                            reply.append(delta.text)
-                        progress.usage = delta.usage or progress.usage
-            except TimeoutError as exc:
-                if not timeout.expired():
-                    raise
-                raise TurnTimedOut(gpts.turn_timeout_s) from exc
+                await self._stream(binding.gpt_id, messages, reply, progress, deadline)
+            finally:
+                self.running.remove(start.answer_id)
         except GptsBotError as exc:
             progress.error = exc
             level = logging.WARNING if isinstance(exc, UpstreamError) else logging.INFO
             logger.log(level, "turn in %s failed: %s", scope, type(exc).__name__)
         except asyncio.CancelledError as exc:
-            progress.error = exc  # shutting down mid-answer: show and store what arrived, then stop
-            logger.info("turn in %s cancelled", scope)
-            async with asyncio.timeout(SHUTDOWN_GRACE_S):
-                await self._conclude(turn, reply, progress)
-            raise
+            if running.stop_requested and task.uncancel() == 0:
+                # A Stop press, and nothing else, cancelled the upstream read: the turn goes on.
+                progress.error = asyncio.CancelledError(STOP_REQUESTED)
+                logger.info("answer %s in %s stopped on request", start.answer_id, scope)
+            else:
+                # Shutting down mid-answer: show and store what arrived, then stop.
+                progress.error = exc
+                logger.info("turn in %s cancelled", scope)
+                async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                    await self._conclude(turn, reply, progress)
+                raise
         except Exception as exc:
             if self.reraise_unexpected:
                 saver.stop()
@@ -242,6 +230,58 @@ class ConversationService:
             progress.error = exc
             logger.exception("turn in %s failed unexpectedly", scope)
         return await self._conclude(turn, reply, progress)
+
+    async def _start(self, turn: Turn, retrying: int | None) -> TurnStart | None:
+        """One transaction: the conversation, its history window, the GPT bound here (or on the
+        parent chat), the user's message stored (or, retrying, the earlier answer superseded)
+        and the answer's row started. None: the answer can no longer be retried."""
+        history_limit = self.config.gpts.history_messages // 2
+        if retrying is not None:
+            return await self.repo.retry_turn(
+                turn.scope,
+                retrying,
+                history_limit=history_limit,
+                with_binding=True,
+                answer=_STREAMING_ANSWER,
+            )
+        author = turn.author
+        message = NewMessage(
+            "user",
+            turn.text,
+            author_id=author.id,
+            author_name=author.display_name,
+            platform_message_ids=(turn.message_id,) if turn.message_id else (),
+        )
+        return await self.repo.start_turn(
+            turn.scope,
+            message,
+            history_limit=history_limit,
+            with_binding=True,
+            answer=_STREAMING_ANSWER,
+        )
+
+    async def _stream(
+        self,
+        gpt_id: str,
+        messages: list[ChatMessage],
+        reply: StreamingReply,
+        progress: _Progress,
+        deadline: float,
+    ) -> None:
+        """Read the answer from upstream into `reply`. Cancelled (a Stop, a shutdown), the
+        stream is closed unfinished: its HTTP connection closes, so the GPT stops generating."""
+        timeout = asyncio.timeout_at(deadline)
+        try:
+            async with timeout, aclosing(self.client.stream_chat(gpt_id, messages)) as deltas:
+                async for delta in deltas:
+                    if delta.text:
+                        progress.first_text_at = progress.first_text_at or time.monotonic()
+                        reply.append(delta.text)
+                    progress.usage = delta.usage or progress.usage
+        except TimeoutError as exc:
+            if not timeout.expired():
+                raise
+            raise TurnTimedOut(self.config.gpts.turn_timeout_s) from exc
 
     async def _conclude(
         self, turn: Turn, reply: StreamingReply, progress: _Progress
@@ -260,8 +300,10 @@ class ConversationService:
         usage, estimated = progress.usage, False
         if not has_counts(usage) and text and progress.prompt_chars is not None:
             usage, estimated = estimate(progress.prompt_chars, text), True
+        # An ended answer can be asked again; one stopped (by a person, or a shutdown) shows none.
+        buttons = () if status == "stopped" else (retry_button(progress.answer_id),)
         try:
-            await reply.finish(error_line)
+            await reply.finish(error_line, buttons)
         finally:
             started, first = progress.started, progress.first_text_at
             answer = NewMessage(

@@ -161,6 +161,25 @@ RESET_DONE = Text(
 BOUND = Text("✅ {name} bound {gpt_id} here.\n{url}", "✅ {name} 已在这里绑定 {gpt_id}。\n{url}")
 UNBOUND = Text("✅ {name} removed the binding. {info}", "✅ {name} 已解除绑定。{info}")
 
+# --- the buttons under an answer (core.buttons) and /retry --------------------------------------
+
+STOP_BUTTON = Text("⏹️ Stop", "⏹️ 停止")
+RETRY_BUTTON = Text("🔄 Retry", "🔄 重试")
+ANSWER_ENDED = Text("This answer has already ended.", "这条回答已经结束了。")
+NOT_YOURS_TO_STOP = Text(
+    "⛔ Only the person who asked or an admin can stop this answer.",
+    "⛔ 只有提问的人或管理员可以停止这条回答。",
+)
+NOT_YOURS_TO_RETRY = Text(
+    "⛔ Only the person who asked or an admin can retry this answer.",
+    "⛔ 只有提问的人或管理员可以重试这条回答。",
+)
+CANNOT_RETRY = Text(
+    "⚠️ This answer can no longer be retried.",
+    "⚠️ 这条回答已无法重试。",
+)
+NOTHING_TO_RETRY = Text("There is no answer to retry here.", "这里没有可以重试的回答。")
+
 # /help: the intro, how to talk to the bot, the GPT here, then one line per registry command.
 HELP_INTRO = Text(
     "I pass your messages to a ChatGPT GPT and stream its answer back.",

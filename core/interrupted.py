@@ -5,8 +5,8 @@ with the text saved last (`core.saving`), and its platform messages frozen with 
 indicator. At the next start, `gptsbot run` (for the platforms it runs) and `gptsbot chat` (for
 its terminal scope) mark those rows `interrupted`, so the next turn sends them upstream as cut.
 Then each platform adapter, once connected, edits the messages to the saved text plus a short
-"interrupted" line, without the indicator (`settle`, called from the adapter's
-`settle_interrupted`).
+"interrupted" line, without the indicator and the Stop button, with a Retry button instead
+(`settle`, called from the adapter's `settle_interrupted`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import logging
 from collections.abc import Sequence
 
 from core import i18n
-from core.i18n import LanguageSetting, language_of_text
+from core.buttons import retry_button
+from core.i18n import Language, LanguageSetting, language_of_text
 from core.platform import MessageRef, ReplyChannel
 from core.streaming import StreamingReply
 from storage import InterruptedAnswer, Repository, StorageBusy
@@ -51,12 +52,18 @@ async def settle(
     language: LanguageSetting = "auto",
 ) -> None:
     """Show `answer`'s saved text plus the interrupted line in the messages `refs` (those it was
-    streamed in), no indicator. Without messages to edit the text is sent anew (e.g. a Telegram
-    draft, which vanished by itself). `indicator`: the one it streamed with, so the text splits
-    into the same messages."""
+    streamed in), no indicator, and a Retry button. Without messages to edit the text is sent
+    anew (e.g. a Telegram draft, which vanished by itself). `indicator`: the one it streamed
+    with, so the text splits into the same messages. `channel` shows its button labels in
+    `settling_language(answer, language)`."""
     if not refs and not answer.content.strip():
         return  # nothing was shown, nothing was saved
-    line = i18n.INTERRUPTED(language_of_text(answer.question or answer.content, language))
+    line = i18n.INTERRUPTED(settling_language(answer, language))
     reply = StreamingReply(channel, edit_interval_s=0, indicator=indicator)
     reply.resume(refs, answer.content)
-    await reply.finish(line)
+    await reply.finish(line, (retry_button(answer.id),))
+
+
+def settling_language(answer: InterruptedAnswer, language: LanguageSetting) -> Language:
+    """No one's locale is known at start: the configured language, or the question's."""
+    return language_of_text(answer.question or answer.content, language)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from core.buttons import Button
     from storage import InterruptedAnswer
 
 
@@ -48,6 +49,10 @@ class ReplyChannel(Protocol):
     `max_chars` is the platform's limit for one message as `measure` counts it (Telegram counts
     UTF-16 code units, Discord code points). `final` marks the text that will not change again:
     adapters may render it richly (e.g. Markdown) and must fall back to plain text, not fail.
+
+    `buttons` go under the message, in the call that sends or edits it (never a call of their
+    own): an edit shows exactly the buttons it is given, so an edit without any removes those
+    the message had. A channel that cannot show buttons (the terminal, a draft) ignores them.
     """
 
     max_chars: int
@@ -56,12 +61,15 @@ class ReplyChannel(Protocol):
         """The length of `text` as the platform counts it against `max_chars`."""
         ...
 
-    async def send(self, text: str, *, final: bool) -> MessageRef:
+    async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
         """Post a new message. Raises `PlatformRateLimited` when told to wait."""
         ...
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
-        """Replace a sent message's text. Raises `MessageGone` or `PlatformRateLimited`."""
+    async def edit(
+        self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()
+    ) -> None:
+        """Replace a sent message's text and buttons. Raises `MessageGone` or
+        `PlatformRateLimited`."""
         ...
 
 

@@ -5,6 +5,10 @@ at once and then editing it in place — at most once per `edit_interval_s` per 
 unchanged text, and only after every shared budget covering it grants a call. Past the platform's
 length the answer continues in new messages (see `core.splitting`). `finish` ends with a final
 edit of every message whose text is not yet the full, final text.
+
+Buttons (`core.buttons`) ride on those same calls: the message still being written carries the
+reply's `buttons` (Stop), the last message's final edit carries the buttons `finish` is given
+(Retry, or none), and every other message none. They never cost a call of their own.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from core.buttons import Button
 from core.pacing import Budget
 from core.platform import (
     Clock,
@@ -47,6 +52,7 @@ class _Shown:
     final: bool
     shown_at: float
     slowdown: float = 1.0
+    buttons: tuple[Button, ...] = ()
 
 
 class StreamingReply:
@@ -67,6 +73,8 @@ class StreamingReply:
         self._parts: list[str] = []
         self._joined = ""
         self._waiting = ""  # a line shown until the answer's text arrives (see show_waiting)
+        self._buttons: tuple[Button, ...] = ()  # under the message being written
+        self._final_buttons: tuple[Button, ...] = ()  # under the last message, once final
         self._shown: list[_Shown] = []
         # Pages before the last are final once computed: keep them instead of re-splitting.
         self._stable: list[Page] = []
@@ -127,6 +135,11 @@ class StreamingReply:
         else:
             self._changed.set()  # shown, or being sent: replace it
 
+    def set_buttons(self, buttons: Sequence[Button]) -> None:
+        """Show `buttons` (e.g. Stop) under the message being written, from its next send or
+        edit on: no call of their own."""
+        self._buttons = tuple(buttons)
+
     def _wake(self) -> None:
         self._changed.set()
         if self._pump is None:
@@ -140,9 +153,11 @@ class StreamingReply:
         # Never equal to a page's text, so every message is edited at once (no pacing wait).
         self._shown = [_Shown(ref, "", final=False, shown_at=-math.inf) for ref in refs]
 
-    async def finish(self, error_line: str | None = None) -> None:
-        """Show the final text (plus `error_line`, if any) in full. Call exactly once."""
+    async def finish(self, error_line: str | None = None, buttons: Sequence[Button] = ()) -> None:
+        """Show the final text (plus `error_line`, if any) in full, with `buttons` under the
+        last message and none under the others. Call exactly once."""
         self._finishing = True
+        self._final_buttons = tuple(buttons)
         if self._pump is not None:
             if not self._in_call:
                 self._pump.cancel()  # it is only waiting: nothing is half-sent
@@ -178,10 +193,11 @@ class StreamingReply:
                 shown += self._indicator
             if not shown.strip():
                 continue  # platforms refuse empty messages; nothing to show yet
+            buttons = (self._final_buttons if final else self._buttons) if is_last else ()
             if index < len(self._shown):
-                await self._edit(self._shown[index], shown, final=page_final)
+                await self._edit(self._shown[index], shown, final=page_final, buttons=buttons)
             else:
-                await self._send(shown, final=page_final)
+                await self._send(shown, final=page_final, buttons=buttons)
             if self._finishing and not final:
                 return  # finish() takes over with the final text
 
@@ -191,9 +207,9 @@ class StreamingReply:
         if not shown:
             return
         if self._shown:
-            await self._edit(self._shown[0], shown, final=False)
+            await self._edit(self._shown[0], shown, final=False, buttons=self._buttons)
         elif self._waiting:
-            await self._send(shown, final=False)
+            await self._send(shown, final=False, buttons=self._buttons)
 
     def _pages(self, text: str) -> list[Page]:
         stable = self._stable
@@ -205,22 +221,28 @@ class StreamingReply:
         stable.extend(fresh[:-1])
         return [*stable, fresh[-1]]
 
-    async def _send(self, text: str, *, final: bool) -> None:
-        ref = await self._call(lambda: self.channel.send(text, final=final))
-        self._shown.append(_Shown(ref, text, final, self._clock.monotonic()))
+    async def _send(self, text: str, *, final: bool, buttons: tuple[Button, ...]) -> None:
+        ref = await self._call(lambda: self.channel.send(text, final=final, buttons=buttons))
+        self._shown.append(_Shown(ref, text, final, self._clock.monotonic(), buttons=buttons))
         self.first_sent.set()
 
-    async def _edit(self, shown: _Shown, text: str, *, final: bool) -> None:
-        if shown.text == text and shown.final == final:
+    async def _edit(
+        self, shown: _Shown, text: str, *, final: bool, buttons: tuple[Button, ...]
+    ) -> None:
+        if shown.text == text and shown.final == final and shown.buttons == buttons:
             return
         due = shown.shown_at + self.edit_interval_s * shown.slowdown - self._clock.monotonic()
         if due > 0:
             await self._clock.sleep(due)
         try:
-            await self._call(lambda: self.channel.edit(shown.ref, text, final=final), shown)
+            await self._call(
+                lambda: self.channel.edit(shown.ref, text, final=final, buttons=buttons), shown
+            )
         except MessageGone:
             logger.info("message %s was deleted; sending the rest anew", shown.ref.message_id)
-            shown.ref = await self._call(lambda: self.channel.send(text, final=final))
+            shown.ref = await self._call(
+                lambda: self.channel.send(text, final=final, buttons=buttons)
+            )
         except PlatformRefused:
             raise  # the bot itself was refused: no later edit will do better
         except Exception:
@@ -231,6 +253,7 @@ class StreamingReply:
             shown.shown_at = self._clock.monotonic()
             return
         shown.text, shown.final, shown.shown_at = text, final, self._clock.monotonic()
+        shown.buttons = buttons
 
     async def _call(self, make_call: Callable[[], Awaitable[T]], shown: _Shown | None = None) -> T:
         while True:

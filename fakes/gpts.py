@@ -13,6 +13,10 @@ f"echo: {last user message}". Scripts: `Reply` (an answer, optionally broken mid
 `RawSse` (a fixture body served as is). Like real relays, no headers are sent before the first
 chunk, so the time to headers is the time to the first token.
 
+Each recorded request's `disconnected` event is set when the client closes the connection before
+the answer has ended (a stopped answer): the handler is cancelled then, as a real server's would
+be, instead of writing on to no one.
+
 `GET /v1/models` lists `fake.models` (a queued `Fail` is served instead; `serve_models = False`
 makes the path unknown). Unknown paths answer 404 with `fake.not_found_body` (an nginx page;
 set "" for an empty body), as a server does when `base_url` misses the API's path.
@@ -68,6 +72,8 @@ class RecordedRequest:
     time: float  # the event loop's clock when it arrived
     method: str = "POST"
     path: str = "/v1/chat/completions"
+    # Set when the client closed the connection before the answer ended.
+    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def model(self) -> str | None:
@@ -202,7 +208,8 @@ class FakeGpts(LocalServer):
         app.router.add_post("/v1/chat/completions", self._handle)
         app.router.add_get("/v1/models", self._models)
         app.router.add_route("*", "/{path:.*}", self._not_found)
-        await self._listen(app, shutdown_timeout=1.0)
+        # A client that closes the connection cancels its handler (and sets `disconnected`).
+        await self._listen(app, shutdown_timeout=1.0, handler_cancellation=True)
         return self
 
     async def close(self) -> None:
@@ -245,7 +252,13 @@ class FakeGpts(LocalServer):
         script = self._scripts.popleft() if self._scripts else self._echo(record)
         try:
             return await self._serve(request, record, script)
-        except (_Dropped, ConnectionResetError):
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                record.disconnected.set()  # the client went away mid-answer
+            raise
+        except (_Dropped, ConnectionResetError) as exc:
+            if isinstance(exc, ConnectionResetError):
+                record.disconnected.set()
             # Abort: no chunked-encoding terminator, so the client sees a broken payload.
             if request.transport is not None:
                 request.transport.abort()

@@ -13,6 +13,7 @@ from typing import Any, Final, cast
 
 from sqlalchemy import (
     Integer,
+    Select,
     Table,
     bindparam,
     delete,
@@ -67,39 +68,63 @@ PAIRED_STATUSES: Final[tuple[MessageStatus, ...]] = (
 )
 _QUESTION: Final = _MESSAGES.alias("question")
 _ANSWER: Final = _MESSAGES.alias("answer")
+_NEWER: Final = _MESSAGES.alias("newer")
 # The window looks at most this many messages back per exchange it returns: a conversation of
 # thousands of unanswered messages (no GPT bound, refusals) costs no more than a short one.
 SCAN_PER_EXCHANGE: Final = 8
-# The id of the oldest message the window may look at (NULL: fewer messages than that).
-_SCAN_START: Final = (
-    select(_MESSAGES.c.id)
-    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
-    .order_by(_MESSAGES.c.id.desc())
-    .limit(1)
-    .offset(bindparam("scan", type_=Integer))
-    .scalar_subquery()
-)
-# The history window: the newest questions that got an answer, each with its answer. Ordered by
-# the question, so answers written late or by another process never change the order. One seek
-# on ix_messages_conversation_id_id, then one on ix_messages_answers_id per question.
-_EXCHANGES: Final = (
-    select(
-        _QUESTION.c.id,
-        _QUESTION.c.author_name,
-        _QUESTION.c.content,
-        _ANSWER.c.content,
-        _ANSWER.c.status,
+
+
+def _exchanges_statement(*, before: bool) -> Select[Any]:
+    """The history window: the newest questions that got an answer, each with its newest answer
+    that Retry did not supersede. Ordered by the question, so answers written late or by another
+    process never change the order. One seek on ix_messages_conversation_id_id, then seeks on
+    ix_messages_answers_id per question. `before`: only questions older than `:before` (the
+    window of a question asked again)."""
+    in_conversation = _MESSAGES.c.conversation_id == bindparam("conversation_id")
+    bound = [_MESSAGES.c.id < bindparam("before")] if before else []
+    # The id of the oldest message the window may look at (NULL: fewer messages than that).
+    scan_start = (
+        select(_MESSAGES.c.id)
+        .where(in_conversation, *bound)
+        .order_by(_MESSAGES.c.id.desc())
+        .limit(1)
+        .offset(bindparam("scan", type_=Integer))
+        .scalar_subquery()
     )
-    .join_from(_QUESTION, _ANSWER, _ANSWER.c.answers_id == _QUESTION.c.id)
-    .where(
-        _QUESTION.c.conversation_id == bindparam("conversation_id"),
-        _QUESTION.c.id >= func.coalesce(_SCAN_START, 0),
-        _ANSWER.c.status.in_([literal(status) for status in PAIRED_STATUSES]),
-        _ANSWER.c.content != literal(""),
+    newer_answer = (
+        select(_NEWER.c.id)
+        .where(
+            _NEWER.c.answers_id == _QUESTION.c.id,
+            _NEWER.c.id > _ANSWER.c.id,
+            _NEWER.c.status != literal("superseded"),
+        )
+        .exists()
     )
-    .order_by(_QUESTION.c.id.desc())
-    .limit(bindparam("limit", type_=Integer))
-)
+    question_bound = [_QUESTION.c.id < bindparam("before")] if before else []
+    return (
+        select(
+            _QUESTION.c.id,
+            _QUESTION.c.author_name,
+            _QUESTION.c.content,
+            _ANSWER.c.content,
+            _ANSWER.c.status,
+        )
+        .join_from(_QUESTION, _ANSWER, _ANSWER.c.answers_id == _QUESTION.c.id)
+        .where(
+            _QUESTION.c.conversation_id == bindparam("conversation_id"),
+            _QUESTION.c.id >= func.coalesce(scan_start, 0),
+            *question_bound,
+            _ANSWER.c.status.in_([literal(status) for status in PAIRED_STATUSES]),
+            _ANSWER.c.content != literal(""),
+            ~newer_answer,
+        )
+        .order_by(_QUESTION.c.id.desc())
+        .limit(bindparam("limit", type_=Integer))
+    )
+
+
+_EXCHANGES: Final = _exchanges_statement(before=False)
+_EXCHANGES_BEFORE: Final = _exchanges_statement(before=True)
 # While an answer streams: its text so far and the platform messages showing it. Only while it
 # is still `streaming`, so a save that lands after the final update changes nothing.
 _SAVE_ANSWER: Final = (
@@ -218,11 +243,20 @@ def history(connection: Connection, conversation_id: int, limit: int) -> list[Me
     return [MessageRecord(*row) for row in reversed(rows)]
 
 
-def exchanges(connection: Connection, conversation_id: int, limit: int) -> list[Exchange]:
+def exchanges(
+    connection: Connection, conversation_id: int, limit: int, *, before: int | None = None
+) -> list[Exchange]:
     """The last `limit` (> 0) answered questions of the conversation with their answers, oldest
-    first."""
-    params = {"conversation_id": conversation_id, "limit": limit, "scan": limit * SCAN_PER_EXCHANGE}
-    rows = connection.execute(_EXCHANGES, params).all()
+    first; with `before`, only the questions older than that message."""
+    params: dict[str, Any] = {
+        "conversation_id": conversation_id,
+        "limit": limit,
+        "scan": limit * SCAN_PER_EXCHANGE,
+    }
+    statement = _EXCHANGES
+    if before is not None:
+        statement, params["before"] = _EXCHANGES_BEFORE, before
+    rows = connection.execute(statement, params).all()
     return [Exchange(*row) for row in reversed(rows)]
 
 

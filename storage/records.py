@@ -20,6 +20,7 @@ __all__ = [
     "NewMessage",
     "QuotaUse",
     "ScopeKey",
+    "StoredAnswer",
     "TokenUsage",
     "TurnStart",
     "UsageFigures",
@@ -38,8 +39,8 @@ __all__ = [
 #   interrupted  an answer whose process died while it streamed (settled at the next start)
 #   stopped      an answer stopped before its end (the bot shut down mid-answer)
 #   refused      a user message the bot did not send on (empty, or over the input limit)
-#   superseded   reserved for an answer replaced by a newer one (listed now, so that feature
-#                needs no migration of the CHECK constraint)
+#   superseded   an answer replaced by a newer one to the same question (Retry): kept, never
+#                sent upstream again
 MessageStatus = Literal[
     "complete",
     "partial",
@@ -167,6 +168,34 @@ class InterruptedAnswer:
     platform_message_ids: tuple[str, ...]
     question: str
     question_message_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """An answer as a Stop or Retry press needs it: where it lives, how it ended, and the user
+    message it answers (who asked, what, and the platform messages that asked it).
+    `is_current`: its conversation is still its scope's current one (no /reset since)."""
+
+    id: int
+    scope: ScopeKey
+    conversation_id: int
+    status: MessageStatus
+    question_id: int | None
+    question: str
+    asker_id: str | None
+    asker_name: str | None
+    question_message_ids: tuple[str, ...]
+    is_current: bool
+
+    @property
+    def can_retry(self) -> bool:
+        """It has ended, no newer answer replaced it, it answers a question, and its
+        conversation was not reset since."""
+        return (
+            self.is_current
+            and self.question_id is not None
+            and self.status not in ("streaming", "superseded")
+        )
 
 
 @dataclass(frozen=True, slots=True)

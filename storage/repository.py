@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage import queries, usage
+from storage import answers, queries, usage
 from storage.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
     alembic_config,
@@ -45,6 +45,7 @@ from storage.records import (
     NewMessage,
     QuotaUse,
     ScopeKey,
+    StoredAnswer,
     TurnStart,
     UsageReport,
 )
@@ -216,6 +217,39 @@ class Repository:
             return TurnStart(conversation_id, history, message_id, binding, answer_id)
 
         return await self._write(work)
+
+    async def retry_turn(
+        self,
+        scope: ScopeKey,
+        answer_id: int,
+        *,
+        history_limit: int,
+        with_binding: bool = False,
+        answer: NewMessage,
+    ) -> TurnStart | None:
+        """One transaction for asking an answered question again (Retry): answer `answer_id`
+        marked `superseded`, the exchanges before its question (`history_limit` of them), the
+        binding (as `start_turn`), and `answer`'s row linked to the same question. None, and
+        nothing written, when the answer can no longer be retried (`StoredAnswer.can_retry`)."""
+        values = queries.message_values(answer)
+        return await self._write(
+            lambda connection: answers.retry_turn(
+                connection,
+                scope,
+                answer_id,
+                history_limit=history_limit,
+                with_binding=with_binding,
+                answer_values=values,
+            )
+        )
+
+    async def stored_answer(self, answer_id: int) -> StoredAnswer | None:
+        """Answer `answer_id` with its question (None when there is no such answer)."""
+        return await self._run(lambda connection: answers.stored_answer(connection, answer_id))
+
+    async def latest_answer(self, scope: ScopeKey) -> StoredAnswer | None:
+        """The newest answer in the scope's current conversation that Retry did not replace."""
+        return await self._run(lambda connection: answers.latest_answer(connection, scope))
 
     async def save_answer(
         self, answer_id: int, content: str, platform_message_ids: Sequence[str]

@@ -71,12 +71,28 @@ def test_parse_finds_commands_groups_and_arguments() -> None:
 
 def test_every_command_is_described_in_both_languages() -> None:
     names = [command.name for command in commands.REGISTRY]
-    assert names == ["help", "chat", "gpt bind", "gpt unbind", "gpt info", "reset", "usage"]
+    assert names == [
+        "help",
+        "chat",
+        "gpt bind",
+        "gpt unbind",
+        "gpt info",
+        "reset",
+        "usage",
+        "retry",
+    ]
     for command in commands.REGISTRY:
         assert command.description.en and command.description.zh
         for argument in command.arguments:
             assert argument.description.en and argument.description.zh
-    assert [name for name, _ in commands.top_level()] == ["help", "chat", "gpt", "reset", "usage"]
+    assert [name for name, _ in commands.top_level()] == [
+        "help",
+        "chat",
+        "gpt",
+        "reset",
+        "usage",
+        "retry",
+    ]
 
 
 @pytest.mark.asyncio

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import getpass
 import io
 from pathlib import Path
 
@@ -100,3 +101,48 @@ async def test_usage_in_the_terminal_is_aligned_columns_of_the_turns_made(
     assert bot.split() == ["Whole", "bot", "3", "~1,244", "3", "~1,244"]
     # Aligned: every figure ends where its header does.
     assert len({len(line) for line in (header, you, bot)}) == 1
+
+
+@pytest.mark.asyncio
+async def test_retry_in_the_terminal_asks_the_last_question_again(
+    fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LANG", "C")
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
+    config = parse_config(
+        {
+            "gpts": {"base_url": fake_gpts.base_url, "default_gpt": "g-B3hgivKK9"},
+            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
+        },
+        {},
+    )
+    fake_gpts.enqueue(Reply("first answer"), Reply("second answer"))
+    typed = tmp_path / "typed.txt"
+    typed.write_text("/retry\nhello\n/retry\nand then?\n")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    async with open_app(config) as app:
+        with typed.open() as stdin:
+            code = await chat(
+                app.service, gpt=None, new=False, stdin=stdin, stdout=stdout, stderr=stderr
+            )
+        conversation = await app.repo.current_conversation(Scope("console", getpass.getuser()))
+        stored = [(r.content, r.status) for r in await app.repo.history(conversation, limit=9)]
+    assert code == 0
+    assert i18n.NOTHING_TO_RETRY("en") in stderr.getvalue()  # nothing asked yet
+    assert stdout.getvalue() == "first answer\nsecond answer\necho: and then?\n"
+    assert [request.messages for request in fake_gpts.requests[1:]] == [
+        [{"role": "user", "content": "hello"}],  # asked again, the first answer not sent
+        [
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "second answer"},
+            {"role": "user", "content": "and then?"},
+        ],
+    ]
+    assert stored == [
+        ("hello", "complete"),
+        ("first answer", "superseded"),
+        ("second answer", "complete"),
+        ("and then?", "complete"),
+        ("echo: and then?", "complete"),
+    ]

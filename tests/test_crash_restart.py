@@ -12,6 +12,7 @@ import pytest
 from core.history import CUT_MARK
 from core.i18n import INTERRUPTED
 from fakes.gpts import FakeGpts, Gate
+from fakes.telegram import FakeTelegram
 from tests.gptsbot_process import (
     API_KEY,
     WAIT_S,
@@ -23,6 +24,17 @@ from tests.gptsbot_process import (
 )
 
 INDICATOR = " ▌"
+
+
+def actions(telegram: FakeTelegram, chat_id: int) -> list[list[str]]:
+    """The actions of the buttons under each of the bot's messages."""
+    return [
+        [b["callback_data"].split(":")[0] for row in keyboard for b in row]
+        for keyboard in (
+            m.get("reply_markup", {}).get("inline_keyboard", [])
+            for m in telegram.bot_messages(chat_id)
+        )
+    ]
 
 
 @pytest.mark.asyncio
@@ -42,10 +54,12 @@ async def test_kill_9_of_run_mid_answer_is_settled_at_the_next_start(
         await first.wait_stored(lambda rows: rows[-1] == ("assistant", saved, "streaming"))
         await first.kill()
         assert telegram.shown()[0].endswith(INDICATOR)  # frozen mid-answer
+        assert actions(telegram.fake, 501) == [["stop"]]
 
         second = await Bot.start("run", env=env, database=db)
         settled = f"{saved}\n\n{INTERRUPTED('en')}"
         await telegram.wait_shown(lambda shown: shown == [settled])
+        assert actions(telegram.fake, 501) == [["retry"]]  # Stop is gone; it can be retried
         assert second.stored() == [
             ("user", "tell me a story", "complete"),
             ("assistant", saved, "interrupted"),

@@ -23,7 +23,8 @@ from bots.discord_adapter.settings import create_adapter
 from bots.discord_adapter.text import quote_prompt
 from core import commands, i18n
 from core.app import App, open_app
-from core.config import parse_config
+from core.config import Config, parse_config
+from core.conversation import ConversationService
 from core.i18n import APOLOGY
 from core.platform import PlatformRefused
 from core.turns import Scope
@@ -82,10 +83,26 @@ class World:
     admin: dict[str, Any]  # Administrator only
     task: asyncio.Task[None]  # adapter.run()
     trusted: int  # a role of the guild
+    config: Config
 
     @property
     def channel_id(self) -> int:
         return self.channels[0]
+
+    async def restart(self) -> None:
+        """Stop the adapter and its app, then start new ones over the same database (a new
+        process, as far as the bot can tell), connected to the same fake Discord."""
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.task, TIMEOUT)
+        assert self.adapter.unexpected == []
+        service = ConversationService(self.config, self.app.repo, self.app.client)
+        service.reraise_unexpected = True
+        self.app = dataclasses.replace(self.app, service=service)
+        self.adapter = DiscordAdapter(self.config, service, guild_ready_timeout=0.05)
+        self.adapter.reraise_unexpected = True
+        self.task = asyncio.create_task(self.adapter.run())
+        await asyncio.wait_for(self.adapter.ready.wait(), TIMEOUT)
 
     async def answered(self, channel_id: int, text: str, count: int = 1) -> list[FakeMessage]:
         """Wait until the bot's messages in the channel read `text` (joined) and stay final."""
@@ -182,28 +199,30 @@ async def world(
             )
             adapter.reraise_unexpected = True
             task = asyncio.create_task(adapter.run())
+            w = World(
+                fake,
+                gpts,
+                app,
+                adapter,
+                guild_id,
+                channel_ids,
+                thread_id,
+                member,
+                manager,
+                admin,
+                task,
+                trusted,
+                config,
+            )
             try:
                 await asyncio.wait_for(adapter.ready.wait(), TIMEOUT)
-                yield World(
-                    fake,
-                    gpts,
-                    app,
-                    adapter,
-                    guild_id,
-                    channel_ids,
-                    thread_id,
-                    member,
-                    manager,
-                    admin,
-                    task,
-                    trusted,
-                )
+                yield w
             finally:
-                task.cancel()
+                w.task.cancel()
                 # PlatformRefused: a test that refused the token has seen it already.
                 with contextlib.suppress(asyncio.CancelledError, PlatformRefused):
-                    await asyncio.wait_for(task, TIMEOUT)
-    assert adapter.unexpected == []
+                    await asyncio.wait_for(w.task, TIMEOUT)
+    assert w.adapter.unexpected == []
 
 
 def option(name: str, value: str, **extra: Any) -> dict[str, Any]:
@@ -238,7 +257,7 @@ async def test_commands_are_synced_with_names_options_and_permissions(
 ) -> None:
     async with world(tmp_path, fake_gpts) as w:
         synced = {c["name"]: c for c in w.fake.global_commands}
-        assert set(synced) == {"help", "chat", "gpt", "reset", "usage"}
+        assert set(synced) == {"help", "chat", "gpt", "reset", "usage", "retry"}
         chat = synced["chat"]
         assert [(o["name"], o["type"], o["required"]) for o in chat["options"]] == [
             ("prompt", 3, True)
@@ -287,13 +306,8 @@ async def test_a_user_install_answers_chat_in_a_server_without_the_bot(
 @pytest.mark.asyncio
 async def test_dev_guild_gets_the_commands(tmp_path: Path, fake_gpts: FakeGpts) -> None:
     async with world(tmp_path, fake_gpts, discord_config={"dev_guild_id": 4242}) as w:
-        assert {c["name"] for c in w.fake.guild_commands[4242]} == {
-            "help",
-            "chat",
-            "reset",
-            "gpt",
-            "usage",
-        }
+        synced = {c["name"] for c in w.fake.guild_commands[4242]}
+        assert synced == {"help", "chat", "reset", "gpt", "usage", "retry"}
         assert w.fake.global_commands == []
 
 
@@ -828,6 +842,7 @@ async def test_command_descriptions_are_chinese_for_chinese_clients(
         "gpt unbind",
         "gpt info",
         "usage",
+        "retry",
     }
     chat, localized = found["chat"]
     chat_command, bind = commands.find("chat"), commands.find("gpt bind")

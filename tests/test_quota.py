@@ -197,7 +197,7 @@ async def limited_by_the_day(app: App, fake_gpts: FakeGpts) -> None:
 async def usage(app: App, author: Author, scope: Scope = GROUP) -> commands.Reply:
     context = commands.Context(scope, author, scope == DM, "en", group_id="g")
     command = commands.find("usage")
-    assert command is not None and command.asks_admin
+    assert command is not None and command.needs_admin_check
     reply = await commands.Commands(app.service).run(context, command, {})
     assert isinstance(reply, commands.Reply) and reply.confidential and reply.private
     return reply

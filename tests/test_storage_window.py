@@ -71,3 +71,44 @@ async def test_the_window_and_the_start_up_sweep_are_index_seeks(
     assert sweep_plan.startswith("SCAN messages USING"), sweep_plan
     assert "INDEX ix_messages_streaming" in sweep_plan, sweep_plan
     assert rows_plan.startswith("SEARCH messages USING INTEGER PRIMARY KEY"), rows_plan
+
+
+@pytest.mark.asyncio
+async def test_the_window_takes_each_questions_newest_answer_that_retry_did_not_replace(
+    repo: Repository,
+) -> None:
+    scope = ScopeKey("telegram", "retry")
+    conversation_id = await repo.current_conversation(scope)
+    question = await repo.add_message(conversation_id, NewMessage("user", "q1"))
+    # Two answers to one question (rows from before Retry existed): only the newest goes up.
+    for text in ("old", "new"):
+        await repo.add_message(conversation_id, NewMessage("assistant", text, answers_id=question))
+    window = await repo.exchanges(conversation_id, limit=5)
+    assert [(e.question, e.answer) for e in window] == [("q1", "new")]
+
+    start = await repo.start_turn(
+        scope, NewMessage("user", "q2"), history_limit=5, answer=NewMessage("assistant", "a2")
+    )
+    assert start.answer_id is not None
+    retried = await repo.retry_turn(
+        scope, start.answer_id, history_limit=5, answer=NewMessage("assistant", "a2 again")
+    )
+    assert retried is not None and retried.message_id == start.message_id
+    assert [(e.question, e.answer) for e in retried.history] == [("q1", "new")]  # before q2
+    superseded = await repo.stored_answer(start.answer_id)
+    assert superseded is not None and superseded.status == "superseded"
+    assert not superseded.can_retry
+    window = await repo.exchanges(conversation_id, limit=5)
+    assert [(e.question, e.answer) for e in window] == [("q1", "new"), ("q2", "a2 again")]
+    # Retried once, it is not retried again; nothing is written.
+    again = await repo.retry_turn(
+        scope, start.answer_id, history_limit=5, answer=NewMessage("assistant", "x")
+    )
+    assert again is None
+    assert await repo.count_messages(conversation_id) == 6
+    latest = await repo.latest_answer(scope)
+    assert latest is not None and latest.id == retried.answer_id and latest.can_retry
+    await repo.start_conversation(scope)  # /reset: the old answers are no longer retryable
+    after_reset = await repo.stored_answer(latest.id)
+    assert after_reset is not None and not after_reset.is_current and not after_reset.can_retry
+    assert await repo.latest_answer(scope) is None

@@ -474,13 +474,14 @@ async def test_commands_registered_and_help(
     bot: TelegramAdapter, tg: FakeTelegram, ann: Json, group: Json
 ) -> None:
     assert tg.commands is not None
-    assert [c["command"] for c in tg.commands] == ["help", "chat", "gpt", "reset", "usage"]
+    commands_shown = [c["command"] for c in tg.commands]
+    assert commands_shown == ["help", "chat", "gpt", "reset", "usage", "retry"]
     asked = tg.user_message(group, ann, f"/help@{tg.username}")
     await tg.wait_until(lambda: len(answer_to(tg, asked)) == 1, WAIT_S)
     text = answer_to(tg, asked)[0]["text"]
     assert f"@{tg.username}" in text and "/gpt bind" in text and DEFAULT_GPT in text
     assert tg.calls_to("getMe") and tg.calls_to("deleteWebhook")
-    assert tg.allowed_updates == {"message"}
+    assert tg.allowed_updates == {"message", "callback_query"}
 
 
 SAMPLE_ARGUMENTS = {"prompt": "hello", "gpt": "g-AnnsGpt01"}

@@ -10,11 +10,12 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TextIO, TypeVar
 
 from core import commands, i18n
 from core.app import open_app
+from core.buttons import Button
 from core.config import Config
 from core.conversation import ConversationService
 from core.database import describe
@@ -59,7 +60,8 @@ NO_GPT = Text(
 
 
 class TerminalChannel:
-    """A reply channel that can only append: each edit prints what the text gained."""
+    """A reply channel that can only append: each edit prints what the text gained. It shows no
+    buttons: Ctrl-C stops an answer, /retry asks the last question again."""
 
     max_chars = sys.maxsize
 
@@ -70,11 +72,13 @@ class TerminalChannel:
     def measure(self, text: str) -> int:
         return len(text)
 
-    async def send(self, text: str, *, final: bool) -> MessageRef:
+    async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
         await self.edit(MessageRef(NAME, "1"), text, final=final)
         return MessageRef(NAME, "1")
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(
+        self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()
+    ) -> None:
         shared = _common_prefix_length(self._printed, text)
         gained = text[shared:]
         if self._printed[shared:].strip():
@@ -154,6 +158,7 @@ async def chat(
             text = line.strip()
             if text in QUIT_COMMANDS:
                 return 0
+            retry: commands.Retry | None = None
             if text.startswith("/"):
                 result = await _command(command_runner, context, text)
                 if isinstance(result, commands.Reply):
@@ -161,7 +166,10 @@ async def chat(
                     if result.table is not None:
                         print(aligned(result.table), file=stderr)
                     continue
-                text = result.text
+                if isinstance(result, commands.Retry):
+                    retry, text = result, result.turn.text
+                else:
+                    text = result.text
             if not text:
                 continue
             if await service.binding(context.scope) is None:
@@ -170,8 +178,12 @@ async def chat(
                 print(NO_GPT(language), file=stderr)
                 continue
             reply = StreamingReply(TerminalChannel(stdout), edit_interval_s=0)
-            turn = Turn(context.scope, context.author, text, True, language=language)
-            await signals.stopping_on_signal(service.answer(turn, reply))
+            if retry is None:
+                turn = Turn(context.scope, context.author, text, True, language=language)
+                answering = service.answer(turn, reply)
+            else:  # /retry: the last question again, its earlier answer replaced
+                answering = service.retry(retry.answer_id, retry.turn, reply)
+            await signals.stopping_on_signal(answering)
             if signals.received is None:
                 continue
             if not reply.messages:  # stopped before the answer began: nothing said so yet
@@ -281,7 +293,7 @@ class _Signals:
 
 async def _command(
     runner: commands.Commands, context: commands.Context, text: str
-) -> commands.Reply | commands.Ask:
+) -> commands.Reply | commands.Ask | commands.Retry:
     name, _, rest = text[1:].partition(" ")
     parsed = commands.parse(name, rest, context.language)
     if parsed is None:

@@ -14,15 +14,15 @@ import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
-import aiohttp
 import discord
 import discord.gateway
 import discord.http
-import yarl
 from discord import app_commands
 
 from bots.discord_adapter import commands as commands_module
 from bots.discord_adapter.access import DiscordAccess
+from bots.discord_adapter.buttons import Presses
+from bots.discord_adapter.connection import REFUSED, intents, point_at_api
 from bots.discord_adapter.replies import (
     NO_PINGS,
     ChannelReplies,
@@ -30,8 +30,8 @@ from bots.discord_adapter.replies import (
     is_bot_refused,
     settle_interrupted,
 )
-from bots.discord_adapter.settings import DEFAULT_API_BASE, DiscordConfig
 from bots.discord_adapter.settings import NAME as PLATFORM
+from bots.discord_adapter.settings import DiscordConfig
 from bots.discord_adapter.tables import as_embed
 from bots.discord_adapter.text import CommandTranslator, quote_prompt, turn_text
 from core import commands, i18n
@@ -60,7 +60,6 @@ GUILD_READY_TIMEOUT_S = 2.0
 MAX_RATELIMIT_WAIT_S = 30.0
 # On shutdown, how long answers in progress may finish (unless [bot] shutdown_grace_s is set).
 SHUTDOWN_GRACE_S = 10.0
-REFUSED = "Discord refused the bot token: check DISCORD_BOT_TOKEN"
 # The gateway's close code for a token it does not accept (e.g. reset while the bot ran).
 AUTHENTICATION_FAILED = 4004
 # discord.py logs request URLs (interaction and webhook URLs carry the interaction's token) and
@@ -101,6 +100,9 @@ class _Client(discord.Client):
         await adapter._guarded(
             adapter._on_message(self, message, language), language, message=message
         )
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        await self.adapter.presses.on_interaction(interaction)  # slash commands: the tree's
 
 
 class DiscordAdapter:
@@ -145,6 +147,7 @@ class DiscordAdapter:
         # Discord refused the token: run() stops with PlatformRefused, handlers end quietly.
         self._token_refused = False
         self._closing: asyncio.Task[None] | None = None  # closing the client after a REST 401
+        self.presses = Presses(self)  # the buttons under answers
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -156,9 +159,9 @@ class DiscordAdapter:
     async def _run(self) -> None:
         saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
         try:
-            await self._point_at_api()
+            await point_at_api(self.settings)
             while True:
-                client = self.client = _Client(self, self._intents())
+                client = self.client = _Client(self, intents(self.message_content))
                 self._token_refused, self._closing = False, None
                 try:
                     await client.start(self.settings.token)
@@ -188,35 +191,6 @@ class DiscordAdapter:
                         self.ready.clear()
         finally:
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
-
-    def _intents(self) -> discord.Intents:
-        intents = discord.Intents.none()
-        intents.guilds = True  # channels and threads arrive in GUILD_CREATE
-        intents.guild_messages = True
-        intents.dm_messages = True
-        intents.message_content = self.message_content
-        return intents
-
-    async def _point_at_api(self) -> None:
-        """discord.py has no option for another API base: set the class attributes it reads
-        (REST, interaction callbacks and webhooks all use `Route.BASE`), and fetch the gateway
-        URL from `/gateway/bot` since a plain Client never asks for it."""
-        base = self.settings.api_base.rstrip("/")
-        if base == DEFAULT_API_BASE:
-            return
-        discord.http.Route.BASE = base
-        headers = {"Authorization": f"Bot {self.settings.token}"}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{base}/gateway/bot", headers=headers) as response,
-        ):
-            if response.status == 401:
-                raise PlatformRefused(REFUSED)
-            if response.status != 200:
-                raise RuntimeError(f"GET {base}/gateway/bot answered HTTP {response.status}")
-            data = await response.json(content_type=None)
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(data["url"])
-        logger.info("Discord API at %s, gateway at %s", base, data["url"])
 
     async def _setup(self, client: _Client) -> None:
         default: Language = "zh" if self.config.bot.language == "zh" else "en"
@@ -414,7 +388,8 @@ class DiscordAdapter:
         target = client.get_partial_messageable(
             message.channel.id, guild_id=guild.id if guild else None
         )
-        reply = self._streaming_reply(ChannelReplies(target, reply_to=message), target.id)
+        replies = ChannelReplies(target, reply_to=message, language=language)
+        reply = self._streaming_reply(replies, target.id)
         async with typing_until_first_message(
             reply, target.typing, self.global_budget, TYPING_REFRESH_S
         ):
@@ -472,6 +447,8 @@ class DiscordAdapter:
             result = await self.commands.run(context, command, values)
             if isinstance(result, commands.Ask):
                 await self._ask(interaction, context, result.text)
+            elif isinstance(result, commands.Retry):
+                await self.presses.retry(interaction, result)
             else:
                 # Ephemeral: also what keeps a confidential reply to the asker.
                 private = result.private or result.confidential
@@ -506,6 +483,7 @@ class DiscordAdapter:
             header=quote_prompt(prompt),
             deadline=started + self.interaction_window_s,
             clock=self._clock,
+            language=language,
         )
         turn = Turn(context.scope, context.author, prompt, context.is_private, language=language)
         await self.service.answer(turn, self._streaming_reply(replies, channel_id))

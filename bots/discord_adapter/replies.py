@@ -4,20 +4,26 @@ The core's `StreamingReply` decides when to send and edit and where to split; th
 perform the calls, with `allowed_mentions` that ping no one and masked links to anything but
 http(s)/mailto escaped (`links`; `measure` leaves room for the escapes), and translate what
 Discord answered into `MessageGone` / `PlatformRateLimited` / `PlatformRefused`.
+
+The core's buttons (Stop, Retry) are button components on those same calls (`Buttons`); an edit
+without any sends an empty component list, which removes them. Their presses are `buttons.py`'s.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import discord
+from discord.utils import MISSING
 
 from bots.discord_adapter.links import shown_chars_bound, without_unsafe_links
 from bots.discord_adapter.text import MAX_MESSAGE_CHARS, quote_prompt
+from core.buttons import Button
 from core.config import BotConfig
-from core.interrupted import settle
+from core.i18n import Language
+from core.interrupted import settle, settling_language
 from core.platform import (
     Clock,
     MessageGone,
@@ -36,6 +42,7 @@ NO_PINGS = discord.AllowedMentions.none()
 UNKNOWN_MESSAGE = 10008
 INVALID_WEBHOOK_TOKEN = 50027
 DEFAULT_RETRY_AFTER_S = 1.0
+BUTTON_STYLES = {"stop": discord.ButtonStyle.danger, "retry": discord.ButtonStyle.secondary}
 
 
 def _retry_after(exc: discord.HTTPException) -> float:
@@ -74,21 +81,59 @@ async def translated(call: Awaitable[T], *, editing: bool = False) -> T:
         raise
 
 
+class Buttons(discord.ui.View):
+    """The core's buttons as components of one message. discord.py never dispatches their
+    presses to this view (it is not stored): the adapter's `on_interaction` hands them to the
+    core, so they keep working after a restart."""
+
+    def __init__(self, buttons: Sequence[Button], language: Language) -> None:
+        super().__init__(timeout=None)
+        for button in buttons:
+            style = BUTTON_STYLES.get(button.action, discord.ButtonStyle.secondary)
+            label = button.label(language)
+            self.add_item(discord.ui.Button(label=label, custom_id=button.data, style=style))
+
+    def is_dispatchable(self) -> bool:
+        return False
+
+
+class _Views:
+    """One `Buttons` view per set of buttons an answer shows (its edits repeat them)."""
+
+    def __init__(self, language: Language) -> None:
+        self._language = language
+        self._views: dict[tuple[Button, ...], Buttons] = {}
+
+    def __call__(self, buttons: Sequence[Button]) -> Buttons | None:
+        """The view of `buttons`; None for none (an edit with None removes the components)."""
+        if not buttons:
+            return None
+        key = tuple(buttons)
+        if key not in self._views:
+            self._views[key] = Buttons(key, self._language)
+        return self._views[key]
+
+
 class ChannelReplies:
-    """An answer written as ordinary channel messages; the first replies to `reply_to`."""
+    """An answer written as ordinary channel messages; the first replies to `reply_to`. Button
+    labels are in `language`."""
 
     max_chars = MAX_MESSAGE_CHARS
 
     def __init__(
-        self, channel: discord.PartialMessageable, reply_to: discord.Message | None = None
+        self,
+        channel: discord.PartialMessageable,
+        reply_to: discord.Message | None = None,
+        language: Language = "en",
     ) -> None:
         self._channel = channel
         self._reply_to = reply_to
+        self._view = _Views(language)
 
     def measure(self, text: str) -> int:
         return shown_chars_bound(text)
 
-    async def send(self, text: str, *, final: bool) -> MessageRef:
+    async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
         text = without_unsafe_links(text)
         reference = None
         if self._reply_to is not None:
@@ -96,15 +141,21 @@ class ChannelReplies:
             # would make Discord refuse the answer.
             reference = self._reply_to.to_reference(fail_if_not_exists=False)
             self._reply_to = None
+        view = self._view(buttons)
         message = await translated(
-            self._channel.send(text, reference=reference, allowed_mentions=NO_PINGS)  # type: ignore[arg-type]
+            self._channel.send(text, reference=reference, allowed_mentions=NO_PINGS, view=view)  # type: ignore[arg-type]
         )
         return MessageRef(str(self._channel.id), str(message.id))
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(
+        self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()
+    ) -> None:
         partial = self._channel.get_partial_message(int(ref.message_id))
         content = without_unsafe_links(text)
-        await translated(partial.edit(content=content, allowed_mentions=NO_PINGS), editing=True)
+        view = self._view(buttons)
+        await translated(
+            partial.edit(content=content, allowed_mentions=NO_PINGS, view=view), editing=True
+        )
 
 
 class InteractionReplies:
@@ -121,7 +172,9 @@ class InteractionReplies:
         header: str,
         deadline: float,
         clock: Clock,
+        language: Language = "en",
     ) -> None:
+        self._view = _Views(language)
         self._interaction = interaction
         self._channel = channel
         self._header = header
@@ -145,15 +198,16 @@ class InteractionReplies:
             return True
         return False
 
-    async def send(self, text: str, *, final: bool) -> MessageRef:
+    async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
         text = without_unsafe_links(text)
+        view = self._view(buttons)
         if self._original is None:
             content = self._header + text
             if self.token_alive:
                 try:
                     message = await translated(
                         self._interaction.edit_original_response(
-                            content=content, allowed_mentions=NO_PINGS
+                            content=content, allowed_mentions=NO_PINGS, view=view
                         )
                     )
                     self._original = str(message.id)
@@ -161,38 +215,45 @@ class InteractionReplies:
                 except discord.HTTPException as exc:
                     if not self._expire(exc):
                         raise
-            ref = await self._channel_send(content)
+            ref = await self._channel_send(content, view)
             self._original = ref.message_id  # it carries the header: edits keep it
             return ref
         if self.token_alive:
             try:
+                # A follow-up takes no view at all when it has no buttons (None is refused).
+                with_view: Any = MISSING if view is None else view
                 followup = await translated(
-                    self._interaction.followup.send(text, wait=True, allowed_mentions=NO_PINGS)
+                    self._interaction.followup.send(
+                        text, wait=True, allowed_mentions=NO_PINGS, view=with_view
+                    )
                 )
                 return MessageRef(str(self._channel.id), str(followup.id))
             except discord.HTTPException as exc:
                 if not self._expire(exc):
                     raise
-        return await self._channel_send(text)
+        return await self._channel_send(text, view)
 
-    async def _channel_send(self, text: str) -> MessageRef:
-        message = await translated(self._channel.send(text, allowed_mentions=NO_PINGS))
+    async def _channel_send(self, text: str, view: Buttons | None) -> MessageRef:
+        message = await translated(self._channel.send(text, allowed_mentions=NO_PINGS, view=view))  # type: ignore[arg-type]
         return MessageRef(str(self._channel.id), str(message.id))
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(
+        self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()
+    ) -> None:
         is_original = ref.message_id == self._original
         text = without_unsafe_links(text)
         content = self._header + text if is_original else text
+        view = self._view(buttons)
         if self.token_alive:
             try:
                 call: Awaitable[discord.Message]
                 if is_original:
                     call = self._interaction.edit_original_response(
-                        content=content, allowed_mentions=NO_PINGS
+                        content=content, allowed_mentions=NO_PINGS, view=view
                     )
                 else:
                     call = self._interaction.followup.edit_message(
-                        int(ref.message_id), content=content, allowed_mentions=NO_PINGS
+                        int(ref.message_id), content=content, allowed_mentions=NO_PINGS, view=view
                     )
                 await translated(call, editing=True)
                 return
@@ -200,7 +261,9 @@ class InteractionReplies:
                 if not self._expire(exc):
                     raise
         partial = self._channel.get_partial_message(int(ref.message_id))
-        await translated(partial.edit(content=content, allowed_mentions=NO_PINGS), editing=True)
+        await translated(
+            partial.edit(content=content, allowed_mentions=NO_PINGS, view=view), editing=True
+        )
 
 
 class SettlingReplies(ChannelReplies):
@@ -208,33 +271,39 @@ class SettlingReplies(ChannelReplies):
     answer's first message (the interaction's original response) keeps its quoted prompt
     `header`, and every page is as long as it was while streaming."""
 
-    def __init__(self, channel: discord.PartialMessageable, header: str) -> None:
-        super().__init__(channel)
+    def __init__(
+        self, channel: discord.PartialMessageable, header: str, language: Language = "en"
+    ) -> None:
+        super().__init__(channel, language=language)
         self._header = header
         self._first: str | None = None
         self.max_chars = MAX_MESSAGE_CHARS - code_points(header)
 
-    async def send(self, text: str, *, final: bool) -> MessageRef:
+    async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
         first = self._first is None
-        ref = await super().send(self._header + text if first else text, final=final)
+        shown = self._header + text if first else text
+        ref = await super().send(shown, final=final, buttons=buttons)
         if first:
             self._first = ref.message_id
         return ref
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(
+        self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()
+    ) -> None:
         if self._first is None:
             self._first = ref.message_id
         header = self._header if ref.message_id == self._first else ""
-        await super().edit(ref, header + text, final=final)
+        await super().edit(ref, header + text, final=final, buttons=buttons)
 
 
 async def settle_interrupted(
     client: discord.Client, answers: Sequence[InterruptedAnswer], bot: BotConfig
 ) -> None:
     """Each answer a dead process left streaming shows its saved text and the interrupted line,
-    without the streaming indicator (see `core.interrupted`). Edited through the channel's message
-    route: the interaction token of a /chat answer died with its process, so a response Discord
-    does not let the bot edit that way (an ephemeral one) is left as it is."""
+    without the streaming indicator and Stop, with Retry (see `core.interrupted`). Edited through
+    the channel's message route: the interaction token of a /chat answer died with its process,
+    so a response Discord does not let the bot edit that way (an ephemeral one) is left as it
+    is."""
     for answer in answers:
         scope = answer.scope
         channel_id = int(scope.thread_id or scope.chat_id)
@@ -243,8 +312,9 @@ async def settle_interrupted(
         header = "" if answer.question_message_ids else quote_prompt(answer.question)
         refs = [MessageRef(str(channel_id), m) for m in answer.platform_message_ids]
         try:
+            language = settling_language(answer, bot.language)
             await settle(
-                SettlingReplies(target, header),
+                SettlingReplies(target, header, language),
                 answer,
                 refs,
                 indicator=bot.streaming_indicator,

@@ -13,14 +13,14 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Final
 
-from telegram import Message, MessageEntity
+from telegram import Chat, Message, MessageEntity
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import ExtBot
 
 from bots.telegram_adapter.channels import Target
 from core import commands, i18n
-from core.access import Gate, Refused, Who
+from core.access import Gate, MembershipLookup, Refused, Who
 from core.config import AccessConfig
 from core.i18n import Language
 from core.platform import Clock, utf16_units
@@ -55,23 +55,38 @@ class TelegramAccess:
             is_private=chat.type == ChatType.PRIVATE,
         )
 
-        async def members(groups: Collection[str]) -> list[str]:
-            user = message.from_user
-            if user is None or message.sender_chat is not None:
-                return []
-            # A private chat (a positive id) has no other members: only groups are asked.
-            for group in sorted(groups):
-                if int(group) < 0 and await self._is_member(bot, int(group), user.id):
-                    return [group]
-            return []
-
-        verdict = await self.gate.admit(who, members)
+        user = message.from_user if message.sender_chat is None else None
+        verdict = await self.gate.admit(who, self._memberships(bot, user.id if user else None))
         if not isinstance(verdict, Refused):
             return True
         logger.info("refused %s in %s: %s", who.user, scope, verdict.reason.value)
         if self.gate.should_tell(who):
             await self._say(bot, message, verdict.line(language), (), None)
         return False
+
+    async def refusal_of_press(
+        self, user_id: int, chat: Chat, scope: Scope, bot: ExtBot[Any], language: Language
+    ) -> str | None:
+        """The line to show someone pressing a button here whom the bot does not serve (a
+        callback answer only they see); None when they may."""
+        who = Who(scope, str(user_id), is_private=chat.type == ChatType.PRIVATE)
+        verdict = await self.gate.admit(who, self._memberships(bot, user_id))
+        if not isinstance(verdict, Refused):
+            return None
+        logger.info("refused a press of %s in %s: %s", who.user, scope, verdict.reason.value)
+        return verdict.line(language)
+
+    def _memberships(self, bot: ExtBot[Any], user_id: int | None) -> MembershipLookup:
+        async def lookup(groups: Collection[str]) -> list[str]:
+            if user_id is None:  # posted as a chat: no person to look up
+                return []
+            # A private chat (a positive id) has no other members: only groups are asked.
+            for group in sorted(groups):
+                if int(group) < 0 and await self._is_member(bot, int(group), user_id):
+                    return [group]
+            return []
+
+        return lookup
 
     async def _is_member(self, bot: ExtBot[Any], chat_id: int, user_id: int) -> bool:
         now = time.monotonic()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any
 
@@ -15,6 +15,7 @@ from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    CallbackQueryHandler,
     ContextTypes,
     ExtBot,
     MessageHandler,
@@ -23,6 +24,7 @@ from telegram.ext import (
 
 from bots.telegram_adapter import text as say
 from bots.telegram_adapter.access import TelegramAccess
+from bots.telegram_adapter.buttons import Presses, retry_target
 from bots.telegram_adapter.channels import (
     DRAFT_REFRESH_S,
     DraftChannel,
@@ -30,6 +32,7 @@ from bots.telegram_adapter.channels import (
     RateLimiter,
     Target,
     settle_interrupted,
+    target_of,
 )
 from bots.telegram_adapter.request import AiohttpRequest
 from bots.telegram_adapter.settings import NAME as PLATFORM
@@ -38,7 +41,9 @@ from bots.telegram_adapter.text import (
     Command,
     bot_mentions,
     has_chinese,
+    is_reply_to,
     parse_command,
+    scope_of,
     without_spans,
 )
 from core import commands, i18n
@@ -118,6 +123,7 @@ class TelegramAdapter:
         self._answers: set[asyncio.Task[None]] = set()
         self._bot: ExtBot[Any] | None = None  # while polling
         self._refused = asyncio.Event()  # a Bot API call answered 401: the token was revoked
+        self.presses = Presses(self)
 
     def build_application(self) -> Application[Any, Any, Any, Any, Any, Any]:
         telegram = self.settings
@@ -149,6 +155,7 @@ class TelegramAdapter:
         application.add_handler(
             MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_message)
         )
+        application.add_handler(CallbackQueryHandler(self.presses.on_press))
         return application
 
     async def run(self) -> None:
@@ -179,7 +186,9 @@ class TelegramAdapter:
             await self._register_commands(bot)
             updater = application.updater
             assert updater is not None
-            await updater.start_polling(timeout=POLL_TIMEOUT_S, allowed_updates=["message"])
+            await updater.start_polling(
+                timeout=POLL_TIMEOUT_S, allowed_updates=["message", "callback_query"]
+            )
             await application.start()
             logger.info("Telegram bot @%s (id %s) is polling", bot.username, bot.id)
             self._bot = bot
@@ -262,14 +271,14 @@ class TelegramAdapter:
             return
         text = message.text
         is_private = message.chat.type == ChatType.PRIVATE
-        scope = _scope(message)
+        scope = scope_of(message)
         command = parse_command(text, message.entities, bot.username)
         if command is not None:
             await self._command(command, message, scope, bot, language)
             return
         if not is_private:
             spans = bot_mentions(text, message.entities, bot.username, bot.id)
-            if not spans and not _is_reply_to(message, bot.id):
+            if not spans and not is_reply_to(message, bot.id):
                 return  # not addressed to the bot
             text = without_spans(text, spans) if spans else text
         if not await self.access.admits(message, scope, bot, language):
@@ -303,7 +312,7 @@ class TelegramAdapter:
         if isinstance(parsed, commands.Reply):
             await self._say(bot, message, parsed.text)
             return
-        needs_admin = parsed.command.asks_admin and not is_private
+        needs_admin = parsed.command.needs_admin_check and not is_private
         author = await self._author(message, bot, check_admin=needs_admin)
         context = commands.Context(
             scope,
@@ -316,6 +325,8 @@ class TelegramAdapter:
         result = await self.commands.run(context, parsed.command, parsed.args)
         if isinstance(result, commands.Ask):
             self._start_answer(message, scope, result.text, bot, language)
+        elif isinstance(result, commands.Retry):
+            self.presses.start_retry(result, retry_target(result, is_private), bot)
         else:
             await self.access.show(result, message, bot, language)
 
@@ -331,10 +342,14 @@ class TelegramAdapter:
             return Author(str(chat.id), chat.effective_name or "Unknown")
         is_admin = False
         if check_admin and chat.type != ChatType.PRIVATE:
-            # Asked at command time, never cached: admins come and go.
-            member = await bot.get_chat_member(chat.id, user.id)
-            is_admin = member.status in {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
+            is_admin = await self.is_chat_admin(bot, chat.id, user.id)
         return Author(str(user.id), user.full_name, is_admin=is_admin)
+
+    @staticmethod
+    async def is_chat_admin(bot: ExtBot[Any], chat_id: int, user_id: int) -> bool:
+        # Asked at command (or press) time, never cached: admins come and go.
+        member = await bot.get_chat_member(chat_id, user_id)
+        return member.status in {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
 
     async def _say(
         self,
@@ -345,7 +360,7 @@ class TelegramAdapter:
         target: Target | None = None,
     ) -> None:
         """A short answer to a command, as a reply in groups (or sent to `target`)."""
-        target = target or _target(message)
+        target = target or target_of(message)
         for budget in self._budgets(target):
             await budget.acquire()
         await bot.send_message(
@@ -370,9 +385,12 @@ class TelegramAdapter:
     def _start_answer(
         self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
     ) -> None:
+        self.spawn(self._answer(message, scope, text, bot, language))
+
+    def spawn(self, answering: Coroutine[Any, Any, None]) -> None:
         # Not awaited: the update loop goes on while the answer streams (the core keeps turns
         # of one scope in order).
-        task = asyncio.create_task(self._answer(message, scope, text, bot, language))
+        task = asyncio.create_task(answering)
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
 
@@ -389,24 +407,7 @@ class TelegramAdapter:
     async def _stream_answer(
         self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
     ) -> None:
-        telegram = self.settings
         is_private = message.chat.type == ChatType.PRIVATE
-        target = _target(message)
-        budgets = self._budgets(target)
-        indicator = self.config.bot.streaming_indicator
-        channel: MessageChannel
-        if is_private and telegram.dm_streaming == "draft":
-            channel = DraftChannel(bot, target, budgets=budgets, refresh_s=self.draft_refresh_s)
-        else:
-            channel = MessageChannel(bot, target)
-        interval = telegram.edit_interval_s if is_private else telegram.group_edit_interval_s
-        reply = StreamingReply(
-            channel,
-            edit_interval_s=interval,
-            budgets=budgets,
-            indicator=indicator,
-            clock=self._clock,
-        )
         author = await self._author(message, bot, check_admin=False)
         turn = Turn(
             scope,
@@ -415,6 +416,35 @@ class TelegramAdapter:
             is_private=is_private,
             message_id=str(message.id),
             language=language,
+        )
+        await self.stream(bot, target_of(message), language, partial(self.service.answer, turn))
+
+    async def stream(
+        self,
+        bot: ExtBot[Any],
+        target: Target,
+        language: Language,
+        answer: Callable[[StreamingReply], Awaitable[object]],
+    ) -> None:
+        """Open a reply at `target` and let `answer` (a turn of the core) stream into it."""
+        telegram = self.settings
+        is_private = target.is_private
+        budgets = self._budgets(target)
+        indicator = self.config.bot.streaming_indicator
+        channel: MessageChannel
+        if is_private and telegram.dm_streaming == "draft":
+            channel = DraftChannel(
+                bot, target, language, budgets=budgets, refresh_s=self.draft_refresh_s
+            )
+        else:
+            channel = MessageChannel(bot, target, language)
+        interval = telegram.edit_interval_s if is_private else telegram.group_edit_interval_s
+        reply = StreamingReply(
+            channel,
+            edit_interval_s=interval,
+            budgets=budgets,
+            indicator=indicator,
+            clock=self._clock,
         )
         typing = partial(
             bot.send_chat_action,
@@ -426,32 +456,6 @@ class TelegramAdapter:
             async with typing_until_first_message(
                 reply, typing, self._bot_budget, self.typing_every_s
             ):
-                await self.service.answer(turn, reply)
+                await answer(reply)
         finally:
             await channel.close()
-
-
-def _thread_id(message: Message) -> int | None:
-    """The forum topic a message is in; None outside forums (reply threads are not topics)."""
-    if message.chat.is_forum and message.is_topic_message:
-        return message.message_thread_id
-    return None
-
-
-def _scope(message: Message) -> Scope:
-    thread_id = _thread_id(message)
-    return Scope(PLATFORM, str(message.chat.id), str(thread_id) if thread_id else "")
-
-
-def _target(message: Message) -> Target:
-    is_private = message.chat.type == ChatType.PRIVATE
-    reply_to = None if is_private else message.id
-    return Target(message.chat.id, _thread_id(message), reply_to, is_private)
-
-
-def _is_reply_to(message: Message, bot_id: int) -> bool:
-    replied = message.reply_to_message
-    if replied is None or replied.from_user is None or replied.from_user.id != bot_id:
-        return False
-    # In a forum every topic message "replies" to the topic's first message: not a real reply.
-    return replied.forum_topic_created is None and replied.id != _thread_id(message)

@@ -3,26 +3,39 @@
 Streamed sends and edits get one attempt (`ONE_ATTEMPT`): a 429 goes back to the core's
 StreamingReply, which waits `retry_after` and slows that message. Every other call is retried by
 AIORateLimiter.
+
+The core's buttons (Stop, Retry) are an inline keyboard on those same calls: an edit without any
+removes the keyboard. Drafts cannot carry one, so an answer streamed as a draft shows no Stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from telegram import Message, MessageEntity, ReplyParameters
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    MessageEntity,
+    ReplyParameters,
+)
+from telegram.constants import ChatType
 from telegram.error import BadRequest, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, ExtBot
 
 from bots.telegram_adapter.rendering import render_markdown
-from bots.telegram_adapter.text import MAX_TEXT_UNITS
+from bots.telegram_adapter.text import MAX_TEXT_UNITS, thread_id_of
+from core.buttons import Button
 from core.config import BotConfig
-from core.interrupted import settle
+from core.i18n import Language
+from core.interrupted import settle, settling_language
 from core.pacing import Budget
 from core.platform import (
     MessageGone,
@@ -107,6 +120,17 @@ async def _telegram_errors() -> Any:
         raise
 
 
+@functools.lru_cache(maxsize=256)
+def _keyboard(buttons: tuple[Button, ...], language: Language) -> InlineKeyboardMarkup:
+    row = [InlineKeyboardButton(b.label(language), callback_data=b.data) for b in buttons]
+    return InlineKeyboardMarkup([row])
+
+
+def keyboard(buttons: Sequence[Button], language: Language) -> InlineKeyboardMarkup | None:
+    """`buttons` in one row under a message; None (no keyboard: an edit removes it) for none."""
+    return _keyboard(tuple(buttons), language) if buttons else None
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where an answer goes: the chat, its topic, and (in groups) the message it answers."""
@@ -117,20 +141,30 @@ class Target:
     is_private: bool
 
 
-class MessageChannel:
-    """A ReplyChannel that sends real messages and edits them in place."""
+def target_of(message: Message) -> Target:
+    """Where the answer to `message` goes: its chat and topic, quoting it in groups."""
+    is_private = message.chat.type == ChatType.PRIVATE
+    reply_to = None if is_private else message.id
+    return Target(message.chat.id, thread_id_of(message), reply_to, is_private)
 
-    def __init__(self, bot: ExtBot[Any], target: Target) -> None:
+
+class MessageChannel:
+    """A ReplyChannel that sends real messages and edits them in place; its buttons' labels are
+    in `language`."""
+
+    def __init__(self, bot: ExtBot[Any], target: Target, language: Language = "en") -> None:
         self.max_chars = int(MAX_TEXT_UNITS)
         self._bot = bot
         self._target = target
+        self._language = language
         self._replied = False
 
     def measure(self, text: str) -> int:
         return utf16_units(text)
 
-    async def send(self, text: str, *, final: bool) -> MessageRef:
+    async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
         target = self._target
+        markup = keyboard(buttons, self._language)
         reply = None
         if target.reply_to is not None and not self._replied:
             # Only the first message quotes the question; continuations follow it.
@@ -143,6 +177,7 @@ class MessageChannel:
                 entities=entities,
                 message_thread_id=target.thread_id,
                 reply_parameters=reply,
+                reply_markup=markup,
                 rate_limit_args=ONE_ATTEMPT,
             )
 
@@ -151,13 +186,18 @@ class MessageChannel:
         self._replied = True
         return MessageRef(str(target.chat_id), str(message.message_id))
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(
+        self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()
+    ) -> None:
+        markup = keyboard(buttons, self._language)
+
         async def call(body: str, entities: list[MessageEntity] | None) -> object:
             return await self._bot.edit_message_text(
                 body,
                 chat_id=int(ref.chat_id),
                 message_id=int(ref.message_id),
                 entities=entities,
+                reply_markup=markup,
                 rate_limit_args=ONE_ATTEMPT,
             )
 
@@ -196,31 +236,34 @@ class DraftChannel(MessageChannel):
         self,
         bot: ExtBot[Any],
         target: Target,
+        language: Language = "en",
         *,
         budgets: Sequence[Budget] = (),
         refresh_s: float = DRAFT_REFRESH_S,
     ) -> None:
-        super().__init__(bot, target)
+        super().__init__(bot, target, language)
         self._budgets = tuple(budgets)
         self._refresh_s = refresh_s
         self._draft_text: dict[int, str] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._touched = asyncio.Event()
 
-    async def send(self, text: str, *, final: bool) -> MessageRef:
+    async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
         if final:
-            return await super().send(text, final=True)
+            return await super().send(text, final=True, buttons=buttons)
         draft_id = random.randint(1, 2**31 - 1)
         await self._draft(draft_id, text)
         return MessageRef(str(self._target.chat_id), f"draft:{draft_id}")
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(
+        self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()
+    ) -> None:
         draft_id = int(ref.message_id.removeprefix("draft:"))
         if not final:
             await self._draft(draft_id, text)
             return
         self._draft_text.pop(draft_id, None)
-        await super().send(text, final=True)
+        await super().send(text, final=True, buttons=buttons)
 
     async def _draft(self, draft_id: int, text: str) -> None:
         async with _telegram_errors():
@@ -263,7 +306,7 @@ async def settle_interrupted(
     bot: ExtBot[Any], answers: Sequence[InterruptedAnswer], settings: BotConfig
 ) -> None:
     """Each answer a dead process left streaming shows its saved text and the interrupted line,
-    without the streaming indicator (see `core.interrupted`)."""
+    without the streaming indicator and Stop, with Retry (see `core.interrupted`)."""
     for answer in answers:
         chat_id = int(answer.scope.chat_id)
         thread_id = int(answer.scope.thread_id) if answer.scope.thread_id else None
@@ -278,8 +321,9 @@ async def settle_interrupted(
             if not message_id.startswith("draft:")
         ]
         try:
+            language = settling_language(answer, settings.language)
             await settle(
-                MessageChannel(bot, target),
+                MessageChannel(bot, target, language),
                 answer,
                 refs,
                 indicator=settings.streaming_indicator,

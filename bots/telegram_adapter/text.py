@@ -1,5 +1,6 @@
-"""Reading what users write (commands, mentions in UTF-16 offsets) and the one sentence only
-Telegram says (the others are the core's, in `core.i18n`). Answers are rendered in `rendering`."""
+"""Reading what users write (commands, mentions in UTF-16 offsets, the topic and chat a message
+is in) and the one sentence only Telegram says (the others are the core's, in `core.i18n`).
+Answers are rendered in `rendering`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from telegram import MessageEntity
+from telegram import Message, MessageEntity
 from telegram.constants import MessageEntityType, MessageLimit
 
+from bots.telegram_adapter.settings import NAME as PLATFORM
 from core.i18n import Text
+from core.turns import Scope
 
 MAX_TEXT_UNITS = MessageLimit.MAX_TEXT_LENGTH
 
@@ -85,6 +88,26 @@ def has_chinese(text: str) -> bool:
     """Whether `text` contains Chinese characters: the only hint at the language a message wants
     when it carries no person's locale (posted by an anonymous admin or a channel)."""
     return _HAN.search(text) is not None
+
+
+def thread_id_of(message: Message) -> int | None:
+    """The forum topic a message is in; None outside forums (reply threads are not topics)."""
+    if message.chat.is_forum and message.is_topic_message:
+        return message.message_thread_id
+    return None
+
+
+def scope_of(message: Message) -> Scope:
+    thread_id = thread_id_of(message)
+    return Scope(PLATFORM, str(message.chat.id), str(thread_id) if thread_id else "")
+
+
+def is_reply_to(message: Message, bot_id: int) -> bool:
+    replied = message.reply_to_message
+    if replied is None or replied.from_user is None or replied.from_user.id != bot_id:
+        return False
+    # In a forum every topic message "replies" to the topic's first message: not a real reply.
+    return replied.forum_topic_created is None and replied.id != thread_id_of(message)
 
 
 # --- what the adapter says ----------------------------------------------------------------------

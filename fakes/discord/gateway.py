@@ -1,5 +1,5 @@
 """The fake Discord's gateway: HELLO, heartbeat ACK, IDENTIFY -> READY -> GUILD_CREATE, and the
-events of what users do (messages, slash commands)."""
+events of what users do (messages, slash commands, button presses)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from aiohttp import WSMsgType, web
 from fakes import issued
 from fakes.discord.protocol import (
     APPLICATION_COMMAND,
+    BUTTON,
     CLOSE_AUTHENTICATION_FAILED,
     CLOSE_DISALLOWED_INTENTS,
     MEMBER_PERMISSIONS,
+    MESSAGE_COMPONENT,
     MESSAGE_CONTENT_INTENT,
     OP_DISPATCH,
     OP_HEARTBEAT,
@@ -213,6 +215,57 @@ class Gateway(DiscordState):
             ]
         if guild_id in self.guild_commands:
             command_data["guild_id"] = str(guild_id)
+        return await self._interact(
+            channel_id,
+            user,
+            interaction_type,
+            command_data,
+            permissions=permissions,
+            locale=locale,
+            user_install=user_install,
+        )
+
+    async def press(
+        self,
+        message: FakeMessage,
+        user: dict[str, Any],
+        custom_id: str | None = None,
+        *,
+        permissions: int | None = None,
+        locale: str = "en-US",
+    ) -> FakeInteraction:
+        """`user` presses the button `custom_id` (by default the first) under `message`, as it
+        is now: a MESSAGE_COMPONENT interaction carrying the message."""
+        current = self.messages[message.id]
+        buttons = [b for row in current.components for b in row.get("components", [])]
+        if custom_id is None:
+            assert buttons, "the message has no button to press"
+            custom_id = str(buttons[0]["custom_id"])
+        data = {"custom_id": custom_id, "component_type": BUTTON}
+        return await self._interact(
+            current.channel_id,
+            user,
+            MESSAGE_COMPONENT,
+            data,
+            permissions=permissions,
+            locale=locale,
+            message=self.message_payload(current),
+        )
+
+    async def _interact(
+        self,
+        channel_id: int,
+        user: dict[str, Any],
+        interaction_type: int,
+        data: dict[str, Any],
+        *,
+        permissions: int | None,
+        locale: str,
+        user_install: bool = False,
+        message: dict[str, Any] | None = None,
+    ) -> FakeInteraction:
+        channel = self.channels[channel_id]
+        guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
         interaction_id = self.snowflake()
         token = "itoken-" + secrets.token_urlsafe(24)
         issued.note(token)
@@ -220,7 +273,7 @@ class Gateway(DiscordState):
             "id": str(interaction_id),
             "application_id": str(self.app_id),
             "type": interaction_type,
-            "data": command_data,
+            "data": data,
             "token": token,
             "version": 1,
             "channel_id": str(channel_id),
@@ -247,6 +300,8 @@ class Gateway(DiscordState):
             payload.update(user=user, context=1, authorizing_integration_owners={"0": "0"})
         if user_install:  # the user's own install of the app, not the server's
             payload["authorizing_integration_owners"] = {"1": str(user["id"])}
+        if message is not None:
+            payload["message"] = message
         interaction = FakeInteraction(interaction_id, token, payload, time.monotonic())
         self.interactions[interaction_id] = interaction
         await self.dispatch("INTERACTION_CREATE", payload)

@@ -10,6 +10,7 @@ from aiohttp import web
 from fakes.discord.protocol import (
     CHANNEL_MESSAGE,
     DEFERRED_CHANNEL_MESSAGE,
+    DEFERRED_UPDATE_MESSAGE,
     EPHEMERAL_FLAG,
     LOADING_FLAG,
     FakeInteraction,
@@ -62,6 +63,8 @@ class Interactions(Rest):
                 response_message_ephemeral=bool(flags & EPHEMERAL_FLAG),
             )
             answer["resource"] = {"type": kind, "message": self.message_payload(message)}
+        elif kind == DEFERRED_UPDATE_MESSAGE and "message" not in interaction.payload:
+            return self._error(400, 40060, "Interaction has no message to update (fake check)")
         return self._json(answer)
 
     def _hook_message(

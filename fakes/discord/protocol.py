@@ -38,12 +38,36 @@ CLOSE_DISALLOWED_INTENTS = 4014
 GUILD_TEXT, DM, PUBLIC_THREAD = 0, 1, 11
 
 # Interaction types and callback types.
-APPLICATION_COMMAND, AUTOCOMPLETE = 2, 4
-CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, AUTOCOMPLETE_RESULT = 4, 5, 8
+APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE = 2, 3, 4
+CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE = 4, 5, 6, 7
+AUTOCOMPLETE_RESULT = 8
+# Components: an action row holds up to 5 buttons; a custom id is at most 100 characters.
+ACTION_ROW, BUTTON = 1, 2
+MAX_CUSTOM_ID_CHARS, MAX_BUTTON_LABEL_CHARS, MAX_ROW_BUTTONS = 100, 80, 5
 EPHEMERAL_FLAG = 1 << 6
 LOADING_FLAG = 1 << 7
 
 INTERACTION_TOKEN_TTL_S = 15 * 60
+
+
+def components_problem(components: Any) -> str | None:
+    """What Discord would refuse in a message's components (action rows of buttons), if any."""
+    if not isinstance(components, list):
+        return "components: must be a list"
+    for row in components:
+        buttons = row.get("components") if isinstance(row, dict) else None
+        if row.get("type") != ACTION_ROW or not isinstance(buttons, list):
+            return "components: each top-level component must be an action row"
+        if not 0 < len(buttons) <= MAX_ROW_BUTTONS:
+            return "components: an action row holds 1 to 5 buttons"
+        for button in buttons:
+            if button.get("type") != BUTTON or not button.get("label"):
+                return "components: a button needs a label (fake check)"
+            if len(button["label"]) > MAX_BUTTON_LABEL_CHARS:
+                return "components: label: Must be 80 or fewer in length."
+            if not 0 < len(button.get("custom_id") or "") <= MAX_CUSTOM_ID_CHARS:
+                return "components: custom_id: Must be between 1 and 100 in length."
+    return None
 
 
 def iso(ts: float | None = None) -> str:
@@ -82,6 +106,7 @@ class FakeMessage:
     webhook_id: int | None = None
     interaction_id: int | None = None
     deleted: bool = False
+    components: list[dict[str, Any]] = field(default_factory=list)
     # (fake time, content) of every create and edit, in order.
     history: list[tuple[float, str]] = field(default_factory=list)
 

@@ -18,6 +18,7 @@ from fakes.discord.protocol import (
     Call,
     Failure,
     FakeMessage,
+    components_problem,
     iso,
 )
 from fakes.discord.state import DiscordState
@@ -238,6 +239,7 @@ class Rest(DiscordState):
             allowed_mentions=body.get("allowed_mentions"),
             webhook_id=self.app_id if webhook else None,
             interaction_id=interaction_id,
+            components=list(body.get("components") or []),
         )
         message.history.append((time.monotonic(), message.content))
         self.messages[message.id] = message
@@ -252,6 +254,8 @@ class Rest(DiscordState):
             return self._error(400, 50006, "Cannot send an empty message")
         if len(content) > 2000:
             return self._error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer.")
+        if problem := components_problem((body or {}).get("components", [])):
+            return self._error(400, 50035, f"Invalid Form Body: {problem}")
         message = self._store_bot_message(channel_id, body)
         return self._json(self.message_payload(message))
 
@@ -268,12 +272,16 @@ class Rest(DiscordState):
         return self._json(self.message_payload(message))
 
     def _edit(self, message: FakeMessage, body: dict[str, Any]) -> Any:
+        if problem := components_problem(body.get("components", [])):
+            return self._error(400, 50035, f"Invalid Form Body: {problem}")
         if "content" in body:
             content = body["content"] or ""
             if len(content) > 2000:
                 return self._error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer.")
             message.content = content
             message.flags &= ~LOADING_FLAG
+        if "components" in body:  # an empty list removes them; absent, they stay
+            message.components = list(body["components"])
         if "allowed_mentions" in body:
             message.allowed_mentions = body["allowed_mentions"]
         message.history.append((time.monotonic(), message.content))

@@ -286,7 +286,7 @@ class DiscordState(LocalServer):
             "mention_roles": [],
             "attachments": [],
             "embeds": [],
-            "components": [],
+            "components": message.components,
             "pinned": False,
             "type": 19 if message.reference_id else 0,
             "flags": message.flags,

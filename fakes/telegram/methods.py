@@ -16,6 +16,8 @@ from typing import Any
 from fakes.telegram.markdown import MarkdownV2Error, parse_markdown_v2, utf16_len
 from fakes.telegram.protocol import (
     ENTITY_TYPES,
+    MAX_CALLBACK_ANSWER_CHARS,
+    MAX_CALLBACK_DATA_BYTES,
     MAX_TEXT_UNITS,
     UNAUTHORIZED,
     Draft,
@@ -33,6 +35,9 @@ class BotApi:
         self.members: dict[tuple[int, int], str] = {}
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.drafts: list[Draft] = []
+        # Callback queries the bot has not answered yet, and the answers it gave, by query id.
+        self.open_queries: set[str] = set()
+        self.query_answers: dict[str, dict[str, Any]] = {}
         self.commands: list[dict[str, Any]] | None = None  # the list for every language
         # Each list registered, by language_code ("" for the list for every language).
         self.commands_by_language: dict[str, list[dict[str, Any]]] = {}
@@ -106,6 +111,7 @@ class BotApi:
         elif parse_mode is not None:
             raise Refused(Fault(400, f"Bad Request: unsupported parse_mode {parse_mode!r} (fake)"))
         size = utf16_len(text)
+        self._check_markup(params)
         for entity in entities:
             start, length = entity.get("offset"), entity.get("length")
             if (
@@ -122,6 +128,23 @@ class BotApi:
         if not text.strip():
             raise Refused(Fault(400, "Bad Request: message text is empty"))
         return text, entities
+
+    @staticmethod
+    def _check_markup(params: dict[str, Any]) -> None:
+        """An inline keyboard as Telegram checks it: rows of buttons, each with a text and at
+        most 64 bytes of callback data."""
+        markup = params.get("reply_markup")
+        if markup is None:
+            return
+        rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+            raise Refused(Fault(400, "Bad Request: can't parse reply keyboard markup JSON object"))
+        for button in (button for row in rows for button in row):
+            if not button.get("text"):
+                raise Refused(Fault(400, "Bad Request: BUTTON_TEXT_EMPTY"))
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES:
+                raise Refused(Fault(400, "Bad Request: BUTTON_DATA_INVALID"))
 
     # --- methods ------------------------------------------------------------------------------
 
@@ -242,6 +265,8 @@ class BotApi:
         message["text"] = text
         if entities:
             message["entities"] = entities
+        if params.get("reply_markup"):
+            message["reply_markup"] = params["reply_markup"]
         if replied is not None:
             message["reply_to_message"] = shallow(replied)
         return message
@@ -252,14 +277,33 @@ class BotApi:
         if message is None or message["from"]["id"] != self.bot_id:
             raise Refused(Fault.edit_not_found())
         text, entities = self._text(params)
-        if text == message.get("text") and entities == message.get("entities", []):
+        # An edit shows exactly the keyboard it carries: one without any removes the keyboard.
+        markup = params.get("reply_markup") or None
+        if (
+            text == message.get("text")
+            and entities == message.get("entities", [])
+            and markup == message.get("reply_markup")
+        ):
             raise Refused(Fault.not_modified())
         message["text"] = text
         message.pop("entities", None)
         if entities:
             message["entities"] = entities
+        message.pop("reply_markup", None)
+        if markup:
+            message["reply_markup"] = markup
         message["edit_date"] = int(time.time())
         return message
+
+    async def _api_answercallbackquery(self, params: dict[str, Any]) -> Any:
+        query_id = str(params.get("callback_query_id"))
+        if query_id not in self.open_queries:
+            raise Refused(Fault.query_too_old())
+        if len(params.get("text") or "") > MAX_CALLBACK_ANSWER_CHARS:
+            raise Refused(Fault(400, "Bad Request: MESSAGE_TOO_LONG"))
+        self.open_queries.discard(query_id)
+        self.query_answers[query_id] = params
+        return True
 
     async def _api_sendmessagedraft(self, params: dict[str, Any]) -> Any:
         chat = self._chat(params)

@@ -20,7 +20,11 @@ INT_PARAMS = {
     "chat_id", "message_id", "message_thread_id", "user_id", "offset", "timeout", "limit",
     "draft_id",
 }  # fmt: skip
-BOOL_PARAMS = {"disable_notification", "protect_content", "drop_pending_updates"}
+BOOL_PARAMS = {
+    "disable_notification", "protect_content", "drop_pending_updates", "show_alert",
+}  # fmt: skip
+MAX_CALLBACK_DATA_BYTES = 64
+MAX_CALLBACK_ANSWER_CHARS = 200
 ENTITY_TYPES = {
     "mention", "hashtag", "cashtag", "bot_command", "url", "email", "phone_number", "bold",
     "italic", "underline", "strikethrough", "spoiler", "blockquote", "expandable_blockquote",
@@ -68,6 +72,13 @@ class Fault:
         cls, detail: str = "Can't find end of the entity starting at byte offset 0"
     ) -> Fault:
         return cls(400, f"Bad Request: can't parse entities: {detail}")
+
+    @classmethod
+    def query_too_old(cls) -> Fault:
+        return cls(
+            400,
+            "Bad Request: query is too old and response timeout expired or query ID is invalid",
+        )
 
     @classmethod
     def edit_not_found(cls) -> Fault:

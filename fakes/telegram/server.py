@@ -14,7 +14,9 @@ The test drives it: `user_message(chat, user, text)` queues an update (with the 
 `mention` entities Telegram would add) for the long-polled `getUpdates`; `inject(method, fault)`
 makes the next call(s) of a method fail; `set_member(chat, user, status)` decides what
 `getChatMember` says; `revoke_token()` does what BotFather's /revoke does: from then on every call
-(a long poll already waiting included) answers 401 Unauthorized. Every call is recorded in
+(a long poll already waiting included) answers 401 Unauthorized; `press(message, user, data)`
+presses an inline keyboard button (a callback query the bot must answer with
+`answerCallbackQuery`). Every call is recorded in
 `calls` with the time it arrived on the fake's own clock (`time.monotonic()`), so tests measure
 pacing where Telegram would.
 """
@@ -78,6 +80,7 @@ class FakeTelegram(LocalServer, BotApi):
         self._faults: dict[str, list[Injected]] = {}
         self._flooded_until: dict[int, float] = {}
         self._next_update_id = 1
+        self._next_query_id = 4_000_000_001
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -191,6 +194,38 @@ class FakeTelegram(LocalServer, BotApi):
             message["reply_to_message"] = shallow(self._topics[(chat["id"], thread_id)])
         self.push_update({"message": message})
         return message
+
+    def press(self, message: dict[str, Any], user: dict[str, Any], data: str | None = None) -> str:
+        """`user` presses the button with callback `data` under the bot's `message` (by
+        default its first button); returns the callback query's id. The update carries the
+        message as it is now, keyboard included, as Telegram sends it."""
+        current = self.messages[(message["chat"]["id"], message["message_id"])]
+        buttons = [b for row in current.get("reply_markup", {}).get("inline_keyboard", [])
+                   for b in row]  # fmt: skip
+        if data is None:
+            assert buttons, "the message has no button to press"
+            data = buttons[0]["callback_data"]
+        query_id = str(self._next_query_id)
+        self._next_query_id += 1
+        self.open_queries.add(query_id)
+        query = {
+            "id": query_id,
+            "from": user,
+            "message": current,
+            "chat_instance": str(-current["chat"]["id"]),
+            "data": data,
+        }
+        self.push_update({"callback_query": query})
+        return query_id
+
+    async def wait_query_answer(
+        self,
+        query_id: str,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
+        """The parameters of the bot's `answerCallbackQuery` for `query_id`, once it came."""
+        await self.wait_until(lambda: query_id in self.query_answers, timeout)
+        return self.query_answers[query_id]
 
     def edit_user_message(self, message: dict[str, Any], text: str) -> None:
         edited = {**message, "text": text, "edit_date": int(time.time())}

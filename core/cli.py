@@ -30,6 +30,8 @@ from core.errors import (
 )
 from core.gpt_names import parse_gpt_id
 from core.gpts import GptsClient
+from core.log_format import log_formatter
+from core.ops_server import serve_ops
 from core.platform import PlatformRefused
 from core.platforms import installed_platforms
 
@@ -45,13 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gptsbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    level = config.bot.log_level
+    level = config.log.level
     if getattr(args, "quiet_logs", False) and level == "INFO":
         level = "WARNING"  # e.g. `chat`: the terminal is the conversation
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    stderr = logging.StreamHandler()
+    stderr.setFormatter(log_formatter(config.log.format))
+    logging.basicConfig(level=level, handlers=[stderr])
     # httpx (under python-telegram-bot) logs every request URL at INFO, and Telegram's URLs
     # carry the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[Config, argparse.Namespace], Coroutine[None, None, int]] = args.handler
     try:
         return asyncio.run(handler(config, args))
-    except DatabaseUnusable as exc:
+    except (DatabaseUnusable, ConfigError) as exc:  # ConfigError: e.g. metrics.listen taken
         print(f"gptsbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -124,10 +125,13 @@ async def _serve(config: Config) -> int:
         # Answers a dead process left streaming: interrupted now, their messages fixed later.
         interrupted = await interrupted_by_platform(app.repo, adapters)
         refusals: list[BaseException] = []
-        try:
-            await run_adapters(adapters, stop, secrets=config.secrets(), interrupted=interrupted)
-        except* PlatformRefused as group:
-            refusals.extend(group.exceptions)
+        async with serve_ops(config.metrics.listen, adapters, app.repo):
+            try:
+                await run_adapters(
+                    adapters, stop, secrets=config.secrets(), interrupted=interrupted
+                )
+            except* PlatformRefused as group:
+                refusals.extend(group.exceptions)
     for refusal in refusals:
         print(f"gptsbot: {refusal}", file=sys.stderr)
     return 1 if refusals else 0

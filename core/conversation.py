@@ -24,7 +24,7 @@ from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core import i18n
+from core import i18n, metrics
 from core.config import Config
 from core.errors import (
     EmptyMessage,
@@ -40,6 +40,7 @@ from core.gpts import ChatMessage, GptsClient, Usage
 from core.history import upstream_messages
 from core.saving import AnswerSaver
 from core.streaming import StreamingReply
+from core.turn_report import report_turn
 from core.turns import Author, Scope, Turn
 from storage import (
     BindingRecord,
@@ -97,6 +98,7 @@ class _Progress:
     saver: AnswerSaver
     started: float = field(default_factory=time.monotonic)
     model: str | None = None
+    gpt_id: str | None = None
     usage: Usage | None = None
     first_text_at: float | None = None
     error: BaseException | None = None
@@ -193,16 +195,18 @@ class ConversationService:
         except StorageBusy as exc:
             logger.error("a message in %s was not stored: %s", scope, exc)
             await reply.finish(user_message(exc, turn.language))
+            report_turn(turn, "error", reply)
             return AnswerOutcome("error", "", None, exc)
         assert start.answer_id is not None
         saver = AnswerSaver(self.repo, start.answer_id, reply, self.config.storage.save_interval_s)
         saver.start()
         progress = _Progress(start.conversation_id, start.answer_id, saver)
+        metrics.ACTIVE_STREAMS.labels(scope.platform).inc()
         try:
             binding = self._binding_info(scope, start.binding)
             if binding is None:
                 raise NoGptBound()
-            progress.model = binding.model
+            progress.model, progress.gpt_id = binding.model, binding.gpt_id
             messages = self._upstream_messages(start.history, turn)
             timeout = asyncio.timeout_at(deadline)
             try:
@@ -232,6 +236,7 @@ class ConversationService:
         except Exception as exc:
             if self.reraise_unexpected:
                 saver.stop()
+                metrics.ACTIVE_STREAMS.labels(scope.platform).dec()
                 raise
             progress.error = exc
             logger.exception("turn in %s failed unexpectedly", scope)
@@ -242,6 +247,7 @@ class ConversationService:
     ) -> AnswerOutcome:
         """Finish the reply (with a short error line on failure) and store the answer."""
         progress.saver.stop()
+        metrics.ACTIVE_STREAMS.labels(turn.scope.platform).dec()
         text, error = reply.text, progress.error
         status: MessageStatus = "complete"
         if isinstance(error, asyncio.CancelledError):
@@ -266,6 +272,15 @@ class ConversationService:
                 platform_message_ids=tuple(ref.message_id for ref in reply.messages),
             )
             await self._store_answer(turn, reply, progress.answer_id, answer)
+            report_turn(
+                turn,
+                status,
+                reply,
+                gpt_id=progress.gpt_id,
+                usage=progress.usage,
+                first_token_ms=answer.first_chunk_ms,
+                total_ms=answer.total_ms,
+            )
         return AnswerOutcome(status, text, progress.model, error)
 
     async def _store_answer(
@@ -315,6 +330,7 @@ class ConversationService:
         except StorageBusy as exc:
             logger.error("a refused message in %s was not stored: %s", turn.scope, exc)
         await reply.finish(user_message(refusal, turn.language))
+        report_turn(turn, "refused", reply)
         return AnswerOutcome("refused", "", None, refusal)
 
     def _upstream_messages(self, history: list[Exchange], turn: Turn) -> list[ChatMessage]:

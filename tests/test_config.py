@@ -83,7 +83,8 @@ def nested_tables(section: type[Any]) -> dict[str, type[Any]]:
 def test_example_config_documents_every_key_and_loads() -> None:
     config = load_config(EXAMPLE, {})
     text = EXAMPLE.read_text()
-    sections = {name: getattr(config, name) for name in ("gpts", "storage", "bot", "access")}
+    core_sections = ("gpts", "storage", "bot", "access", "log", "metrics")
+    sections = {name: getattr(config, name) for name in core_sections}
     assert set(config.platforms) == {"telegram", "discord"}
     for name, section in {**sections, **config.platforms}.items():
         assert f"[{name}]" in text

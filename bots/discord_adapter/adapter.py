@@ -23,6 +23,7 @@ from discord import app_commands
 
 from bots.discord_adapter import commands as commands_module
 from bots.discord_adapter import text as t
+from bots.discord_adapter.calls import call_trace
 from bots.discord_adapter.guilds import AllowedGuilds
 from bots.discord_adapter.replies import (
     NO_PINGS,
@@ -67,6 +68,7 @@ class _Client(discord.Client):
             guild_ready_timeout=adapter.guild_ready_timeout,
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
             chunk_guilds_at_startup=False,
+            http_trace=call_trace(),
         )
         self.adapter = adapter
         self.tree = app_commands.CommandTree(
@@ -80,6 +82,12 @@ class _Client(discord.Client):
 
     async def on_ready(self) -> None:
         self.adapter._on_ready(self)
+
+    async def on_resumed(self) -> None:
+        self.adapter.ready.set()
+
+    async def on_disconnect(self) -> None:
+        self.adapter.ready.clear()  # until discord.py reconnects: not ready (/readyz)
 
     async def on_message(self, message: discord.Message) -> None:
         adapter = self.adapter
@@ -115,7 +123,9 @@ class DiscordAdapter:
         self.interaction_window_s = interaction_window_s
         self._clock = clock or SystemClock()
         # One bot-wide budget and one per channel, shared by every answer streaming at once.
-        self.global_budget = RateBudget.per_second(self.settings.requests_per_second, self._clock)
+        self.global_budget = RateBudget.per_second(
+            self.settings.requests_per_second, self._clock, platform=PLATFORM
+        )
         self.channel_budgets = KeyedBudgets(
             self.settings.channel_edits_per_5s, channel_window_s, self._clock
         )

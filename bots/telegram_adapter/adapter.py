@@ -107,7 +107,9 @@ class TelegramAdapter:
         self.reraise_unexpected = False
         self.failures: list[BaseException] = []
         self.ready = asyncio.Event()  # set once polling runs
-        self._bot_budget = RateBudget.per_second(self.settings.messages_per_second, self._clock)
+        self._bot_budget = RateBudget.per_second(
+            self.settings.messages_per_second, self._clock, platform=PLATFORM
+        )
         self._group_budgets = KeyedBudgets(GROUP_MESSAGES_PER_MINUTE, 60.0, self._clock)
         self._answers: set[asyncio.Task[None]] = set()
         self._bot: ExtBot[Any] | None = None  # while polling

@@ -394,7 +394,6 @@ def _binding_record(scope: ScopeKey, columns: Sequence[Any]) -> BindingRecord:
     return BindingRecord(scope, *columns)
 
 
-
 def read_version(connection: Connection) -> None:
     """The cheapest read that proves the database is gptsbot's: Alembic's version table."""
     connection.execute(text("SELECT version_num FROM alembic_version")).all()

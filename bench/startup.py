@@ -63,7 +63,7 @@ def bot_env(folder: Path, base_url: str, token: str, gpts_url: str, db: Path) ->
         f'[gpts]\nbase_url = "{gpts_url}"\ndefault_gpt = "g-B3hgivKK9"\n'
         f'[storage]\nurl = "sqlite+aiosqlite:///{db}"\n'
         f'[telegram]\nbase_url = "{base_url}"\n'
-        '[bot]\nlog_level = "INFO"\n'
+        '[log]\nlevel = "INFO"\n'
     )
     env = dict(os.environ)
     env.update(GPTSBOT_CONFIG=str(config), TELEGRAM_BOT_TOKEN=token, GPTS_API_KEY="sk-bench")

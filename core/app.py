@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError
 
-from core import database
+from core import database, metrics
 from core.config import Config, secret_variables
 from core.conversation import ConversationService
 from core.errors import DatabaseUnusable
@@ -44,6 +44,7 @@ async def open_app(config: Config) -> AsyncIterator[App]:
     repo = await Repository.open(
         url, busy_timeout_s=storage.busy_timeout_s, lock_retry_s=storage.lock_retry_s
     )
+    repo.observe_call = metrics.DB_SECONDS.observe
     try:
         try:
             await repo.upgrade()  # the first connection

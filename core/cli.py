@@ -33,6 +33,8 @@ from core.errors import (
 )
 from core.gpt_names import parse_gpt_id
 from core.gpts import GptsClient
+from core.log_format import log_formatter
+from core.ops_server import serve_ops
 from core.platforms import installed_platforms
 
 logger = logging.getLogger("gptsbot")
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"gptsbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    level = config.bot.log_level
+    level = config.log.level
     if getattr(args, "quiet_logs", False) and level == "INFO":
         level = "WARNING"  # e.g. `chat`: the terminal is the conversation
     # httpx (under python-telegram-bot) logs every request URL at INFO, and Telegram's URLs
@@ -58,10 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     handler: Callable[[Config, argparse.Namespace], Coroutine[None, None, int]] = args.handler
-    with _logging_to_stderr(level):
+    with _logging_to_stderr(level, log_formatter(config.log.format)):
         try:
             return asyncio.run(handler(config, args))
-        except DatabaseUnusable as exc:
+        except (DatabaseUnusable, ConfigError) as exc:  # ConfigError: e.g. metrics.listen taken
             _say(str(exc))
             return EXIT_USAGE
         except KeyboardInterrupt:
@@ -69,14 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def _logging_to_stderr(level: str) -> Iterator[None]:
+def _logging_to_stderr(level: str, formatter: logging.Formatter) -> Iterator[None]:
     """Log through a queue that a thread of its own writes to stderr: a stderr that drains
     slowly or not at all (a full pipe) blocks that thread, never the event loop. At the end the
     queue is written out, so the last lines are not lost."""
     global _log_queue
     records: queue.Queue[logging.LogRecord] = queue.Queue()
     writer = logging.StreamHandler(sys.stderr)
-    writer.setFormatter(logging.Formatter(LOG_FORMAT))
+    writer.setFormatter(formatter)
     listener = QueueListener(records, writer)
     enqueue = QueueHandler(records)
     root = logging.getLogger()
@@ -156,9 +158,10 @@ async def _serve(config: Config) -> int:
         logger.info("running %s", ", ".join(adapter.name for adapter in adapters))
         # Answers a dead process left streaming: interrupted now, their messages fixed later.
         interrupted = await interrupted_by_platform(app.repo, adapters)
-        refusals = await run_adapters(
-            adapters, stop, secrets=config.secrets(), interrupted=interrupted
-        )
+        async with serve_ops(config.metrics.listen, adapters, app.repo):
+            refusals = await run_adapters(
+                adapters, stop, secrets=config.secrets(), interrupted=interrupted
+            )
     # Each refused platform, in one line each: the process ends when none is left running.
     for refusal in refusals:
         _say(str(refusal))

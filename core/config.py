@@ -116,7 +116,7 @@ class GptsConfig:
 
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
-    url: str = "sqlite+aiosqlite:///gptsbot.db"
+    url: str = from_env("GPTSBOT_DATABASE_URL", "sqlite+aiosqlite:///gptsbot.db")
     # A streaming answer's text is saved at most this often (and once its first message shows),
     # so a crash loses at most this much of it.
     save_interval_s: float = positive(5.0)
@@ -132,7 +132,6 @@ class BotConfig:
     streaming_indicator: str = verbatim(" ▌")
     # The language of the bot's own lines: "auto" follows each person's app language.
     language: LanguageSetting = "auto"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # On SIGTERM, how long `gptsbot run` lets answers in progress finish before it cuts them
     # (showing and storing what arrived). None: each platform's default (10 s).
     shutdown_grace_s: float | None = non_negative(None)
@@ -162,6 +161,34 @@ class AccessList:
     # Discord channel ids; a thread is in its channel's list, or in its own.
     discord_channels: tuple[int, ...] = ()
     discord_roles: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = from_env("GPTSBOT_LOG_LEVEL", "INFO")
+    # "text": one line per event for people; "json": one JSON object per line for collectors.
+    format: Literal["text", "json"] = from_env("GPTSBOT_LOG_FORMAT", "text")
+
+
+def _listen_problem(value: str) -> str | None:
+    if value and listen_address(value) is None:
+        return f"must be host:port (e.g. 127.0.0.1:9464), got {value!r}"
+    return None
+
+
+def listen_address(value: str) -> tuple[str, int] | None:
+    """`host:port` (`[::1]:9464` for IPv6) as (host, port); None when it is not one."""
+    host, _, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        return None
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    # Where /metrics, /healthz and /readyz are served (`gptsbot run`); empty: nowhere.
+    listen: str = from_env("GPTSBOT_METRICS_LISTEN", "", check=_listen_problem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +235,8 @@ class Config:
     access: AccessConfig = field(default_factory=AccessConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Each platform's own section ([telegram], [discord]...), as the platform declared it.
     platforms: Mapping[str, object] = field(default_factory=dict)
 
@@ -255,6 +284,8 @@ def parse_config(
             raise ConfigError(name, "unknown section")
         if not isinstance(value, dict):
             raise ConfigError(name, "must be a table ([" + name + "])")
+    if "log_level" in raw.get("bot", {}):
+        raise ConfigError("bot.log_level", 'moved to [log]: write level = "..." under [log]')
     hints = typing.get_type_hints(Config)
     core = {
         name: build_section(name, hints[name], raw.get(name, {}), env) for name in _CORE_SECTIONS

@@ -31,7 +31,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core import i18n
+from core import i18n, metrics
 from core.buttons import retry_button, stop_button
 from core.config import Config
 from core.errors import (
@@ -51,6 +51,7 @@ from core.quota import Quotas, estimate, has_counts
 from core.running import RunningTurn, RunningTurns, ScopeLocks
 from core.saving import AnswerSaver
 from core.streaming import StreamingReply
+from core.turn_report import report_turn
 from core.turns import Author, Scope, Turn
 from storage import (
     BindingRecord,
@@ -109,6 +110,7 @@ class _Progress:
     saver: AnswerSaver
     started: float = field(default_factory=time.monotonic)
     model: str | None = None
+    gpt_id: str | None = None
     usage: Usage | None = None
     prompt_chars: int | None = None  # what went upstream, for an estimate of its tokens
     first_text_at: float | None = None
@@ -181,6 +183,7 @@ class ConversationService:
         except StorageBusy as exc:
             logger.error("a message in %s was not stored: %s", scope, exc)
             await reply.finish(user_message(exc, turn.language))
+            report_turn(turn, "error", reply)
             return AnswerOutcome("error", "", None, exc)
         if start is None:  # retried already, or reset since the Retry was pressed
             await reply.finish(i18n.CANNOT_RETRY(turn.language))
@@ -193,11 +196,12 @@ class ConversationService:
         task = asyncio.current_task()
         assert task is not None
         running = RunningTurn(start.answer_id, scope, turn.author.id, task)
+        metrics.ACTIVE_STREAMS.labels(scope.platform).inc()
         try:
             binding = self._binding_info(scope, start.binding)
             if binding is None:
                 raise NoGptBound()
-            progress.model = binding.model
+            progress.model, progress.gpt_id = binding.model, binding.gpt_id
             messages = self._upstream_messages(start.history, turn)
             progress.prompt_chars = sum(len(message["content"]) for message in messages)
             # Stop cancels this task while it reads upstream: it is suspended nowhere else
@@ -226,6 +230,7 @@ class ConversationService:
         except Exception as exc:
             if self.reraise_unexpected:
                 saver.stop()
+                metrics.ACTIVE_STREAMS.labels(scope.platform).dec()
                 raise
             progress.error = exc
             logger.exception("turn in %s failed unexpectedly", scope)
@@ -288,6 +293,7 @@ class ConversationService:
     ) -> AnswerOutcome:
         """Finish the reply (with a short error line on failure) and store the answer."""
         progress.saver.stop()
+        metrics.ACTIVE_STREAMS.labels(turn.scope.platform).dec()
         text, error = reply.text, progress.error
         status: MessageStatus = "complete"
         if isinstance(error, asyncio.CancelledError):
@@ -318,6 +324,15 @@ class ConversationService:
                 platform_message_ids=tuple(ref.message_id for ref in reply.messages),
             )
             await self._store_answer(turn, reply, progress.answer_id, answer)
+            report_turn(
+                turn,
+                status,
+                reply,
+                gpt_id=progress.gpt_id,
+                usage=progress.usage,
+                first_token_ms=answer.first_chunk_ms,
+                total_ms=answer.total_ms,
+            )
         return AnswerOutcome(status, text, progress.model, error)
 
     async def _store_answer(
@@ -367,6 +382,7 @@ class ConversationService:
         except StorageBusy as exc:
             logger.error("a refused message in %s was not stored: %s", turn.scope, exc)
         await reply.finish(user_message(refusal, turn.language))
+        report_turn(turn, "refused", reply)
         return AnswerOutcome("refused", "", None, refusal)
 
     def _upstream_messages(self, history: list[Exchange], turn: Turn) -> list[ChatMessage]:

@@ -16,6 +16,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
+from core import metrics
 from core.platform import Clock, SystemClock
 
 if TYPE_CHECKING:
@@ -57,9 +58,19 @@ class Budgets(Protocol):
 
 
 class RateBudget:
-    def __init__(self, max_calls: int, period_s: float, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        max_calls: int,
+        period_s: float,
+        clock: Clock | None = None,
+        *,
+        platform: str | None = None,
+    ) -> None:
+        """`platform`: a platform's bot-wide budget, whose waits `gptsbot_budget_wait_seconds`
+        reports."""
         if max_calls < 1 or period_s <= 0:
             raise ValueError("a budget needs max_calls >= 1 and period_s > 0")
+        self._waits = metrics.BUDGET_WAIT.labels(platform) if platform else None
         self.max_calls = max_calls
         self.period_s = period_s
         self._clock = clock or SystemClock()
@@ -67,9 +78,11 @@ class RateBudget:
         self._queue = asyncio.Lock()  # asyncio.Lock wakes waiters in FIFO order
 
     @classmethod
-    def per_second(cls, rate: float, clock: Clock | None = None) -> RateBudget:
+    def per_second(
+        cls, rate: float, clock: Clock | None = None, *, platform: str | None = None
+    ) -> RateBudget:
         """`rate` calls a second, granted evenly rather than in one burst per second."""
-        return cls(1, 1.0 / rate, clock)
+        return cls(1, 1.0 / rate, clock, platform=platform)
 
     def next_slot_at(self) -> float:
         """When the window next has room for a call, on the budget's clock (while it is not full,
@@ -95,12 +108,16 @@ class RateBudget:
         return True
 
     async def acquire(self) -> None:
+        asked = self._clock.monotonic()
         async with self._queue:
             if len(self._grants) == self.max_calls:
                 delay = self._grants[0] + self.period_s - self._clock.monotonic()
                 if delay > 0:
                     await self._clock.sleep(delay)
-            self._grants.append(self._clock.monotonic())
+            granted = self._clock.monotonic()
+            self._grants.append(granted)
+        if self._waits is not None:
+            self._waits.observe(granted - asked)
 
 
 class KeyedBudgets:
@@ -139,7 +156,7 @@ class MemoryBudgets:
         self._clock = clock or SystemClock()
 
     def bot_wide(self, name: str, rate: float) -> RateBudget:
-        return RateBudget.per_second(rate, self._clock)
+        return RateBudget.per_second(rate, self._clock, platform=name)
 
     def keyed(self, name: str, max_calls: int, period_s: float) -> KeyedBudgets:
         return KeyedBudgets(max_calls, period_s, self._clock)

@@ -103,6 +103,8 @@ class Adapter(Protocol):
     `create_adapter(config, service) -> Adapter | None` (None when its token is unset)."""
 
     name: str
+    # Set while connected and taking turns (`/readyz` asks it); cleared on disconnection.
+    ready: asyncio.Event
 
     async def run(self) -> None:
         """Connect and serve until cancelled; on cancellation disconnect cleanly, then return."""

@@ -32,6 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from core import metrics
 from core.config import LimitsConfig
 from core.pacing import RateBudget
 from core.platform import Clock, SystemClock
@@ -168,7 +169,14 @@ class SharedBudget:
     process together (see the module's docstring)."""
 
     def __init__(
-        self, link: _Link, key: str, max_calls: int, period_s: float, clock: Clock
+        self,
+        link: _Link,
+        key: str,
+        max_calls: int,
+        period_s: float,
+        clock: Clock,
+        *,
+        platform: str | None = None,
     ) -> None:
         if max_calls < 1 or period_s <= 0:
             raise ValueError("a budget needs max_calls >= 1 and period_s > 0")
@@ -180,11 +188,14 @@ class SharedBudget:
         self._link = link
         self._clock = clock
         self._fallback = fallback_share(max_calls, period_s, link.processes, clock)
+        # A platform's bot-wide budget: its waits are `gptsbot_budget_wait_seconds`.
+        self._waits = metrics.BUDGET_WAIT.labels(platform) if platform else None
         self._queue = asyncio.Lock()  # FIFO: only the head of this process's queue asks Redis
         self._granted_at = -math.inf
         self._alone_until = -math.inf  # see acquire
 
     async def acquire(self) -> None:
+        asked = self._clock.monotonic()
         async with self._queue:
             # Redis never saw the calls made on the fallback: until they leave this process's
             # window, a call must fit its share too.
@@ -205,6 +216,8 @@ class SharedBudget:
                     # The share counts what Redis granted, so a switch to it starts from there.
                     await self._fallback.try_acquire()
             self._granted_at = self._clock.monotonic()
+        if self._waits is not None:
+            self._waits.observe(self._granted_at - asked)
 
     async def try_acquire(self) -> bool:
         if self._queue.locked():
@@ -281,7 +294,8 @@ class RedisBudgets:
         self._link = _Link(limits, self._clock, server_time=server_time)
 
     def bot_wide(self, name: str, rate: float) -> SharedBudget:
-        return SharedBudget(self._link, f"{self._link.prefix}:{name}", 1, 1.0 / rate, self._clock)
+        key = f"{self._link.prefix}:{name}"
+        return SharedBudget(self._link, key, 1, 1.0 / rate, self._clock, platform=name)
 
     def keyed(self, name: str, max_calls: int, period_s: float) -> SharedKeyedBudgets:
         return SharedKeyedBudgets(self._link, name, max_calls, period_s, self._clock)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     literal,
     literal_column,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import Connection, CursorResult
@@ -426,3 +427,8 @@ def count_messages(connection: Connection, conversation_id: int) -> int:
 def _binding_record(scope: ScopeKey, columns: Sequence[Any]) -> BindingRecord:
     """`columns`: the values of `_BINDING_COLUMNS`, in that order."""
     return BindingRecord(scope, *columns)
+
+
+def read_version(connection: Connection) -> None:
+    """The cheapest read that proves the database is gptsbot's: Alembic's version table."""
+    connection.execute(text("SELECT version_num FROM alembic_version")).all()

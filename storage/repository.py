@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Final, Self, TypeVar
 
@@ -34,6 +37,7 @@ from storage.engine import (
     alembic_config,
     create_engines,
     is_locked,
+    sqlite_file,
     upgrade_to_head,
 )
 from storage.models import utcnow
@@ -72,6 +76,22 @@ class StorageBusy(Exception):
         self.waited_s = waited_s
 
 
+class DatabaseReplaced(Exception):
+    """The SQLite file at the database's path is not the one the repository has open."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} was removed or replaced since it was opened")
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the regular file at `path`; None when there is none."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino) if stat.S_ISREG(found.st_mode) else None
+
+
 class Repository:
     """Conversations, messages and GPT bindings, keyed by scope (`ScopeKey`).
 
@@ -98,6 +118,10 @@ class Repository:
         )
         self._lock_retry_s = lock_retry_s
         self._thread_connection: Connection | None = None  # used in the executor's thread only
+        # The SQLite file the thread's connection opened (see `ping`).
+        self._file_identity: tuple[int, int] | None = None
+        # Called with the seconds each call took (the core's metrics), if set.
+        self.observe_call: Callable[[float], None] | None = None
 
     @classmethod
     async def open(
@@ -373,6 +397,28 @@ class Repository:
             lambda connection: queries.bound_gpts(connection, platform, group_id)
         )
 
+    async def ping(self) -> None:
+        """Read the schema's version once, without waiting out another process's lock: raises
+        when the database does not answer. For an SQLite file, also `DatabaseReplaced` when the
+        file at its path is no longer the one the repository has open (removed, replaced, made
+        a folder): its connection would go on writing into a file nobody will find again. The
+        file found there is never opened: another connection could disturb the open one's log."""
+        if self._executor is None:
+            async with self._engine.connect() as connection:
+                await connection.run_sync(queries.read_version)
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._ping_in_thread)
+
+    def _ping_in_thread(self) -> None:
+        self._transaction_in_thread(queries.read_version)
+        assert self._thread_engine is not None
+        path = sqlite_file(self._thread_engine.url)
+        if path is not None and _file_identity(path) != self._file_identity:
+            raise DatabaseReplaced(path)
+        if path is not None and not os.access(path, os.R_OK | os.W_OK):
+            raise PermissionError(f"no permission to read and write {path}")
+
     # -- internals -----------------------------------------------------------------------------
 
     async def _run(self, work: Callable[[Connection], _T], *, retry: bool = False) -> _T:
@@ -400,6 +446,8 @@ class Repository:
                 continue
             if pause != FIRST_LOCK_PAUSE_S:
                 logger.info("the database was free again after %.1f s", time.monotonic() - started)
+            if self.observe_call is not None:
+                self.observe_call(time.monotonic() - started)
             return result
 
     async def _run_once(self, work: Callable[[Connection], _T], retry: bool) -> _T:
@@ -424,6 +472,8 @@ class Repository:
         if connection is None:
             assert self._thread_engine is not None
             connection = self._thread_connection = self._thread_engine.connect()
+            path = sqlite_file(self._thread_engine.url)
+            self._file_identity = _file_identity(path) if path is not None else None
         with connection.begin():
             return work(connection)
 

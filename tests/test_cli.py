@@ -339,7 +339,7 @@ async def test_a_stderr_nobody_reads_never_holds_up_the_bot(
     turns = 30
     env = environment(tmp_path, fake_gpts, telegram=tg, TELEGRAM_BOT_TOKEN=tg.token)
     with Path(env["GPTSBOT_CONFIG"]).open("a") as file:
-        file.write('[bot]\nlog_level = "DEBUG"\n')
+        file.write('[log]\nlevel = "DEBUG"\n')
     read_end, write_end = os.pipe()
     # The smallest pipe (a page), so the DEBUG lines of the start alone fill it many times over;
     # in all, they would fill even the usual 64 KiB one.

@@ -101,7 +101,7 @@ def sub_tables(section: type[Any]) -> dict[str, type[Any]]:
 def test_example_config_documents_every_key_and_loads() -> None:
     config = load_config(EXAMPLE, {})
     text = EXAMPLE.read_text()
-    names = ("gpts", "storage", "bot", "access", "limits", "quota")
+    names = ("gpts", "storage", "bot", "access", "limits", "quota", "log", "metrics")
     sections = {name: getattr(config, name) for name in names}
     assert set(config.platforms) == {"telegram", "discord"}
     for name, section in {**sections, **config.platforms}.items():

@@ -16,7 +16,8 @@ EXAMPLE = (ROOT / "config.example.toml").read_text()
 def all_variables() -> set[str]:
     """Every environment variable a config section reads, the platforms' included."""
     config = parse_config({}, {})
-    sections = [config.gpts, config.storage, config.bot, config.access, *config.platforms.values()]
+    sections = [config.gpts, config.storage, config.bot, config.access, config.log, config.metrics]
+    sections += config.platforms.values()
     return {v for section in sections for v in env_variables(type(section)).values()}
 
 
@@ -27,6 +28,11 @@ def test_the_first_run_variables_are_there() -> None:
         "GPTS_DEFAULT_GPT",
         "TELEGRAM_BOT_TOKEN",
         "DISCORD_BOT_TOKEN",
+        # For services and containers, which run without a config file.
+        "GPTSBOT_DATABASE_URL",
+        "GPTSBOT_METRICS_LISTEN",
+        "GPTSBOT_LOG_LEVEL",
+        "GPTSBOT_LOG_FORMAT",
     }
 
 

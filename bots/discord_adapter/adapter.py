@@ -22,6 +22,7 @@ from discord import app_commands
 from bots.discord_adapter import commands as commands_module
 from bots.discord_adapter.access import DiscordAccess
 from bots.discord_adapter.buttons import Presses
+from bots.discord_adapter.calls import call_trace
 from bots.discord_adapter.connection import REFUSED, intents, point_at_api
 from bots.discord_adapter.replies import (
     NO_PINGS,
@@ -80,6 +81,7 @@ class _Client(discord.Client):
             guild_ready_timeout=adapter.guild_ready_timeout,
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
             chunk_guilds_at_startup=False,
+            http_trace=call_trace(),
         )
         self.adapter = adapter
         self.tree = app_commands.CommandTree(
@@ -93,6 +95,12 @@ class _Client(discord.Client):
 
     async def on_ready(self) -> None:
         self.adapter._on_ready(self)
+
+    async def on_resumed(self) -> None:
+        self.adapter.ready.set()
+
+    async def on_disconnect(self) -> None:
+        self.adapter.ready.clear()  # until discord.py reconnects: not ready (/readyz)
 
     async def on_message(self, message: discord.Message) -> None:
         adapter = self.adapter

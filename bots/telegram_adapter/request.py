@@ -30,6 +30,10 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
+from bots.telegram_adapter.settings import NAME as PLATFORM
+from core import metrics
+
+MAX_METHOD_CHARS = 40  # the longest Bot API method names have about 35
 _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 _TimeoutKey = tuple[float | None, float | None, float | None, float | None, bool]
 
@@ -125,6 +129,7 @@ class AiohttpRequest(BaseRequest):
             async with session.request(
                 method, url, data=data, headers=headers, timeout=timeout, **proxy
             ) as response:
+                metrics.platform_call(PLATFORM, _method(url), response.status)
                 if response.status == HTTPStatus.UNAUTHORIZED and self._refused is not None:
                     self._refused.set()
                 return response.status, await response.read()
@@ -179,6 +184,13 @@ class AiohttpRequest(BaseRequest):
                 found["proxy_headers"] = {"Proxy-Authorization": f"Basic {auth}"}
         self._proxies[origin] = found
         return found
+
+
+def _method(url: str) -> str:
+    """The Bot API method a URL calls (`.../bot<token>/sendMessage`): a metric label, so never
+    anything else (a file's path, the token)."""
+    method = url.rpartition("/")[2]
+    return method if method.isalpha() and len(method) <= MAX_METHOD_CHARS else "other"
 
 
 @functools.cache

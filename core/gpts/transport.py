@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from core import metrics
 from core.config import GptsConfig
 from core.errors import EndpointNotFound, StreamInterrupted, UpstreamError, UpstreamTimeout
 from core.gpts.endpoints import Endpoint, EndpointPool, endpoints_of, is_endpoint_failure
@@ -231,6 +232,7 @@ class GptsClient:
                 payload = self._payload(endpoint.model(gpt_id), messages) | (extra or {})
                 model = payload["model"]
                 logger.debug("POST %s model=%s (retry %d)", endpoint.chat_url, model, retries)
+                timing = metrics.UpstreamAttempt(endpoint.label, loop.time)
                 try:
                     attempt = self._attempt(endpoint, payload, progress, total_deadline)
                     async with aclosing(attempt) as deltas:
@@ -238,8 +240,11 @@ class GptsClient:
                             if not progress.answered and pinned is None:
                                 progress.answered = True
                                 pool.succeeded(endpoint)
+                            if delta.text:
+                                timing.text()
                             yield delta
                 except UpstreamError as exc:
+                    timing.failed(exc)
                     if progress.text_yielded or not is_endpoint_failure(exc):
                         raise
                     if pinned is None:  # a check of one endpoint says so itself
@@ -263,6 +268,7 @@ class GptsClient:
                                    model, endpoint.label, exc, retries, self._config.max_retries,
                                    delay)  # fmt: skip
                 else:
+                    timing.done()
                     elapsed = loop.time() - started
                     logger.info("GPTs answer from %s on %s done in %.1f s", model, endpoint.label,
                                 elapsed)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Storage: the database behind gptsbot (SQLAlchemy 2 async; SQLite by default, PostgreSQL-ready).
+"""Storage: the database behind gptsbot (SQLAlchemy 2 async; SQLite by default, or PostgreSQL).
 
 The core hands it a URL and frozen records (`storage.records`), and gets frozen records back::
 
@@ -23,11 +23,12 @@ from storage.records import (
     TokenUsage,
     TurnStart,
 )
-from storage.repository import Repository, StorageBusy, alembic_config
+from storage.repository import DuplicateUpdate, Repository, StorageBusy, alembic_config
 
 __all__ = [
     "MESSAGE_STATUSES",
     "BindingRecord",
+    "DuplicateUpdate",
     "Exchange",
     "InterruptedAnswer",
     "MessageRecord",

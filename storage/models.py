@@ -6,6 +6,7 @@ Schema (every id is an autoincrementing integer; every timestamp is timezone-awa
       └─ conversations (scope_id, started_at)      ix (scope_id, id)
            └─ messages  (conversation_id, role, content, ...)   ix (conversation_id, id)
                 answers_id -> the user message an answer answers  ix (answers_id)
+                update_key  the platform update a user message came in   unique
       └─ bindings      (scope_id unique, gpt_id, group_id ix, bound_by_*, bound_at)
 
 A scope's *current* conversation is its newest one (highest id); there is no pointer column.
@@ -40,6 +41,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.records import MESSAGE_STATUSES, MessageStatus
 
+# `<platform>:<id>`: a Telegram chat and message id, a Discord snowflake, a callback query id.
+UPDATE_KEY_CHARS: Final = 160
 _QUOTED_STATUSES: Final = ", ".join(f"'{status}'" for status in MESSAGE_STATUSES)
 
 # Deterministic constraint names, so later migrations (and SQLite batch mode) can refer to them.
@@ -128,6 +131,10 @@ class Message(Base):
             sqlite_where=text("status = 'streaming'"),
             postgresql_where=text("status = 'streaming'"),
         ),
+        # An update delivered twice (Telegram re-delivery, a retried webhook, a gateway replay)
+        # stores its message once: the second INSERT fails here, before any upstream call.
+        # NULLs (answers, the terminal) never collide.
+        Index("uq_messages_update_key", "update_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -154,6 +161,8 @@ class Message(Base):
     answers_id: Mapped[int | None] = mapped_column(BigId, index=True)
     # Set when `content` is stored truncated (a refused over-long message): its real length.
     full_length: Mapped[int | None] = mapped_column(Integer)
+    # A user message's platform update, `<platform>:<the platform's id>` (see NewMessage).
+    update_key: Mapped[str | None] = mapped_column(String(UPDATE_KEY_CHARS))
 
 
 class Binding(Base):

@@ -87,6 +87,9 @@ class NewMessage:
     `platform_message_ids`: the platform messages it was shown as (a long answer spans several).
     `answers_id`: for an answer, the user message it answers (history is built from these pairs).
     `full_length`: set when `content` was stored truncated: the length of the message in full.
+    `update_key`: for a user message, the platform's id of the update that brought it, as
+    `<platform>:<id>` (unique across the database): the same update delivered again is refused
+    (`DuplicateUpdate`), so it is answered once whichever process gets it.
     """
 
     role: str
@@ -101,6 +104,7 @@ class NewMessage:
     platform_message_ids: tuple[str, ...] = ()
     answers_id: int | None = None
     full_length: int | None = None
+    update_key: str | None = None
 
     def __post_init__(self) -> None:
         _check_status(self.status)

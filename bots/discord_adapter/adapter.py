@@ -406,7 +406,15 @@ class DiscordAdapter:
             channel = await client.fetch_channel(message.channel.id)  # a thread not yet cached
         scope, is_private = self._scope(channel, message.channel.id, guild.id if guild else None)
         author = Author(str(message.author.id), message.author.display_name)
-        turn = Turn(scope, author, text, is_private, message_id=str(message.id), language=language)
+        turn = Turn(
+            scope,
+            author,
+            text,
+            is_private,
+            message_id=str(message.id),
+            language=language,
+            update_id=str(message.id),  # snowflakes are unique across Discord
+        )
         target = client.get_partial_messageable(
             message.channel.id, guild_id=guild.id if guild else None
         )
@@ -506,7 +514,14 @@ class DiscordAdapter:
             deadline=started + self.interaction_window_s,
             clock=self._clock,
         )
-        turn = Turn(context.scope, context.author, prompt, context.is_private, language=language)
+        turn = Turn(
+            context.scope,
+            context.author,
+            prompt,
+            context.is_private,
+            language=language,
+            update_id=str(interaction.id),
+        )
         await self.service.answer(turn, self._streaming_reply(replies, channel_id))
 
 

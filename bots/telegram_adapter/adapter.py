@@ -437,6 +437,8 @@ class TelegramAdapter:
             is_private=is_private,
             message_id=str(message.id),
             language=language,
+            # Message ids count per chat: with the chat's, unique for the bot.
+            update_id=f"{message.chat.id}:{message.id}",
         )
         typing = partial(
             bot.send_chat_action,

@@ -1,11 +1,11 @@
-"""The conversation service end to end: real SQLite file, real HTTP to the fake GPTs endpoint."""
+"""The conversation service end to end: a real database (an SQLite file, and PostgreSQL with
+GPTSBOT_TEST_PG_URL set: `db_url`), real HTTP to the fake GPTs endpoint."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +32,7 @@ GPT = "g-B3hgivKK9"
 API_KEY = "sk-test-secret-key-123456"
 
 
-def make_config(fake: FakeGpts, db: Path, **gpts: Any) -> Any:
+def make_config(fake: FakeGpts, db_url: str, **gpts: Any) -> Any:
     return parse_config(
         {
             "gpts": {
@@ -42,7 +42,7 @@ def make_config(fake: FakeGpts, db: Path, **gpts: Any) -> Any:
                 "max_retries": 1,
                 **gpts,
             },
-            "storage": {"url": f"sqlite+aiosqlite:///{db}"},
+            "storage": {"url": db_url},
         },
         {"GPTS_API_KEY": API_KEY},
     )
@@ -64,8 +64,8 @@ class Bot:
 
 
 @pytest_asyncio.fixture
-async def bot(fake_gpts: FakeGpts, tmp_path: Path) -> AsyncIterator[Bot]:
-    async with open_app(make_config(fake_gpts, tmp_path / "bot.db")) as app:
+async def bot(fake_gpts: FakeGpts, db_url: str) -> AsyncIterator[Bot]:
+    async with open_app(make_config(fake_gpts, db_url)) as app:
         app.service.reraise_unexpected = True
         yield Bot(app, fake_gpts)
 
@@ -94,10 +94,8 @@ async def test_a_turn_streams_and_stores_both_messages(bot: Bot) -> None:
 
 
 @pytest.mark.asyncio
-async def test_history_goes_upstream_within_both_bounds(
-    fake_gpts: FakeGpts, tmp_path: Path
-) -> None:
-    config = make_config(fake_gpts, tmp_path / "h.db", history_messages=4, history_chars=60)
+async def test_history_goes_upstream_within_both_bounds(fake_gpts: FakeGpts, db_url: str) -> None:
+    config = make_config(fake_gpts, db_url, history_messages=4, history_chars=60)
     async with open_app(config) as app:
         bot = Bot(app, fake_gpts)
         for i in range(4):
@@ -201,10 +199,8 @@ async def test_bad_names_change_nothing(bot: Bot) -> None:
 
 
 @pytest.mark.asyncio
-async def test_no_binding_and_no_default_says_how_to_bind(
-    fake_gpts: FakeGpts, tmp_path: Path
-) -> None:
-    config = make_config(fake_gpts, tmp_path / "n.db", default_gpt=None)
+async def test_no_binding_and_no_default_says_how_to_bind(fake_gpts: FakeGpts, db_url: str) -> None:
+    config = make_config(fake_gpts, db_url, default_gpt=None)
     async with open_app(config) as app:
         channel = await Bot(app, fake_gpts).say("hello")
         assert channel.visible() == [
@@ -330,9 +326,9 @@ async def test_shutdown_while_queued_replaces_the_waiting_line(bot: Bot) -> None
 
 @pytest.mark.asyncio
 async def test_a_hung_turn_is_capped_and_shows_what_arrived(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, db_url: str
 ) -> None:
-    config = make_config(fake_gpts, tmp_path / "t.db", turn_timeout_s=0.5, idle_timeout_s=30.0)
+    config = make_config(fake_gpts, db_url, turn_timeout_s=0.5, idle_timeout_s=30.0)
     async with open_app(config) as app:
         bot = Bot(app, fake_gpts)
         gate = Gate()
@@ -351,10 +347,10 @@ async def test_a_hung_turn_is_capped_and_shows_what_arrived(
 
 
 @pytest.mark.asyncio
-async def test_the_turn_cap_includes_retries(fake_gpts: FakeGpts, tmp_path: Path) -> None:
+async def test_the_turn_cap_includes_retries(fake_gpts: FakeGpts, db_url: str) -> None:
     config = make_config(
         fake_gpts,
-        tmp_path / "r.db",
+        db_url,
         turn_timeout_s=0.6,
         first_chunk_timeout_s=0.25,
         max_retries=10,
@@ -405,9 +401,9 @@ async def test_the_error_line_is_in_the_askers_language(bot: Bot) -> None:
 
 @pytest.mark.asyncio
 async def test_empty_and_enormous_messages_get_a_clear_answer_and_are_kept(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, db_url: str
 ) -> None:
-    async with open_app(make_config(fake_gpts, tmp_path / "big.db", history_chars=1000)) as app:
+    async with open_app(make_config(fake_gpts, db_url, history_chars=1000)) as app:
         bot = Bot(app, fake_gpts)
         assert (await bot.say("   ")).visible() == [
             "⚠️ Your message is empty: write something for the GPT."

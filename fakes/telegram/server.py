@@ -166,6 +166,12 @@ class FakeTelegram(LocalServer, BotApi):
         self._again.append(self._sent[update_id])
         self._notify()
 
+    def update_id_of(self, message: dict[str, Any]) -> int:
+        """The id of the update that brought `message` (from `user_message`)."""
+        ids = [n for n, update in self._sent.items() if update.get("message") is message]
+        assert ids, "no update brought this message"
+        return ids[-1]
+
     def user_message(
         self,
         chat: dict[str, Any],

@@ -79,10 +79,15 @@ class AdvisoryLocks:
         try:
             if not await connection.scalar(_TRY_LOCK, {"key": key}):
                 if on_busy is not None:
-                    await on_busy()
+                    try:
+                        await on_busy()
+                    except BaseException:
+                        await connection.close()  # nothing held: back to the pool
+                        raise
                 await connection.execute(_LOCK, {"key": key})
         except BaseException:
-            await _discard(connection)
+            if not connection.closed:
+                await _discard(connection)
             raise
         try:
             yield

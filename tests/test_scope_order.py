@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,8 @@ from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts, Gate
 from fakes.recording import RecordingChannel
 from storage import NewMessage, Repository
-from tests.databases import scalar
+from tests.databases import rows, scalar
+from tests.gptsbot_process import WAIT_S, Bot, environment, write_config
 
 GROUP = Scope("test", "group")
 ALICE = Author("1", "Alice")
@@ -191,3 +193,39 @@ async def test_a_scope_held_by_a_process_that_dies_is_free_again(
         assert (await task).status == "complete"
         await held.__aexit__(None, None, None)  # its unlock finds the connection gone: logged
         await dying.close()
+
+
+@pytest.mark.asyncio
+async def test_kill_9_mid_answer_frees_the_scope_for_the_next_process(
+    fake_gpts: FakeGpts, pg_url: str, tmp_path: Path
+) -> None:
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    storage = {"url": pg_url, "save_interval_s": 0.2}
+    config = write_config(tmp_path, fake_gpts.base_url, storage=storage)
+    env = environment(config)
+    held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    first = await Bot.start("chat", env=env, stdin=True)
+    await first.say("tell me a story")
+    await fake_gpts.wait_requests(1, within_s=WAIT_S)
+    gate.send("Once upon a time")
+    await first.wait_output("Once upon a time")
+    assert await scalar(pg_url, held) == 1  # the terminal's scope, for the whole answer
+    await first.kill()
+    await until(lambda: _equals(scalar(pg_url, held), 0))  # dropped with its connection
+
+    second = await Bot.start("chat", env=env, stdin=True)
+    await second.say("go on")
+    await second.wait_output("echo: go on")
+    assert await second.wait() == 0
+    stored = await rows(pg_url, "SELECT role, content, status FROM messages ORDER BY id")
+    assert stored == [
+        ("user", "tell me a story", "complete"),
+        ("assistant", "Once upon a time", "interrupted"),
+        ("user", "go on", "complete"),
+        ("assistant", "echo: go on", "complete"),
+    ]
+
+
+async def _equals(value: Awaitable[Any], expected: Any) -> bool:
+    return bool(await value == expected)

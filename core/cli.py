@@ -1,4 +1,4 @@
-"""The `gptsbot` command: run, chat, check, db upgrade."""
+"""The `gptsbot` command: run, chat, check, db upgrade, db copy."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from logging.handlers import QueueHandler, QueueListener
 
+from sqlalchemy.exc import DBAPIError
+
 from core import __version__
 from core.answerer_lock import AlreadyAnswering, answerer_lock
 from core.app import (
@@ -22,7 +24,7 @@ from core.app import (
     token_variables,
 )
 from core.config import Config, config_path, load_config
-from core.database import describe
+from core.database import describe, sqlite_file
 from core.errors import (
     AuthError,
     ConfigError,
@@ -36,6 +38,7 @@ from core.gpts import GptsClient
 from core.log_format import log_formatter
 from core.ops_server import serve_ops
 from core.platforms import installed_platforms
+from storage.copy import TargetNotEmpty, copy_database
 
 logger = logging.getLogger("gptsbot")
 
@@ -133,6 +136,17 @@ def _parser() -> argparse.ArgumentParser:
         "upgrade", "apply the database migrations (run and chat also do it at start)", db
     )
     upgrade.set_defaults(handler=_db_upgrade)
+    copy = command(
+        "copy", "copy everything a database holds into an empty one (SQLite to PostgreSQL)", db
+    )
+    copy.add_argument("--from", dest="source", help="the database to copy (default: [storage] url)")
+    copy.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        help="an empty database, e.g. postgresql+asyncpg://...",
+    )
+    copy.set_defaults(handler=_db_copy)
     return parser
 
 
@@ -228,6 +242,29 @@ async def _db_upgrade(config: Config, args: argparse.Namespace) -> int:
     async with open_app(config):
         pass  # opening the app applies the migrations
     print(f"The database {describe(config.storage.url)} is up to date.")
+    return 0
+
+
+async def _db_copy(config: Config, args: argparse.Namespace) -> int:
+    source = args.source or config.storage.url
+    path = sqlite_file(source)
+    if path is not None and not path.is_file():
+        _say(f"db copy: {path} does not exist; nothing was copied.")
+        return 1
+    try:
+        # A `gptsbot run` answering from the source would write while it is copied.
+        with answerer_lock(source):
+            copied = await copy_database(source, args.target)
+    except (AlreadyAnswering, TargetNotEmpty) as exc:
+        _say(f"db copy: {exc}; nothing was copied.")
+        return 1
+    except (DBAPIError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc)
+        _say(f"db copy: nothing was copied: {reason}")
+        return 1
+    counts = ", ".join(f"{rows} {table}" for table, rows in copied.items())
+    print(f"Copied {describe(source)} to {describe(args.target)}: {counts}.")
+    print(f'To use it, set [storage] url = "{describe(args.target)}" (with its password, if any).')
     return 0
 
 

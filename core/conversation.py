@@ -6,8 +6,13 @@
     → store the answer's final text and status
 
 Turns in one scope run in order (a queued one shows a waiting line); different scopes run in
-parallel. A turn holds its scope for at most `gpts.turn_timeout_s`. Nothing a user wrote is lost:
-their message is stored before upstream is called, whatever happens next, and a process that dies
+parallel. On PostgreSQL that holds across processes too: a turn also holds its scope in the
+database (`Repository.hold_scope`). A platform update delivered twice (a re-delivery, a retried
+webhook, another process) is answered once: its message is stored with the update's key, and a
+second one with the same key is dropped before upstream is called, with one DEBUG line.
+
+A turn holds its scope for at most `gpts.turn_timeout_s`. Nothing a user wrote is lost: their
+message is stored before upstream is called, whatever happens next, and a process that dies
 mid-answer leaves the answer's saved text to be settled at the next start (`core.interrupted`).
 A message refused before upstream (empty, over the input limit, over a `[quota]` limit) is stored
 as `refused`, an over-long one truncated with its real length. An answer the endpoint sent no
@@ -30,6 +35,7 @@ import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 from core import i18n, metrics
 from core.buttons import retry_button, stop_button
@@ -55,6 +61,7 @@ from core.turn_report import report_turn
 from core.turns import Author, Scope, Turn
 from storage import (
     BindingRecord,
+    DuplicateUpdate,
     Exchange,
     MessageStatus,
     NewMessage,
@@ -95,7 +102,7 @@ class BindingInfo:
 
 @dataclass(frozen=True, slots=True)
 class AnswerOutcome:
-    status: MessageStatus
+    status: MessageStatus | Literal["duplicate"]  # duplicate: delivered twice, answered once
     text: str
     model: str | None
     error: BaseException | None = None
@@ -125,6 +132,7 @@ class ConversationService:
         self._locks = ScopeLocks()
         self.running = RunningTurns()  # the turns streaming now, by answer id (Stop finds them)
         self.quotas = Quotas(config, repo)
+        self._updates_here: set[str] = set()  # the update keys of the turns in this process
         # Tests set this to see unexpected exceptions instead of the user's apology.
         self.reraise_unexpected = False
 
@@ -149,24 +157,51 @@ class ConversationService:
         self, turn: Turn, reply: StreamingReply, retrying: int | None
     ) -> AnswerOutcome:
         waited = started = False
+        key = turn.update_key
 
         def show_waiting() -> None:
             nonlocal waited
             waited = True
             reply.show_waiting(i18n.WAITING(turn.language))
 
+        async def busy_elsewhere() -> None:
+            # Another process answers here: maybe this very update, delivered to it too.
+            if key is not None and await self.repo.is_update_stored(key):
+                raise DuplicateUpdate(key)
+            show_waiting()
+
+        if key is not None and key in self._updates_here:
+            return await self._skip_duplicate(turn, reply, waited=False)
+        if key is not None:
+            self._updates_here.add(key)
         try:
-            async with self._locks.hold(turn.scope, show_waiting):
+            async with (
+                self._locks.hold(turn.scope, show_waiting),
+                self.repo.hold_scope(turn.scope, busy_elsewhere),
+            ):
                 started = True
                 if waited:
                     reply.end_waiting()
                 return await self._answer_locked(turn, reply, retrying)
+        except DuplicateUpdate:
+            return await self._skip_duplicate(turn, reply, waited=waited)
         except asyncio.CancelledError as exc:
             if waited and not started:
                 # Shutting down while queued: the waiting line must not stay as if still true.
                 async with asyncio.timeout(SHUTDOWN_GRACE_S):
                     await reply.finish(user_message(exc, turn.language))
             raise
+        finally:
+            if key is not None:
+                self._updates_here.discard(key)
+
+    async def _skip_duplicate(
+        self, turn: Turn, reply: StreamingReply, *, waited: bool
+    ) -> AnswerOutcome:
+        """An update delivered twice: not answered again. A waiting line already shown says so."""
+        logger.debug("update %s in %s came again: answered once", turn.update_key, turn.scope)
+        await reply.finish(i18n.ALREADY_ANSWERED(turn.language) if waited else None)
+        return AnswerOutcome("duplicate", "", None)
 
     async def _answer_locked(
         self, turn: Turn, reply: StreamingReply, retrying: int | None
@@ -256,6 +291,7 @@ class ConversationService:
             author_id=author.id,
             author_name=author.display_name,
             platform_message_ids=(turn.message_id,) if turn.message_id else (),
+            update_key=turn.update_key,
         )
         return await self.repo.start_turn(
             turn.scope,
@@ -375,6 +411,7 @@ class ConversationService:
             author_name=author.display_name,
             platform_message_ids=(turn.message_id,) if turn.message_id else (),
             full_length=len(text) if len(kept) < len(text) else None,
+            update_key=turn.update_key,
         )
         logger.info("turn in %s refused: %s", turn.scope, type(refusal).__name__)
         try:
@@ -399,7 +436,7 @@ class ConversationService:
 
     async def reset(self, scope: Scope) -> None:
         """Start a new conversation here; the old one stays stored but is no longer sent."""
-        async with self._locks.hold(scope):
+        async with self._locks.hold(scope), self.repo.hold_scope(scope):
             await self.repo.start_conversation(scope)
 
     async def bind(

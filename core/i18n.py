@@ -94,6 +94,8 @@ CUT_OFF = Text(
 )
 # Shown in place of an answer while the one before it in the same chat is still streaming.
 WAITING = Text("⏳ Waiting for the answer above…", "⏳ 正在等待上面的回答…")
+# Replaces a waiting line when its message turns out to be answered already (delivered twice).
+ALREADY_ANSWERED = Text("↑ This message was answered already.", "↑ 这条消息已经回答过了。")
 UPSTREAM_FAILED = Text(
     "⚠️ The GPTs endpoint failed: {message}",
     "⚠️ GPTs 接口出错：{message}",

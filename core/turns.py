@@ -27,7 +27,10 @@ class Author:
 @dataclass(frozen=True, slots=True)
 class Turn:
     """One user message for the GPT. `is_private`: a one-to-one chat with the bot.
-    `language`: what the bot's own lines (errors, notices) are written in."""
+    `language`: what the bot's own lines (errors, notices) are written in.
+    `update_id`: the platform's id of the update that brought the message, unique within the
+    platform (a Telegram chat and message id, a Discord message or interaction id): the same
+    update delivered twice is answered once. None where updates are never delivered twice."""
 
     scope: Scope
     author: Author
@@ -35,3 +38,9 @@ class Turn:
     is_private: bool
     message_id: str | None = None
     language: Language = "en"
+    update_id: str | None = None
+
+    @property
+    def update_key(self) -> str | None:
+        """`update_id` made unique across platforms, as storage keeps it."""
+        return f"{self.scope.platform}:{self.update_id}" if self.update_id else None

@@ -17,6 +17,7 @@ Each recorded request's `disconnected` event is set when the client closes the c
 the answer has ended (a stopped answer): the handler is cancelled then, as a real server's would
 be, instead of writing on to no one.
 
+`fake.overlaps` lists the requests answered at the same time (per `overlap_key`, by default all).
 `GET /v1/models` lists `fake.models` (a queued `Fail` is served instead; `serve_models = False`
 makes the path unknown). Unknown paths answer 404 with `fake.not_found_body` (an nginx page;
 set "" for an empty body), as a server does when `base_url` misses the API's path.
@@ -28,6 +29,7 @@ import asyncio
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -185,6 +187,11 @@ class FakeGpts(LocalServer):
         self.models = ["gpt-4o-mini", "gpt-4-gizmo-g-B3hgivKK9"]
         self.serve_models = True
         self.not_found_body = NGINX_404
+        # Requests answered at the same time with the same `overlap_key` (by default any two):
+        # (the earlier, the later). A test of one scope's order expects none.
+        self.overlap_key: Callable[[RecordedRequest], object] = lambda _record: None
+        self.overlaps: list[tuple[RecordedRequest, RecordedRequest]] = []
+        self._answering: dict[object, list[RecordedRequest]] = {}
         self._scripts: deque[Script] = deque()
         self._arrived = asyncio.Condition()
         self._stopping = asyncio.Event()
@@ -243,13 +250,14 @@ class FakeGpts(LocalServer):
             CIMultiDict(request.headers),
             asyncio.get_running_loop().time(),
         )
-        issued.note_authorization(request.headers.get("Authorization"))
-        self.requests.append(record)
-        async with self._arrived:
-            self._arrived.notify_all()
+        await self._record(record)
         if not isinstance(body, dict):
             return web.json_response({"error": {"message": "body is not JSON"}}, status=400)
         script = self._scripts.popleft() if self._scripts else self._echo(record)
+        key = self.overlap_key(record)
+        answering = self._answering.setdefault(key, [])
+        self.overlaps += [(earlier, record) for earlier in answering]
+        answering.append(record)
         try:
             return await self._serve(request, record, script)
         except asyncio.CancelledError:
@@ -263,6 +271,8 @@ class FakeGpts(LocalServer):
             if request.transport is not None:
                 request.transport.abort()
             return web.Response()
+        finally:
+            answering.remove(record)
 
     async def _record(self, record: RecordedRequest) -> None:
         issued.note_authorization(record.headers.get("Authorization"))

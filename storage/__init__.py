@@ -1,4 +1,4 @@
-"""Storage: the database behind gptsbot (SQLAlchemy 2 async; SQLite by default, PostgreSQL-ready).
+"""Storage: the database behind gptsbot (SQLAlchemy 2 async; SQLite by default, or PostgreSQL).
 
 The core hands it a URL and frozen records (`storage.records`), and gets frozen records back::
 
@@ -13,6 +13,13 @@ No other package writes SQL, and this one imports nothing from `core`.
 from storage import records
 from storage.engine import sqlite_file
 from storage.records import *  # noqa: F403 (the records, as `records.__all__` names them)
-from storage.repository import Repository, StorageBusy, alembic_config
+from storage.repository import DuplicateUpdate, Repository, StorageBusy, alembic_config
 
-__all__ = [*records.__all__, "Repository", "StorageBusy", "alembic_config", "sqlite_file"]
+__all__ = [
+    *records.__all__,
+    "DuplicateUpdate",
+    "Repository",
+    "StorageBusy",
+    "alembic_config",
+    "sqlite_file",
+]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ _SQLITE_PRAGMAS: Final = (
 )
 # SQLite's "database is locked" / "database table is locked" (SQLITE_BUSY, SQLITE_LOCKED).
 _SQLITE_BUSY_CODES: Final = frozenset({5, 6})
+# A UNIQUE index or PRIMARY KEY refused a row: SQLite's extended codes, PostgreSQL's SQLSTATE.
+_SQLITE_UNIQUE_CODES: Final = frozenset({1555, 2067})
+_PG_UNIQUE_VIOLATION: Final = "23505"
 
 
 def alembic_config() -> Config:
@@ -84,6 +87,16 @@ def is_locked(exc: BaseException) -> bool:
     if code is not None:
         return code & 0xFF in _SQLITE_BUSY_CODES
     return "database is locked" in str(exc.orig) or "database table is locked" in str(exc.orig)
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether `exc` is a row refused by a unique index (not a foreign key, CHECK or NOT NULL)."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code in _SQLITE_UNIQUE_CODES
+    return getattr(exc.orig, "sqlstate", None) == _PG_UNIQUE_VIOLATION
 
 
 def create_engines(url: str, busy_timeout_ms: int) -> tuple[AsyncEngine, Engine | None]:

@@ -7,6 +7,7 @@ Schema (every id is an autoincrementing integer; every timestamp is timezone-awa
            └─ messages  (conversation_id, role, content, ...)   ix (conversation_id, id)
                 answers_id -> the user message an answer answers  ix (answers_id)
                 ix (author_id, created_at), ix (conversation_id, created_at): quotas, /usage
+                update_key  the platform update a user message came in   unique
       └─ bindings      (scope_id unique, gpt_id, group_id ix, bound_by_*, bound_at)
 
 A scope's *current* conversation is its newest one (highest id); there is no pointer column.
@@ -43,6 +44,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from storage.records import MESSAGE_STATUSES, MessageStatus
 
+# `<platform>:<id>`: a Telegram chat and message id, a Discord snowflake, a callback query id.
+UPDATE_KEY_CHARS: Final = 160
 _QUOTED_STATUSES: Final = ", ".join(f"'{status}'" for status in MESSAGE_STATUSES)
 
 # Deterministic constraint names, so later migrations (and SQLite batch mode) can refer to them.
@@ -134,6 +137,10 @@ class Message(Base):
         # Quotas and /usage (storage.usage): a person's messages since a time, and a chat's.
         Index("ix_messages_author_id_created_at", "author_id", "created_at"),
         Index("ix_messages_conversation_id_created_at", "conversation_id", "created_at"),
+        # An update delivered twice (Telegram re-delivery, a retried webhook, a gateway replay)
+        # stores its message once: the second INSERT fails here, before any upstream call.
+        # NULLs (answers, the terminal) never collide.
+        Index("uq_messages_update_key", "update_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -162,6 +169,8 @@ class Message(Base):
     full_length: Mapped[int | None] = mapped_column(Integer)
     # The token counts are the core's estimate: the endpoint sent none.
     tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # A user message's platform update, `<platform>:<the platform's id>` (see NewMessage).
+    update_key: Mapped[str | None] = mapped_column(String(UPDATE_KEY_CHARS))
 
 
 class Binding(Base):

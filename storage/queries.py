@@ -8,7 +8,7 @@ on every call. The SQL is portable (SQLite and PostgreSQL).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Final, cast
 
 from sqlalchemy import (
@@ -169,6 +169,10 @@ _IS_SCOPE: Final = (
 # conclude it has no conversation yet.
 _CURRENT_CONVERSATION: Final = select(_SCOPES.c.id, _NEWEST_CONVERSATION).where(*_IS_SCOPE)
 _SCOPE_ID: Final = select(_SCOPES.c.id).where(*_IS_SCOPE)
+_UPDATE_STORED: Final = select(literal(1)).where(_MESSAGES.c.update_key == bindparam("update_key"))
+_STREAMING: Final = select(_MESSAGES.c.id).where(
+    _MESSAGES.c.status == literal_column("'streaming'")
+)
 _INSERT_SCOPE: Final = insert(_SCOPES).returning(_SCOPES.c.id)
 _INSERT_CONVERSATION: Final = insert(_CONVERSATIONS).returning(_CONVERSATIONS.c.id)
 _INSERT_MESSAGE: Final = insert(_MESSAGES).returning(_MESSAGES.c.id)
@@ -230,6 +234,7 @@ def message_values(message: NewMessage) -> dict[str, Any]:
         "answers_id": message.answers_id,
         "full_length": message.full_length,
         "tokens_estimated": message.tokens_estimated,
+        "update_key": message.update_key,
     }
 
 
@@ -272,16 +277,47 @@ def finish_answer(connection: Connection, answer_id: int, message: NewMessage) -
     connection.execute(_FINISH_ANSWER, {"answer_id": answer_id, **final})
 
 
+def is_update_stored(connection: Connection, update_key: str) -> bool:
+    """Whether a message with this `update_key` is stored (one seek on its unique index)."""
+    found = connection.execute(_UPDATE_STORED, {"update_key": update_key}).first()
+    return found is not None
+
+
+def _streaming_ids(connection: Connection) -> list[int]:
+    """The few answers streaming anywhere: one table, its partial index (the status spelled out,
+    not a parameter, so SQLite can use ix_messages_streaming); usually none."""
+    return list(connection.scalars(_STREAMING).all())
+
+
+def streaming_scopes(connection: Connection, platform: str, chat_id: str | None) -> set[ScopeKey]:
+    """The scopes of the platform (or of one chat of it) with an answer still `streaming`."""
+    streaming = _streaming_ids(connection)
+    if not streaming:
+        return set()
+    conditions = [_MESSAGES.c.id.in_(streaming), _SCOPES.c.platform == platform]
+    if chat_id is not None:
+        conditions.append(_SCOPES.c.chat_id == chat_id)
+    query = (
+        select(_SCOPES.c.chat_id, _SCOPES.c.thread_id)
+        .distinct()
+        .select_from(_MESSAGES)
+        .join(_CONVERSATIONS, _MESSAGES.c.conversation_id == _CONVERSATIONS.c.id)
+        .join(_SCOPES, _CONVERSATIONS.c.scope_id == _SCOPES.c.id)
+        .where(*conditions)
+    )
+    return {ScopeKey(platform, row[0], row[1]) for row in connection.execute(query)}
+
+
 def interrupt_streaming(
-    connection: Connection, platform: str, chat_id: str | None
+    connection: Connection,
+    platform: str,
+    chat_id: str | None,
+    scopes: Collection[ScopeKey] | None = None,
 ) -> list[InterruptedAnswer]:
-    """Mark `interrupted` every answer of the platform (or of one chat of it) still `streaming`,
-    and return them with their questions. Only call it where no live process streams them."""
-    # First the few answers streaming anywhere: one table, its partial index (the status spelled
-    # out, not a parameter, so SQLite can use ix_messages_streaming); usually none.
-    streaming = connection.scalars(
-        select(_MESSAGES.c.id).where(_MESSAGES.c.status == literal_column("'streaming'"))
-    ).all()
+    """Mark `interrupted` every answer of the platform (or of one chat of it, or of `scopes`)
+    still `streaming`, and return them with their questions. Only call it where no live process
+    streams them."""
+    streaming = _streaming_ids(connection)
     if not streaming:
         return []
     question = _MESSAGES.alias("question")
@@ -315,14 +351,23 @@ def interrupt_streaming(
             question_message_ids=tuple(row[6] or ()),
         )
         for row in connection.execute(query)
+        if scopes is None or ScopeKey(platform, row[1], row[2]) in scopes
     ]
-    if found:
-        connection.execute(
+    if not found:
+        return []
+    # Only those still streaming: one that a live process finished meanwhile is left alone.
+    marked = set(
+        connection.scalars(
             update(_MESSAGES)
-            .where(_MESSAGES.c.id.in_([answer.id for answer in found]))
+            .where(
+                _MESSAGES.c.id.in_([answer.id for answer in found]),
+                _MESSAGES.c.status == literal("streaming"),
+            )
             .values(status="interrupted")
+            .returning(_MESSAGES.c.id)
         )
-    return found
+    )
+    return [answer for answer in found if answer.id in marked]
 
 
 def current_conversation(connection: Connection, scope: ScopeKey) -> int:

@@ -106,6 +106,9 @@ class NewMessage:
     `answers_id`: for an answer, the user message it answers (history is built from these pairs).
     `full_length`: set when `content` was stored truncated: the length of the message in full.
     `tokens_estimated`: the endpoint sent no token counts, `usage` is the core's estimate.
+    `update_key`: for a user message, the platform's id of the update that brought it, as
+    `<platform>:<id>` (unique across the database): the same update delivered again is refused
+    (`DuplicateUpdate`), so it is answered once whichever process gets it.
     """
 
     role: str
@@ -121,6 +124,7 @@ class NewMessage:
     answers_id: int | None = None
     full_length: int | None = None
     tokens_estimated: bool = False
+    update_key: str | None = None
 
     def __post_init__(self) -> None:
         _check_status(self.status)

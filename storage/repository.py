@@ -8,6 +8,9 @@ statements on the hot paths (`current_conversation` on an existing scope is one 
 `save_answer` (every few seconds while it streams) and `finish_answer` are one UPDATE each.
 The same code runs on SQLite (the default) and PostgreSQL: the SQL (`storage.queries`) is
 portable, and the SQLite pragmas are applied only when the dialect is SQLite (`storage.engine`).
+On PostgreSQL, several processes can share the database: `hold_scope` orders the turns of a
+scope across all of them (advisory locks, `storage.scope_locks`), and a user message whose
+platform update is already stored is refused (`DuplicateUpdate`), so each update is answered once.
 
 A call that finds the database locked by another process past SQLite's busy timeout is tried
 again for a bounded time, then raises `StorageBusy`.
@@ -20,8 +23,9 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +41,7 @@ from storage.engine import (
     alembic_config,
     create_engines,
     is_locked,
+    is_unique_violation,
     sqlite_file,
     upgrade_to_head,
 )
@@ -53,8 +58,9 @@ from storage.records import (
     TurnStart,
     UsageReport,
 )
+from storage.scope_locks import AdvisoryLocks
 
-__all__ = ["Repository", "StorageBusy", "alembic_config"]
+__all__ = ["DuplicateUpdate", "Repository", "StorageBusy", "alembic_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +98,15 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return (found.st_dev, found.st_ino) if stat.S_ISREG(found.st_mode) else None
 
 
+class DuplicateUpdate(Exception):
+    """The user message's platform update is already stored: the update was delivered twice
+    (a re-delivery, a retried webhook, a replay, another process). Nothing was stored."""
+
+    def __init__(self, update_key: str) -> None:
+        super().__init__(f"update {update_key} is already stored")
+        self.update_key = update_key
+
+
 class Repository:
     """Conversations, messages and GPT bindings, keyed by scope (`ScopeKey`).
 
@@ -122,6 +137,10 @@ class Repository:
         self._file_identity: tuple[int, int] | None = None
         # Called with the seconds each call took (the core's metrics), if set.
         self.observe_call: Callable[[float], None] | None = None
+        # Scope locks across processes: only where several processes can share the database.
+        self._scope_locks = (
+            AdvisoryLocks(engine.url) if engine.dialect.name == "postgresql" else None
+        )
 
     @classmethod
     async def open(
@@ -144,6 +163,8 @@ class Repository:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._executor, self._close_in_thread)
             self._executor.shutdown(wait=False)
+        if self._scope_locks is not None:
+            await self._scope_locks.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -168,6 +189,26 @@ class Repository:
         async with self._engine.begin() as connection:
             await connection.run_sync(upgrade_to_head)
         logger.info("database schema up to date in %.0f ms", (time.perf_counter() - started) * 1000)
+
+    @asynccontextmanager
+    async def hold_scope(
+        self, scope: ScopeKey, on_busy: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[None]:
+        """Hold the scope against every other process sharing the database, for a whole turn.
+
+        PostgreSQL: an advisory lock on a connection held for the block, released with it if
+        the process dies; `on_busy` is awaited first when another holds it (what it raises is
+        raised here). SQLite: nothing to hold, one process answers per file.
+        """
+        if self._scope_locks is None:
+            yield
+            return
+        async with self._scope_locks.hold(scope, on_busy):
+            yield
+
+    async def is_update_stored(self, update_key: str) -> bool:
+        """Whether a message from this platform update is stored (`NewMessage.update_key`)."""
+        return await self._run(lambda connection: queries.is_update_stored(connection, update_key))
 
     # -- conversations -------------------------------------------------------------------------
 
@@ -219,6 +260,8 @@ class Repository:
 
         With `with_binding`, it also reads the scope's binding or, for a thread, its parent
         chat's: `get_binding(scope)`, then `get_binding(scope.parent)`, in the same transaction.
+
+        Raises `DuplicateUpdate`, storing nothing, when `message.update_key` is already stored.
         """
         values = queries.message_values(message)
         answer_values = queries.message_values(answer) if answer is not None else None
@@ -232,7 +275,13 @@ class Repository:
             )
             binding = queries.turn_binding(connection, scope) if with_binding else None
             values["conversation_id"] = conversation_id
-            message_id = queries.insert_message(connection, values)
+            try:
+                message_id = queries.insert_message(connection, values)
+            except IntegrityError as exc:
+                # The one unique index a user message can break is its update's.
+                if message.update_key is None or not is_unique_violation(exc):
+                    raise
+                raise DuplicateUpdate(message.update_key) from None
             answer_id = None
             if answer_values is not None:
                 answer_values["conversation_id"] = conversation_id
@@ -306,11 +355,24 @@ class Repository:
         self, platform: str, *, chat_id: str | None = None
     ) -> list[InterruptedAnswer]:
         """Mark `interrupted` the answers of `platform` (or of one of its chats) left `streaming`
-        by a process that died, and return them. Call it at start, only for the scopes no live
-        process answers."""
-        return await self._run(
-            lambda connection: queries.interrupt_streaming(connection, platform, chat_id)
+        by a process that died, and return them. Call it at start. On SQLite, only for the scopes
+        no live process answers; on PostgreSQL, the scopes a live turn holds (`hold_scope`) in
+        any process are left alone."""
+        if self._scope_locks is None:
+            return await self._run(
+                lambda connection: queries.interrupt_streaming(connection, platform, chat_id)
+            )
+        scopes = await self._run(
+            lambda connection: queries.streaming_scopes(connection, platform, chat_id)
         )
+        if not scopes:
+            return []
+        async with self._scope_locks.free(scopes) as free:
+            if not free:
+                return []
+            return await self._run(
+                lambda connection: queries.interrupt_streaming(connection, platform, chat_id, free)
+            )
 
     async def count_messages(self, conversation_id: int) -> int:
         return await self._run(

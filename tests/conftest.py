@@ -14,8 +14,9 @@ from fakes.gpts import FakeGpts, Gate
 from fakes.telegram import FakeTelegram
 
 # Every test's log records are checked for the secrets the fakes issued (secret_scan.py);
-# pytester runs a test session inside a test, to prove that check fails when it should.
-pytest_plugins = ["tests.secret_scan", "pytester"]
+# pytester runs a test session inside a test, to prove that check fails when it should;
+# databases.py gives the tests SQLite and, with GPTSBOT_TEST_PG_URL, PostgreSQL.
+pytest_plugins = ["tests.secret_scan", "pytester", "tests.databases"]
 
 
 @pytest_asyncio.fixture

@@ -72,14 +72,14 @@ class Bot:
     """One `gptsbot` process; its output is collected as it comes."""
 
     process: asyncio.subprocess.Process
-    database: Path
+    database: Path | None  # the SQLite file `stored` reads
     out: bytearray = field(default_factory=bytearray)
     err: bytearray = field(default_factory=bytearray)
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(
-        cls, *args: str, env: dict[str, str], database: Path, stdin: bool = False
+        cls, *args: str, env: dict[str, str], database: Path | None = None, stdin: bool = False
     ) -> Bot:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "core.cli", *args,
@@ -125,6 +125,7 @@ class Bot:
 
     def stored(self) -> list[tuple[str, str, str]]:
         """(role, content, status) of every stored message, oldest first."""
+        assert self.database is not None, "stored() reads an SQLite file"
         with closing(sqlite3.connect(self.database)) as connection:
             rows = connection.execute("SELECT role, content, status FROM messages ORDER BY id")
             return [tuple(row) for row in rows]

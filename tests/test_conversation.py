@@ -1,4 +1,5 @@
-"""The conversation service end to end: real SQLite file, real HTTP to the fake GPTs endpoint."""
+"""The conversation service end to end: a real database (an SQLite file, and PostgreSQL with
+GPTSBOT_TEST_PG_URL set: `db_url`), real HTTP to the fake GPTs endpoint."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +33,7 @@ GPT = "g-B3hgivKK9"
 API_KEY = "sk-test-secret-key-123456"
 
 
-def make_config(fake: FakeGpts, db: Path, **gpts: Any) -> Any:
+def make_config(fake: FakeGpts, db_url: str, **gpts: Any) -> Any:
     return parse_config(
         {
             "gpts": {
@@ -43,7 +43,7 @@ def make_config(fake: FakeGpts, db: Path, **gpts: Any) -> Any:
                 "max_retries": 1,
                 **gpts,
             },
-            "storage": {"url": f"sqlite+aiosqlite:///{db}"},
+            "storage": {"url": db_url},
         },
         {"GPTS_API_KEY": API_KEY},
     )
@@ -65,15 +65,15 @@ class Bot:
 
 
 @asynccontextmanager
-async def bot_on(fake: FakeGpts, db: Path, **gpts: Any) -> AsyncIterator[Bot]:
-    """The app on `db`, its [gpts] table changed by `gpts`, to talk to."""
-    async with open_app(make_config(fake, db, **gpts)) as app:
+async def bot_on(fake: FakeGpts, db_url: str, **gpts: Any) -> AsyncIterator[Bot]:
+    """The app on the database at `db_url`, its [gpts] table changed by `gpts`, to talk to."""
+    async with open_app(make_config(fake, db_url, **gpts)) as app:
         yield Bot(app, fake)
 
 
 @pytest_asyncio.fixture
-async def bot(fake_gpts: FakeGpts, db: Path) -> AsyncIterator[Bot]:
-    async with bot_on(fake_gpts, db) as bot:
+async def bot(fake_gpts: FakeGpts, db_url: str) -> AsyncIterator[Bot]:
+    async with bot_on(fake_gpts, db_url) as bot:
         bot.app.service.reraise_unexpected = True
         yield bot
 
@@ -102,10 +102,8 @@ async def test_a_turn_streams_and_stores_both_messages(bot: Bot) -> None:
 
 
 @pytest.mark.asyncio
-async def test_history_goes_upstream_within_both_bounds(
-    fake_gpts: FakeGpts, tmp_path: Path
-) -> None:
-    async with bot_on(fake_gpts, tmp_path / "h.db", history_messages=4, history_chars=60) as bot:
+async def test_history_goes_upstream_within_both_bounds(fake_gpts: FakeGpts, db_url: str) -> None:
+    async with bot_on(fake_gpts, db_url, history_messages=4, history_chars=60) as bot:
         for i in range(4):
             await bot.say(f"question {i}")  # answered "echo: question {i}"
         await bot.say("x" * 30)
@@ -207,10 +205,8 @@ async def test_bad_names_change_nothing(bot: Bot) -> None:
 
 
 @pytest.mark.asyncio
-async def test_no_binding_and_no_default_says_how_to_bind(
-    fake_gpts: FakeGpts, tmp_path: Path
-) -> None:
-    async with bot_on(fake_gpts, tmp_path / "n.db", default_gpt=None) as bot:
+async def test_no_binding_and_no_default_says_how_to_bind(fake_gpts: FakeGpts, db_url: str) -> None:
+    async with bot_on(fake_gpts, db_url, default_gpt=None) as bot:
         channel = await bot.say("hello")
         assert channel.visible() == [
             "⚠️ No GPT answers here yet. An admin can bind one with /gpt bind <GPT link or id>."
@@ -335,9 +331,9 @@ async def test_shutdown_while_queued_replaces_the_waiting_line(bot: Bot) -> None
 
 @pytest.mark.asyncio
 async def test_a_hung_turn_is_capped_and_shows_what_arrived(
-    fake_gpts: FakeGpts, gate: Gate, tmp_path: Path
+    fake_gpts: FakeGpts, gate: Gate, db_url: str
 ) -> None:
-    async with bot_on(fake_gpts, tmp_path / "t.db", turn_timeout_s=0.5, idle_timeout_s=30.0) as bot:
+    async with bot_on(fake_gpts, db_url, turn_timeout_s=0.5, idle_timeout_s=30.0) as bot:
         channel, task = start_turn(bot, "tell me everything")
         await fake_gpts.wait_requests(1)
         gate.send("The start")
@@ -352,10 +348,10 @@ async def test_a_hung_turn_is_capped_and_shows_what_arrived(
 
 
 @pytest.mark.asyncio
-async def test_the_turn_cap_includes_retries(fake_gpts: FakeGpts, tmp_path: Path) -> None:
+async def test_the_turn_cap_includes_retries(fake_gpts: FakeGpts, db_url: str) -> None:
     config = make_config(
         fake_gpts,
-        tmp_path / "r.db",
+        db_url,
         turn_timeout_s=0.6,
         first_chunk_timeout_s=0.25,
         max_retries=10,
@@ -406,9 +402,9 @@ async def test_the_error_line_is_in_the_askers_language(bot: Bot) -> None:
 
 @pytest.mark.asyncio
 async def test_empty_and_enormous_messages_get_a_clear_answer_and_are_kept(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, db_url: str
 ) -> None:
-    async with bot_on(fake_gpts, tmp_path / "big.db", history_chars=1000) as bot:
+    async with bot_on(fake_gpts, db_url, history_chars=1000) as bot:
         assert (await bot.say("   ")).visible() == [
             "⚠️ Your message is empty: write something for the GPT."
         ]

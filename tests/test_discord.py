@@ -1,5 +1,6 @@
 """End to end: the real discord.py client inside the Discord adapter, connected to the fake Discord,
-with the real core (SQLite under tmp_path) and the fake GPTs endpoint upstream."""
+with the real core (SQLite under tmp_path; PostgreSQL too, with GPTSBOT_TEST_PG_URL set, where a
+test takes `db_url`) and the fake GPTs endpoint upstream."""
 
 from __future__ import annotations
 
@@ -146,9 +147,12 @@ async def world(
     bot_config: dict[str, Any] | None = None,
     access: dict[str, Any] | Callable[[Ids], dict[str, Any]] | None = None,
     quota: dict[str, Any] | None = None,
+    db_url: str | None = None,
     **adapter_options: Any,
 ) -> AsyncIterator[World]:
-    """`access`: the `[access]` table, or a function of the ids of what the world holds."""
+    """A fake Discord with a guild, its channels and members, and the adapter connected to it.
+    `access`: the `[access]` table, or a function of the ids of what the world holds; the
+    database is an SQLite file under tmp_path unless `db_url` names another."""
     fake = FakeDiscord(allow_message_content=allow_message_content)
     guild_id = fake.add_guild(preferred_locale=guild_locale)
     channel_ids = [fake.add_channel(guild_id, f"c{i}") for i in range(channels)]
@@ -169,7 +173,7 @@ async def world(
         config = parse_config(
             {
                 "gpts": {"base_url": gpts.base_url, "api_key": API_KEY, "default_gpt": DEFAULT_GPT},
-                "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
+                "storage": {"url": db_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
                 # A short shutdown grace: leaving the block may cancel the adapter mid-answer.
                 "bot": {
                     "streaming_indicator": INDICATOR,
@@ -352,9 +356,9 @@ async def test_every_registry_command_is_reachable_and_admin_ones_refused_to_mem
 
 @pytest.mark.asyncio
 async def test_chat_defers_then_streams_into_the_original_response(
-    tmp_path: Path, fake_gpts: FakeGpts, gate: Gate
+    tmp_path: Path, fake_gpts: FakeGpts, gate: Gate, db_url: str
 ) -> None:
-    async with world(tmp_path, fake_gpts) as w:
+    async with world(tmp_path, fake_gpts, db_url=db_url) as w:
         interaction = await w.fake.slash(
             w.channel_id, w.member, "chat", [option("prompt", "Tell me *everything*")]
         )
@@ -489,11 +493,11 @@ async def test_bind_needs_manage_channels_or_administrator(
 
 @pytest.mark.asyncio
 async def test_mention_and_reply_to_bot_get_replies_edited_in_place(
-    tmp_path: Path, fake_gpts: FakeGpts
+    tmp_path: Path, fake_gpts: FakeGpts, db_url: str
 ) -> None:
     gate = Gate()
     fake_gpts.enqueue(gate, Reply("second answer", chunk_chars=3))
-    async with world(tmp_path, fake_gpts) as w:
+    async with world(tmp_path, fake_gpts, db_url=db_url) as w:
         asked = await w.fake.user_says(w.channel_id, w.member, "what is up?", mention_bot=True)
         gate.send("Not")
         await w.fake.wait_for(lambda: w.fake.bot_messages(w.channel_id), TIMEOUT)
@@ -523,10 +527,10 @@ async def test_mention_and_reply_to_bot_get_replies_edited_in_place(
 
 @pytest.mark.asyncio
 async def test_thread_inherits_the_channel_binding_and_is_its_own_conversation(
-    tmp_path: Path, fake_gpts: FakeGpts
+    tmp_path: Path, fake_gpts: FakeGpts, db_url: str
 ) -> None:
     fake_gpts.enqueue(Reply("in thread"))
-    async with world(tmp_path, fake_gpts) as w:
+    async with world(tmp_path, fake_gpts, db_url=db_url) as w:
         bound = await w.fake.slash(w.channel_id, w.manager, "gpt bind", [option("gpt", GPT_A)])
         await w.fake.wait_for(lambda: bound.callbacks, TIMEOUT)
         await w.fake.user_says(w.thread_id, w.member, "hello thread", mention_bot=True)

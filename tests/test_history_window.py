@@ -77,12 +77,13 @@ def test_shared_chats_name_speakers_and_the_system_prompt_comes_first() -> None:
     ]
 
 
-def config(fake: FakeGpts, db: Path, **gpts: Any) -> Any:
+def config(fake: FakeGpts, db: Path | str, **gpts: Any) -> Any:
+    """`db`: an SQLite file, or a database URL."""
     return parse_config(
         {
             "gpts": {"base_url": fake.base_url, "default_gpt": "g-B3hgivKK9", "max_retries": 0,
                      **gpts},
-            "storage": {"url": f"sqlite+aiosqlite:///{db}"},
+            "storage": {"url": db if isinstance(db, str) else f"sqlite+aiosqlite:///{db}"},
         },
         {"GPTS_API_KEY": "k"},
     )  # fmt: skip
@@ -125,9 +126,9 @@ async def test_a_refused_long_message_is_stored_cut_and_does_not_cut_the_window(
 
 @pytest.mark.asyncio
 async def test_unanswered_messages_stay_stored_but_never_go_upstream(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, db_url: str
 ) -> None:
-    async with open_app(config(fake_gpts, tmp_path / "u.db", default_gpt=None)) as app:
+    async with open_app(config(fake_gpts, db_url, default_gpt=None)) as app:
         await say(app, "nobody answers this")  # no GPT bound
         await app.service.bind(DM, "g-B3hgivKK9", ALICE)
         fake_gpts.enqueue(Reply("Half of it", chunk_chars=5, drop_after=1))
@@ -154,9 +155,9 @@ async def test_unanswered_messages_stay_stored_but_never_go_upstream(
 
 @pytest.mark.asyncio
 async def test_pairs_keep_question_order_whatever_order_rows_were_written(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, db_url: str
 ) -> None:
-    async with open_app(config(fake_gpts, tmp_path / "o.db")) as app:
+    async with open_app(config(fake_gpts, db_url)) as app:
         repo = app.repo
         conversation = await repo.current_conversation(DM)
         # Two writers interleaved: both questions first, the answers in reverse order.

@@ -11,7 +11,8 @@ import pytest
 
 from storage import Exchange, NewMessage, Repository, ScopeKey, UsageFigures
 from storage.engine import head_revision
-from tests.test_migration_0002 import migrate, raw
+from tests.sql_probes import raw
+from tests.test_migration_0002 import migrate as migrate_url
 
 GROUP = ScopeKey("telegram", "-100")
 TOPIC = ScopeKey("telegram", "-100", "7")
@@ -21,10 +22,14 @@ STAMP = NOW.strftime("%Y-%m-%d %H:%M:%S.000000")
 LAST_YEAR = (NOW - timedelta(days=400)).strftime("%Y-%m-%d %H:%M:%S.000000")
 
 
+async def migrate(db: Path, revision: str, *, down: bool = False) -> None:
+    await migrate_url(f"sqlite+aiosqlite:///{db}", revision, down=down)
+
+
 def fill_at_0002(db: Path) -> None:
     """A 0002 database: two chats (a group with a topic, a DM), questions by two people, answers
     with and without the endpoint's counts, a refused message, an error, an old conversation."""
-    with raw(db) as c:
+    with raw(db) as c, c:  # committed when the block ends
         for scope_id, scope in enumerate((GROUP, TOPIC, DM), start=1):
             c.execute("INSERT INTO scopes (id, platform, chat_id, thread_id) VALUES (?, ?, ?, ?)",
                       (scope_id, scope.platform, scope.chat_id, scope.thread_id))  # fmt: skip
@@ -70,7 +75,7 @@ def tokens(db: Path) -> list[tuple[int, int | None, int | None, int | None, int]
 @pytest.mark.asyncio
 async def test_0002_database_upgrades_with_its_data_and_estimates(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
-    migrate(db, "0002")
+    await migrate(db, "0002")
     fill_at_0002(db)
 
     async with await Repository.open(f"sqlite+aiosqlite:///{db}") as repo:
@@ -144,12 +149,13 @@ async def test_0002_database_upgrades_with_its_data_and_estimates(tmp_path: Path
     assert version == [(head_revision(),)]
 
 
-def test_0003_downgrades_forgetting_only_the_estimates(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_0003_downgrades_forgetting_only_the_estimates(tmp_path: Path) -> None:
     db = tmp_path / "round.db"
-    migrate(db, "0002")
+    await migrate(db, "0002")
     fill_at_0002(db)
-    migrate(db, "0003")
-    migrate(db, "0002", down=True)
+    await migrate(db, "0003")
+    await migrate(db, "0002", down=True)
     with raw(db) as c:
         columns = {row[1] for row in c.execute("PRAGMA table_info(messages)")}
         counted = c.execute(

@@ -1,4 +1,6 @@
-"""Storage against a real SQLite file: migrations, pragmas, the repository API, restarts."""
+"""Storage against a real database: migrations, the repository API, restarts; on an SQLite file
+and, with GPTSBOT_TEST_PG_URL set, on PostgreSQL (`tests/databases.py`). SQLite's pragmas and
+query plans are checked on SQLite alone."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
 import sys
 import textwrap
 from collections.abc import AsyncIterator
@@ -23,9 +24,17 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from core.gpts import Usage
-from storage import MESSAGE_STATUSES, BindingRecord, MessageRecord, NewMessage, Repository, ScopeKey
+from storage import (
+    MESSAGE_STATUSES,
+    BindingRecord,
+    MessageRecord,
+    NewMessage,
+    Repository,
+    ScopeKey,
+)
 from storage.engine import head_revision
 from storage.models import Base, UTCDateTime
+from tests.databases import rows, scalar
 from tests.sql_probes import captured_sql, raw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +51,17 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest_asyncio.fixture
-async def repo(db_path: Path) -> AsyncIterator[Repository]:
+async def repo(db_url: str) -> AsyncIterator[Repository]:
+    """A migrated repository on each database (`db_url`: SQLite, then PostgreSQL)."""
+    repository = await Repository.open(db_url)
+    await repository.upgrade()
+    yield repository
+    await repository.close()
+
+
+@pytest_asyncio.fixture
+async def sqlite_repo(db_path: Path) -> AsyncIterator[Repository]:
+    """A migrated repository on an SQLite file (`db_path`), for what only SQLite has."""
     repository = await Repository.open(sqlite_url(db_path))
     await repository.upgrade()
     yield repository
@@ -80,23 +99,36 @@ async def bind(
 
 
 @pytest.mark.asyncio
-async def test_upgrade_creates_tables_in_a_new_folder_and_is_idempotent(tmp_path: Path) -> None:
-    db_path = tmp_path / "not" / "yet" / "there.db"
-    repository = await Repository.open(sqlite_url(db_path))
+async def test_upgrade_reaches_the_newest_revision_and_is_idempotent(db_url: str) -> None:
+    repository = await Repository.open(db_url)
     try:
         await repository.upgrade()
         await repository.upgrade()  # already at head: nothing to do, no error
         conversation_id = await repository.current_conversation(ScopeKey("telegram", "42"))
         await repository.upgrade()  # and data survives it
         assert await repository.current_conversation(ScopeKey("telegram", "42")) == conversation_id
+        async with repository._engine.connect() as connection:
+            names = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+            indexes = await connection.run_sync(
+                lambda c: {index["name"] for index in inspect(c).get_indexes("messages")}
+            )
     finally:
         await repository.close()
 
+    versions = await rows(db_url, "SELECT version_num FROM alembic_version")
+    assert versions == [(head_revision(),)]
+    assert names >= TABLES | {"alembic_version"}
+    assert indexes >= {"ix_messages_conversation_id_id", "ix_messages_streaming"}
+
+
+@pytest.mark.asyncio
+async def test_upgrade_creates_the_folder_of_an_sqlite_file(tmp_path: Path) -> None:
+    db_path = tmp_path / "not" / "yet" / "there.db"
+    async with await Repository.open(sqlite_url(db_path)) as repository:
+        await repository.upgrade()
     with raw(db_path) as connection:
         names = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
-        versions = connection.execute("SELECT version_num FROM alembic_version").fetchall()
     assert names >= TABLES | {"alembic_version", "ix_messages_conversation_id_id"}
-    assert versions == [(head_revision(),)]
 
 
 @pytest.mark.asyncio
@@ -112,12 +144,12 @@ async def test_migration_matches_the_models(repo: Repository) -> None:
 
 
 @pytest.mark.asyncio
-async def test_upgrade_leaves_the_app_logging_alone(db_path: Path) -> None:
+async def test_upgrade_leaves_the_app_logging_alone(db_url: str) -> None:
     existing = logging.getLogger("gptsbot.test.existing")
     root = logging.getLogger()
     before = (list(root.handlers), root.level)
 
-    repository = await Repository.open(sqlite_url(db_path))
+    repository = await Repository.open(db_url)
     try:
         await repository.upgrade()
     finally:
@@ -130,8 +162,9 @@ async def test_upgrade_leaves_the_app_logging_alone(db_path: Path) -> None:
 
 @pytest.mark.asyncio
 async def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout(
-    repo: Repository, db_path: Path
+    sqlite_repo: Repository, db_path: Path
 ) -> None:
+    repo = sqlite_repo
     assert repo.dialect == "sqlite"
     async with repo._engine.connect() as connection:
         pragmas = {
@@ -140,9 +173,6 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys_and_a_busy_timeout(
         }
     assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
 
-    # Foreign keys are enforced, not just declared.
-    with pytest.raises(IntegrityError):
-        await repo.add_message(999_999, NewMessage("user", "orphan"))
     # WAL is a property of the file: a fresh outside connection sees it too.
     with raw(db_path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -173,7 +203,13 @@ async def test_history_is_the_last_n_messages_of_one_conversation_oldest_first(
 
 
 @pytest.mark.asyncio
-async def test_add_message_stores_every_field(repo: Repository, db_path: Path) -> None:
+async def test_foreign_keys_are_enforced(repo: Repository) -> None:
+    with pytest.raises(IntegrityError):
+        await repo.add_message(999_999, NewMessage("user", "orphan"))
+
+
+@pytest.mark.asyncio
+async def test_add_message_stores_every_field(repo: Repository, db_url: str) -> None:
     conversation_id = await repo.current_conversation(ScopeKey("discord", "c", "t"))
     message = NewMessage(
         "assistant",
@@ -200,18 +236,20 @@ async def test_add_message_stores_every_field(repo: Repository, db_path: Path) -
         model="gpt-4-gizmo-g-abc",
         created_at=record.created_at,
     )
-    with raw(db_path) as connection:
-        row = connection.execute(
-            "SELECT prompt_tokens, completion_tokens, total_tokens, first_chunk_ms, total_ms,"
-            " platform_message_ids FROM messages WHERE id = ?",
-            (message_id,),
-        ).fetchone()
+    [row] = await rows(
+        db_url,
+        "SELECT prompt_tokens, completion_tokens, total_tokens, first_chunk_ms, total_ms,"
+        " platform_message_ids FROM messages WHERE id = :id",
+        id=message_id,
+    )
     assert row[:5] == (10, 20, 30, 150, 2500)
-    assert json.loads(row[5]) == ["111", "222"]
+    # Text on SQLite; asyncpg decodes PostgreSQL's json itself.
+    ids = row[5] if isinstance(row[5], list) else json.loads(row[5])
+    assert ids == ["111", "222"]
 
 
 @pytest.mark.asyncio
-async def test_every_message_status_is_stored_and_no_other(repo: Repository, db_path: Path) -> None:
+async def test_every_message_status_is_stored_and_no_other(repo: Repository, db_url: str) -> None:
     # A status added to MessageStatus without a migration of the CHECK constraint fails here.
     conversation_id = await repo.current_conversation(ScopeKey("telegram", "1"))
     for status in MESSAGE_STATUSES:
@@ -221,11 +259,12 @@ async def test_every_message_status_is_stored_and_no_other(repo: Repository, db_
 
     with pytest.raises(ValueError, match="status"):
         NewMessage("user", "x", status="done")  # type: ignore[arg-type]
-    with raw(db_path) as connection, pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        connection.execute(
+    with pytest.raises(IntegrityError, match=r"(?i)check constraint"):
+        await rows(
+            db_url,
             "INSERT INTO messages (conversation_id, role, content, status, platform_message_ids,"
-            " created_at) VALUES (?, 'user', 'x', 'done', '[]', '2025-01-01 00:00:00')",
-            (conversation_id,),
+            " created_at) VALUES (:id, 'user', 'x', 'done', '[]', CURRENT_TIMESTAMP)",
+            id=conversation_id,
         )
 
 
@@ -259,15 +298,14 @@ async def test_start_conversation_on_a_new_scope_returns_its_first_conversation(
 
 @pytest.mark.asyncio
 async def test_concurrent_first_turns_in_one_scope_agree_on_one_conversation(
-    repo: Repository, db_path: Path
+    repo: Repository, db_url: str
 ) -> None:
     ids = await asyncio.gather(
         *(repo.current_conversation(ScopeKey("discord", "busy", "thread")) for _ in range(25))
     )
     assert len(set(ids)) == 1
-    with raw(db_path) as connection:
-        assert connection.execute("SELECT count(*) FROM scopes").fetchone() == (1,)
-        assert connection.execute("SELECT count(*) FROM conversations").fetchone() == (1,)
+    assert await scalar(db_url, "SELECT count(*) FROM scopes") == 1
+    assert await scalar(db_url, "SELECT count(*) FROM conversations") == 1
 
 
 @pytest.mark.asyncio
@@ -284,7 +322,10 @@ async def test_concurrent_writes_to_many_scopes_all_land(repo: Repository) -> No
 
 
 @pytest.mark.asyncio
-async def test_history_query_is_an_index_seek_not_a_scan(repo: Repository, db_path: Path) -> None:
+async def test_history_query_is_an_index_seek_not_a_scan(
+    sqlite_repo: Repository, db_path: Path
+) -> None:
+    repo = sqlite_repo
     scope = ScopeKey("discord", "plan")
     conversation_id = await repo.current_conversation(scope)
     await add_numbered(repo, conversation_id, 3)
@@ -347,14 +388,13 @@ async def test_binding_a_scope_keeps_its_conversation(repo: Repository) -> None:
 
 @pytest.mark.asyncio
 async def test_concurrent_binds_of_one_new_scope_leave_one_binding(
-    repo: Repository, db_path: Path
+    repo: Repository, db_url: str
 ) -> None:
     records = await asyncio.gather(*(bind(repo, CHANNEL, f"g-{n}", "G") for n in range(10)))
     stored = await repo.get_binding(CHANNEL)
     assert stored is not None
     assert stored.gpt_id in {r.gpt_id for r in records}
-    with raw(db_path) as connection:
-        assert connection.execute("SELECT count(*) FROM bindings").fetchone() == (1,)
+    assert await scalar(db_url, "SELECT count(*) FROM bindings") == 1
 
 
 @pytest.mark.asyncio
@@ -441,8 +481,8 @@ RESTARTED_PROCESS = textwrap.dedent(
 
 
 @pytest.mark.asyncio
-async def test_a_restarted_process_sees_everything(db_path: Path) -> None:
-    url = sqlite_url(db_path)
+async def test_a_restarted_process_sees_everything(db_url: str) -> None:
+    url = db_url
     repository = await Repository.open(url)
     topic = ScopeKey("telegram", "7", "topic")
     try:

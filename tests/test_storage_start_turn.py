@@ -1,12 +1,14 @@
-"""`Repository.start_turn`: the three calls a turn starts with, in one transaction."""
+"""`Repository.start_turn`: the three calls a turn starts with, in one transaction; and the
+same platform update stored once. On SQLite and PostgreSQL (`db_url`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
 
 import pytest
 
-from storage import Exchange, NewMessage, Repository, ScopeKey, TurnStart
+from storage import DuplicateUpdate, Exchange, NewMessage, Repository, ScopeKey, TurnStart
+from tests.databases import scalar
 
 CHAT = ScopeKey("test", "chat")
 THREAD = ScopeKey("test", "chat", "t1")
@@ -15,8 +17,8 @@ STREAMING = NewMessage("assistant", "", status="streaming")
 
 
 @pytest.mark.asyncio
-async def test_start_turn_is_conversation_history_then_the_new_message(tmp_path: Path) -> None:
-    async with await Repository.open(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}") as repo:
+async def test_start_turn_is_conversation_history_then_the_new_message(db_url: str) -> None:
+    async with await Repository.open(db_url) as repo:
         await repo.upgrade()
         one = NewMessage("user", "one", author_id="1", author_name="Ann",
                          platform_message_ids=("m1",))  # fmt: skip
@@ -42,8 +44,8 @@ async def test_start_turn_is_conversation_history_then_the_new_message(tmp_path:
 
 
 @pytest.mark.asyncio
-async def test_start_turn_after_reset_uses_the_new_conversation(tmp_path: Path) -> None:
-    async with await Repository.open(f"sqlite+aiosqlite:///{tmp_path / 'reset.db'}") as repo:
+async def test_start_turn_after_reset_uses_the_new_conversation(db_url: str) -> None:
+    async with await Repository.open(db_url) as repo:
         await repo.upgrade()
         old = await repo.start_turn(THREAD, NewMessage("user", "before"), history_limit=5)
         new_id = await repo.start_conversation(THREAD)
@@ -53,12 +55,17 @@ async def test_start_turn_after_reset_uses_the_new_conversation(tmp_path: Path) 
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("in_memory", [False, True], ids=["file", "memory"])
-async def test_start_turn_reads_the_binding_of_the_scope_or_its_parent_chat(
-    tmp_path: Path, in_memory: bool
-) -> None:
+async def test_start_turn_reads_the_binding_of_the_scope_or_its_parent_chat(db_url: str) -> None:
+    await check_binding_fallback(db_url)
+
+
+@pytest.mark.asyncio
+async def test_start_turn_reads_the_binding_on_in_memory_sqlite_too() -> None:
     # A file runs in the repository's own thread; in-memory SQLite on the async engine.
-    url = "sqlite+aiosqlite://" if in_memory else f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"
+    await check_binding_fallback("sqlite+aiosqlite://")
+
+
+async def check_binding_fallback(url: str) -> None:
     async with await Repository.open(url) as repo:
         await repo.upgrade()
 
@@ -89,3 +96,49 @@ async def test_start_turn_reads_the_binding_of_the_scope_or_its_parent_chat(
         assert (await turn(THREAD, with_binding=False)).binding is None
         assert [(e.question, e.answer) for e in start.history] == [("hi", "hello")] * 2
         assert await repo.count_messages(start.conversation_id) == 8
+
+
+@pytest.mark.asyncio
+async def test_a_platform_update_is_stored_once(db_url: str) -> None:
+    async with await Repository.open(db_url) as repo:
+        await repo.upgrade()
+        first = NewMessage("user", "hi", update_key="test:chat:17")
+        start = await repo.start_turn(CHAT, first, history_limit=5, answer=STREAMING)
+        assert await repo.is_update_stored("test:chat:17")
+        assert not await repo.is_update_stored("test:chat:18")
+        assert not await repo.is_update_stored("other:chat:17")
+
+        # Delivered again, to a new scope or after a /reset: refused, and nothing is stored,
+        # not even the scope the turn would have created.
+        await repo.start_conversation(CHAT)
+        for scope in (CHAT, ScopeKey("test", "elsewhere")):
+            with pytest.raises(DuplicateUpdate) as refused:
+                await repo.start_turn(scope, first, history_limit=5, answer=STREAMING)
+            assert refused.value.update_key == "test:chat:17"
+        assert await scalar(db_url, "SELECT count(*) FROM messages") == 2
+        assert await scalar(db_url, "SELECT count(*) FROM scopes") == 1
+        # The same id on another platform, or in a message without one, is another update.
+        await repo.start_turn(CHAT, NewMessage("user", "x", update_key="other:chat:17"),
+                              history_limit=0)  # fmt: skip
+        await repo.start_turn(CHAT, NewMessage("user", "y"), history_limit=0)
+        await repo.start_turn(CHAT, NewMessage("user", "z"), history_limit=0)
+        assert await scalar(db_url, "SELECT count(*) FROM messages") == 5
+        assert start.answer_id is not None
+
+
+@pytest.mark.asyncio
+async def test_concurrent_deliveries_of_one_update_store_it_once(db_url: str) -> None:
+    async with await Repository.open(db_url) as one, await Repository.open(db_url) as two:
+        await one.upgrade()
+        message = NewMessage("user", "hi", update_key="test:chat:99")
+
+        async def deliver(repo: Repository) -> bool:
+            try:
+                await repo.start_turn(CHAT, message, history_limit=5, answer=STREAMING)
+            except DuplicateUpdate:
+                return False
+            return True
+
+        stored = await asyncio.gather(*(deliver(repo) for repo in (one, two) * 5))
+    assert sorted(stored) == [False] * 9 + [True]
+    assert await scalar(db_url, "SELECT count(*) FROM messages") == 2

@@ -1,5 +1,6 @@
 """End to end: the real python-telegram-bot Application polls the fake Bot API, the real core and
-a SQLite file answer, and the fake GPTs endpoint streams upstream."""
+a SQLite file answer (PostgreSQL too, with GPTSBOT_TEST_PG_URL set, where a test takes `db_url`),
+and the fake GPTs endpoint streams upstream."""
 
 from __future__ import annotations
 
@@ -45,8 +46,11 @@ def make_config(
     bot: dict[str, Any] | None = None,
     access: dict[str, Any] | None = None,
     quota: dict[str, Any] | None = None,
+    db_url: str | None = None,
     **telegram: Any,
 ) -> Config:
+    """The config of a bot on the fakes; its database is an SQLite file under tmp_path unless
+    `db_url` names another."""
     return parse_config(
         {
             "bot": bot or {},
@@ -58,7 +62,7 @@ def make_config(
                 "default_gpt": DEFAULT_GPT,
                 "max_retries": 0,
             },
-            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
+            "storage": {"url": db_url or f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
             "telegram": {
                 "token": tg.token,
                 "base_url": tg.base_url,
@@ -204,7 +208,20 @@ async def test_dm_streams_into_one_message_paced_after_typing(
 
 @pytest.mark.asyncio
 async def test_reset_and_separate_histories(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json, bob: Json
+    tmp_path: Path,
+    db_url: str,
+    tg: FakeTelegram,
+    fake_gpts: FakeGpts,
+    ann: Json,
+    dm: Json,
+    bob: Json,
+) -> None:
+    async with running(make_config(tmp_path, tg, fake_gpts, db_url=db_url)):
+        await check_reset_and_separate_histories(tg, fake_gpts, ann, dm, bob)
+
+
+async def check_reset_and_separate_histories(
+    tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json, bob: Json
 ) -> None:
     await wait_answer(tg, tg.user_message(dm, ann, "one"), "echo: one")
     await wait_answer(tg, tg.user_message(tg.private_chat(bob), bob, "hello"), "echo: hello")
@@ -609,6 +626,7 @@ async def test_a_fixed_language_wins_over_the_app_language(
 @pytest.mark.asyncio
 async def test_restart_keeps_history_and_bindings(
     tmp_path: Path,
+    db_url: str,
     tg: FakeTelegram,
     fake_gpts: FakeGpts,
     ann: Json,
@@ -616,7 +634,7 @@ async def test_restart_keeps_history_and_bindings(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    config = make_config(tmp_path, tg, fake_gpts)
+    config = make_config(tmp_path, tg, fake_gpts, db_url=db_url)
     async with running(config):
         bound = tg.user_message(dm, ann, "/gpt bind g-AnnsGpt01")
         await tg.wait_until(lambda: len(answer_to(tg, bound)) == 1, WAIT_S)

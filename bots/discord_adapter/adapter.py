@@ -392,7 +392,15 @@ class DiscordAdapter:
         if not await self.access.admits_message(client, message, scope, is_private, language):
             return
         author = Author(str(message.author.id), message.author.display_name)
-        turn = Turn(scope, author, text, is_private, message_id=str(message.id), language=language)
+        turn = Turn(
+            scope,
+            author,
+            text,
+            is_private,
+            message_id=str(message.id),
+            language=language,
+            update_id=str(message.id),  # snowflakes are unique across Discord
+        )
         target = client.get_partial_messageable(
             message.channel.id, guild_id=guild.id if guild else None
         )
@@ -493,7 +501,14 @@ class DiscordAdapter:
             clock=self._clock,
             language=language,
         )
-        turn = Turn(context.scope, context.author, prompt, context.is_private, language=language)
+        turn = Turn(
+            context.scope,
+            context.author,
+            prompt,
+            context.is_private,
+            language=language,
+            update_id=str(interaction.id),
+        )
         await self.service.answer(turn, self._streaming_reply(replies, channel_id))
 
 

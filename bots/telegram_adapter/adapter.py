@@ -416,6 +416,8 @@ class TelegramAdapter:
             is_private=is_private,
             message_id=str(message.id),
             language=language,
+            # Message ids count per chat: with the chat's, unique for the bot.
+            update_id=f"{message.chat.id}:{message.id}",
         )
         await self.stream(bot, target_of(message), language, partial(self.service.answer, turn))
 

@@ -175,7 +175,13 @@ class Gateway(DiscordState):
             if guild_id is not None and not has_content and self.bot not in mentions:
                 sent["content"] = ""
             await self._send_dispatch(conn, "MESSAGE_CREATE", sent)
+        self._created[message.id] = data
         return message
+
+    async def replay(self, message: FakeMessage) -> None:
+        """Send a user message's MESSAGE_CREATE again (as a gateway replays events after a
+        resume), to every ready connection."""
+        await self.dispatch("MESSAGE_CREATE", self._created[message.id])
 
     def command_id(self, name: str, guild_id: int | None = None) -> str:
         for command in [*self.guild_commands.get(guild_id or 0, []), *self.global_commands]:

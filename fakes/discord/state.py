@@ -54,6 +54,7 @@ class DiscordState(LocalServer):
         self.owner = self.make_user("owner")
         self.calls: list[Call] = []
         self.messages: dict[int, FakeMessage] = {}
+        self._created: dict[int, dict[str, Any]] = {}  # each user message's MESSAGE_CREATE
         self.interactions: dict[int, FakeInteraction] = {}
         self.global_commands: list[dict[str, Any]] = []
         self.guild_commands: dict[int, list[dict[str, Any]]] = {}

@@ -44,6 +44,8 @@ class BotApi:
         self.allowed_updates: set[str] | None = None  # None: every kind but a few rare ones
         self._topics: dict[tuple[int, int], dict[str, Any]] = {}
         self._updates: list[dict[str, Any]] = []
+        self._sent: dict[int, dict[str, Any]] = {}  # every update queued, by update_id
+        self._again: list[dict[str, Any]] = []  # to deliver again, whatever the offset
         self._next_message_id: dict[int, int] = {}
         self._changed = asyncio.Event()
         self._closing = False
@@ -184,7 +186,8 @@ class BotApi:
 
         def pending() -> list[dict[str, Any]]:
             # Updates of unwanted kinds are skipped for good, as Telegram does.
-            return [u for u in self._updates if u["update_id"] >= offset and wanted(u)][:limit]
+            fresh = [u for u in self._updates if u["update_id"] >= offset and wanted(u)]
+            return [*self._again, *fresh][:limit]
 
         if timeout > 0:
             with contextlib.suppress(TimeoutError):
@@ -193,7 +196,9 @@ class BotApi:
                 )
         if self.revoked:
             raise Refused(UNAUTHORIZED)
-        return pending()
+        served = pending()
+        self._again = [u for u in self._again if u not in served]
+        return served
 
     async def _api_sendchataction(self, params: dict[str, Any]) -> Any:
         self._chat(params)

@@ -13,10 +13,11 @@ unchanged text, edits of unknown messages, drafts outside private chats.
 The test drives it: `user_message(chat, user, text)` queues an update (with the `bot_command` and
 `mention` entities Telegram would add) for the long-polled `getUpdates`; `inject(method, fault)`
 makes the next call(s) of a method fail; `set_member(chat, user, status)` decides what
-`getChatMember` says; `revoke_token()` does what BotFather's /revoke does: from then on every call
-(a long poll already waiting included) answers 401 Unauthorized; `press(message, user, data)`
-presses an inline keyboard button (a callback query the bot must answer with
-`answerCallbackQuery`). Every call is recorded in
+`getChatMember` says; `deliver_again(update_id)` serves an update a second time;
+`revoke_token()` does what BotFather's /revoke does: from then on every call (a long poll
+already waiting included) answers 401 Unauthorized; `press(message, user, data)` presses an
+inline keyboard button (a callback query the bot must answer with `answerCallbackQuery`). Every
+call is recorded in
 `calls` with the time it arrived on the fake's own clock (`time.monotonic()`), so tests measure
 pacing where Telegram would.
 """
@@ -157,8 +158,22 @@ class FakeTelegram(LocalServer, BotApi):
         update_id = self._next_update_id
         self._next_update_id += 1
         self._updates.append({"update_id": update_id, **payload})
+        self._sent[update_id] = self._updates[-1]
         self._notify()
         return update_id
+
+    def deliver_again(self, update_id: int) -> None:
+        """Serve an update once more, same id and all, to the next getUpdates whatever its
+        offset: as Telegram does when a bot's confirmation never reached it (a crash), or a
+        webhook is retried."""
+        self._again.append(self._sent[update_id])
+        self._notify()
+
+    def update_id_of(self, message: dict[str, Any]) -> int:
+        """The id of the update that brought `message` (from `user_message`)."""
+        ids = [n for n, update in self._sent.items() if update.get("message") is message]
+        assert ids, "no update brought this message"
+        return ids[-1]
 
     def user_message(
         self,

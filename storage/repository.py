@@ -12,24 +12,16 @@ On PostgreSQL, several processes can share the database: `hold_scope` orders the
 scope across all of them (advisory locks, `storage.scope_locks`), and a user message whose
 platform update is already stored is refused (`DuplicateUpdate`), so each update is answered once.
 
-A call that finds the database locked by another process past SQLite's busy timeout is tried
-again for a bounded time, then raises `StorageBusy`.
+How each call runs (a thread of its own for an SQLite file, retries while another process holds
+the database's lock, then `StorageBusy`) is `storage.transactions`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
-import stat
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Final, Self, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -37,13 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import answers, queries, usage
 from storage.engine import (
-    SQLITE_BUSY_TIMEOUT_MS,
     alembic_config,
-    create_engines,
-    is_locked,
     is_unique_violation,
-    sqlite_file,
-    upgrade_to_head,
 )
 from storage.models import utcnow
 from storage.records import (
@@ -59,43 +46,11 @@ from storage.records import (
     UsageReport,
 )
 from storage.scope_locks import AdvisoryLocks
+from storage.transactions import LOCK_RETRY_S, StorageBusy, Transactions
 
 __all__ = ["DuplicateUpdate", "Repository", "StorageBusy", "alembic_config"]
 
 logger = logging.getLogger(__name__)
-
-# A call that finds the database locked past SQLite's busy timeout (another process holds its
-# write lock) is tried again after pauses that double up to the maximum, for at most this long.
-LOCK_RETRY_S: Final = 30.0
-FIRST_LOCK_PAUSE_S: Final = 0.1
-MAX_LOCK_PAUSE_S: Final = 2.0
-
-_T = TypeVar("_T")
-
-
-class StorageBusy(Exception):
-    """The database stayed locked by another connection for `waited_s` seconds: nothing of the
-    call was stored."""
-
-    def __init__(self, waited_s: float) -> None:
-        super().__init__(f"the database stayed locked for {waited_s:.0f} s")
-        self.waited_s = waited_s
-
-
-class DatabaseReplaced(Exception):
-    """The SQLite file at the database's path is not the one the repository has open."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"{path} was removed or replaced since it was opened")
-
-
-def _file_identity(path: Path) -> tuple[int, int] | None:
-    """(device, inode) of the regular file at `path`; None when there is none."""
-    try:
-        found = path.stat()
-    except OSError:
-        return None
-    return (found.st_dev, found.st_ino) if stat.S_ISREG(found.st_mode) else None
 
 
 class DuplicateUpdate(Exception):
@@ -107,7 +62,7 @@ class DuplicateUpdate(Exception):
         self.update_key = update_key
 
 
-class Repository:
+class Repository(Transactions):
     """Conversations, messages and GPT bindings, keyed by scope (`ScopeKey`).
 
     Open with `await Repository.open(url)`, bring the schema up with `await repo.upgrade()`, and
@@ -126,69 +81,16 @@ class Repository:
         *,
         lock_retry_s: float = LOCK_RETRY_S,
     ) -> None:
-        self._engine = engine
-        self._thread_engine = thread_engine
-        self._executor = (
-            ThreadPoolExecutor(1, thread_name_prefix="gptsbot-db") if thread_engine else None
-        )
-        self._lock_retry_s = lock_retry_s
-        self._thread_connection: Connection | None = None  # used in the executor's thread only
-        # The SQLite file the thread's connection opened (see `ping`).
-        self._file_identity: tuple[int, int] | None = None
-        # Called with the seconds each call took (the core's metrics), if set.
-        self.observe_call: Callable[[float], None] | None = None
+        super().__init__(engine, thread_engine, lock_retry_s=lock_retry_s)
         # Scope locks across processes: only where several processes can share the database.
         self._scope_locks = (
             AdvisoryLocks(engine.url) if engine.dialect.name == "postgresql" else None
         )
 
-    @classmethod
-    async def open(
-        cls,
-        url: str,
-        *,
-        busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_MS / 1000,
-        lock_retry_s: float = LOCK_RETRY_S,
-    ) -> Repository:
-        """Create the engine. Connects lazily and does not migrate.
-
-        `busy_timeout_s`: how long SQLite waits for another connection's lock in one attempt;
-        `lock_retry_s`: for how long a call still locked out is tried again (`StorageBusy` after).
-        """
-        engine, thread_engine = create_engines(url, round(busy_timeout_s * 1000))
-        return cls(engine, thread_engine, lock_retry_s=lock_retry_s)
-
     async def close(self) -> None:
-        if self._executor is not None and self._thread_engine is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._close_in_thread)
-            self._executor.shutdown(wait=False)
         if self._scope_locks is not None:
             await self._scope_locks.close()
-        await self._engine.dispose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @property
-    def dialect(self) -> str:
-        """The database dialect name, e.g. "sqlite" or "postgresql"."""
-        return self._engine.dialect.name
-
-    async def upgrade(self) -> None:
-        """Apply the Alembic migrations up to head; a no-op when already there."""
-        started = time.perf_counter()
-        async with self._engine.begin() as connection:
-            await connection.run_sync(upgrade_to_head)
-        logger.info("database schema up to date in %.0f ms", (time.perf_counter() - started) * 1000)
+        await super().close()
 
     @asynccontextmanager
     async def hold_scope(
@@ -458,112 +360,3 @@ class Repository:
         return await self._run(
             lambda connection: queries.bound_gpts(connection, platform, group_id)
         )
-
-    async def ping(self) -> None:
-        """Read the schema's version once, without waiting out another process's lock: raises
-        when the database does not answer. For an SQLite file, also `DatabaseReplaced` when the
-        file at its path is no longer the one the repository has open (removed, replaced, made
-        a folder): its connection would go on writing into a file nobody will find again. The
-        file found there is never opened: another connection could disturb the open one's log."""
-        if self._executor is None:
-            async with self._engine.connect() as connection:
-                await connection.run_sync(queries.read_version)
-            return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._ping_in_thread)
-
-    def _ping_in_thread(self) -> None:
-        self._transaction_in_thread(queries.read_version)
-        assert self._thread_engine is not None
-        path = sqlite_file(self._thread_engine.url)
-        if path is not None and _file_identity(path) != self._file_identity:
-            raise DatabaseReplaced(path)
-        if path is not None and not os.access(path, os.R_OK | os.W_OK):
-            raise PermissionError(f"no permission to read and write {path}")
-
-    # -- internals -----------------------------------------------------------------------------
-
-    async def _run(self, work: Callable[[Connection], _T], *, retry: bool = False) -> _T:
-        """Run `work` in one transaction: in the repository's thread, or on the async engine.
-        While another process holds the database's lock, try again for up to `lock_retry_s`."""
-        started = time.monotonic()
-        pause = FIRST_LOCK_PAUSE_S
-        while True:
-            try:
-                result = await self._run_once(work, retry)
-            except OperationalError as exc:
-                if not is_locked(exc):
-                    raise
-                waited = time.monotonic() - started
-                if waited >= self._lock_retry_s:
-                    # The error's text holds the SQL, never the values (hide_parameters).
-                    raise StorageBusy(waited) from exc
-                if pause == FIRST_LOCK_PAUSE_S:
-                    logger.warning(
-                        "the database is locked by another connection; retrying for up to %.0f s",
-                        self._lock_retry_s,
-                    )
-                await asyncio.sleep(min(pause, self._lock_retry_s - waited))
-                pause = min(pause * 2, MAX_LOCK_PAUSE_S)
-                continue
-            if pause != FIRST_LOCK_PAUSE_S:
-                logger.info("the database was free again after %.1f s", time.monotonic() - started)
-            if self.observe_call is not None:
-                self.observe_call(time.monotonic() - started)
-            return result
-
-    async def _run_once(self, work: Callable[[Connection], _T], retry: bool) -> _T:
-        if self._executor is None:
-            return await self._run_async(work, retry=retry)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run_in_thread, work, retry)
-
-    def _run_in_thread(self, work: Callable[[Connection], _T], retry: bool) -> _T:
-        if retry:
-            try:
-                return self._transaction_in_thread(work)
-            except IntegrityError:
-                logger.debug("concurrent insert of the same scope; retrying with the winner's row")
-        return self._transaction_in_thread(work)
-
-    def _transaction_in_thread(self, work: Callable[[Connection], _T]) -> _T:
-        # The thread keeps one connection: no pool checkout, check-in and reset per call (a
-        # turn makes three or four calls). A transaction that fails is rolled back by `begin`;
-        # a connection the driver lost reconnects on its next use.
-        connection = self._thread_connection
-        if connection is None:
-            assert self._thread_engine is not None
-            connection = self._thread_connection = self._thread_engine.connect()
-            path = sqlite_file(self._thread_engine.url)
-            self._file_identity = _file_identity(path) if path is not None else None
-        with connection.begin():
-            return work(connection)
-
-    def _save_in_thread(self, answer_id: int, work: Callable[[Connection], None]) -> None:
-        try:
-            self._transaction_in_thread(work)
-        except Exception as exc:
-            # The type only: the error's text could quote the answer.
-            logger.warning("answer %s not saved while streaming: %s", answer_id, type(exc).__name__)
-
-    def _close_in_thread(self) -> None:
-        if self._thread_connection is not None:
-            self._thread_connection.close()
-            self._thread_connection = None
-        assert self._thread_engine is not None
-        self._thread_engine.dispose()
-
-    async def _run_async(self, work: Callable[[Connection], _T], *, retry: bool) -> _T:
-        if retry:
-            try:
-                async with self._engine.begin() as connection:
-                    return await connection.run_sync(work)
-            except IntegrityError:
-                logger.debug("concurrent insert of the same scope; retrying with the winner's row")
-        async with self._engine.begin() as connection:
-            return await connection.run_sync(work)
-
-    async def _write(self, work: Callable[[Connection], _T]) -> _T:
-        """Run `work` in one transaction, and once more if it lost a race to insert the same scope
-        (or binding): the unique constraint rejected our row, so the second run finds theirs."""
-        return await self._run(work, retry=True)

@@ -22,8 +22,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from core import access, i18n, usage
+from core.bindings import BindingInfo
 from core.buttons import parse_press
-from core.conversation import BindingInfo, ConversationService
+from core.conversation import ConversationService
 from core.errors import BadGptName, user_message
 from core.i18n import Language, Text
 from core.tables import Table

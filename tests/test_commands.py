@@ -12,9 +12,9 @@ import pytest_asyncio
 
 from core import commands, i18n
 from core.app import open_app
+from core.bindings import BindingInfo
 from core.commands import Ask, Context, Parsed, Reply, describe_binding
 from core.config import parse_config
-from core.conversation import BindingInfo
 from core.turns import Author, Scope
 from fakes.gpts import FakeGpts
 

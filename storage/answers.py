@@ -13,7 +13,7 @@ from typing import Any, Final, cast
 from sqlalchemy import Table, bindparam, func, literal, select, update
 from sqlalchemy.engine import Connection
 
-from storage import queries
+from storage import bindings, queries
 from storage.models import Conversation, Message, Scope
 from storage.records import ScopeKey, StoredAnswer, TurnStart
 
@@ -125,7 +125,7 @@ def retry_turn(
         if history_limit > 0
         else []
     )
-    binding = queries.turn_binding(connection, scope) if with_binding else None
+    binding = bindings.turn_binding(connection, scope) if with_binding else None
     answer_values["conversation_id"] = conversation_id
     answer_values["answers_id"] = question_id
     new_id = queries.insert_message(connection, answer_values)

@@ -16,7 +16,6 @@ from sqlalchemy import (
     Select,
     Table,
     bindparam,
-    delete,
     func,
     insert,
     literal,
@@ -25,11 +24,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.engine import Connection
 
-from storage.models import Binding, Conversation, Message, Scope, utcnow
+from storage.models import Conversation, Message, Scope, utcnow
 from storage.records import (
-    BindingRecord,
     Exchange,
     InterruptedAnswer,
     MessageRecord,
@@ -38,10 +36,9 @@ from storage.records import (
     ScopeKey,
 )
 
-_SCOPES: Final = cast(Table, Scope.__table__)
+SCOPES: Final = cast(Table, Scope.__table__)
 _CONVERSATIONS: Final = cast(Table, Conversation.__table__)
 _MESSAGES: Final = cast(Table, Message.__table__)
-_BINDINGS: Final = cast(Table, Binding.__table__)
 
 _HISTORY: Final = (
     select(
@@ -154,54 +151,31 @@ _FINISH_ANSWER: Final = (
 )
 _NEWEST_CONVERSATION: Final = (
     select(_CONVERSATIONS.c.id)
-    .where(_CONVERSATIONS.c.scope_id == _SCOPES.c.id)
+    .where(_CONVERSATIONS.c.scope_id == SCOPES.c.id)
     .order_by(_CONVERSATIONS.c.id.desc())
     .limit(1)
     .scalar_subquery()
 )
-_IS_SCOPE: Final = (
-    _SCOPES.c.platform == bindparam("platform"),
-    _SCOPES.c.chat_id == bindparam("chat_id"),
-    _SCOPES.c.thread_id == bindparam("thread_id"),
+IS_SCOPE: Final = (
+    SCOPES.c.platform == bindparam("platform"),
+    SCOPES.c.chat_id == bindparam("chat_id"),
+    SCOPES.c.thread_id == bindparam("thread_id"),
 )
 # One statement, so the scope and its newest conversation are read from one snapshot: reading
 # them separately could see a scope that a concurrent caller committed in between and wrongly
 # conclude it has no conversation yet.
-_CURRENT_CONVERSATION: Final = select(_SCOPES.c.id, _NEWEST_CONVERSATION).where(*_IS_SCOPE)
-_SCOPE_ID: Final = select(_SCOPES.c.id).where(*_IS_SCOPE)
+_CURRENT_CONVERSATION: Final = select(SCOPES.c.id, _NEWEST_CONVERSATION).where(*IS_SCOPE)
+SCOPE_ID: Final = select(SCOPES.c.id).where(*IS_SCOPE)
 _UPDATE_STORED: Final = select(literal(1)).where(_MESSAGES.c.update_key == bindparam("update_key"))
 _STREAMING: Final = select(_MESSAGES.c.id).where(
     _MESSAGES.c.status == literal_column("'streaming'")
 )
-_INSERT_SCOPE: Final = insert(_SCOPES).returning(_SCOPES.c.id)
+_INSERT_SCOPE: Final = insert(SCOPES).returning(SCOPES.c.id)
 _INSERT_CONVERSATION: Final = insert(_CONVERSATIONS).returning(_CONVERSATIONS.c.id)
 _INSERT_MESSAGE: Final = insert(_MESSAGES).returning(_MESSAGES.c.id)
-_BINDING_COLUMNS: Final = (
-    _BINDINGS.c.gpt_id,
-    _BINDINGS.c.group_id,
-    _BINDINGS.c.bound_by_id,
-    _BINDINGS.c.bound_by_name,
-    _BINDINGS.c.bound_at,
-)
-_GET_BINDING: Final = (
-    select(*_BINDING_COLUMNS).join(_SCOPES, _BINDINGS.c.scope_id == _SCOPES.c.id).where(*_IS_SCOPE)
-)
-# A scope's binding and its parent's (the same chat, thread ""): what a turn needs to know.
-_TURN_BINDINGS: Final = (
-    select(_SCOPES.c.thread_id, *_BINDING_COLUMNS)
-    .join(_SCOPES, _BINDINGS.c.scope_id == _SCOPES.c.id)
-    .where(
-        _SCOPES.c.platform == bindparam("platform"),
-        _SCOPES.c.chat_id == bindparam("chat_id"),
-        _SCOPES.c.thread_id.in_([bindparam("thread_id"), literal("")]),
-    )
-)
-_DELETE_BINDING: Final = delete(_BINDINGS).where(
-    _BINDINGS.c.scope_id == _SCOPE_ID.scalar_subquery()
-)
 
 
-def _scope_params(scope: ScopeKey) -> dict[str, str]:
+def scope_params(scope: ScopeKey) -> dict[str, str]:
     """The named parameters that pick `scope` in the statements above."""
     return {"platform": scope.platform, "chat_id": scope.chat_id, "thread_id": scope.thread_id}
 
@@ -294,15 +268,15 @@ def streaming_scopes(connection: Connection, platform: str, chat_id: str | None)
     streaming = _streaming_ids(connection)
     if not streaming:
         return set()
-    conditions = [_MESSAGES.c.id.in_(streaming), _SCOPES.c.platform == platform]
+    conditions = [_MESSAGES.c.id.in_(streaming), SCOPES.c.platform == platform]
     if chat_id is not None:
-        conditions.append(_SCOPES.c.chat_id == chat_id)
+        conditions.append(SCOPES.c.chat_id == chat_id)
     query = (
-        select(_SCOPES.c.chat_id, _SCOPES.c.thread_id)
+        select(SCOPES.c.chat_id, SCOPES.c.thread_id)
         .distinct()
         .select_from(_MESSAGES)
         .join(_CONVERSATIONS, _MESSAGES.c.conversation_id == _CONVERSATIONS.c.id)
-        .join(_SCOPES, _CONVERSATIONS.c.scope_id == _SCOPES.c.id)
+        .join(SCOPES, _CONVERSATIONS.c.scope_id == SCOPES.c.id)
         .where(*conditions)
     )
     return {ScopeKey(platform, row[0], row[1]) for row in connection.execute(query)}
@@ -321,14 +295,14 @@ def interrupt_streaming(
     if not streaming:
         return []
     question = _MESSAGES.alias("question")
-    conditions = [_MESSAGES.c.id.in_(streaming), _SCOPES.c.platform == platform]
+    conditions = [_MESSAGES.c.id.in_(streaming), SCOPES.c.platform == platform]
     if chat_id is not None:
-        conditions.append(_SCOPES.c.chat_id == chat_id)
+        conditions.append(SCOPES.c.chat_id == chat_id)
     query = (
         select(
             _MESSAGES.c.id,
-            _SCOPES.c.chat_id,
-            _SCOPES.c.thread_id,
+            SCOPES.c.chat_id,
+            SCOPES.c.thread_id,
             _MESSAGES.c.content,
             _MESSAGES.c.platform_message_ids,
             question.c.content,
@@ -336,7 +310,7 @@ def interrupt_streaming(
         )
         .select_from(_MESSAGES)
         .join(_CONVERSATIONS, _MESSAGES.c.conversation_id == _CONVERSATIONS.c.id)
-        .join(_SCOPES, _CONVERSATIONS.c.scope_id == _SCOPES.c.id)
+        .join(SCOPES, _CONVERSATIONS.c.scope_id == SCOPES.c.id)
         .outerjoin(question, _MESSAGES.c.answers_id == question.c.id)
         .where(*conditions)
         .order_by(_MESSAGES.c.id)
@@ -372,9 +346,9 @@ def interrupt_streaming(
 
 def current_conversation(connection: Connection, scope: ScopeKey) -> int:
     """The scope's newest conversation id; inserts the scope (with one) when missing."""
-    row = connection.execute(_CURRENT_CONVERSATION, _scope_params(scope)).one_or_none()
+    row = connection.execute(_CURRENT_CONVERSATION, scope_params(scope)).one_or_none()
     if row is None:
-        return _insert_scope(connection, scope)[1]
+        return insert_scope(connection, scope)[1]
     scope_id, conversation_id = row
     if conversation_id is not None:
         return cast(int, conversation_id)
@@ -385,79 +359,27 @@ def current_conversation(connection: Connection, scope: ScopeKey) -> int:
 
 def start_conversation(connection: Connection, scope: ScopeKey) -> int:
     """Insert a new (current) conversation for the scope; returns its id."""
-    found = _scope_id(connection, scope)
+    found = scope_id(connection, scope)
     if found is None:
         # A brand-new scope's first conversation is already a fresh one.
-        return _insert_scope(connection, scope)[1]
+        return insert_scope(connection, scope)[1]
     return _insert_conversation(connection, found)
 
 
-def _scope_id(connection: Connection, scope: ScopeKey) -> int | None:
-    return cast("int | None", connection.execute(_SCOPE_ID, _scope_params(scope)).scalar())
+def scope_id(connection: Connection, scope: ScopeKey) -> int | None:
+    return cast("int | None", connection.execute(SCOPE_ID, scope_params(scope)).scalar())
 
 
-def _insert_scope(connection: Connection, scope: ScopeKey) -> tuple[int, int]:
+def insert_scope(connection: Connection, scope: ScopeKey) -> tuple[int, int]:
     """Insert a scope together with its first conversation; returns both ids. Every scope has a
     conversation from birth, so `current_conversation` never races on an empty scope."""
-    new_id = cast(int, connection.execute(_INSERT_SCOPE, _scope_params(scope)).scalar_one())
+    new_id = cast(int, connection.execute(_INSERT_SCOPE, scope_params(scope)).scalar_one())
     return new_id, _insert_conversation(connection, new_id)
 
 
 def _insert_conversation(connection: Connection, scope_id: int) -> int:
     values = {"scope_id": scope_id, "started_at": utcnow()}
     return cast(int, connection.execute(_INSERT_CONVERSATION, values).scalar_one())
-
-
-def get_binding(connection: Connection, scope: ScopeKey) -> BindingRecord | None:
-    """The binding of exactly this scope."""
-    row = connection.execute(_GET_BINDING, _scope_params(scope)).one_or_none()
-    return None if row is None else _binding_record(scope, row)
-
-
-def turn_binding(connection: Connection, scope: ScopeKey) -> BindingRecord | None:
-    """The scope's binding or, for a thread, its parent chat's: one SELECT for both."""
-    rows = {row[0]: row[1:] for row in connection.execute(_TURN_BINDINGS, _scope_params(scope))}
-    for candidate in (scope, scope.parent):
-        if candidate is not None and candidate.thread_id in rows:
-            return _binding_record(candidate, rows[candidate.thread_id])
-    return None
-
-
-def set_binding(connection: Connection, binding: BindingRecord) -> None:
-    """Store `binding` (its scope inserted when missing), replacing the scope's earlier one."""
-    found = _scope_id(connection, binding.scope)
-    if found is None:
-        found = _insert_scope(connection, binding.scope)[0]
-    values = {
-        "gpt_id": binding.gpt_id,
-        "group_id": binding.group_id,
-        "bound_by_id": binding.bound_by_id,
-        "bound_by_name": binding.bound_by_name,
-        "bound_at": binding.bound_at,
-    }
-    updated = connection.execute(
-        update(_BINDINGS).where(_BINDINGS.c.scope_id == found).values(values)
-    )
-    if cast("CursorResult[Any]", updated).rowcount == 0:
-        connection.execute(insert(_BINDINGS).values(scope_id=found, **values))
-
-
-def delete_binding(connection: Connection, scope: ScopeKey) -> bool:
-    """Remove the scope's own binding; True when there was one."""
-    deleted = connection.execute(_DELETE_BINDING, _scope_params(scope))
-    return cast("CursorResult[Any]", deleted).rowcount > 0
-
-
-def bound_gpts(connection: Connection, platform: str, group_id: str) -> list[str]:
-    """Distinct GPT ids bound anywhere in the group, most recently bound first."""
-    query = (
-        select(_BINDINGS.c.gpt_id)
-        .join(_SCOPES, _BINDINGS.c.scope_id == _SCOPES.c.id)
-        .where(_SCOPES.c.platform == platform, _BINDINGS.c.group_id == group_id)
-        .group_by(_BINDINGS.c.gpt_id)
-        .order_by(func.max(_BINDINGS.c.bound_at).desc(), _BINDINGS.c.gpt_id)
-    )
-    return list(connection.scalars(query).all())
 
 
 def count_messages(connection: Connection, conversation_id: int) -> int:
@@ -467,11 +389,6 @@ def count_messages(connection: Connection, conversation_id: int) -> int:
         .where(_MESSAGES.c.conversation_id == conversation_id)
     )
     return connection.execute(query).scalar_one()
-
-
-def _binding_record(scope: ScopeKey, columns: Sequence[Any]) -> BindingRecord:
-    """`columns`: the values of `_BINDING_COLUMNS`, in that order."""
-    return BindingRecord(scope, *columns)
 
 
 def read_version(connection: Connection) -> None:

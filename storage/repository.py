@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage import answers, queries, usage
+from storage import answers, bindings, queries, usage
 from storage.engine import (
     alembic_config,
     is_unique_violation,
@@ -175,7 +175,7 @@ class Repository(Transactions):
                 if history_limit > 0
                 else []
             )
-            binding = queries.turn_binding(connection, scope) if with_binding else None
+            binding = bindings.turn_binding(connection, scope) if with_binding else None
             values["conversation_id"] = conversation_id
             try:
                 message_id = queries.insert_message(connection, values)
@@ -335,7 +335,7 @@ class Repository(Transactions):
 
     async def get_binding(self, scope: ScopeKey) -> BindingRecord | None:
         """The binding of exactly this scope (no fallback to a parent channel or default)."""
-        return await self._run(lambda connection: queries.get_binding(connection, scope))
+        return await self._run(lambda connection: bindings.get_binding(connection, scope))
 
     async def set_binding(
         self,
@@ -348,15 +348,15 @@ class Repository(Transactions):
     ) -> BindingRecord:
         """Bind the scope to a GPT, replacing any earlier binding of the same scope."""
         binding = BindingRecord(scope, gpt_id, group_id, bound_by_id, bound_by_name, utcnow())
-        await self._write(lambda connection: queries.set_binding(connection, binding))
+        await self._write(lambda connection: bindings.set_binding(connection, binding))
         return binding
 
     async def delete_binding(self, scope: ScopeKey) -> bool:
         """Remove the scope's own binding; True when there was one."""
-        return await self._run(lambda connection: queries.delete_binding(connection, scope))
+        return await self._run(lambda connection: bindings.delete_binding(connection, scope))
 
     async def bound_gpts(self, platform: str, group_id: str) -> list[str]:
         """Distinct GPT ids bound anywhere in the group (a guild), most recently bound first."""
         return await self._run(
-            lambda connection: queries.bound_gpts(connection, platform, group_id)
+            lambda connection: bindings.bound_gpts(connection, platform, group_id)
         )

@@ -30,148 +30,41 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Self
 
 from aiohttp import web
 from multidict import CIMultiDict
 
 from fakes import issued
+from fakes.gpts_scripts import (
+    CLOUDFLARE_524,
+    NGINX_404,
+    SERVER_ERROR,
+    Fail,
+    Gate,
+    Hang,
+    RawSse,
+    RecordedRequest,
+    Reply,
+    Script,
+    chunk,
+    event,
+)
 from fakes.local_server import LocalServer
 
-CLOUDFLARE_524 = """<!DOCTYPE html>
-<html lang="en-US">
-<head>
-<title>api.example.com | 524: A timeout occurred</title>
-<meta charset="UTF-8" />
-</head>
-<body><div id="cf-wrapper"><h1>A timeout occurred</h1>
-<p>The origin web server timed out responding to this request.</p>
-<span>Cloudflare Ray ID: <strong>8c9d2a1b3e4f5a6b</strong></span></div></body>
-</html>
-"""
-NGINX_404 = """<html>
-<head><title>404 Not Found</title></head>
-<body>
-<center><h1>404 Not Found</h1></center>
-<hr><center>nginx</center>
-</body>
-</html>
-"""
-SERVER_ERROR = {
-    "message": "The server had an error while processing your request. Sorry about that!",
-    "type": "server_error",
-    "param": None,
-    "code": None,
-}
-
-
-@dataclass
-class RecordedRequest:
-    json: dict[str, Any]
-    headers: CIMultiDict[str]
-    time: float  # the event loop's clock when it arrived
-    method: str = "POST"
-    path: str = "/v1/chat/completions"
-    # Set when the client closed the connection before the answer ended.
-    disconnected: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def model(self) -> str | None:
-        return self.json.get("model")
-
-    @property
-    def messages(self) -> list[dict[str, Any]]:
-        return list(self.json.get("messages") or [])
-
-
-@dataclass
-class Reply:
-    """An answer streamed in `chunk_chars` pieces; the *_after fields break it after N pieces."""
-
-    text: str = "Hello from the fake GPT."
-    chunk_chars: int = 4
-    first_delay_s: float = 0.0  # before anything, headers included
-    chunk_delay_s: float | None = None  # None: FakeGpts.chunk_delay_s
-    finish_reason: str | None = "stop"
-    usage: dict[str, int] | None = None  # e.g. {"prompt_tokens": 3, "completion_tokens": 2, ...}
-    done: bool = True  # False: end without [DONE]
-    drop_after: int | None = None  # abort the connection after N text pieces
-    error_after: int | None = None  # send an {"error": ...} object after N text pieces
-    error: dict[str, Any] | str = field(default_factory=lambda: dict(SERVER_ERROR))
-    malformed_after: int | None = None  # send a data line that is not JSON after N pieces
-    # End the body cleanly after N text pieces, without finish_reason or [DONE], and close the
-    # connection: a relay whose own upstream went away.
-    close_after: int | None = None
-
-
-@dataclass
-class Fail:
-    """An HTTP error. `body`: a dict is sent as JSON, a str as is (e.g. CLOUDFLARE_524)."""
-
-    status: int
-    body: dict[str, Any] | str = field(default_factory=lambda: {"error": dict(SERVER_ERROR)})
-    headers: dict[str, str] = field(default_factory=dict)
-    content_type: str | None = None  # None: JSON for a dict body, text/html for a "<..." str
-
-
-@dataclass
-class Hang:
-    """Send nothing, not even headers, until the client gives up or the server stops."""
-
-
-@dataclass
-class Gate:
-    """An answer the test releases piece by piece: `send("text")`, then `finish()` or `drop()`.
-
-    Headers go out with the first piece, as relays do.
-    """
-
-    finish_reason: str | None = "stop"
-    usage: dict[str, int] | None = None
-    _queue: asyncio.Queue[str | bool] = field(default_factory=asyncio.Queue, repr=False)
-
-    def send(self, text: str) -> None:
-        self._queue.put_nowait(text)
-
-    def finish(self) -> None:
-        """End the answer normally: finish_reason, usage, [DONE]."""
-        self._queue.put_nowait(True)
-
-    def drop(self) -> None:
-        """Abort the connection mid-answer."""
-        self._queue.put_nowait(False)
-
-
-@dataclass
-class RawSse:
-    """A raw `text/event-stream` body served as is, in `chunk_bytes` pieces (None: at once)."""
-
-    body: bytes
-    chunk_bytes: int | None = None
-
-    @classmethod
-    def from_file(cls, path: str | Path, chunk_bytes: int | None = None) -> RawSse:
-        return cls(Path(path).read_bytes(), chunk_bytes)
-
-
-Script = Reply | Fail | Hang | Gate | RawSse
-
-
-def _chunk(model: str, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-    }
-
-
-def _event(payload: dict[str, Any] | str) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload)
-    return f"data: {data}\n\n".encode()
+__all__ = [
+    "CLOUDFLARE_524",
+    "NGINX_404",
+    "SERVER_ERROR",
+    "Fail",
+    "FakeGpts",
+    "Gate",
+    "Hang",
+    "RawSse",
+    "RecordedRequest",
+    "Reply",
+    "Script",
+]
 
 
 class _Dropped(Exception):
@@ -378,7 +271,7 @@ class FakeGpts(LocalServer):
 
     async def _stream(self, request: web.Request, model: str, script: Reply) -> web.StreamResponse:
         response = await self._open_sse(request)
-        await response.write(_event(_chunk(model, {"role": "assistant", "content": ""})))
+        await response.write(event(chunk(model, {"role": "assistant", "content": ""})))
         step = max(1, script.chunk_chars)
         pieces = [script.text[i : i + step] for i in range(0, len(script.text), step)]
         delay = self.chunk_delay_s if script.chunk_delay_s is None else script.chunk_delay_s
@@ -386,8 +279,8 @@ class FakeGpts(LocalServer):
             if script.drop_after == sent:
                 raise _Dropped
             if script.error_after == sent:
-                await response.write(_event({"error": script.error}))
-                await response.write(_event("[DONE]"))
+                await response.write(event({"error": script.error}))
+                await response.write(event("[DONE]"))
                 await response.write_eof()
                 return response
             if script.close_after == sent:
@@ -398,7 +291,7 @@ class FakeGpts(LocalServer):
                 await response.write(b'data: {"choices": [{"delta": {"content": "oops\n\n')
             if sent:
                 await self._pause(delay)
-            await response.write(_event(_chunk(model, {"content": piece})))
+            await response.write(event(chunk(model, {"content": piece})))
         if script.drop_after is not None and script.drop_after >= len(pieces):
             raise _Dropped
         await self._end_sse(response, model, script.finish_reason, script.usage, script.done)
@@ -413,11 +306,11 @@ class FakeGpts(LocalServer):
         done: bool,
     ) -> None:
         if finish_reason is not None:
-            await response.write(_event(_chunk(model, {}, finish_reason)))
+            await response.write(event(chunk(model, {}, finish_reason)))
         if usage is not None:
-            await response.write(_event({**_chunk(model, {}), "choices": [], "usage": usage}))
+            await response.write(event({**chunk(model, {}), "choices": [], "usage": usage}))
         if done:
-            await response.write(_event("[DONE]"))
+            await response.write(event("[DONE]"))
         await response.write_eof()
 
     async def _gated(
@@ -437,8 +330,8 @@ class FakeGpts(LocalServer):
                 if response is None:
                     response = await self._open_sse(request)
                     role = {"role": "assistant", "content": ""}
-                    await response.write(_event(_chunk(model, role)))
-                await response.write(_event(_chunk(model, {"content": item})))
+                    await response.write(event(chunk(model, role)))
+                await response.write(event(chunk(model, {"content": item})))
         if not stream:
             return self._whole(
                 model, Reply(text, finish_reason=gate.finish_reason, usage=gate.usage)

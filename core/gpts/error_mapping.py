@@ -13,7 +13,10 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.gpts.endpoints import Endpoint
 
 from core.errors import (
     AuthError,
@@ -166,3 +169,23 @@ def is_retryable(exc: UpstreamError) -> bool:
     if exc.status is None:
         return True  # a connection error, or an error object before any text
     return exc.status == 408 or exc.status >= 500
+
+
+def model_list(status: int, body: bytes, content_type: str, endpoint: Endpoint) -> list[str]:
+    """The model ids of a `GET {base_url}/models` answer. Raises the endpoint's error (a 404
+    that is not the API's own error as EndpointNotFound), and EndpointNotFound for a 200 that
+    is not a model list (a web page: the wrong `base_url`)."""
+    if status != 200:
+        error = error_from_body(status, body, secret=endpoint.api_key, hint=endpoint.url_hint)
+        if status == 404 and not isinstance(error, EndpointNotFound):
+            error = EndpointNotFound(f"{error.message} ({endpoint.url_hint})", status=404)
+        raise error
+    try:
+        listing = json.loads(body)
+    except ValueError:
+        listing = None
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        kind = "an HTML page" if content_type == "text/html" else "no model list"
+        raise EndpointNotFound(f"HTTP 200 with {kind} ({endpoint.url_hint})", status=200)
+    return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]

@@ -34,6 +34,7 @@ from core.gpts.endpoints import Endpoint, EndpointPool, endpoints_of, is_endpoin
 from core.gpts.error_mapping import (
     error_from_body,
     is_retryable,
+    model_list,
     parse_retry_after,
     redact_and_shorten,
     retry_delay,
@@ -187,22 +188,7 @@ class GptsClient:
         except aiohttp.ClientError as exc:
             reason = redact_and_shorten(str(exc)) or type(exc).__name__
             raise UpstreamError(f"cannot reach the GPTs endpoint: {reason}") from exc
-        if response.status != 200:
-            error = error_from_body(
-                response.status, body, secret=endpoint.api_key, hint=endpoint.url_hint
-            )
-            if response.status == 404 and not isinstance(error, EndpointNotFound):
-                error = EndpointNotFound(f"{error.message} ({endpoint.url_hint})", status=404)
-            raise error
-        try:
-            listing = json.loads(body)
-        except ValueError:
-            listing = None
-        data = listing.get("data") if isinstance(listing, dict) else None
-        if not isinstance(data, list):
-            kind = "an HTML page" if response.content_type == "text/html" else "no model list"
-            raise EndpointNotFound(f"HTTP 200 with {kind} ({endpoint.url_hint})", status=200)
-        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        return model_list(response.status, body, response.content_type, endpoint)
 
     async def _request(
         self,

@@ -45,3 +45,12 @@ def captured_sql(
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
+
+
+def query_plans(db_path: Path, statements: list[tuple[str, Any]]) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN of each captured (sql, params), its steps joined by " | "."""
+    with raw(db_path) as connection:
+        return [
+            " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql, params in statements
+        ]

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from core.app import open_app
-from core.config import parse_config
 from core.i18n import INTERRUPTED
 from core.interrupted import interrupted_answers, settle
 from core.platform import MessageRef
@@ -20,6 +19,7 @@ from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts, Gate
 from fakes.recording import RecordingChannel
 from storage import InterruptedAnswer, Repository, ScopeKey
+from tests.helpers import sqlite_config
 from tests.sql_probes import captured_sql
 
 DM = Scope("test", "dm")
@@ -33,17 +33,9 @@ SAVE = "UPDATE messages SET content=?, platform_message_ids=?"
 
 @pytest.mark.asyncio
 async def test_the_answer_is_saved_at_its_first_message_then_per_interval_not_per_chunk(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, gate: Gate, tmp_path: Path
 ) -> None:
-    config = parse_config(
-        {
-            "gpts": {"base_url": fake_gpts.base_url, "default_gpt": "g-B3hgivKK9"},
-            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 's.db'}", "save_interval_s": 0.5},
-        },
-        {"GPTS_API_KEY": "k"},
-    )
-    gate = Gate()
-    fake_gpts.enqueue(gate)
+    config = sqlite_config(fake_gpts, tmp_path / "s.db", {"GPTS_API_KEY": "k"}, save_interval_s=0.5)
     async with open_app(config) as app:
         repo = app.repo
         channel = RecordingChannel(FakeClock())

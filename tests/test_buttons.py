@@ -26,6 +26,7 @@ from fakes.clock import FakeClock
 from fakes.gpts import Fail, FakeGpts, Gate
 from fakes.gpts import Reply as GptReply
 from fakes.recording import RecordingChannel
+from tests.helpers import alternating
 
 ANN = Author("1", "Ann")
 BOB = Author("2", "Bob")
@@ -110,9 +111,7 @@ def test_button_data_is_read_back_and_fits_both_platforms() -> None:
 
 
 @pytest.mark.asyncio
-async def test_stop_closes_the_upstream_connection_and_keeps_the_text(bot: Bot) -> None:
-    gate = Gate()
-    bot.fake.enqueue(gate)
+async def test_stop_closes_the_upstream_connection_and_keeps_the_text(bot: Bot, gate: Gate) -> None:
     channel, answering = bot.ask("tell me a long story")
     gate.send("Once upon a time")
     await shown(channel, "Once upon a time")
@@ -141,9 +140,7 @@ async def test_stop_closes_the_upstream_connection_and_keeps_the_text(bot: Bot) 
 
 
 @pytest.mark.asyncio
-async def test_only_the_asker_or_an_admin_may_stop(bot: Bot) -> None:
-    gate = Gate()
-    bot.fake.enqueue(gate)
+async def test_only_the_asker_or_an_admin_may_stop(bot: Bot, gate: Gate) -> None:
     channel, answering = bot.ask("count to three")
     gate.send("one")
     await shown(channel, "one")
@@ -197,11 +194,9 @@ async def test_retry_asks_again_and_history_keeps_only_the_new_answer(bot: Bot) 
     assert await bot.press(f"retry:{first_id}", ANN) == Reply(i18n.CANNOT_RETRY("en"), private=True)
     _, answering = bot.ask("and now?")
     await answering
-    assert bot.fake.requests[-1].messages == [
-        {"role": "user", "content": "Ann: pick a number"},
-        {"role": "assistant", "content": "second try"},
-        {"role": "user", "content": "Ann: and now?"},
-    ]
+    assert bot.fake.requests[-1].messages == alternating(
+        "Ann: pick a number", "second try", "Ann: and now?"
+    )
 
 
 @pytest.mark.asyncio
@@ -217,11 +212,7 @@ async def test_retry_of_an_error_and_of_an_older_answer(bot: Bot) -> None:
     retry = await bot.press(f"retry:{answer_id_of(failed)}", ADMIN)  # an admin may retry
     assert isinstance(retry, Retry)
     await bot.retried(retry)
-    assert bot.fake.requests[-1].messages == [
-        {"role": "user", "content": "Ann: cats?"},
-        {"role": "assistant", "content": "about cats"},
-        {"role": "user", "content": "Ann: dogs?"},
-    ]
+    assert bot.fake.requests[-1].messages == alternating("Ann: cats?", "about cats", "Ann: dogs?")
     # An older answer is asked again with the history that came before its question.
     retry = await bot.press(f"retry:{answer_id_of(first)}", ANN)
     assert isinstance(retry, Retry)
@@ -230,13 +221,9 @@ async def test_retry_of_an_error_and_of_an_older_answer(bot: Bot) -> None:
     assert bot.fake.requests[-1].messages == [{"role": "user", "content": "Ann: cats?"}]
     _, answering = bot.ask("so?")
     await answering
-    assert bot.fake.requests[-1].messages == [
-        {"role": "user", "content": "Ann: cats?"},
-        {"role": "assistant", "content": "cats, again"},
-        {"role": "user", "content": "Ann: dogs?"},
-        {"role": "assistant", "content": "echo: Ann: dogs?"},
-        {"role": "user", "content": "Ann: so?"},
-    ]
+    assert bot.fake.requests[-1].messages == alternating(
+        "Ann: cats?", "cats, again", "Ann: dogs?", "echo: Ann: dogs?", "Ann: so?"
+    )
 
 
 @pytest.mark.asyncio

@@ -128,10 +128,8 @@ async def test_ctrl_c_at_the_prompt_ends_the_chat_at_once(
 
 @pytest.mark.asyncio
 async def test_ctrl_c_during_an_answer_stops_it_and_keeps_what_arrived(
-    fake_gpts: FakeGpts, tmp_path: Path
+    fake_gpts: FakeGpts, gate: Gate, tmp_path: Path
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     env = environment(tmp_path, fake_gpts)
     with terminal() as term:
         process = await term.start("chat", env=env)

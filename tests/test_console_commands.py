@@ -12,13 +12,20 @@ import pytest
 from bots.console.chat import chat
 from core import commands, i18n
 from core.app import open_app
-from core.config import parse_config
 from core.gpts import Usage
 from core.turns import Scope
 from fakes.gpts import FakeGpts, Reply
 from storage import NewMessage
+from tests.helpers import alternating, sqlite_config
 
 SAMPLE_ARGUMENTS = {"prompt": "hello", "gpt": "g-AnnsGpt01"}
+
+
+def speaking(monkeypatch: pytest.MonkeyPatch, lang: str) -> None:
+    """The terminal's locale is LANG alone: no LC_ALL or LC_MESSAGES from the test's shell."""
+    monkeypatch.setenv("LANG", lang)
+    monkeypatch.delenv("LC_ALL", raising=False)
+    monkeypatch.delenv("LC_MESSAGES", raising=False)
 
 
 @pytest.mark.asyncio
@@ -26,15 +33,8 @@ SAMPLE_ARGUMENTS = {"prompt": "hello", "gpt": "g-AnnsGpt01"}
 async def test_every_registry_command_works_in_the_terminal(
     fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, language: str
 ) -> None:
-    monkeypatch.setenv("LANG", "zh_CN.UTF-8" if language == "zh" else "C")
-    monkeypatch.delenv("LC_ALL", raising=False)
-    config = parse_config(
-        {
-            "gpts": {"base_url": fake_gpts.base_url, "default_gpt": "g-B3hgivKK9"},
-            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
-        },
-        {},
-    )
+    speaking(monkeypatch, "zh_CN.UTF-8" if language == "zh" else "C")
+    config = sqlite_config(fake_gpts, tmp_path / "bot.db")
     lines = []
     for command in commands.REGISTRY:
         args = " ".join(SAMPLE_ARGUMENTS[argument.name] for argument in command.arguments)
@@ -64,17 +64,10 @@ async def test_every_registry_command_works_in_the_terminal(
 async def test_usage_in_the_terminal_is_aligned_columns_of_the_turns_made(
     fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LANG", "C")
-    monkeypatch.delenv("LC_ALL", raising=False)
+    speaking(monkeypatch, "C")
     counted = {"prompt_tokens": 400, "completion_tokens": 834, "total_tokens": 1234}
     fake_gpts.enqueue(Reply("counted", usage=counted))
-    config = parse_config(
-        {
-            "gpts": {"base_url": fake_gpts.base_url, "default_gpt": "g-B3hgivKK9"},
-            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
-        },
-        {},
-    )
+    config = sqlite_config(fake_gpts, tmp_path / "bot.db")
     typed = tmp_path / "typed.txt"
     typed.write_text("first\nsecond\n/usage\n")
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -107,16 +100,8 @@ async def test_usage_in_the_terminal_is_aligned_columns_of_the_turns_made(
 async def test_retry_in_the_terminal_asks_the_last_question_again(
     fake_gpts: FakeGpts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LANG", "C")
-    monkeypatch.delenv("LC_ALL", raising=False)
-    monkeypatch.delenv("LC_MESSAGES", raising=False)
-    config = parse_config(
-        {
-            "gpts": {"base_url": fake_gpts.base_url, "default_gpt": "g-B3hgivKK9"},
-            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
-        },
-        {},
-    )
+    speaking(monkeypatch, "C")
+    config = sqlite_config(fake_gpts, tmp_path / "bot.db")
     fake_gpts.enqueue(Reply("first answer"), Reply("second answer"))
     typed = tmp_path / "typed.txt"
     typed.write_text("/retry\nhello\n/retry\nand then?\n")
@@ -133,11 +118,7 @@ async def test_retry_in_the_terminal_asks_the_last_question_again(
     assert stdout.getvalue() == "first answer\nsecond answer\necho: and then?\n"
     assert [request.messages for request in fake_gpts.requests[1:]] == [
         [{"role": "user", "content": "hello"}],  # asked again, the first answer not sent
-        [
-            {"role": "user", "content": "hello"},
-            {"role": "assistant", "content": "second answer"},
-            {"role": "user", "content": "and then?"},
-        ],
+        alternating("hello", "second answer", "and then?"),
     ]
     assert stored == [
         ("hello", "complete"),

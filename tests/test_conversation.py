@@ -22,6 +22,7 @@ from core.turns import Author, Scope, Turn
 from fakes.clock import FakeClock
 from fakes.gpts import Fail, FakeGpts, Gate, Hang, Reply
 from fakes.recording import RecordingChannel
+from tests.helpers import alternating
 
 ALICE = Author("1", "Alice")
 BOB = Author("2", "Bob")
@@ -109,22 +110,16 @@ async def test_history_goes_upstream_within_both_bounds(fake_gpts: FakeGpts, db_
         await bot.say("x" * 30)
     last = fake_gpts.requests[-1].messages
     # 4 messages fit the count, but only the newest that fit 60 characters with the new one.
-    assert last == [
-        {"role": "user", "content": "question 3"},
-        {"role": "assistant", "content": "echo: question 3"},
-        {"role": "user", "content": "x" * 30},
-    ]
+    assert last == alternating("question 3", "echo: question 3", "x" * 30)
 
 
 @pytest.mark.asyncio
 async def test_shared_chats_tell_the_gpt_who_speaks(bot: Bot) -> None:
     await bot.say("I like tea", scope=GROUP, author=ALICE)
     await bot.say("And I coffee", scope=GROUP, author=BOB)
-    assert bot.fake.requests[-1].messages == [
-        {"role": "user", "content": "Alice: I like tea"},
-        {"role": "assistant", "content": "echo: Alice: I like tea"},
-        {"role": "user", "content": "Bob: And I coffee"},
-    ]
+    assert bot.fake.requests[-1].messages == alternating(
+        "Alice: I like tea", "echo: Alice: I like tea", "Bob: And I coffee"
+    )
 
 
 @pytest.mark.asyncio
@@ -234,11 +229,7 @@ async def test_turns_in_one_scope_run_in_order_and_other_scopes_in_parallel(bot:
     await one
     await two
     # The second turn waited, so it saw the first one's answer in its history.
-    assert bot.fake.requests[2].messages[-3:] == [
-        {"role": "user", "content": "first"},
-        {"role": "assistant", "content": "done"},
-        {"role": "user", "content": "second"},
-    ]
+    assert bot.fake.requests[2].messages[-3:] == alternating("first", "done", "second")
 
 
 async def until(condition: Callable[[], bool], within_s: float = 5.0) -> None:

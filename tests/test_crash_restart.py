@@ -22,6 +22,7 @@ from tests.gptsbot_process import (
     environment,
     write_config,
 )
+from tests.helpers import alternating
 
 INDICATOR = " ▌"
 
@@ -101,11 +102,9 @@ async def test_kill_9_of_chat_mid_answer_keeps_it_as_interrupted(
         ("user", "go on", "complete"),
         ("assistant", "echo: go on", "complete"),
     ]
-    assert fake_gpts.requests[1].messages == [
-        {"role": "user", "content": "tell me a story"},
-        {"role": "assistant", "content": "Once upon a time" + CUT_MARK},
-        {"role": "user", "content": "go on"},
-    ]
+    assert fake_gpts.requests[1].messages == alternating(
+        "tell me a story", "Once upon a time" + CUT_MARK, "go on"
+    )
 
 
 @pytest.mark.asyncio

@@ -20,6 +20,7 @@ from core.history import CUT_MARK
 from core.turns import Scope
 from fakes.discord import EPHEMERAL_FLAG, MANAGE_CHANNELS, MEMBER_PERMISSIONS, FakeMessage
 from fakes.gpts import Fail, FakeGpts, Gate, Reply
+from tests.helpers import alternating
 from tests.test_discord import INDICATOR, TIMEOUT, World, option, wait_original, world
 
 STOPPED = i18n.STOPPED("en")
@@ -78,21 +79,18 @@ async def test_stop_closes_the_upstream_connection_and_keeps_the_text(
         assert (await acknowledged(w, late))["data"]["content"] == i18n.ANSWER_ENDED("en")
         await w.fake.user_says(w.channel_id, w.member, "go on", mention_bot=True)
         await showing(w, w.channel_id, "echo: mia: go on")
-        assert fake_gpts.requests[-1].messages[-2:] == [
-            {"role": "assistant", "content": "Once upon a time" + CUT_MARK},
-            {"role": "user", "content": "mia: go on"},
-        ]
+        assert fake_gpts.requests[-1].messages[-3:] == alternating(
+            "mia: tell me a story", "Once upon a time" + CUT_MARK, "mia: go on"
+        )
 
 
 @pytest.mark.asyncio
 async def test_a_member_who_did_not_ask_is_refused_privately_and_the_stream_goes_on(
-    tmp_path: Path, fake_gpts: FakeGpts
+    tmp_path: Path, fake_gpts: FakeGpts, gate: Gate
 ) -> None:
     async with world(tmp_path, fake_gpts) as w:
         other = w.fake.make_user("nia")
         w.fake.add_member(w.guild_id, other, permissions=MEMBER_PERMISSIONS)
-        gate = Gate()
-        fake_gpts.enqueue(gate)
         await w.fake.user_says(w.channel_id, w.member, "count", mention_bot=True)
         gate.send("one")
         streaming = await showing(w, w.channel_id, "one")
@@ -144,11 +142,9 @@ async def test_retry_of_an_answer_and_of_an_error_line_asks_again_in_a_new_messa
         ]
         await w.fake.user_says(dm, w.member, "and Italy?")
         await showing(w, dm, "echo: and Italy?")
-        assert fake_gpts.requests[-1].messages == [
-            {"role": "user", "content": "capital of France?"},
-            {"role": "assistant", "content": "Paris."},
-            {"role": "user", "content": "and Italy?"},
-        ]
+        assert fake_gpts.requests[-1].messages == alternating(
+            "capital of France?", "Paris.", "and Italy?"
+        )
 
 
 @pytest.mark.asyncio

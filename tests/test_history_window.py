@@ -18,6 +18,7 @@ from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts, Reply
 from fakes.recording import RecordingChannel
 from storage import Exchange, MessageStatus, NewMessage
+from tests.helpers import alternating
 
 DM = Scope("test", "dm")
 ALICE = Author("1", "Alice")
@@ -146,11 +147,7 @@ async def test_unanswered_messages_stay_stored_but_never_go_upstream(
         ("user", "complete"),
         ("assistant", "complete"),
     ]
-    assert fake_gpts.requests[-1].messages == [
-        {"role": "user", "content": "cut me off"},
-        {"role": "assistant", "content": "Half " + CUT_MARK},
-        {"role": "user", "content": "last"},
-    ]
+    assert fake_gpts.requests[-1].messages == alternating("cut me off", "Half " + CUT_MARK, "last")
 
 
 @pytest.mark.asyncio
@@ -166,10 +163,6 @@ async def test_pairs_keep_question_order_whatever_order_rows_were_written(
         await repo.add_message(conversation, NewMessage("assistant", "answer two", answers_id=two))
         await repo.add_message(conversation, NewMessage("assistant", "answer one", answers_id=one))
         await say(app, "three")
-    assert fake_gpts.requests[-1].messages == [
-        {"role": "user", "content": "one"},
-        {"role": "assistant", "content": "answer one"},
-        {"role": "user", "content": "two"},
-        {"role": "assistant", "content": "answer two"},
-        {"role": "user", "content": "three"},
-    ]
+    assert fake_gpts.requests[-1].messages == alternating(
+        "one", "answer one", "two", "answer two", "three"
+    )

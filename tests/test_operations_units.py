@@ -28,6 +28,7 @@ from core.turns import Author, Scope, Turn
 from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts, Reply
 from fakes.recording import RecordingChannel
+from tests.helpers import sqlite_config
 from tests.test_discord import EDIT_MESSAGE, POST_MESSAGE, world
 
 
@@ -115,13 +116,7 @@ def test_telegram_methods_never_carry_the_token_or_a_path() -> None:
 async def test_a_refused_turn_is_counted_without_an_active_stream(
     fake_gpts: FakeGpts, tmp_path: Path
 ) -> None:
-    config = parse_config(
-        {
-            "gpts": {"base_url": fake_gpts.base_url, "default_gpt": "g-B3hgivKK9"},
-            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
-        },
-        {},
-    )
+    config = sqlite_config(fake_gpts, tmp_path / "bot.db")
     platform = "units"
     before = value("gptsbot_turns_total", platform=platform, outcome="refused")
     db_before = value("gptsbot_db_seconds_count")

@@ -27,14 +27,14 @@ from fakes.gpts import FakeGpts, Reply
 from fakes.recording import RecordingChannel
 from storage import QuotaUse
 
+GROUP = Scope("test", "group")
+TOPIC = Scope("test", "group", "topic")
+DM = Scope("test", "dm-ann")
 NOON = datetime(2025, 12, 31, 12, 0, 30, tzinfo=UTC)
 ANN = Author("1", "Ann")
 BOB = Author("2", "Bob")
 ADMIN = Author("9", "Ada", is_admin=True)
-OWNER = Author("42", "Olga")
-GROUP = Scope("test", "group")
-TOPIC = Scope("test", "group", "topic")
-DM = Scope("test", "dm-ann")
+OWNER = Author("42", "Olga")  # the bot's owner, in [access] owners
 
 
 def test_windows_are_utc_day_month_and_the_last_minute() -> None:
@@ -146,23 +146,21 @@ async def test_a_turn_over_the_minute_is_refused_stored_and_not_sent(
     fake_gpts: FakeGpts, tmp_path: Path
 ) -> None:
     async with running(fake_gpts, tmp_path, turns_per_user_per_minute=2) as app:
-        await limited_by_the_minute(app, fake_gpts)
-
-
-async def limited_by_the_minute(app: App, fake_gpts: FakeGpts) -> None:
-    assert await say(app, ANN, "one") == ["echo: Ann: one"]
-    assert await say(app, ANN, "two") == ["echo: Ann: two"]
-    (line,) = await say(app, ANN, "three")
-    assert line.startswith("⏳ You reached your limit of messages per minute (2). Try again in ")
-    assert len(fake_gpts.requests) == 2
-    assert (await stored(app, GROUP))[-1] == ("user", "three", "refused")
-    # Someone else, and the owner, still get answers; the owner is never limited.
-    assert await say(app, BOB, "hi") == ["echo: Bob: hi"]
-    for i in range(3):
-        assert await say(app, OWNER, f"o{i}") == [f"echo: Olga: o{i}"]
-    # A minute later (the service's clock moved on) Ann may write again.
-    app.service.quotas.now = lambda: datetime.now(UTC) + timedelta(seconds=61)
-    assert await say(app, ANN, "four") == ["echo: Ann: four"]
+        assert await say(app, ANN, "one") == ["echo: Ann: one"]
+        assert await say(app, ANN, "two") == ["echo: Ann: two"]
+        (line,) = await say(app, ANN, "three")
+        assert line.startswith(
+            "⏳ You reached your limit of messages per minute (2). Try again in "
+        )
+        assert len(fake_gpts.requests) == 2
+        assert (await stored(app, GROUP))[-1] == ("user", "three", "refused")
+        # Someone else, and the owner, still get answers; the owner is never limited.
+        assert await say(app, BOB, "hi") == ["echo: Bob: hi"]
+        for i in range(3):
+            assert await say(app, OWNER, f"o{i}") == [f"echo: Olga: o{i}"]
+        # A minute later (the service's clock moved on) Ann may write again.
+        app.service.quotas.now = lambda: datetime.now(UTC) + timedelta(seconds=61)
+        assert await say(app, ANN, "four") == ["echo: Ann: four"]
 
 
 @pytest.mark.asyncio
@@ -170,28 +168,24 @@ async def test_daily_tokens_count_the_endpoints_figures_or_an_estimate(
     fake_gpts: FakeGpts, tmp_path: Path
 ) -> None:
     async with running(fake_gpts, tmp_path, tokens_per_user_per_day=40) as app:
-        await limited_by_the_day(app, fake_gpts)
-
-
-async def limited_by_the_day(app: App, fake_gpts: FakeGpts) -> None:
-    usage = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
-    fake_gpts.enqueue(Reply("counted", usage=usage))
-    assert await say(app, ANN, "first") == ["counted"]
-    # No counts from the endpoint: an estimate, of what was sent and what was answered.
-    assert await say(app, ANN, "second") == ["echo: Ann: second"]
-    (line,) = await say(app, ANN, "third")
-    assert "limit of 40 tokens a day" in line and "00:00 UTC" in line
-    assert len(fake_gpts.requests) == 2
-    report = await app.repo.usage(
-        GROUP,
-        ANN.id,
-        day_since=Windows.around(datetime.now(UTC)).day_start,
-        month_since=Windows.around(datetime.now(UTC)).month_start,
-    )
-    assert report.own.turns_today == 2 and report.own.estimated
-    # Sent: the history ("Ann: first", "counted") and "Ann: second", 28 characters, 7 tokens;
-    # answered: "echo: Ann: second", 17 characters, 5 tokens.
-    assert report.own.tokens_today == 30 + 7 + 5
+        usage = {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
+        fake_gpts.enqueue(Reply("counted", usage=usage))
+        assert await say(app, ANN, "first") == ["counted"]
+        # No counts from the endpoint: an estimate, of what was sent and what was answered.
+        assert await say(app, ANN, "second") == ["echo: Ann: second"]
+        (line,) = await say(app, ANN, "third")
+        assert "limit of 40 tokens a day" in line and "00:00 UTC" in line
+        assert len(fake_gpts.requests) == 2
+        report = await app.repo.usage(
+            GROUP,
+            ANN.id,
+            day_since=Windows.around(datetime.now(UTC)).day_start,
+            month_since=Windows.around(datetime.now(UTC)).month_start,
+        )
+        assert report.own.turns_today == 2 and report.own.estimated
+        # Sent: the history ("Ann: first", "counted") and "Ann: second", 28 characters, 7 tokens;
+        # answered: "echo: Ann: second", 17 characters, 5 tokens.
+        assert report.own.tokens_today == 30 + 7 + 5
 
 
 async def usage(app: App, author: Author, scope: Scope = GROUP) -> commands.Reply:

@@ -142,10 +142,8 @@ async def test_many_turns_from_two_processes_run_one_at_a_time_each_seeing_the_l
 
 @pytest.mark.asyncio
 async def test_a_start_leaves_alone_what_another_process_is_streaming(
-    fake_gpts: FakeGpts, pg_url: str
+    fake_gpts: FakeGpts, gate: Gate, pg_url: str
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     config = make_config(fake_gpts, pg_url)
     async with open_app(config) as live:
         _, task = ask(live, "a long story")

@@ -35,7 +35,7 @@ from storage import (
 from storage.engine import head_revision
 from storage.models import Base, UTCDateTime
 from tests.databases import rows, scalar
-from tests.sql_probes import captured_sql, raw
+from tests.sql_probes import captured_sql, query_plans, raw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"scopes", "conversations", "messages", "bindings"}
@@ -78,21 +78,11 @@ async def add_numbered(repository: Repository, conversation_id: int, count: int)
 
 
 async def bind(
-    repository: Repository,
-    scope: ScopeKey,
-    gpt_id: str,
-    group_id: str | None = None,
-    *,
-    bound_by_id: str | None = None,
-    bound_by_name: str | None = None,
+    repository: Repository, scope: ScopeKey, gpt_id: str, group_id: str | None = None, **by: str
 ) -> BindingRecord:
-    return await repository.set_binding(
-        scope,
-        gpt_id=gpt_id,
-        group_id=group_id,
-        bound_by_id=bound_by_id,
-        bound_by_name=bound_by_name,
-    )
+    """`set_binding` with no group and no binder unless given (`bound_by_id`, `bound_by_name`)."""
+    by = {"bound_by_id": None, "bound_by_name": None, **by}
+    return await repository.set_binding(scope, gpt_id=gpt_id, group_id=group_id, **by)
 
 
 # -- schema and migrations ---------------------------------------------------------------------
@@ -334,12 +324,7 @@ async def test_history_query_is_an_index_seek_not_a_scan(
         await repo.current_conversation(scope)
 
     assert len(statements) == 2  # one round trip each
-    with raw(db_path) as connection:
-        plans = [
-            " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-            for sql, params in statements
-        ]
-    history_plan, current_plan = plans
+    history_plan, current_plan = query_plans(db_path, statements)
     assert "USING COVERING INDEX ix_messages_conversation_id_id" in history_plan or (
         "USING INDEX ix_messages_conversation_id_id" in history_plan
     ), history_plan

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from storage import NewMessage, Repository, ScopeKey
-from tests.sql_probes import captured_sql, raw
+from tests.sql_probes import captured_sql, query_plans
 
 
 @pytest.fixture
@@ -67,12 +67,8 @@ async def test_the_window_and_the_start_up_sweep_are_index_seeks(
         await repo.exchanges(conversation_id, limit=2)
         await repo.interrupt_streaming("telegram")
 
-    with raw(db_path) as connection:
-        plans = [
-            " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-            for sql, params in statements[:3]  # the window, the sweep's two SELECTs
-        ]
-    window_plan, sweep_plan, rows_plan = plans
+    # The window, the sweep's two SELECTs.
+    window_plan, sweep_plan, rows_plan = query_plans(db_path, statements[:3])
     assert "ix_messages_conversation_id_id" in window_plan, window_plan
     assert "ix_messages_answers_id" in window_plan, window_plan
     assert "TEMP B-TREE" not in window_plan, window_plan

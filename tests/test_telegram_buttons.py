@@ -5,12 +5,10 @@ queries; the real core answers from a SQLite file, the fake GPTs endpoint stream
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from bots.telegram_adapter.adapter import TelegramAdapter
 from core import i18n
@@ -18,37 +16,20 @@ from core.history import CUT_MARK
 from core.turns import Scope
 from fakes.gpts import Fail, FakeGpts, Gate, Reply
 from fakes.telegram import FakeTelegram
+from tests import test_telegram
+from tests.helpers import alternating
 from tests.test_telegram import WAIT_S, Json, answer_to, make_config, running, wait_answer
 
+# test_telegram.py's fixtures, found here by name: the same bot, people and chats.
+bot, ann, bob, dm, group = (
+    test_telegram.bot,
+    test_telegram.ann,
+    test_telegram.bob,
+    test_telegram.dm,
+    test_telegram.group,
+)
+
 STOPPED = i18n.STOPPED("en")
-
-
-@pytest_asyncio.fixture
-async def bot(
-    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
-) -> AsyncIterator[TelegramAdapter]:
-    async with running(make_config(tmp_path, tg, fake_gpts)) as adapter:
-        yield adapter
-
-
-@pytest.fixture
-def ann(tg: FakeTelegram) -> Json:
-    return tg.user(10, "Ann")
-
-
-@pytest.fixture
-def bob(tg: FakeTelegram) -> Json:
-    return tg.user(11, "Bob")
-
-
-@pytest.fixture
-def dm(tg: FakeTelegram, ann: Json) -> Json:
-    return tg.private_chat(ann)
-
-
-@pytest.fixture
-def group(tg: FakeTelegram) -> Json:
-    return tg.group(-1001, "Team")
 
 
 def buttons(message: Json) -> list[tuple[str, str]]:
@@ -76,10 +57,8 @@ async def statuses(adapter: TelegramAdapter, chat: Json) -> list[tuple[str, str]
 
 @pytest.mark.asyncio
 async def test_stop_closes_the_upstream_connection_and_keeps_the_text(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, group: Json
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, gate: Gate, ann: Json, group: Json
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     asked = tg.user_message(group, ann, f"@{tg.username} tell me a story")
     gate.send("Once upon a time")
     streaming = await showing(tg, asked, "Once upon a time")
@@ -99,11 +78,9 @@ async def test_stop_closes_the_upstream_connection_and_keeps_the_text(
     assert (await tg.wait_query_answer(late))["text"] == i18n.ANSWER_ENDED("en")
     # The next turn carries the stopped answer, marked as cut.
     await wait_answer(tg, tg.user_message(group, ann, f"@{tg.username} go on"), "echo: Ann: go on")
-    assert fake_gpts.requests[-1].messages[-3:] == [
-        {"role": "user", "content": "Ann: tell me a story"},
-        {"role": "assistant", "content": "Once upon a time" + CUT_MARK},
-        {"role": "user", "content": "Ann: go on"},
-    ]
+    assert fake_gpts.requests[-1].messages[-3:] == alternating(
+        "Ann: tell me a story", "Once upon a time" + CUT_MARK, "Ann: go on"
+    )
 
 
 @pytest.mark.asyncio
@@ -111,12 +88,11 @@ async def test_a_member_who_did_not_ask_is_refused_privately_and_the_stream_goes
     bot: TelegramAdapter,
     tg: FakeTelegram,
     fake_gpts: FakeGpts,
+    gate: Gate,
     ann: Json,
     bob: Json,
     group: Json,
 ) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
     asked = tg.user_message(group, ann, f"@{tg.username} count")
     gate.send("one")
     streaming = await showing(tg, asked, "one")
@@ -169,11 +145,9 @@ async def test_retry_of_an_answer_and_of_an_error_line_asks_again_in_a_new_messa
         ("Paris.", "complete"),
     ]
     await wait_answer(tg, tg.user_message(dm, ann, "and Italy?"), "echo: and Italy?")
-    assert fake_gpts.requests[-1].messages == [
-        {"role": "user", "content": "capital of France?"},
-        {"role": "assistant", "content": "Paris."},
-        {"role": "user", "content": "and Italy?"},
-    ]
+    assert fake_gpts.requests[-1].messages == alternating(
+        "capital of France?", "Paris.", "and Italy?"
+    )
 
 
 @pytest.mark.asyncio

@@ -1,4 +1,4 @@
-"""The Telegram adapter: polling, who gets answered, commands, binding rights, answers."""
+"""The Telegram adapter: updates, who gets answered, commands, binding rights, answers."""
 
 from __future__ import annotations
 
@@ -85,9 +85,9 @@ class _WithoutRefusedToken(logging.Filter):
 
 
 class TelegramAdapter:
-    """Polls the Bot API until cancelled. Tests may inject the `clock` the budgets and replies
-    pace with, shorten `typing_every_s`, `draft_refresh_s` and `shutdown_grace_s`, and set
-    `reraise_unexpected`."""
+    """Takes updates (polled, or posted to its webhook) until cancelled. Tests may inject the
+    `clock` the budgets and replies pace with, shorten `typing_every_s`, `draft_refresh_s` and
+    `shutdown_grace_s`, and set `reraise_unexpected`."""
 
     name = PLATFORM
 

@@ -60,9 +60,7 @@ class WebhookServer:
         site = web.TCPSite(self._runner, self._host, self.port)
         await site.start()
         if self.port == 0:  # a free port was asked for: which one it got
-            server = site._server
-            assert server is not None
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            self.port = int(self._runner.addresses[0][1])
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -79,13 +79,15 @@ def load_adapters(
 
 
 def token_variables(platforms: Sequence[Platform] | None = None) -> list[str]:
-    """The environment variables that switch a platform on (its secrets), for the message
-    `gptsbot run` gives when none is set."""
+    """The environment variables that switch a platform on (the secret of its `token` key; its
+    other secrets, e.g. a webhook's, don't), for the message `gptsbot run` gives when none is
+    set."""
     return [
         variable
         for platform in (installed_platforms() if platforms is None else platforms)
         if platform.create_adapter is not None and platform.settings is not None
-        for variable in secret_variables(platform.settings).values()
+        for key, variable in secret_variables(platform.settings).items()
+        if key == "token"
     ]
 
 

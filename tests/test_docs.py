@@ -27,6 +27,7 @@ def test_the_first_run_variables_are_there() -> None:
         "GPTS_BASE_URL",
         "GPTS_DEFAULT_GPT",
         "TELEGRAM_BOT_TOKEN",
+        "TELEGRAM_WEBHOOK_SECRET",
         "DISCORD_BOT_TOKEN",
         # For services and containers, which run without a config file.
         "GPTSBOT_DATABASE_URL",

@@ -1,6 +1,6 @@
 """Telegram: private chats, groups and forum topics; answers streamed in place (PTB 22).
 
-    getUpdates (long poll) → MessageHandler → command, or a Turn for the core
+    getUpdates (long poll) or a webhook → MessageHandler → command, or a Turn for the core
     Turn → ConversationService.answer → StreamingReply → MessageChannel / DraftChannel → Bot API
 
 Who is answered: every text in a private chat; in groups a message that mentions the bot, a reply

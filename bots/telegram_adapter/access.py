@@ -135,3 +135,9 @@ def with_table(reply: commands.Reply) -> tuple[str, list[MessageEntity]]:
     head = reply.text + "\n\n"
     block = aligned(reply.table)
     return head + block, [MessageEntity(MessageEntity.PRE, utf16_units(head), utf16_units(block))]
+
+
+async def is_chat_admin(bot: ExtBot[Any], chat_id: int, user_id: int) -> bool:
+    # Asked at command (or press) time, never cached: admins come and go.
+    member = await bot.get_chat_member(chat_id, user_id)
+    return member.status in {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}

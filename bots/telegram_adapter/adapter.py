@@ -1,4 +1,4 @@
-"""The Telegram adapter: polling, who gets answered, commands, binding rights, answers."""
+"""The Telegram adapter: updates, who gets answered, commands, binding rights, answers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import partial
 from typing import Any
 
-from telegram import BotCommand, Message, MessageEntity, ReplyParameters, Update
-from telegram.constants import ChatAction, ChatMemberStatus, ChatType, FloodLimit
+from telegram import Message, MessageEntity, ReplyParameters, Update
+from telegram.constants import ChatAction, ChatType, FloodLimit
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
@@ -23,7 +23,7 @@ from telegram.ext import (
 )
 
 from bots.telegram_adapter import text as say
-from bots.telegram_adapter.access import TelegramAccess
+from bots.telegram_adapter.access import TelegramAccess, is_chat_admin
 from bots.telegram_adapter.buttons import Presses, retry_target
 from bots.telegram_adapter.channels import (
     DRAFT_REFRESH_S,
@@ -43,9 +43,11 @@ from bots.telegram_adapter.text import (
     has_chinese,
     is_reply_to,
     parse_command,
+    register_commands,
     scope_of,
     without_spans,
 )
+from bots.telegram_adapter.webhook import WebhookServer, receiving
 from core import commands, i18n
 from core.config import Config
 from core.conversation import ConversationService
@@ -60,7 +62,6 @@ from storage import InterruptedAnswer
 logger = logging.getLogger(__name__)
 
 GROUP_MESSAGES_PER_MINUTE = FloodLimit.MESSAGES_PER_MINUTE_PER_GROUP
-POLL_TIMEOUT_S = 10
 TYPING_EVERY_S = 4.0  # Telegram shows a chat action for 5 s
 CONNECTION_POOL_SIZE = 512  # hundreds of answers may stream at once
 POOL_TIMEOUT_S = 30.0
@@ -84,9 +85,9 @@ class _WithoutRefusedToken(logging.Filter):
 
 
 class TelegramAdapter:
-    """Polls the Bot API until cancelled. Tests may inject the `clock` the budgets and replies
-    pace with, shorten `typing_every_s`, `draft_refresh_s` and `shutdown_grace_s`, and set
-    `reraise_unexpected`."""
+    """Takes updates (polled, or posted to its webhook) until cancelled. Tests may inject the
+    `clock` the budgets and replies pace with, shorten `typing_every_s`, `draft_refresh_s` and
+    `shutdown_grace_s`, and set `reraise_unexpected`."""
 
     name = PLATFORM
 
@@ -122,6 +123,7 @@ class TelegramAdapter:
         )
         self._answers: set[asyncio.Task[None]] = set()
         self._bot: ExtBot[Any] | None = None  # while polling
+        self.webhook: WebhookServer | None = None  # in webhook mode: the server, once up
         self._refused = asyncio.Event()  # a Bot API call answered 401: the token was revoked
         self.presses = Presses(self)
 
@@ -183,38 +185,23 @@ class TelegramAdapter:
     async def _serve(self, application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         async with application:
             bot = application.bot
-            await self._register_commands(bot)
-            updater = application.updater
-            assert updater is not None
-            await updater.start_polling(
-                timeout=POLL_TIMEOUT_S, allowed_updates=["message", "callback_query"]
-            )
-            await application.start()
-            logger.info("Telegram bot @%s (id %s) is polling", bot.username, bot.id)
-            self._bot = bot
-            self.ready.set()
+            await register_commands(bot, self.config.bot.language)
             try:
-                await self._refused.wait()  # until cancelled, or a call answers 401
-                logger.debug("the Bot API refused the token: stopping")
+                async with receiving(application, self.settings) as self.webhook:
+                    await application.start()
+                    how = f"on port {self.webhook.port}" if self.webhook else "by polling"
+                    logger.info(
+                        "Telegram bot @%s (id %s) takes updates %s", bot.username, bot.id, how
+                    )
+                    self._bot = bot
+                    self.ready.set()
+                    await self._refused.wait()  # until cancelled, or a call answers 401
+                    logger.debug("the Bot API refused the token: stopping")
             finally:
                 self.ready.clear()
-                with contextlib.suppress(InvalidToken):  # it ended polling
-                    await updater.stop()
                 await application.stop()
                 await self._drain_answers()
                 logger.info("Telegram bot @%s stopped", bot.username)
-
-    async def _register_commands(self, bot: ExtBot[Any]) -> None:
-        """The command menu for everyone, and again for Chinese apps (Telegram picks the list by
-        the app's language). A fixed `[bot] language` writes both lists in that language, which
-        also replaces a Chinese list an earlier run registered."""
-        setting = self.config.bot.language
-        for language, code in (
-            (language_for(None, setting), None),
-            (language_for("zh", setting), "zh"),
-        ):
-            menu = [BotCommand(name, text(language)) for name, text in commands.top_level()]
-            await bot.set_my_commands(menu, language_code=code)
 
     def _language(self, message: Message) -> Language:
         """The language to speak to the sender in: their Telegram app's language; for a message
@@ -342,14 +329,8 @@ class TelegramAdapter:
             return Author(str(chat.id), chat.effective_name or "Unknown")
         is_admin = False
         if check_admin and chat.type != ChatType.PRIVATE:
-            is_admin = await self.is_chat_admin(bot, chat.id, user.id)
+            is_admin = await is_chat_admin(bot, chat.id, user.id)
         return Author(str(user.id), user.full_name, is_admin=is_admin)
-
-    @staticmethod
-    async def is_chat_admin(bot: ExtBot[Any], chat_id: int, user_id: int) -> bool:
-        # Asked at command (or press) time, never cached: admins come and go.
-        member = await bot.get_chat_member(chat_id, user_id)
-        return member.status in {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
 
     async def _say(
         self,

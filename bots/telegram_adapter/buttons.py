@@ -17,6 +17,7 @@ from telegram.constants import ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes, ExtBot
 
+from bots.telegram_adapter.access import is_chat_admin
 from bots.telegram_adapter.channels import Target
 from bots.telegram_adapter.settings import NAME as PLATFORM
 from core import commands, i18n
@@ -97,7 +98,7 @@ class Presses:
         if refusal is not None:
             await query.answer(refusal)
             return
-        is_admin = not is_private and await adapter.is_chat_admin(bot, chat.id, user.id)
+        is_admin = not is_private and await is_chat_admin(bot, chat.id, user.id)
         author = Author(str(user.id), user.full_name, is_admin=is_admin)
         # The chat is enough: the core finds the answer's own scope (its topic) by the answer's
         # id, and checks that the press came from its chat.

@@ -1,6 +1,6 @@
 """Reading what users write (commands, mentions in UTF-16 offsets, the topic and chat a message
-is in) and the one sentence only Telegram says (the others are the core's, in `core.i18n`).
-Answers are rendered in `rendering`."""
+is in), the command menu, and the one sentence only Telegram says (the others are the core's, in
+`core.i18n`). Answers are rendered in `rendering`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from telegram import Message, MessageEntity
+from telegram import Bot, BotCommand, Message, MessageEntity
 from telegram.constants import MessageEntityType, MessageLimit
 
 from bots.telegram_adapter.settings import NAME as PLATFORM
-from core.i18n import Text
+from core import commands
+from core.i18n import LanguageSetting, Text, language_for
 from core.turns import Scope
 
 MAX_TEXT_UNITS = MessageLimit.MAX_TEXT_LENGTH
@@ -116,3 +117,15 @@ EMPTY_MENTION = Text(
     "Ask me something after the mention, e.g. @{username} what can you do?",
     "请在 @ 我之后写上问题，例如：@{username} 你能做什么？",
 )
+
+
+async def register_commands(bot: Bot, setting: LanguageSetting) -> None:
+    """The command menu for everyone, and again for Chinese apps (Telegram picks the list by
+    the app's language). A fixed `[bot] language` writes both lists in that language, which
+    also replaces a Chinese list an earlier run registered."""
+    for language, code in (
+        (language_for(None, setting), None),
+        (language_for("zh", setting), "zh"),
+    ):
+        menu = [BotCommand(name, text(language)) for name, text in commands.top_level()]
+        await bot.set_my_commands(menu, language_code=code)

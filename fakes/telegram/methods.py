@@ -50,6 +50,7 @@ class BotApi:
         self._changed = asyncio.Event()
         self._closing = False
         self.revoked = False  # the token was revoked (server.py's `revoke_token`)
+        self.webhook: dict[str, Any] | None = None  # setWebhook's parameters, until deleteWebhook
 
     @property
     def bot_id(self) -> int:
@@ -154,6 +155,21 @@ class BotApi:
         return self.bot
 
     async def _api_deletewebhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = None
+        return True
+
+    async def _api_setwebhook(self, params: dict[str, Any]) -> Any:
+        url = str(params.get("url") or "")
+        if not url.startswith("https://"):
+            raise Refused(
+                Fault(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+            )
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise Refused(Fault(400, "Bad Request: secret token contains unallowed characters"))
+        self.webhook = dict(params)
+        if "allowed_updates" in params:
+            self.allowed_updates = set(params["allowed_updates"]) or None
         return True
 
     async def _api_setmycommands(self, params: dict[str, Any]) -> Any:
@@ -172,6 +188,12 @@ class BotApi:
         return True
 
     async def _api_getupdates(self, params: dict[str, Any]) -> Any:
+        if self.webhook is not None:
+            problem = (
+                "can't use getUpdates method while webhook is active;"
+                " use deleteWebhook to delete the webhook first"
+            )
+            raise Refused(Fault(409, f"Conflict: {problem}"))
         offset = int(params.get("offset") or 0)
         timeout = float(params.get("timeout") or 0)
         limit = int(params.get("limit") or 100)

@@ -16,7 +16,9 @@ makes the next call(s) of a method fail; `set_member(chat, user, status)` decide
 `getChatMember` says; `deliver_again(update_id)` serves an update a second time;
 `revoke_token()` does what BotFather's /revoke does: from then on every call (a long poll
 already waiting included) answers 401 Unauthorized; `press(message, user, data)` presses an
-inline keyboard button (a callback query the bot must answer with `answerCallbackQuery`). Every
+inline keyboard button (a callback query the bot must answer with `answerCallbackQuery`);
+`webhook` holds what setWebhook was given (getUpdates then answers 409 Conflict, as Telegram
+does), and `update(update_id)` is the update a webhook would be posted. Every
 call is recorded in
 `calls` with the time it arrived on the fake's own clock (`time.monotonic()`), so tests measure
 pacing where Telegram would.
@@ -168,6 +170,10 @@ class FakeTelegram(LocalServer, BotApi):
         webhook is retried."""
         self._again.append(self._sent[update_id])
         self._notify()
+
+    def update(self, update_id: int) -> dict[str, Any]:
+        """The update as Telegram sends it (what a webhook gets posted)."""
+        return self._sent[update_id]
 
     def update_id_of(self, message: dict[str, Any]) -> int:
         """The id of the update that brought `message` (from `user_message`)."""

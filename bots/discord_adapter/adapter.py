@@ -24,9 +24,9 @@ from bots.discord_adapter.access import DiscordAccess
 from bots.discord_adapter.buttons import Presses
 from bots.discord_adapter.calls import call_trace
 from bots.discord_adapter.connection import REFUSED, intents, point_at_api
+from bots.discord_adapter.messages import answer_message
 from bots.discord_adapter.replies import (
     NO_PINGS,
-    ChannelReplies,
     InteractionReplies,
     is_bot_refused,
     settle_interrupted,
@@ -34,7 +34,7 @@ from bots.discord_adapter.replies import (
 from bots.discord_adapter.settings import NAME as PLATFORM
 from bots.discord_adapter.settings import DiscordConfig
 from bots.discord_adapter.tables import as_embed
-from bots.discord_adapter.text import CommandTranslator, quote_prompt, turn_text
+from bots.discord_adapter.text import CommandTranslator, quote_prompt
 from core import commands, i18n
 from core.config import Config
 from core.conversation import ConversationService
@@ -42,7 +42,7 @@ from core.i18n import Language, language_for
 from core.pacing import make_budgets
 from core.platform import Clock, PlatformRefused, ReplyChannel, SystemClock
 from core.redaction import Redact, filtered
-from core.streaming import StreamingReply, typing_until_first_message
+from core.streaming import StreamingReply
 from core.tables import Table
 from core.turns import Author, Scope, Turn
 from storage import InterruptedAnswer
@@ -53,8 +53,6 @@ logger = logging.getLogger(__name__)
 CHANNEL_WINDOW_S = 5.0
 # An interaction token lives 15 minutes; stop relying on it a minute before.
 INTERACTION_WINDOW_S = 14 * 60.0
-# A typing indicator shows for about 10 s per call.
-TYPING_REFRESH_S = 8.0
 # on_ready fires this long after the last GUILD_CREATE (discord.py's default is 2 s).
 GUILD_READY_TIMEOUT_S = 2.0
 # discord.py sleeps through shorter 429s itself; longer ones come back to the core's pacing.
@@ -106,7 +104,7 @@ class _Client(discord.Client):
         adapter = self.adapter
         language = adapter._message_language(message)
         await adapter._guarded(
-            adapter._on_message(self, message, language), language, message=message
+            answer_message(adapter, self, message, language), language, message=message
         )
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
@@ -361,70 +359,6 @@ class DiscordAdapter:
             indicator=self.config.bot.streaming_indicator,
             clock=self._clock,
         )
-
-    # -- messages -------------------------------------------------------------------------------
-
-    async def _on_message(
-        self, client: _Client, message: discord.Message, language: Language
-    ) -> None:
-        me = client.user
-        if me is None or message.author.bot or message.webhook_id is not None:
-            return
-        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
-            return
-        guild = message.guild
-        if guild is not None and not self._addresses_bot(message, me.id):
-            return
-        bot_role = guild.self_role if guild is not None else None
-        text = turn_text(
-            message.content,
-            me.id,
-            bot_role_id=bot_role.id if bot_role is not None else None,
-            user_names={user.id: user.display_name for user in message.mentions},
-            role_names={role.id: role.name for role in message.role_mentions},
-        )
-        if not text:
-            return  # an empty mention, or content withheld without the message-content intent
-        channel: Any = message.channel
-        if guild is not None and not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
-            channel = await client.fetch_channel(message.channel.id)  # a thread not yet cached
-        scope, is_private = self._scope(channel, message.channel.id, guild.id if guild else None)
-        if not await self.access.admits_message(client, message, scope, is_private, language):
-            return
-        author = Author(str(message.author.id), message.author.display_name)
-        turn = Turn(
-            scope,
-            author,
-            text,
-            is_private,
-            message_id=str(message.id),
-            language=language,
-            update_id=str(message.id),  # snowflakes are unique across Discord
-        )
-        target = client.get_partial_messageable(
-            message.channel.id, guild_id=guild.id if guild else None
-        )
-        replies = ChannelReplies(target, reply_to=message, language=language)
-        reply = self._streaming_reply(replies, target.id)
-        async with typing_until_first_message(
-            reply, target.typing, self.global_budget, TYPING_REFRESH_S
-        ):
-            await self.service.answer(turn, reply)
-
-    @staticmethod
-    def _addresses_bot(message: discord.Message, bot_id: int) -> bool:
-        """A guild message is a turn when it @mentions the bot (or its role) or replies to it."""
-        if any(user.id == bot_id for user in message.mentions):
-            return True
-        guild = message.guild
-        bot_role = guild.self_role if guild is not None else None
-        if bot_role is not None and bot_role.id in message.raw_role_mentions:
-            return True
-        reference = message.reference
-        if reference is None:
-            return False
-        replied = reference.resolved or reference.cached_message
-        return isinstance(replied, discord.Message) and replied.author.id == bot_id
 
     # -- slash commands: the core's registry, translated by `commands.install` ----------------
 

@@ -90,6 +90,7 @@ class Gateway(DiscordState):
             if data.get("token") != self.token or self.revoked:
                 await self._close(conn, CLOSE_AUTHENTICATION_FAILED, b"Authentication failed.")
                 return
+            conn.shard = self._session_shards.get(str(data.get("session_id")), (0, 1))
             await self._send_dispatch(conn, "RESUMED", {})
             conn.ready = True
 
@@ -109,11 +110,13 @@ class Gateway(DiscordState):
     async def _send_ready(self, conn: GatewayConnection) -> None:
         """READY and a GUILD_CREATE for each guild of the connection's shard."""
         guilds = [g for g in self.guilds.values() if conn.has_guild(int(g["id"]))]
+        session_id = secrets.token_hex(16)
+        self._session_shards[session_id] = conn.shard  # a RESUME names the session only
         ready = {
             "v": 10,
             "user": self.bot,
             "guilds": [{"id": g["id"], "unavailable": True} for g in guilds],
-            "session_id": secrets.token_hex(16),
+            "session_id": session_id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.app_id), "flags": 0},
             "shard": list(conn.shard),

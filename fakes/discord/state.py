@@ -65,6 +65,7 @@ class DiscordState(LocalServer):
         self.dm_channels: dict[int, dict[str, Any]] = {}  # user id -> DM channel
         self.connections: list[GatewayConnection] = []
         self.identifies: list[dict[str, Any]] = []
+        self._session_shards: dict[str, tuple[int, int]] = {}  # session id -> its shard
         self.closed_codes: list[int] = []
         self._failures: list[Failure] = []
         self._seq = 0

@@ -68,6 +68,12 @@ def test_defaults_and_secret_overrides_from_the_environment() -> None:
         ({"access": {"owners": ["42"]}}, "access.owners"),
         ({"telegram": {"edit_interval_s": "1"}}, "telegram.edit_interval_s"),
         ({"discord": {"channel_edits_per_5s": 0}}, "discord.channel_edits_per_5s"),
+        ({"discord": {"shard_count": -1}}, "discord.shard_count"),
+        ({"discord": {"shard_ids": [0]}}, "discord.shard_ids"),
+        ({"discord": {"shard_count": 2, "shard_ids": [2]}}, "discord.shard_ids"),
+        ({"discord": {"shard_count": 2, "shard_ids": [-1]}}, "discord.shard_ids"),
+        ({"discord": {"shard_count": 2, "shard_ids": [1, 1]}}, "discord.shard_ids"),
+        ({"discord": {"shard_count": 2, "shard_ids": ["1"]}}, "discord.shard_ids[0]"),
     ],
 )
 def test_bad_config_names_the_key(raw: dict[str, object], key: str) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import discord
@@ -20,21 +21,22 @@ import discord.http
 from discord import app_commands
 
 from bots.discord_adapter import commands as commands_module
+from bots.discord_adapter import interactions
 from bots.discord_adapter.access import DiscordAccess
 from bots.discord_adapter.buttons import Presses
 from bots.discord_adapter.calls import call_trace
 from bots.discord_adapter.connection import REFUSED, intents, point_at_api
+from bots.discord_adapter.messages import answer_message
 from bots.discord_adapter.replies import (
     NO_PINGS,
-    ChannelReplies,
-    InteractionReplies,
     is_bot_refused,
     settle_interrupted,
 )
 from bots.discord_adapter.settings import NAME as PLATFORM
 from bots.discord_adapter.settings import DiscordConfig
+from bots.discord_adapter.shards import ShardReadiness, shard_options
 from bots.discord_adapter.tables import as_embed
-from bots.discord_adapter.text import CommandTranslator, quote_prompt, turn_text
+from bots.discord_adapter.text import CommandTranslator
 from core import commands, i18n
 from core.config import Config
 from core.conversation import ConversationService
@@ -42,9 +44,9 @@ from core.i18n import Language, language_for
 from core.pacing import make_budgets
 from core.platform import Clock, PlatformRefused, ReplyChannel, SystemClock
 from core.redaction import Redact, filtered
-from core.streaming import StreamingReply, typing_until_first_message
+from core.streaming import StreamingReply
 from core.tables import Table
-from core.turns import Author, Scope, Turn
+from core.turns import Author, Scope
 from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
@@ -53,8 +55,6 @@ logger = logging.getLogger(__name__)
 CHANNEL_WINDOW_S = 5.0
 # An interaction token lives 15 minutes; stop relying on it a minute before.
 INTERACTION_WINDOW_S = 14 * 60.0
-# A typing indicator shows for about 10 s per call.
-TYPING_REFRESH_S = 8.0
 # on_ready fires this long after the last GUILD_CREATE (discord.py's default is 2 s).
 GUILD_READY_TIMEOUT_S = 2.0
 # discord.py sleeps through shorter 429s itself; longer ones come back to the core's pacing.
@@ -73,7 +73,7 @@ INTERACTION_TOKENS = (
 )
 
 
-class _Client(discord.Client):
+class _Client(discord.AutoShardedClient):
     def __init__(self, adapter: DiscordAdapter, intents: discord.Intents) -> None:
         super().__init__(
             intents=intents,
@@ -82,6 +82,7 @@ class _Client(discord.Client):
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
             chunk_guilds_at_startup=False,
             http_trace=call_trace(),
+            **shard_options(adapter.settings),
         )
         self.adapter = adapter
         self.tree = app_commands.CommandTree(
@@ -96,17 +97,20 @@ class _Client(discord.Client):
     async def on_ready(self) -> None:
         self.adapter._on_ready(self)
 
-    async def on_resumed(self) -> None:
-        self.adapter.ready.set()
+    async def on_shard_ready(self, shard_id: int) -> None:
+        self.adapter.shards.shard_ready(self, shard_id)
 
-    async def on_disconnect(self) -> None:
-        self.adapter.ready.clear()  # until discord.py reconnects: not ready (/readyz)
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self.adapter.shards.shard_ready(self, shard_id)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self.adapter.shards.shard_lost(shard_id)  # not ready (/readyz) until it reconnects
 
     async def on_message(self, message: discord.Message) -> None:
         adapter = self.adapter
         language = adapter._message_language(message)
         await adapter._guarded(
-            adapter._on_message(self, message, language), language, message=message
+            answer_message(adapter, self, message, language), language, message=message
         )
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
@@ -148,6 +152,7 @@ class DiscordAdapter:
         self.reraise_unexpected = False
         self.unexpected: list[BaseException] = []
         self.ready = asyncio.Event()
+        self.shards = ShardReadiness(self.ready)  # ready: every shard of this process is
         self.message_content = True
         self.client: _Client | None = None
         self._synced = False
@@ -196,14 +201,18 @@ class DiscordAdapter:
                         await self._stop_handlers()
                     finally:  # even when cancelled again during the grace period
                         await client.close()
-                        self.ready.clear()
+                        self.shards.reset()
         finally:
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
 
     async def _setup(self, client: _Client) -> None:
         default: Language = "zh" if self.config.bot.language == "zh" else "en"
         commands_module.install(
-            client.tree, self._run_command, self._suggest, default, self.settings.install
+            client.tree,
+            functools.partial(interactions.run_command, self),
+            functools.partial(interactions.suggest, self),
+            default,
+            self.settings.install,
         )
         await client.tree.set_translator(CommandTranslator(self.config.bot.language))
         if self._synced:
@@ -362,70 +371,6 @@ class DiscordAdapter:
             clock=self._clock,
         )
 
-    # -- messages -------------------------------------------------------------------------------
-
-    async def _on_message(
-        self, client: _Client, message: discord.Message, language: Language
-    ) -> None:
-        me = client.user
-        if me is None or message.author.bot or message.webhook_id is not None:
-            return
-        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
-            return
-        guild = message.guild
-        if guild is not None and not self._addresses_bot(message, me.id):
-            return
-        bot_role = guild.self_role if guild is not None else None
-        text = turn_text(
-            message.content,
-            me.id,
-            bot_role_id=bot_role.id if bot_role is not None else None,
-            user_names={user.id: user.display_name for user in message.mentions},
-            role_names={role.id: role.name for role in message.role_mentions},
-        )
-        if not text:
-            return  # an empty mention, or content withheld without the message-content intent
-        channel: Any = message.channel
-        if guild is not None and not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
-            channel = await client.fetch_channel(message.channel.id)  # a thread not yet cached
-        scope, is_private = self._scope(channel, message.channel.id, guild.id if guild else None)
-        if not await self.access.admits_message(client, message, scope, is_private, language):
-            return
-        author = Author(str(message.author.id), message.author.display_name)
-        turn = Turn(
-            scope,
-            author,
-            text,
-            is_private,
-            message_id=str(message.id),
-            language=language,
-            update_id=str(message.id),  # snowflakes are unique across Discord
-        )
-        target = client.get_partial_messageable(
-            message.channel.id, guild_id=guild.id if guild else None
-        )
-        replies = ChannelReplies(target, reply_to=message, language=language)
-        reply = self._streaming_reply(replies, target.id)
-        async with typing_until_first_message(
-            reply, target.typing, self.global_budget, TYPING_REFRESH_S
-        ):
-            await self.service.answer(turn, reply)
-
-    @staticmethod
-    def _addresses_bot(message: discord.Message, bot_id: int) -> bool:
-        """A guild message is a turn when it @mentions the bot (or its role) or replies to it."""
-        if any(user.id == bot_id for user in message.mentions):
-            return True
-        guild = message.guild
-        bot_role = guild.self_role if guild is not None else None
-        if bot_role is not None and bot_role.id in message.raw_role_mentions:
-            return True
-        reference = message.reference
-        if reference is None:
-            return False
-        replied = reference.resolved or reference.cached_message
-        return isinstance(replied, discord.Message) and replied.author.id == bot_id
-
     # -- slash commands: the core's registry, translated by `commands.install` ----------------
 
     def _context(self, interaction: discord.Interaction, language: Language) -> commands.Context:
@@ -447,69 +392,6 @@ class DiscordAdapter:
             group_id=str(interaction.guild_id) if interaction.guild_id is not None else None,
             bot_mention=me.mention if me is not None else "",
         )
-
-    async def _run_command(
-        self,
-        interaction: discord.Interaction,
-        command: commands.Command,
-        values: Mapping[str, str],
-    ) -> None:
-        language = self._interaction_language(interaction)
-
-        async def run() -> None:
-            context = self._context(interaction, language)
-            if not await self.access.admits_interaction(interaction, context, language):
-                return
-            result = await self.commands.run(context, command, values)
-            if isinstance(result, commands.Ask):
-                await self._ask(interaction, context, result.text)
-            elif isinstance(result, commands.Retry):
-                await self.presses.retry(interaction, result)
-            else:
-                # Ephemeral: also what keeps a confidential reply to the asker.
-                private = result.private or result.confidential
-                await self._respond(interaction, result.text, ephemeral=private, table=result.table)
-
-        await self._guarded(run(), language, interaction=interaction)
-
-    async def _suggest(
-        self, interaction: discord.Interaction, argument: commands.Argument, current: str
-    ) -> list[app_commands.Choice[str]]:
-        language = self._interaction_language(interaction)
-        context = self._context(interaction, language)
-        if not await self.access.admits_interaction(interaction, context, language, tell=False):
-            return []
-        found = await self.commands.suggestions(context, argument, current)
-        return [app_commands.Choice(name=name, value=name) for name in found]
-
-    async def _ask(
-        self, interaction: discord.Interaction, context: commands.Context, prompt: str
-    ) -> None:
-        """/chat: the prompt quoted above an answer streamed into the deferred response."""
-        await interaction.response.defer(thinking=True)  # first: Discord's 3-second deadline
-        started = self._clock.monotonic()
-        client = interaction.client
-        language = context.language
-        channel_id = interaction.channel_id
-        assert channel_id is not None
-        target = client.get_partial_messageable(channel_id, guild_id=interaction.guild_id)
-        replies = InteractionReplies(
-            interaction,
-            target,
-            header=quote_prompt(prompt),
-            deadline=started + self.interaction_window_s,
-            clock=self._clock,
-            language=language,
-        )
-        turn = Turn(
-            context.scope,
-            context.author,
-            prompt,
-            context.is_private,
-            language=language,
-            update_id=str(interaction.id),
-        )
-        await self.service.answer(turn, self._streaming_reply(replies, channel_id))
 
 
 def _is_refusal(exc: Exception) -> bool:

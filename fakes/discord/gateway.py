@@ -73,6 +73,8 @@ class Gateway(DiscordState):
             assert isinstance(data, dict)
             self.identifies.append(data)
             conn.identify = data
+            shard = data.get("shard") or [0, 1]
+            conn.shard = (int(shard[0]), int(shard[1]))
             issued.note(data.get("token"))
             if data.get("token") != self.token or self.revoked:
                 await self._close(conn, CLOSE_AUTHENTICATION_FAILED, b"Authentication failed.")
@@ -88,6 +90,7 @@ class Gateway(DiscordState):
             if data.get("token") != self.token or self.revoked:
                 await self._close(conn, CLOSE_AUTHENTICATION_FAILED, b"Authentication failed.")
                 return
+            conn.shard = self._session_shards.get(str(data.get("session_id")), (0, 1))
             await self._send_dispatch(conn, "RESUMED", {})
             conn.ready = True
 
@@ -105,19 +108,24 @@ class Gateway(DiscordState):
         await conn.ws.close(code=code, message=reason)
 
     async def _send_ready(self, conn: GatewayConnection) -> None:
+        """READY and a GUILD_CREATE for each guild of the connection's shard."""
+        guilds = [g for g in self.guilds.values() if conn.has_guild(int(g["id"]))]
+        session_id = secrets.token_hex(16)
+        self._session_shards[session_id] = conn.shard  # a RESUME names the session only
         ready = {
             "v": 10,
             "user": self.bot,
-            "guilds": [{"id": g["id"], "unavailable": True} for g in self.guilds.values()],
-            "session_id": secrets.token_hex(16),
+            "guilds": [{"id": g["id"], "unavailable": True} for g in guilds],
+            "session_id": session_id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.app_id), "flags": 0},
+            "shard": list(conn.shard),
             "private_channels": [],
             "relationships": [],
             "user_settings": {},
         }
         await self._send_dispatch(conn, "READY", ready)
-        for guild in self.guilds.values():
+        for guild in guilds:
             await self._send_dispatch(conn, "GUILD_CREATE", guild)
         conn.ready = True
 
@@ -125,11 +133,18 @@ class Gateway(DiscordState):
         self._seq += 1
         await conn.send({"op": OP_DISPATCH, "t": event, "s": self._seq, "d": data})
 
-    async def dispatch(self, event: str, data: Any) -> None:
-        """Send a gateway event to every ready connection."""
-        conns = [c for c in self.connections if c.ready and not c.ws.closed]
+    def ready_connections(self, guild_id: int | None = None) -> list[GatewayConnection]:
+        """The ready connections of the guild's shard (a DM's: shard 0)."""
+        return [
+            c for c in self.connections if c.ready and not c.ws.closed and c.has_guild(guild_id)
+        ]
+
+    async def dispatch(self, event: str, data: Any, guild_id: int | None = None) -> None:
+        """Send a gateway event of a guild (None: a DM) to every ready connection of its shard,
+        as Discord does."""
+        conns = self.ready_connections(guild_id)
         if not conns:
-            raise AssertionError("no gateway connection is ready")
+            raise AssertionError(f"no gateway connection of guild {guild_id}'s shard is ready")
         for conn in conns:
             await self._send_dispatch(conn, event, data)
 
@@ -169,7 +184,7 @@ class Gateway(DiscordState):
                 member.pop("user")
                 member.pop("permissions")
                 data["member"] = member
-        for conn in [c for c in self.connections if c.ready and not c.ws.closed]:
+        for conn in self.ready_connections(guild_id):
             sent = dict(data)
             has_content = conn.intents is None or conn.intents & MESSAGE_CONTENT_INTENT
             if guild_id is not None and not has_content and self.bot not in mentions:
@@ -181,7 +196,7 @@ class Gateway(DiscordState):
     async def replay(self, message: FakeMessage) -> None:
         """Send a user message's MESSAGE_CREATE again (as a gateway replays events after a
         resume), to every ready connection."""
-        await self.dispatch("MESSAGE_CREATE", self._created[message.id])
+        await self.dispatch("MESSAGE_CREATE", self._created[message.id], message.guild_id)
 
     def command_id(self, name: str, guild_id: int | None = None) -> str:
         for command in [*self.guild_commands.get(guild_id or 0, []), *self.global_commands]:
@@ -310,5 +325,5 @@ class Gateway(DiscordState):
             payload["message"] = message
         interaction = FakeInteraction(interaction_id, token, payload, time.monotonic())
         self.interactions[interaction_id] = interaction
-        await self.dispatch("INTERACTION_CREATE", payload)
+        await self.dispatch("INTERACTION_CREATE", payload, guild_id)
         return interaction

@@ -159,6 +159,7 @@ class GatewayConnection:
         self.ready = False
         self.intents: int | None = None
         self.identify: dict[str, Any] | None = None
+        self.shard = (0, 1)  # (shard_id, shard_count) from IDENTIFY
         self.heartbeats = 0
         self._zlib = zlib.compressobj() if compress == "zlib-stream" else None
         self._zstd: Any = None
@@ -167,6 +168,13 @@ class GatewayConnection:
 
             self._zstd = zstandard.ZstdCompressor().compressobj()
             self._zstd_flush = zstandard.COMPRESSOBJ_FLUSH_BLOCK
+
+    def has_guild(self, guild_id: int | None) -> bool:
+        """Whether this connection's shard receives the guild's events (DMs: shard 0)."""
+        shard_id, shard_count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return (guild_id >> 22) % shard_count == shard_id
 
     async def send(self, payload: dict[str, Any]) -> None:
         data = json.dumps(payload).encode()

@@ -38,6 +38,7 @@ class DiscordState(LocalServer):
         allow_message_content: bool = True,
         heartbeat_interval_ms: int = 41_250,
         ratelimit_limit: int = 50,
+        shards: int = 1,
     ) -> None:
         self.token = token
         issued.note(token)
@@ -45,6 +46,7 @@ class DiscordState(LocalServer):
         self.allow_message_content = allow_message_content
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.ratelimit_limit = ratelimit_limit
+        self.recommended_shards = shards  # GET /gateway/bot's `shards`
         # Discord's deadlines; tests may shorten them.
         self.callback_deadline_s = 3.0
         self.interaction_ttl_s = float(INTERACTION_TOKEN_TTL_S)
@@ -63,6 +65,7 @@ class DiscordState(LocalServer):
         self.dm_channels: dict[int, dict[str, Any]] = {}  # user id -> DM channel
         self.connections: list[GatewayConnection] = []
         self.identifies: list[dict[str, Any]] = []
+        self._session_shards: dict[str, tuple[int, int]] = {}  # session id -> its shard
         self.closed_codes: list[int] = []
         self._failures: list[Failure] = []
         self._seq = 0
@@ -75,8 +78,13 @@ class DiscordState(LocalServer):
 
     # -- building the world -------------------------------------------------------------------
 
-    def snowflake(self) -> int:
+    def snowflake(self, *, shard: tuple[int, int] | None = None) -> int:
+        """A new id; `shard` = (shard_id, shard_count): one whose guild belongs to that shard
+        (`(id >> 22) % shard_count == shard_id`, its timestamp nudged a few ms ahead)."""
         ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        if shard is not None:
+            shard_id, shard_count = shard
+            ms += (shard_id - ms) % shard_count
         return (ms << 22) | (next(self._ids) & 0x3FFFFF)
 
     def make_user(
@@ -92,8 +100,15 @@ class DiscordState(LocalServer):
             "public_flags": 0,
         }
 
-    def add_guild(self, name: str = "Test Guild", *, preferred_locale: str = "en-US") -> int:
-        guild_id = self.snowflake()
+    def add_guild(
+        self,
+        name: str = "Test Guild",
+        *,
+        preferred_locale: str = "en-US",
+        shard: tuple[int, int] | None = None,
+    ) -> int:
+        """A guild; `shard` = (shard_id, shard_count) picks an id in that shard."""
+        guild_id = self.snowflake(shard=shard)
         everyone = {
             "id": str(guild_id),
             "name": "@everyone",

@@ -1,0 +1,83 @@
+"""Messages: a guild message that addresses the bot, or any DM, becomes a turn answered in its
+channel, replying to it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bots.discord_adapter.replies import ChannelReplies
+from bots.discord_adapter.text import turn_text
+from core.i18n import Language
+from core.streaming import typing_until_first_message
+from core.turns import Author, Turn
+
+if TYPE_CHECKING:
+    from bots.discord_adapter.adapter import DiscordAdapter
+
+# A typing indicator shows for about 10 s per call.
+TYPING_REFRESH_S = 8.0
+
+
+async def answer_message(
+    adapter: DiscordAdapter, client: discord.Client, message: discord.Message, language: Language
+) -> None:
+    me = client.user
+    if me is None or message.author.bot or message.webhook_id is not None:
+        return
+    if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+        return
+    guild = message.guild
+    if guild is not None and not addresses_bot(message, me.id):
+        return
+    bot_role = guild.self_role if guild is not None else None
+    text = turn_text(
+        message.content,
+        me.id,
+        bot_role_id=bot_role.id if bot_role is not None else None,
+        user_names={user.id: user.display_name for user in message.mentions},
+        role_names={role.id: role.name for role in message.role_mentions},
+    )
+    if not text:
+        return  # an empty mention, or content withheld without the message-content intent
+    channel: Any = message.channel
+    if guild is not None and not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
+        channel = await client.fetch_channel(message.channel.id)  # a thread not yet cached
+    scope, is_private = adapter._scope(channel, message.channel.id, guild.id if guild else None)
+    if not await adapter.access.admits_message(client, message, scope, is_private, language):
+        return
+    author = Author(str(message.author.id), message.author.display_name)
+    turn = Turn(
+        scope,
+        author,
+        text,
+        is_private,
+        message_id=str(message.id),
+        language=language,
+        update_id=str(message.id),  # snowflakes are unique across Discord
+    )
+    target = client.get_partial_messageable(
+        message.channel.id, guild_id=guild.id if guild else None
+    )
+    replies = ChannelReplies(target, reply_to=message, language=language)
+    reply = adapter._streaming_reply(replies, target.id)
+    async with typing_until_first_message(
+        reply, target.typing, adapter.global_budget, TYPING_REFRESH_S
+    ):
+        await adapter.service.answer(turn, reply)
+
+
+def addresses_bot(message: discord.Message, bot_id: int) -> bool:
+    """A guild message is a turn when it @mentions the bot (or its role) or replies to it."""
+    if any(user.id == bot_id for user in message.mentions):
+        return True
+    guild = message.guild
+    bot_role = guild.self_role if guild is not None else None
+    if bot_role is not None and bot_role.id in message.raw_role_mentions:
+        return True
+    reference = message.reference
+    if reference is None:
+        return False
+    replied = reference.resolved or reference.cached_message
+    return isinstance(replied, discord.Message) and replied.author.id == bot_id

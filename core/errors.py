@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import ClassVar
 
 from core import i18n
 from core.i18n import Language
@@ -104,6 +105,10 @@ _QUOTA_LINES = {
 
 
 class UpstreamError(GptsBotError):
+    # The `kind` label of gptsbot_upstream_errors_total (core.metrics): a 5xx, a broken connection,
+    # an answer that is not one; each subclass names its own.
+    kind: ClassVar[str] = "server"
+
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -111,18 +116,20 @@ class UpstreamError(GptsBotError):
 
 
 class AuthError(UpstreamError):
-    pass
+    kind = "auth"
 
 
 class EndpointNotFound(UpstreamError):
-    pass
+    kind = "not_found"
 
 
 class GptNotFound(UpstreamError):
-    pass
+    kind = "not_found"
 
 
 class RateLimited(UpstreamError):
+    kind = "rate_limited"
+
     def __init__(
         self, message: str, *, status: int | None = 429, retry_after: float | None = None
     ) -> None:
@@ -131,6 +138,8 @@ class RateLimited(UpstreamError):
 
 
 class UpstreamTimeout(UpstreamError):
+    kind = "timeout"
+
     def __init__(self, phase: str, seconds: float, message: str | None = None) -> None:
         super().__init__(message or f"no {phase} from the GPTs endpoint within {seconds:g} s")
         self.phase = phase
@@ -144,7 +153,7 @@ class TurnTimedOut(UpstreamTimeout):
 
 
 class StreamInterrupted(UpstreamError):
-    pass
+    kind = "cut"
 
 
 # A turn's task cancelled with this message was stopped by the person who asked (Ctrl-C in the

@@ -22,15 +22,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from core.errors import (
-    AuthError,
-    EndpointNotFound,
-    GptNotFound,
-    RateLimited,
-    StreamInterrupted,
-    UpstreamError,
-    UpstreamTimeout,
-)
+from core.errors import UpstreamError
 
 REGISTRY = CollectorRegistry()
 
@@ -107,23 +99,6 @@ DB_SECONDS = Histogram(
 TOO_MANY_REQUESTS = 429
 
 
-def error_kind(exc: UpstreamError) -> str:
-    """The `kind` label of an upstream failure."""
-    match exc:
-        case AuthError():
-            return "auth"
-        case GptNotFound() | EndpointNotFound():
-            return "not_found"
-        case RateLimited():
-            return "rate_limited"
-        case UpstreamTimeout():
-            return "timeout"
-        case StreamInterrupted():
-            return "cut"
-        case _:
-            return "server"  # 5xx, a broken connection, an answer that is not one
-
-
 def platform_call(platform: str, method: str, status: int) -> None:
     """One API call a platform answered with HTTP `status`."""
     PLATFORM_CALLS.labels(platform, method).inc()
@@ -153,4 +128,4 @@ class UpstreamAttempt:
         UPSTREAM_TOTAL.labels(self._endpoint).observe(self._now() - self._started)
 
     def failed(self, exc: UpstreamError) -> None:
-        UPSTREAM_ERRORS.labels(self._endpoint, error_kind(exc)).inc()
+        UPSTREAM_ERRORS.labels(self._endpoint, exc.kind).inc()

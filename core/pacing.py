@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from core import metrics
 from core.platform import Clock, SystemClock
@@ -120,20 +121,31 @@ class RateBudget:
             self._waits.observe(granted - asked)
 
 
-class KeyedBudgets:
-    """One `RateBudget` per key (e.g. per channel), created on first use and dropped when idle."""
+# Past this many keys, a keyed budget drops the idle ones when it makes a new one.
+MAX_KEYED = 1024
 
-    def __init__(self, max_calls: int, period_s: float, clock: Clock | None = None) -> None:
-        self._max_calls = max_calls
-        self._period_s = period_s
-        self._clock = clock or SystemClock()
-        self._budgets: dict[str, RateBudget] = {}
 
-    def __getitem__(self, key: str) -> RateBudget:
+class _Idles(Protocol):
+    def idle_since(self, now: float) -> bool: ...
+
+
+_B = TypeVar("_B", bound=_Idles)
+
+
+class BudgetsByKey(Generic[_B]):
+    """One budget per key (e.g. per channel), made by `make(key)` on first use and dropped when
+    idle."""
+
+    def __init__(self, make: Callable[[str], _B], clock: Clock) -> None:
+        self._make = make
+        self._clock = clock
+        self._budgets: dict[str, _B] = {}
+
+    def __getitem__(self, key: str) -> _B:
         budget = self._budgets.get(key)
         if budget is None:
             self._forget_idle()
-            budget = self._budgets[key] = RateBudget(self._max_calls, self._period_s, self._clock)
+            budget = self._budgets[key] = self._make(key)
         return budget
 
     def __len__(self) -> int:
@@ -141,12 +153,20 @@ class KeyedBudgets:
 
     def _forget_idle(self) -> None:
         # A budget whose last grant is older than its window constrains nothing: drop it.
-        if len(self._budgets) < 1024:
+        if len(self._budgets) < MAX_KEYED:
             return
         now = self._clock.monotonic()
         for key, budget in list(self._budgets.items()):
             if budget.idle_since(now):
                 del self._budgets[key]
+
+
+class KeyedBudgets(BudgetsByKey[RateBudget]):
+    """One `RateBudget` of this process per key."""
+
+    def __init__(self, max_calls: int, period_s: float, clock: Clock | None = None) -> None:
+        clock = clock or SystemClock()
+        super().__init__(lambda _key: RateBudget(max_calls, period_s, clock), clock)
 
 
 class MemoryBudgets:

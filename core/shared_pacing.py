@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 
 from core import metrics
 from core.config import LimitsConfig
-from core.pacing import RateBudget
+from core.pacing import BudgetsByKey, RateBudget
 from core.platform import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -45,8 +45,6 @@ PROBE_EVERY_S = 5.0
 # than hold every answer (redis-py's own retries are off for the same reason).
 CONNECT_TIMEOUT_S = 1.0
 COMMAND_TIMEOUT_S = 1.0
-# Keyed budgets kept before idle ones are dropped (their state is in Redis: nothing is lost).
-MAX_KEYED = 1024
 MICROSECONDS = 1_000_000
 
 # KEYS[1]: the budget's grant times in µs, oldest first (at most max_calls of them).
@@ -247,40 +245,6 @@ class SharedBudget:
         return not self._queue.locked() and self._granted_at + self.period_s <= now
 
 
-class SharedKeyedBudgets:
-    """One `SharedBudget` per key (e.g. per chat), made on first use, dropped when idle."""
-
-    def __init__(
-        self, link: _Link, name: str, max_calls: int, period_s: float, clock: Clock
-    ) -> None:
-        self._link = link
-        self._prefix = f"{link.prefix}:{name}"
-        self._max_calls = max_calls
-        self._period_s = period_s
-        self._clock = clock
-        self._budgets: dict[str, SharedBudget] = {}
-
-    def __getitem__(self, key: str) -> SharedBudget:
-        budget = self._budgets.get(key)
-        if budget is None:
-            self._forget_idle()
-            budget = self._budgets[key] = SharedBudget(
-                self._link, f"{self._prefix}:{key}", self._max_calls, self._period_s, self._clock
-            )
-        return budget
-
-    def __len__(self) -> int:
-        return len(self._budgets)
-
-    def _forget_idle(self) -> None:
-        if len(self._budgets) < MAX_KEYED:
-            return
-        now = self._clock.monotonic()
-        for key, budget in list(self._budgets.items()):
-            if budget.idle_since(now):
-                del self._budgets[key]
-
-
 class RedisBudgets:
     """Budgets shared through the Redis at `limits.redis_url`, under `limits.key_prefix`.
 
@@ -297,8 +261,14 @@ class RedisBudgets:
         key = f"{self._link.prefix}:{name}"
         return SharedBudget(self._link, key, 1, 1.0 / rate, self._clock, platform=name)
 
-    def keyed(self, name: str, max_calls: int, period_s: float) -> SharedKeyedBudgets:
-        return SharedKeyedBudgets(self._link, name, max_calls, period_s, self._clock)
+    def keyed(self, name: str, max_calls: int, period_s: float) -> BudgetsByKey[SharedBudget]:
+        prefix = f"{self._link.prefix}:{name}"
+
+        def make(key: str) -> SharedBudget:
+            # Dropped when idle like the memory ones: their state stays in Redis, nothing is lost.
+            return SharedBudget(self._link, f"{prefix}:{key}", max_calls, period_s, self._clock)
+
+        return BudgetsByKey(make, self._clock)
 
     async def aclose(self) -> None:
         await self._link.aclose()

@@ -8,65 +8,62 @@ presses of one Retry button ask once: the second finds the answer superseded.
 
 from __future__ import annotations
 
-from typing import Any, Final, cast
+from typing import Any, Final
 
-from sqlalchemy import Table, bindparam, func, literal, select, update
+from sqlalchemy import bindparam, func, literal, select, update
 from sqlalchemy.engine import Connection
 
 from storage import bindings, queries
-from storage.models import Conversation, Message, Scope
+from storage.models import CONVERSATIONS, MESSAGES, SCOPES
 from storage.records import ScopeKey, StoredAnswer, TurnStart
 
-_SCOPES: Final = cast(Table, Scope.__table__)
-_CONVERSATIONS: Final = cast(Table, Conversation.__table__)
-_MESSAGES: Final = cast(Table, Message.__table__)
-_QUESTION: Final = _MESSAGES.alias("question")
-_NEWEST: Final = _CONVERSATIONS.alias("newest")
+_QUESTION: Final = MESSAGES.alias("question")
+_NEWEST: Final = CONVERSATIONS.alias("newest")
 
 _STORED_ANSWER: Final = (
     select(
-        _MESSAGES.c.id,
-        _SCOPES.c.platform,
-        _SCOPES.c.chat_id,
-        _SCOPES.c.thread_id,
-        _MESSAGES.c.conversation_id,
-        _MESSAGES.c.status,
-        _MESSAGES.c.answers_id,
+        MESSAGES.c.id,
+        SCOPES.c.platform,
+        SCOPES.c.chat_id,
+        SCOPES.c.thread_id,
+        MESSAGES.c.conversation_id,
+        MESSAGES.c.status,
+        MESSAGES.c.answers_id,
         _QUESTION.c.content,
         _QUESTION.c.author_id,
         _QUESTION.c.author_name,
         _QUESTION.c.platform_message_ids,
-        select(func.max(_NEWEST.c.id)).where(_NEWEST.c.scope_id == _SCOPES.c.id).scalar_subquery(),
+        select(func.max(_NEWEST.c.id)).where(_NEWEST.c.scope_id == SCOPES.c.id).scalar_subquery(),
     )
-    .select_from(_MESSAGES)
-    .join(_CONVERSATIONS, _MESSAGES.c.conversation_id == _CONVERSATIONS.c.id)
-    .join(_SCOPES, _CONVERSATIONS.c.scope_id == _SCOPES.c.id)
-    .outerjoin(_QUESTION, _MESSAGES.c.answers_id == _QUESTION.c.id)
-    .where(_MESSAGES.c.id == bindparam("answer_id"), _MESSAGES.c.role == literal("assistant"))
+    .select_from(MESSAGES)
+    .join(CONVERSATIONS, MESSAGES.c.conversation_id == CONVERSATIONS.c.id)
+    .join(SCOPES, CONVERSATIONS.c.scope_id == SCOPES.c.id)
+    .outerjoin(_QUESTION, MESSAGES.c.answers_id == _QUESTION.c.id)
+    .where(MESSAGES.c.id == bindparam("answer_id"), MESSAGES.c.role == literal("assistant"))
 )
 # The newest answer of a conversation that Retry did not replace: one backward seek on
 # ix_messages_conversation_id_id.
 _LATEST_ANSWER: Final = (
-    select(_MESSAGES.c.id)
+    select(MESSAGES.c.id)
     .where(
-        _MESSAGES.c.conversation_id == bindparam("conversation_id"),
-        _MESSAGES.c.role == literal("assistant"),
-        _MESSAGES.c.status != literal("superseded"),
+        MESSAGES.c.conversation_id == bindparam("conversation_id"),
+        MESSAGES.c.role == literal("assistant"),
+        MESSAGES.c.status != literal("superseded"),
     )
-    .order_by(_MESSAGES.c.id.desc())
+    .order_by(MESSAGES.c.id.desc())
     .limit(1)
 )
 _CURRENT_CONVERSATION: Final = (
-    select(func.max(_CONVERSATIONS.c.id))
-    .join(_SCOPES, _CONVERSATIONS.c.scope_id == _SCOPES.c.id)
+    select(func.max(CONVERSATIONS.c.id))
+    .join(SCOPES, CONVERSATIONS.c.scope_id == SCOPES.c.id)
     .where(
-        _SCOPES.c.platform == bindparam("platform"),
-        _SCOPES.c.chat_id == bindparam("chat_id"),
-        _SCOPES.c.thread_id == bindparam("thread_id"),
+        SCOPES.c.platform == bindparam("platform"),
+        SCOPES.c.chat_id == bindparam("chat_id"),
+        SCOPES.c.thread_id == bindparam("thread_id"),
     )
 )
 _SUPERSEDE: Final = (
-    update(_MESSAGES).where(_MESSAGES.c.id == bindparam("answer_id")).values(status="superseded")
+    update(MESSAGES).where(MESSAGES.c.id == bindparam("answer_id")).values(status="superseded")
 )
 
 

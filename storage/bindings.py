@@ -6,35 +6,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, literal, select, update
+from sqlalchemy import bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection, CursorResult
 
-from storage.models import Binding
-from storage.queries import IS_SCOPE, SCOPE_ID, SCOPES, insert_scope, scope_id, scope_params
+from storage.models import BINDINGS, SCOPES
+from storage.queries import IS_SCOPE, SCOPE_ID, insert_scope, scope_id, scope_params
 from storage.records import BindingRecord, ScopeKey
 
-_BINDINGS: Final = cast(Table, Binding.__table__)
 _BINDING_COLUMNS: Final = (
-    _BINDINGS.c.gpt_id,
-    _BINDINGS.c.group_id,
-    _BINDINGS.c.bound_by_id,
-    _BINDINGS.c.bound_by_name,
-    _BINDINGS.c.bound_at,
+    BINDINGS.c.gpt_id,
+    BINDINGS.c.group_id,
+    BINDINGS.c.bound_by_id,
+    BINDINGS.c.bound_by_name,
+    BINDINGS.c.bound_at,
 )
 _GET_BINDING: Final = (
-    select(*_BINDING_COLUMNS).join(SCOPES, _BINDINGS.c.scope_id == SCOPES.c.id).where(*IS_SCOPE)
+    select(*_BINDING_COLUMNS).join(SCOPES, BINDINGS.c.scope_id == SCOPES.c.id).where(*IS_SCOPE)
 )
 # A scope's binding and its parent's (the same chat, thread ""): what a turn needs to know.
 _TURN_BINDINGS: Final = (
     select(SCOPES.c.thread_id, *_BINDING_COLUMNS)
-    .join(SCOPES, _BINDINGS.c.scope_id == SCOPES.c.id)
+    .join(SCOPES, BINDINGS.c.scope_id == SCOPES.c.id)
     .where(
         SCOPES.c.platform == bindparam("platform"),
         SCOPES.c.chat_id == bindparam("chat_id"),
         SCOPES.c.thread_id.in_([bindparam("thread_id"), literal("")]),
     )
 )
-_DELETE_BINDING: Final = delete(_BINDINGS).where(_BINDINGS.c.scope_id == SCOPE_ID.scalar_subquery())
+_DELETE_BINDING: Final = delete(BINDINGS).where(BINDINGS.c.scope_id == SCOPE_ID.scalar_subquery())
 
 
 def get_binding(connection: Connection, scope: ScopeKey) -> BindingRecord | None:
@@ -65,10 +64,10 @@ def set_binding(connection: Connection, binding: BindingRecord) -> None:
         "bound_at": binding.bound_at,
     }
     updated = connection.execute(
-        update(_BINDINGS).where(_BINDINGS.c.scope_id == found).values(values)
+        update(BINDINGS).where(BINDINGS.c.scope_id == found).values(values)
     )
     if cast("CursorResult[Any]", updated).rowcount == 0:
-        connection.execute(insert(_BINDINGS).values(scope_id=found, **values))
+        connection.execute(insert(BINDINGS).values(scope_id=found, **values))
 
 
 def delete_binding(connection: Connection, scope: ScopeKey) -> bool:
@@ -80,11 +79,11 @@ def delete_binding(connection: Connection, scope: ScopeKey) -> bool:
 def bound_gpts(connection: Connection, platform: str, group_id: str) -> list[str]:
     """Distinct GPT ids bound anywhere in the group, most recently bound first."""
     query = (
-        select(_BINDINGS.c.gpt_id)
-        .join(SCOPES, _BINDINGS.c.scope_id == SCOPES.c.id)
-        .where(SCOPES.c.platform == platform, _BINDINGS.c.group_id == group_id)
-        .group_by(_BINDINGS.c.gpt_id)
-        .order_by(func.max(_BINDINGS.c.bound_at).desc(), _BINDINGS.c.gpt_id)
+        select(BINDINGS.c.gpt_id)
+        .join(SCOPES, BINDINGS.c.scope_id == SCOPES.c.id)
+        .where(SCOPES.c.platform == platform, BINDINGS.c.group_id == group_id)
+        .group_by(BINDINGS.c.gpt_id)
+        .order_by(func.max(BINDINGS.c.bound_at).desc(), BINDINGS.c.gpt_id)
     )
     return list(connection.scalars(query).all())
 

@@ -20,7 +20,7 @@ conversation), which is what makes `current_conversation` race-free with a plain
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sqlalchemy import (
     JSON,
@@ -34,6 +34,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -186,3 +187,10 @@ class Binding(Base):
     bound_by_id: Mapped[str | None] = mapped_column(String(64))
     bound_by_name: Mapped[str | None] = mapped_column(String(255))
     bound_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# The same tables for SQL written with SQLAlchemy Core (storage.queries, answers, bindings, usage).
+SCOPES: Final = cast(Table, Scope.__table__)
+CONVERSATIONS: Final = cast(Table, Conversation.__table__)
+MESSAGES: Final = cast(Table, Message.__table__)
+BINDINGS: Final = cast(Table, Binding.__table__)

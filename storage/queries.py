@@ -14,7 +14,6 @@ from typing import Any, Final, cast
 from sqlalchemy import (
     Integer,
     Select,
-    Table,
     bindparam,
     func,
     insert,
@@ -26,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from storage.models import Conversation, Message, Scope, utcnow
+from storage.models import CONVERSATIONS, MESSAGES, SCOPES, utcnow
 from storage.records import (
     Exchange,
     InterruptedAnswer,
@@ -36,25 +35,21 @@ from storage.records import (
     ScopeKey,
 )
 
-SCOPES: Final = cast(Table, Scope.__table__)
-_CONVERSATIONS: Final = cast(Table, Conversation.__table__)
-_MESSAGES: Final = cast(Table, Message.__table__)
-
 _HISTORY: Final = (
     select(
-        _MESSAGES.c.id,
-        _MESSAGES.c.role,
-        _MESSAGES.c.content,
-        _MESSAGES.c.author_id,
-        _MESSAGES.c.author_name,
-        _MESSAGES.c.status,
-        _MESSAGES.c.model,
-        _MESSAGES.c.created_at,
-        _MESSAGES.c.answers_id,
-        _MESSAGES.c.full_length,
+        MESSAGES.c.id,
+        MESSAGES.c.role,
+        MESSAGES.c.content,
+        MESSAGES.c.author_id,
+        MESSAGES.c.author_name,
+        MESSAGES.c.status,
+        MESSAGES.c.model,
+        MESSAGES.c.created_at,
+        MESSAGES.c.answers_id,
+        MESSAGES.c.full_length,
     )
-    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
-    .order_by(_MESSAGES.c.id.desc())
+    .where(MESSAGES.c.conversation_id == bindparam("conversation_id"))
+    .order_by(MESSAGES.c.id.desc())
     .limit(bindparam("limit", type_=Integer))
 )
 # Answers that go upstream as history: with text, and not still streaming elsewhere.
@@ -64,9 +59,9 @@ PAIRED_STATUSES: Final[tuple[MessageStatus, ...]] = (
     "interrupted",
     "stopped",
 )
-_QUESTION: Final = _MESSAGES.alias("question")
-_ANSWER: Final = _MESSAGES.alias("answer")
-_NEWER: Final = _MESSAGES.alias("newer")
+_QUESTION: Final = MESSAGES.alias("question")
+_ANSWER: Final = MESSAGES.alias("answer")
+_NEWER: Final = MESSAGES.alias("newer")
 # The window looks at most this many messages back per exchange it returns: a conversation of
 # thousands of unanswered messages (no GPT bound, refusals) costs no more than a short one.
 SCAN_PER_EXCHANGE: Final = 8
@@ -78,13 +73,13 @@ def _exchanges_statement(*, before: bool) -> Select[Any]:
     process never change the order. One seek on ix_messages_conversation_id_id, then seeks on
     ix_messages_answers_id per question. `before`: only questions older than `:before` (the
     window of a question asked again)."""
-    in_conversation = _MESSAGES.c.conversation_id == bindparam("conversation_id")
-    bound = [_MESSAGES.c.id < bindparam("before")] if before else []
+    in_conversation = MESSAGES.c.conversation_id == bindparam("conversation_id")
+    bound = [MESSAGES.c.id < bindparam("before")] if before else []
     # The id of the oldest message the window may look at (NULL: fewer messages than that).
     scan_start = (
-        select(_MESSAGES.c.id)
+        select(MESSAGES.c.id)
         .where(in_conversation, *bound)
-        .order_by(_MESSAGES.c.id.desc())
+        .order_by(MESSAGES.c.id.desc())
         .limit(1)
         .offset(bindparam("scan", type_=Integer))
         .scalar_subquery()
@@ -126,8 +121,8 @@ _EXCHANGES_BEFORE: Final = _exchanges_statement(before=True)
 # While an answer streams: its text so far and the platform messages showing it. Only while it
 # is still `streaming`, so a save that lands after the final update changes nothing.
 _SAVE_ANSWER: Final = (
-    update(_MESSAGES)
-    .where(_MESSAGES.c.id == bindparam("answer_id"), _MESSAGES.c.status == literal("streaming"))
+    update(MESSAGES)
+    .where(MESSAGES.c.id == bindparam("answer_id"), MESSAGES.c.status == literal("streaming"))
     .values(content=bindparam("saved_content"), platform_message_ids=bindparam("saved_ids"))
 )
 # What finishing an answer sets: its final text, status, usage, timings and platform messages.
@@ -145,14 +140,14 @@ _FINAL_COLUMNS: Final = (
 )
 # (A parameter may not be named after the column it sets: hence the prefix.)
 _FINISH_ANSWER: Final = (
-    update(_MESSAGES)
-    .where(_MESSAGES.c.id == bindparam("answer_id"))
+    update(MESSAGES)
+    .where(MESSAGES.c.id == bindparam("answer_id"))
     .values({column: bindparam(f"final_{column}") for column in _FINAL_COLUMNS})
 )
 _NEWEST_CONVERSATION: Final = (
-    select(_CONVERSATIONS.c.id)
-    .where(_CONVERSATIONS.c.scope_id == SCOPES.c.id)
-    .order_by(_CONVERSATIONS.c.id.desc())
+    select(CONVERSATIONS.c.id)
+    .where(CONVERSATIONS.c.scope_id == SCOPES.c.id)
+    .order_by(CONVERSATIONS.c.id.desc())
     .limit(1)
     .scalar_subquery()
 )
@@ -166,13 +161,11 @@ IS_SCOPE: Final = (
 # conclude it has no conversation yet.
 _CURRENT_CONVERSATION: Final = select(SCOPES.c.id, _NEWEST_CONVERSATION).where(*IS_SCOPE)
 SCOPE_ID: Final = select(SCOPES.c.id).where(*IS_SCOPE)
-_UPDATE_STORED: Final = select(literal(1)).where(_MESSAGES.c.update_key == bindparam("update_key"))
-_STREAMING: Final = select(_MESSAGES.c.id).where(
-    _MESSAGES.c.status == literal_column("'streaming'")
-)
+_UPDATE_STORED: Final = select(literal(1)).where(MESSAGES.c.update_key == bindparam("update_key"))
+_STREAMING: Final = select(MESSAGES.c.id).where(MESSAGES.c.status == literal_column("'streaming'"))
 _INSERT_SCOPE: Final = insert(SCOPES).returning(SCOPES.c.id)
-_INSERT_CONVERSATION: Final = insert(_CONVERSATIONS).returning(_CONVERSATIONS.c.id)
-_INSERT_MESSAGE: Final = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_INSERT_CONVERSATION: Final = insert(CONVERSATIONS).returning(CONVERSATIONS.c.id)
+_INSERT_MESSAGE: Final = insert(MESSAGES).returning(MESSAGES.c.id)
 
 
 def scope_params(scope: ScopeKey) -> dict[str, str]:
@@ -268,15 +261,15 @@ def streaming_scopes(connection: Connection, platform: str, chat_id: str | None)
     streaming = _streaming_ids(connection)
     if not streaming:
         return set()
-    conditions = [_MESSAGES.c.id.in_(streaming), SCOPES.c.platform == platform]
+    conditions = [MESSAGES.c.id.in_(streaming), SCOPES.c.platform == platform]
     if chat_id is not None:
         conditions.append(SCOPES.c.chat_id == chat_id)
     query = (
         select(SCOPES.c.chat_id, SCOPES.c.thread_id)
         .distinct()
-        .select_from(_MESSAGES)
-        .join(_CONVERSATIONS, _MESSAGES.c.conversation_id == _CONVERSATIONS.c.id)
-        .join(SCOPES, _CONVERSATIONS.c.scope_id == SCOPES.c.id)
+        .select_from(MESSAGES)
+        .join(CONVERSATIONS, MESSAGES.c.conversation_id == CONVERSATIONS.c.id)
+        .join(SCOPES, CONVERSATIONS.c.scope_id == SCOPES.c.id)
         .where(*conditions)
     )
     return {ScopeKey(platform, row[0], row[1]) for row in connection.execute(query)}
@@ -294,26 +287,26 @@ def interrupt_streaming(
     streaming = _streaming_ids(connection)
     if not streaming:
         return []
-    question = _MESSAGES.alias("question")
-    conditions = [_MESSAGES.c.id.in_(streaming), SCOPES.c.platform == platform]
+    question = MESSAGES.alias("question")
+    conditions = [MESSAGES.c.id.in_(streaming), SCOPES.c.platform == platform]
     if chat_id is not None:
         conditions.append(SCOPES.c.chat_id == chat_id)
     query = (
         select(
-            _MESSAGES.c.id,
+            MESSAGES.c.id,
             SCOPES.c.chat_id,
             SCOPES.c.thread_id,
-            _MESSAGES.c.content,
-            _MESSAGES.c.platform_message_ids,
+            MESSAGES.c.content,
+            MESSAGES.c.platform_message_ids,
             question.c.content,
             question.c.platform_message_ids,
         )
-        .select_from(_MESSAGES)
-        .join(_CONVERSATIONS, _MESSAGES.c.conversation_id == _CONVERSATIONS.c.id)
-        .join(SCOPES, _CONVERSATIONS.c.scope_id == SCOPES.c.id)
-        .outerjoin(question, _MESSAGES.c.answers_id == question.c.id)
+        .select_from(MESSAGES)
+        .join(CONVERSATIONS, MESSAGES.c.conversation_id == CONVERSATIONS.c.id)
+        .join(SCOPES, CONVERSATIONS.c.scope_id == SCOPES.c.id)
+        .outerjoin(question, MESSAGES.c.answers_id == question.c.id)
         .where(*conditions)
-        .order_by(_MESSAGES.c.id)
+        .order_by(MESSAGES.c.id)
     )
     found = [
         InterruptedAnswer(
@@ -332,13 +325,13 @@ def interrupt_streaming(
     # Only those still streaming: one that a live process finished meanwhile is left alone.
     marked = set(
         connection.scalars(
-            update(_MESSAGES)
+            update(MESSAGES)
             .where(
-                _MESSAGES.c.id.in_([answer.id for answer in found]),
-                _MESSAGES.c.status == literal("streaming"),
+                MESSAGES.c.id.in_([answer.id for answer in found]),
+                MESSAGES.c.status == literal("streaming"),
             )
             .values(status="interrupted")
-            .returning(_MESSAGES.c.id)
+            .returning(MESSAGES.c.id)
         )
     )
     return [answer for answer in found if answer.id in marked]
@@ -385,8 +378,8 @@ def _insert_conversation(connection: Connection, scope_id: int) -> int:
 def count_messages(connection: Connection, conversation_id: int) -> int:
     query = (
         select(func.count())
-        .select_from(_MESSAGES)
-        .where(_MESSAGES.c.conversation_id == conversation_id)
+        .select_from(MESSAGES)
+        .where(MESSAGES.c.conversation_id == conversation_id)
     )
     return connection.execute(query).scalar_one()
 

@@ -23,9 +23,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import answers, bindings, queries, usage
 from storage.engine import (
@@ -45,8 +44,7 @@ from storage.records import (
     TurnStart,
     UsageReport,
 )
-from storage.scope_locks import AdvisoryLocks
-from storage.transactions import LOCK_RETRY_S, StorageBusy, Transactions
+from storage.transactions import StorageBusy, Transactions
 
 __all__ = ["DuplicateUpdate", "Repository", "StorageBusy", "alembic_config"]
 
@@ -73,24 +71,6 @@ class Repository(Transactions):
     where aiosqlite makes three or four per statement. Elsewhere (PostgreSQL, in-memory SQLite)
     it runs on the async engine through `run_sync`.
     """
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        thread_engine: Engine | None = None,
-        *,
-        lock_retry_s: float = LOCK_RETRY_S,
-    ) -> None:
-        super().__init__(engine, thread_engine, lock_retry_s=lock_retry_s)
-        # Scope locks across processes: only where several processes can share the database.
-        self._scope_locks = (
-            AdvisoryLocks(engine.url) if engine.dialect.name == "postgresql" else None
-        )
-
-    async def close(self) -> None:
-        if self._scope_locks is not None:
-            await self._scope_locks.close()
-        await super().close()
 
     @asynccontextmanager
     async def hold_scope(

@@ -30,6 +30,7 @@ from storage.engine import (
     sqlite_file,
     upgrade_to_head,
 )
+from storage.scope_locks import AdvisoryLocks
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,11 @@ class Transactions:
         self._file_identity: tuple[int, int] | None = None
         # Called with the seconds each call took (the core's metrics), if set.
         self.observe_call: Callable[[float], None] | None = None
+        # Scope locks across processes (`Repository.hold_scope`): only where several processes can
+        # share the database. They hold connections of their own, closed with the engines.
+        self._scope_locks = (
+            AdvisoryLocks(engine.url) if engine.dialect.name == "postgresql" else None
+        )
 
     @classmethod
     async def open(
@@ -106,6 +112,8 @@ class Transactions:
         return cls(engine, thread_engine, lock_retry_s=lock_retry_s)
 
     async def close(self) -> None:
+        if self._scope_locks is not None:
+            await self._scope_locks.close()
         if self._executor is not None and self._thread_engine is not None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._executor, self._close_in_thread)

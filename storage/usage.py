@@ -19,12 +19,11 @@ What each figure costs (indexes in models.Message):
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from sqlalchemy import (
     ColumnElement,
     Select,
-    Table,
     bindparam,
     case,
     distinct,
@@ -34,14 +33,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from storage.models import Conversation, Message, Scope
+from storage.models import CONVERSATIONS, MESSAGES, SCOPES
 from storage.records import QuotaUse, ScopeKey, UsageFigures, UsageReport, UserUsage
 
-_SCOPES: Final = cast(Table, Scope.__table__)
-_CONVERSATIONS: Final = cast(Table, Conversation.__table__)
-_MESSAGES: Final = cast(Table, Message.__table__)
-_QUESTION: Final = _MESSAGES.alias("question")
-_ANSWER: Final = _MESSAGES.alias("answer")
+_QUESTION: Final = MESSAGES.alias("question")
+_ANSWER: Final = MESSAGES.alias("answer")
 
 _TOKENS: Final = func.coalesce(
     _ANSWER.c.total_tokens,
@@ -53,16 +49,16 @@ _IS_TURN: Final = (
 )
 _OF_USER: Final = (
     _QUESTION.c.author_id == bindparam("user_id"),
-    _SCOPES.c.platform == bindparam("platform"),
+    SCOPES.c.platform == bindparam("platform"),
 )
 _OF_CHAT: Final = (
-    _SCOPES.c.platform == bindparam("platform"),
-    _SCOPES.c.chat_id == bindparam("chat_id"),
+    SCOPES.c.platform == bindparam("platform"),
+    SCOPES.c.chat_id == bindparam("chat_id"),
 )
 # Questions with their scope, and their answers when they have some.
 _QUESTIONS: Final = _QUESTION.join(
-    _CONVERSATIONS, _CONVERSATIONS.c.id == _QUESTION.c.conversation_id
-).join(_SCOPES, _SCOPES.c.id == _CONVERSATIONS.c.scope_id)
+    CONVERSATIONS, CONVERSATIONS.c.id == _QUESTION.c.conversation_id
+).join(SCOPES, SCOPES.c.id == CONVERSATIONS.c.scope_id)
 _TURNS: Final = _QUESTIONS.outerjoin(_ANSWER, _ANSWER.c.answers_id == _QUESTION.c.id)
 
 # -- quotas: one statement per limit that is set -----------------------------------------------
@@ -81,8 +77,8 @@ _USER_TOKENS: Final = (
 _CHAT_TOKENS: Final = (
     select(func.coalesce(func.sum(_TOKENS), 0))
     .select_from(
-        _SCOPES.join(_CONVERSATIONS, _CONVERSATIONS.c.scope_id == _SCOPES.c.id).join(
-            _ANSWER, _ANSWER.c.conversation_id == _CONVERSATIONS.c.id
+        SCOPES.join(CONVERSATIONS, CONVERSATIONS.c.scope_id == SCOPES.c.id).join(
+            _ANSWER, _ANSWER.c.conversation_id == CONVERSATIONS.c.id
         )
     )
     .where(

@@ -12,10 +12,11 @@ Then each platform adapter, once connected, edits the messages to the saved text
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from core import i18n
 from core.buttons import retry_button
+from core.config import BotConfig
 from core.i18n import Language, LanguageSetting, language_of_text
 from core.platform import MessageRef, ReplyChannel
 from core.streaming import StreamingReply
@@ -62,6 +63,18 @@ async def settle(
     reply = StreamingReply(channel, edit_interval_s=0, indicator=indicator)
     reply.resume(refs, answer.content)
     await reply.finish(line, (retry_button(answer.id),))
+
+
+async def settle_for(
+    open_channel: Callable[[Language], ReplyChannel],
+    answer: InterruptedAnswer,
+    refs: Sequence[MessageRef],
+    bot: BotConfig,
+) -> None:
+    """`settle` through the channel `open_channel` opens for the answer's language, with the
+    `[bot]` indicator and language: what each adapter does for each answer."""
+    channel = open_channel(settling_language(answer, bot.language))
+    await settle(channel, answer, refs, indicator=bot.streaming_indicator, language=bot.language)
 
 
 def settling_language(answer: InterruptedAnswer, language: LanguageSetting) -> Language:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import discord
@@ -23,7 +24,7 @@ from bots.discord_adapter.text import MAX_MESSAGE_CHARS, quote_prompt
 from core.buttons import Button
 from core.config import BotConfig
 from core.i18n import Language
-from core.interrupted import settle, settling_language
+from core.interrupted import settle_for
 from core.platform import (
     Clock,
     MessageGone,
@@ -312,13 +313,6 @@ async def settle_interrupted(
         header = "" if answer.question_message_ids else quote_prompt(answer.question)
         refs = [MessageRef(str(channel_id), m) for m in answer.platform_message_ids]
         try:
-            language = settling_language(answer, bot.language)
-            await settle(
-                SettlingReplies(target, header, language),
-                answer,
-                refs,
-                indicator=bot.streaming_indicator,
-                language=bot.language,
-            )
+            await settle_for(partial(SettlingReplies, target, header), answer, refs, bot)
         except discord.HTTPException as exc:
             logger.warning("interrupted answer %s not settled: HTTP %s", answer.id, exc.status)

@@ -17,6 +17,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from telegram import (
@@ -35,7 +36,7 @@ from bots.telegram_adapter.text import MAX_TEXT_UNITS, thread_id_of
 from core.buttons import Button
 from core.config import BotConfig
 from core.i18n import Language
-from core.interrupted import settle, settling_language
+from core.interrupted import settle_for
 from core.pacing import Budget
 from core.platform import (
     MessageGone,
@@ -321,13 +322,6 @@ async def settle_interrupted(
             if not message_id.startswith("draft:")
         ]
         try:
-            language = settling_language(answer, settings.language)
-            await settle(
-                MessageChannel(bot, target, language),
-                answer,
-                refs,
-                indicator=settings.streaming_indicator,
-                language=settings.language,
-            )
+            await settle_for(partial(MessageChannel, bot, target), answer, refs, settings)
         except TelegramError as exc:
             logger.warning("interrupted answer %s not settled: %s", answer.id, exc)

@@ -60,16 +60,33 @@ async def stored_user_messages(tmp_path: Path) -> list[str]:
     return [row[0] for row in await rows(url, "SELECT content FROM messages WHERE role = 'user'")]
 
 
+async def answered_through_the_webhook(
+    tg: FakeTelegram, adapter: TelegramAdapter, dm: Json, ann: Json, text: str
+) -> Json:
+    """Ann writes `text`, its update is POSTed to the worker (accepted), and the GPT's answer
+    shows; the message she wrote."""
+    asked = tg.user_message(dm, ann, text)
+    assert await post(adapter, tg.update(tg.update_id_of(asked))) == 200
+    await wait_answer(tg, asked, f"echo: {text}")
+    return asked
+
+
+@pytest.fixture
+def ann(tg: FakeTelegram) -> Json:
+    return tg.user(10, "Ann")
+
+
+@pytest.fixture
+def dm(tg: FakeTelegram, ann: Json) -> Json:
+    return tg.private_chat(ann)
+
+
 @pytest.mark.asyncio
 async def test_a_posted_update_is_answered_and_nothing_is_polled(
-    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    dm = tg.private_chat(ann)
     async with running(webhook_config(tmp_path, tg, fake_gpts)) as adapter:
-        asked = tg.user_message(dm, ann, "hello")
-        assert await post(adapter, tg.update(tg.update_id_of(asked))) == 200
-        await wait_answer(tg, asked, "echo: hello")
+        await answered_through_the_webhook(tg, adapter, dm, ann, "hello")
 
     assert [r.messages[-1]["content"] for r in fake_gpts.requests] == ["hello"]
     assert len(tg.calls_to("sendMessage")) == 1
@@ -80,10 +97,8 @@ async def test_a_posted_update_is_answered_and_nothing_is_polled(
 
 @pytest.mark.asyncio
 async def test_a_wrong_or_missing_secret_is_refused_and_nothing_happens(
-    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    dm = tg.private_chat(ann)
     async with running(webhook_config(tmp_path, tg, fake_gpts)) as adapter:
         forged = tg.update(tg.update_id_of(tg.user_message(dm, ann, "forged")))
         assert await post(adapter, forged, secret="not-the-secret") == 403
@@ -95,9 +110,7 @@ async def test_a_wrong_or_missing_secret_is_refused_and_nothing_happens(
         assert await post(adapter, [1, 2]) == 400  # type: ignore[arg-type]
         assert await post(adapter, {"message": {"text": "no update_id"}}) == 400
         # What comes after is answered, and it alone.
-        asked = tg.user_message(dm, ann, "real")
-        assert await post(adapter, tg.update(tg.update_id_of(asked))) == 200
-        await wait_answer(tg, asked, "echo: real")
+        await answered_through_the_webhook(tg, adapter, dm, ann, "real")
 
     assert [r.messages[-1]["content"] for r in fake_gpts.requests] == ["real"]
     assert await stored_user_messages(tmp_path) == ["real"]
@@ -106,19 +119,15 @@ async def test_a_wrong_or_missing_secret_is_refused_and_nothing_happens(
 
 @pytest.mark.asyncio
 async def test_the_same_update_posted_twice_is_answered_once(
-    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    dm = tg.private_chat(ann)
     async with running(webhook_config(tmp_path, tg, fake_gpts)) as adapter:
         asked = tg.user_message(dm, ann, "hello")
         update = tg.update(tg.update_id_of(asked))
         assert await post(adapter, update) == 200
         assert await post(adapter, update) == 200  # Telegram's retry, or a second worker's
         await wait_answer(tg, asked, "echo: hello")
-        following = tg.user_message(dm, ann, "next")
-        assert await post(adapter, tg.update(tg.update_id_of(following))) == 200
-        await wait_answer(tg, following, "echo: next")
+        await answered_through_the_webhook(tg, adapter, dm, ann, "next")
 
     assert [r.messages[-1]["content"] for r in fake_gpts.requests] == ["hello", "next"]
     assert [m["text"] for m in answer_to(tg, asked)] == ["echo: hello", "echo: next"]

@@ -17,9 +17,13 @@ from core.config import Config, parse_config
 from core.errors import ConfigError
 from fakes.gpts import FakeGpts
 from fakes.telegram import FakeTelegram, Fault
+from tests import test_telegram
 from tests.databases import rows
 from tests.gptsbot_process import Bot, environment, write_config
 from tests.test_telegram import Json, answer_to, make_config, running, wait_answer
+
+# test_telegram.py's fixtures, found here by name: the same people and chats.
+ann, dm = test_telegram.ann, test_telegram.dm
 
 WEBHOOK_URL = "https://bot.example.org/telegram/updates"
 SECRET = "webhook-Secret_0123456789"
@@ -69,16 +73,6 @@ async def answered_through_the_webhook(
     assert await post(adapter, tg.update(tg.update_id_of(asked))) == 200
     await wait_answer(tg, asked, f"echo: {text}")
     return asked
-
-
-@pytest.fixture
-def ann(tg: FakeTelegram) -> Json:
-    return tg.user(10, "Ann")
-
-
-@pytest.fixture
-def dm(tg: FakeTelegram, ann: Json) -> Json:
-    return tg.private_chat(ann)
 
 
 @pytest.mark.asyncio

@@ -91,6 +91,16 @@ def token_variables(platforms: Sequence[Platform] | None = None) -> list[str]:
     ]
 
 
+def has_a_platform_token(config: Config, platforms: Sequence[Platform] | None = None) -> bool:
+    """Whether any platform `gptsbot run` can start has its token set (checked before the
+    database is opened, so a run that cannot start leaves nothing behind)."""
+    return any(
+        getattr(config.platform(platform.name, platform.settings), "token", "")
+        for platform in (installed_platforms() if platforms is None else platforms)
+        if platform.create_adapter is not None and platform.settings is not None
+    )
+
+
 # An adapter that fails (network down, platform outage) is restarted after a pause that doubles
 # up to the maximum, and starts again from the first pause after a long enough healthy run.
 FIRST_RESTART_DELAY_S = 2.0

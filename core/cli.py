@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from core import __version__
 from core.answerer_lock import AlreadyAnswering, answerer_lock
 from core.app import (
+    has_a_platform_token,
     interrupted_by_platform,
     load_adapters,
     open_app,
@@ -151,6 +152,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run(config: Config, args: argparse.Namespace) -> int:
+    if not has_a_platform_token(config):  # before the database: nothing is left behind
+        _say(f"no platform token set: set {' / '.join(token_variables())}.")
+        return EXIT_USAGE
     # One answerer per database: a second `run` would answer every message again.
     try:
         with answerer_lock(config.storage.url):
@@ -165,10 +169,6 @@ async def _serve(config: Config) -> int:
     stop_on_signals(stop)
     async with open_app(config) as app:
         adapters = load_adapters(config, app.service)
-        if not adapters:
-            variables = " / ".join(token_variables())
-            _say(f"no platform token set: set {variables}.")
-            return EXIT_USAGE
         logger.info("running %s", ", ".join(adapter.name for adapter in adapters))
         # Answers a dead process left streaming: interrupted now, their messages fixed later.
         interrupted = await interrupted_by_platform(app.repo, adapters)

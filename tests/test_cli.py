@@ -153,6 +153,8 @@ async def test_run_without_tokens_names_the_variables(tmp_path: Path) -> None:
     result = await gptsbot("run", env=environment(tmp_path, None))
     assert result.code == 2
     assert "TELEGRAM_BOT_TOKEN" in result.err and "DISCORD_BOT_TOKEN" in result.err
+    # A run that cannot start leaves nothing behind: no database, no lock file.
+    assert list(tmp_path.glob("chat.db*")) == []
 
 
 def verdict(result: Result) -> tuple[int, str, str]:

@@ -135,6 +135,8 @@ class BotConfig:
     # On SIGTERM, how long `gptsbot run` lets answers in progress finish before it cuts them
     # (showing and storing what arrived). None: each platform's default (10 s).
     shutdown_grace_s: float | None = non_negative(None)
+    # An image GPT's ```json block with the image's prompt: "hide" folds it away from answers.
+    image_prompt: Literal["show", "hide"] = "hide"
 
 
 def _user_ids_problem(users: tuple[str, ...]) -> str | None:

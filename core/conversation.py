@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from core import i18n, metrics
+from core.answer_markup import AnswerMarkup
 from core.bindings import Bindings
 from core.buttons import retry_button, stop_button
 from core.config import Config
@@ -136,6 +137,8 @@ class ConversationService(Bindings):
     ) -> AnswerOutcome:
         waited = started = False
         key = turn.update_key
+        # What people see is cleaned in the turn's language (notes such as a sandbox file's).
+        reply.set_markup(AnswerMarkup(turn.language, self.config.bot.image_prompt))
 
         def show_waiting() -> None:
             nonlocal waited

@@ -105,6 +105,13 @@ RESTARTING = Text(
     "⚠️ 机器人正在重启，回答到此中断，请稍后再问。",
 )
 STOPPED = Text("⏹️ Stopped.", "⏹️ 已停止。")
+# Under an answer that cites web pages: the heading of its numbered list of sources.
+SOURCES = Text("Sources:", "来源：")
+# A file a code-interpreter GPT made: its link works only inside ChatGPT.
+SANDBOX_FILE = Text(
+    "{name} (file in the GPT's sandbox, not downloadable here)",
+    "{name}（GPT 沙盒中的文件，无法在此下载）",
+)
 INTERRUPTED = Text(
     "⚠️ Interrupted: the bot stopped before this answer was finished.",
     "⚠️ 已中断：机器人在回答完成前停止了。",

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from core import i18n
+from core.answer_markup import AnswerMarkup, ImagePrompt
 from core.buttons import retry_button
 from core.config import BotConfig
 from core.i18n import Language, LanguageSetting, language_of_text
@@ -51,16 +52,19 @@ async def settle(
     *,
     indicator: str,
     language: LanguageSetting = "auto",
+    image_prompt: ImagePrompt = "hide",
 ) -> None:
     """Show `answer`'s saved text plus the interrupted line in the messages `refs` (those it was
     streamed in), no indicator, and a Retry button. Without messages to edit the text is sent
     anew (e.g. a Telegram draft, which vanished by itself). `indicator`: the one it streamed
     with, so the text splits into the same messages. `channel` shows its button labels in
-    `settling_language(answer, language)`."""
+    `settling_language(answer, language)`, the language the text is cleaned in too."""
     if not refs and not answer.content.strip():
         return  # nothing was shown, nothing was saved
-    line = i18n.INTERRUPTED(settling_language(answer, language))
-    reply = StreamingReply(channel, edit_interval_s=0, indicator=indicator)
+    shown_in = settling_language(answer, language)
+    line = i18n.INTERRUPTED(shown_in)
+    markup = AnswerMarkup(shown_in, image_prompt)
+    reply = StreamingReply(channel, edit_interval_s=0, indicator=indicator, markup=markup)
     reply.resume(refs, answer.content)
     await reply.finish(line, (retry_button(answer.id),))
 
@@ -74,7 +78,14 @@ async def settle_for(
     """`settle` through the channel `open_channel` opens for the answer's language, with the
     `[bot]` indicator and language: what each adapter does for each answer."""
     channel = open_channel(settling_language(answer, bot.language))
-    await settle(channel, answer, refs, indicator=bot.streaming_indicator, language=bot.language)
+    await settle(
+        channel,
+        answer,
+        refs,
+        indicator=bot.streaming_indicator,
+        language=bot.language,
+        image_prompt=bot.image_prompt,
+    )
 
 
 def settling_language(answer: InterruptedAnswer, language: LanguageSetting) -> Language:

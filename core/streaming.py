@@ -9,6 +9,10 @@ edit of every message whose text is not yet the full, final text.
 Buttons (`core.buttons`) ride on those same calls: the message still being written carries the
 reply's `buttons` (Stop), the last message's final edit carries the buttons `finish` is given
 (Retry, or none), and every other message none. They never cost a call of their own.
+
+What is shown is the text cleaned of ChatGPT-only markup (`core.answer_markup`: citations,
+sandbox links, image prompts), as it streams; `text` stays what the GPT wrote, for storage and
+for the history sent upstream.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from core.answer_markup import AnswerMarkup
 from core.buttons import Button
 from core.pacing import Budget
 from core.platform import (
@@ -64,6 +69,7 @@ class StreamingReply:
         budgets: Sequence[Budget] = (),
         indicator: str = "",
         clock: Clock | None = None,
+        markup: AnswerMarkup | None = None,
     ) -> None:
         self.channel = channel
         self.edit_interval_s = edit_interval_s
@@ -72,6 +78,10 @@ class StreamingReply:
         self._clock = clock or SystemClock()
         self._parts: list[str] = []
         self._joined = ""
+        self._markup = markup or AnswerMarkup()
+        self._shown_parts: list[str] = []  # display text not yet joined into `_display`
+        self._markup_finished = False
+        self._display = ""
         self._waiting = ""  # a line shown until the answer's text arrives (see show_waiting)
         self._buttons: tuple[Button, ...] = ()  # under the message being written
         self._final_buttons: tuple[Button, ...] = ()  # under the last message, once final
@@ -97,6 +107,19 @@ class StreamingReply:
         return self._joined
 
     @property
+    def display_text(self) -> str:
+        """What people see of the text so far: cleaned, without what may still be a marker."""
+        if self._shown_parts:
+            self._display += "".join(self._shown_parts)
+            self._shown_parts.clear()
+        return self._display
+
+    def set_markup(self, markup: AnswerMarkup) -> None:
+        """Clean the answer with `markup` (its language, its image prompt setting). Call before
+        any text is appended."""
+        self._markup = markup
+
+    @property
     def is_waiting(self) -> bool:
         """A waiting line is shown (or about to be), and the answer has not started."""
         return bool(self._waiting)
@@ -111,6 +134,7 @@ class StreamingReply:
             return
         self._waiting = ""
         self._parts.append(text)
+        self._shown_parts.append(self._markup.feed(text))
         self._wake()
 
     def show_waiting(self, line: str) -> None:
@@ -150,6 +174,8 @@ class StreamingReply:
         mid-answer): `finish` then edits them to `text` plus its line. Call before anything else.
         Give the reply the indicator the earlier one had, so the text splits the same way."""
         self._joined = text
+        self._display = self._markup.clean(text)
+        self._markup_finished = True
         # Never equal to a page's text, so every message is edited at once (no pacing wait).
         self._shown = [_Shown(ref, "", final=False, shown_at=-math.inf) for ref in refs]
 
@@ -157,13 +183,16 @@ class StreamingReply:
         """Show the final text (plus `error_line`, if any) in full, with `buttons` under the
         last message and none under the others. Call exactly once."""
         self._finishing = True
+        if not self._markup_finished:
+            self._markup_finished = True
+            self._shown_parts.append(self._markup.finish())
         self._final_buttons = tuple(buttons)
         if self._pump is not None:
             if not self._in_call:
                 self._pump.cancel()  # it is only waiting: nothing is half-sent
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
-        text = self.text
+        text = self.display_text
         if error_line:
             text = f"{text.rstrip()}\n\n{error_line}" if text.strip() else error_line
         await self._show(text, final=True)
@@ -173,7 +202,7 @@ class StreamingReply:
             await self._changed.wait()
             self._changed.clear()
             try:
-                await self._show(self.text, final=False)
+                await self._show(self.display_text, final=False)
             except PlatformRefused:
                 return  # nothing more can be shown; finish() raises it to the caller
             except Exception:

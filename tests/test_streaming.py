@@ -272,3 +272,35 @@ async def test_typing_shows_until_the_first_message_and_yields_to_answers() -> N
         await asyncio.sleep(0.03)
         assert len(typed) == count  # stopped once the answer showed
         await reply.finish()
+
+
+# --- what people see: markup cleaned (core.answer_markup) --------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_shown_text_is_cleaned_while_the_raw_text_stays_for_storage() -> None:
+    clock, channel, reply = paced_reply(indicator=" ▌")
+    raw = (
+        'Foxes【4:0†source】 run [[1]](https://a.example "A") fast.\n'
+        "[f.csv](sandbox:/mnt/data/f.csv)"
+    )
+    await stream(reply, clock, [raw[i : i + 3] for i in range(0, len(raw), 3)], gap=0.4)
+    await finish(clock, reply)
+
+    assert reply.text == raw
+    assert len(channel.calls) >= 5  # streamed: many states seen
+    for call in channel.calls:
+        assert not any(mark in call.text for mark in ("【", "†", "[[", "sandbox:")), call.text
+    assert channel.visible() == [
+        "Foxes run [1] fast.\nf.csv (file in the GPT's sandbox, not downloadable here)\n\n"
+        "Sources:\n[1] A: https://a.example"
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_resumed_answer_is_shown_cleaned() -> None:
+    clock, channel, reply = paced_reply()
+    ref = await channel.send("Foxes【4:0", final=False)
+    reply.resume([ref], "Foxes【4:0†source】 run [[1]](https://a.example)")
+    await finish(clock, reply, error_line="cut")
+    assert channel.visible() == ["Foxes run [1]\n\nSources:\n[1] https://a.example\n\ncut"]

@@ -46,7 +46,8 @@ _SANDBOX_LINK = re.compile(r"!?\[([^\]\n]*)\]\(sandbox:([^)\s]*)\)")
 _LINK_START = re.compile(r'!?(?:\[[^\]\n]*(?:\]\]?(?:\([^)\s]*(?:[ \t]+(?:"[^"\n]*"?)?)?)?)?)?')
 _FENCE_OPENING = "```json"
 _JSON_BLOCK = re.compile(r"```json[ \t]*\n(.*?)\n```[ \t]*(?:\n|\Z)", re.DOTALL | re.IGNORECASE)
-_JSON_BLOCK_START = re.compile(r"```json[ \t]*(?:\n.*)?", re.DOTALL | re.IGNORECASE)
+# A prompt block's beginning: anything but an object is shown at once.
+_JSON_BLOCK_START = re.compile(r"```json[ \t]*(?:\n\s*(?:\{.*)?)?", re.DOTALL | re.IGNORECASE)
 
 
 class _Hold:
@@ -163,17 +164,18 @@ class AnswerMarkup:
     def _json_block(self, text: str, start: int, *, at_end: bool) -> tuple[str, int] | _Hold:
         block = _JSON_BLOCK.match(text, start, start + JSON_BLOCK_CAP)
         # Closed by its fence's line end (or the answer's end): a fence alone may go on.
-        if block is not None and (block[0].endswith("\n") or (at_end and block.end() == len(text))):
-            if self.image_prompt == "hide" and _is_image_prompt(block[1]):
-                return "", block.end()
-            return block[0], block.end()  # another json block: shown as written
-        if not at_end:
+        closed = block is not None and (
+            block[0].endswith("\n") or (at_end and block.end() == len(text))
+        )
+        if block is not None and closed and _is_image_prompt(block[1]):
+            return "", block.end()
+        if not at_end and not closed:
             tail = text[start : start + JSON_BLOCK_CAP]
             if len(tail) < JSON_BLOCK_CAP and (
                 _FENCE_OPENING.startswith(tail.lower()) or _JSON_BLOCK_START.fullmatch(tail)
             ):
                 return _HOLD
-        return "`", start + 1
+        return "`", start + 1  # another block: shown as written (as text, like the rest)
 
     def _private_use(self, text: str, start: int, *, at_end: bool) -> tuple[str, int] | _Hold:
         closer = _SPAN_CLOSERS.get(text[start])

@@ -196,3 +196,12 @@ def test_an_opener_that_starts_no_marker_is_held_only_while_it_could() -> None:
     long_label = "[" + "z" * LINK_CAP
     assert markup.feed(long_label) == long_label  # past the cap: ordinary text
     assert markup.finish() == ""
+
+
+def test_a_json_block_is_held_only_while_it_may_be_a_prompt() -> None:
+    markup = AnswerMarkup()
+    assert markup.feed("Data:\n```json\n") == "Data:\n"
+    assert markup.feed("42,") == "```json\n42,"  # not an object: shown as it comes
+    assert markup.feed("\n```\n") == "\n```\n"
+    assert markup.feed("```json\n{") == ""
+    assert markup.feed('"a": 1}\n```\n') == '```json\n{"a": 1}\n```\n'

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.app import open_app
-from core.i18n import INTERRUPTED
+from core.i18n import INTERRUPTED, SANDBOX_FILE
 from core.interrupted import interrupted_answers, settle
 from core.platform import MessageRef
 from core.streaming import StreamingReply
@@ -144,3 +144,12 @@ async def test_settling_without_messages_sends_the_text_or_does_nothing() -> Non
     assert channel.calls == []
     await settle(channel, interrupted("saved", ()), [], indicator=INDICATOR, language="en")
     assert channel.visible() == [f"saved\n\n{INTERRUPTED('en')}"]
+
+
+@pytest.mark.asyncio
+async def test_settling_shows_the_saved_text_cleaned_in_the_settling_language() -> None:
+    channel = RecordingChannel(FakeClock())
+    saved = "表格【4:0†source】：[a.csv](sandbox:/mnt/data/a.csv)"
+    await settle(channel, interrupted(saved, ()), [], indicator=INDICATOR)
+    cleaned = f"表格：{SANDBOX_FILE('zh', name='a.csv')}"  # the question was Chinese
+    assert channel.visible() == [f"{cleaned}\n\n{INTERRUPTED('zh')}"]

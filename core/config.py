@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from core.answer_markup import ImagePrompt
 from core.database import data_folder, resolve_url
 from core.errors import BadGptName, ConfigError
 from core.gpt_names import parse_gpt_id
@@ -136,7 +137,7 @@ class BotConfig:
     # (showing and storing what arrived). None: each platform's default (10 s).
     shutdown_grace_s: float | None = non_negative(None)
     # An image GPT's ```json block with the image's prompt: "hide" folds it away from answers.
-    image_prompt: Literal["show", "hide"] = "hide"
+    image_prompt: ImagePrompt = "hide"
 
 
 def _user_ids_problem(users: tuple[str, ...]) -> str | None:

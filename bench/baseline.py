@@ -43,6 +43,9 @@ class BaselineReply:
     def messages(self) -> list[MessageRef]:
         return [self._ref] if self._ref is not None else []
 
+    def set_markup(self, markup: object) -> None:
+        """The baseline (llmcord) shows the GPT's text as it comes, markup and all."""
+
     def append(self, text: str) -> None:
         if not text:
             return

@@ -105,34 +105,37 @@ class Arrivals:
         return self.times[index]
 
 
+@dataclass
 class RecordingChannel:
     """A `ReplyChannel` for one answer: records calls, never refuses one."""
 
-    def __init__(self, recorder: Recorder, chat: str, arrivals: Arrivals, indicator: str) -> None:
-        self.max_chars = recorder.limits.max_chars - len(indicator)
-        self._recorder = recorder
-        self._chat = chat
-        self._arrivals = arrivals
-        self._indicator = indicator
+    recorder: Recorder
+    chat: str
+    arrivals: Arrivals
+    indicator: str
+    max_chars: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.max_chars = self.recorder.limits.max_chars - len(self.indicator)
 
     def measure(self, text: str) -> int:
         return len(text)
 
     def _record(self, kind: str, message_id: str, text: str, final: bool) -> None:
         now = time.monotonic()
-        body = text if final else text.removesuffix(self._indicator)
+        body = text if final else text.removesuffix(self.indicator)
         # The bench's answers fit one message: its text is the answer so far, so its length
         # names the newest chunk it carries.
-        carried = self._arrivals.arrival_of(len(body))
-        due = self._recorder.clock.take_due()
-        self._recorder.calls.append(
-            Call(now, kind, self._chat, message_id, len(text), final, max(carried, due), carried)
+        carried = self.arrivals.arrival_of(len(body))
+        due = self.recorder.clock.take_due()
+        self.recorder.calls.append(
+            Call(now, kind, self.chat, message_id, len(text), final, max(carried, due), carried)
         )
 
     async def send(self, text: str, *, final: bool, buttons: Sequence[Button] = ()) -> MessageRef:
-        message_id = self._recorder.next_id()
+        message_id = self.recorder.next_id()
         self._record("send", message_id, text, final)
-        return MessageRef(self._chat, message_id)
+        return MessageRef(self.chat, message_id)
 
     async def edit(
         self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()

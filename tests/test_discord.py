@@ -986,15 +986,17 @@ async def refusal(w: World) -> PlatformRefused:
     return refused.value
 
 
-def problems(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+@pytest.fixture
+def problems(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
+    """What was logged at WARNING or above, everything being logged (DEBUG) meanwhile."""
+    caplog.set_level(logging.DEBUG)
+    return lambda: [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 @pytest.mark.asyncio
 async def test_a_token_reset_while_connected_stops_the_adapter(
-    tmp_path: Path, fake_gpts: FakeGpts, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, fake_gpts: FakeGpts, problems: Callable[[], list[str]]
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     async with world(tmp_path, fake_gpts) as w:
         await w.fake.revoke_token()  # the gateway closes with 4004
         refused = await refusal(w)
@@ -1002,14 +1004,13 @@ async def test_a_token_reset_while_connected_stops_the_adapter(
         # Stopped, not reconnecting or restarting.
         assert len(w.fake.identifies) == 1 and w.fake.closed_codes == [4004]
         assert w.adapter.client is not None and w.adapter.client.is_closed()
-    assert problems(caplog) == []
+    assert problems() == []
 
 
 @pytest.mark.asyncio
 async def test_a_token_reset_mid_answer_stops_the_adapter_quietly(
-    tmp_path: Path, fake_gpts: FakeGpts, gate: Gate, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, fake_gpts: FakeGpts, gate: Gate, problems: Callable[[], list[str]]
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     async with world(tmp_path, fake_gpts) as w:
         await w.fake.user_says(w.channel_id, w.member, "a story?", mention_bot=True)
         gate.send("Once upon")
@@ -1018,14 +1019,13 @@ async def test_a_token_reset_mid_answer_stops_the_adapter_quietly(
         gate.send(" a time")
         gate.finish()
         assert str(await refusal(w)) == REFUSED
-    assert problems(caplog) == []
+    assert problems() == []
 
 
 @pytest.mark.asyncio
 async def test_a_rest_call_refusing_the_token_stops_the_adapter(
-    tmp_path: Path, fake_gpts: FakeGpts, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, fake_gpts: FakeGpts, problems: Callable[[], list[str]]
 ) -> None:
-    caplog.set_level(logging.DEBUG)
     async with world(tmp_path, fake_gpts) as w:
         unauthorized = {"message": "401: Unauthorized", "code": 0}
         w.fake.fail("POST", POST_MESSAGE, status=401, body=unauthorized)
@@ -1033,4 +1033,4 @@ async def test_a_rest_call_refusing_the_token_stops_the_adapter(
         assert str(await refusal(w)) == REFUSED
         assert w.adapter.client is not None and w.adapter.client.is_closed()
     assert w.adapter.unexpected == []
-    assert problems(caplog) == []
+    assert problems() == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,17 @@ async def slash(
     call = await w.fake.slash(channel_id, user, name, options)
     await w.fake.wait_for(lambda: call.callbacks, TIMEOUT)
     return call.callbacks[0].get("data") or {}
+
+
+def listing(kind: str, key: str, id_name: str) -> Callable[[Ids], dict[str, Any]]:
+    """An `[access]` rule listing one of the world's ids: `listing("block", "discord_guilds",
+    "guild")` blocks the world's guild."""
+    return lambda ids: {kind: {key: [getattr(ids, id_name)]}}
+
+
+def admin_owns(ids: Ids) -> dict[str, Any]:
+    """`[access]` naming the world's admin an owner of the bot."""
+    return {"owners": [f"discord:{ids.admin}"]}
 
 
 def refused_privately(data: dict[str, Any], line: str) -> bool:
@@ -86,19 +98,20 @@ async def test_a_blocked_member_gets_one_line_and_nothing_is_stored_or_sent(
 async def test_blocked_channels_cover_their_threads_and_blocked_guilds_keep_dms(
     tmp_path: Path, fake_gpts: FakeGpts
 ) -> None:
-    def channel(ids: Ids) -> dict[str, Any]:
-        return {"block": {"discord_channels": [ids.channel]}}
-
-    async with world(tmp_path / "channel", fake_gpts, channels=2, access=channel) as w:
+    async with world(
+        tmp_path / "channel",
+        fake_gpts,
+        channels=2,
+        access=listing("block", "discord_channels", "channel"),
+    ) as w:
         await w.fake.user_says(w.thread_id, w.manager, "in the thread", mention_bot=True)
         assert await contents(w, w.thread_id, 1) == [NOT_HERE]
         await w.fake.user_says(w.channels[1], w.member, "elsewhere", mention_bot=True)
         await w.answered(w.channels[1], "echo: mia: elsewhere")
 
-    def guild(ids: Ids) -> dict[str, Any]:
-        return {"block": {"discord_guilds": [ids.guild]}}
-
-    async with world(tmp_path / "guild", fake_gpts, access=guild) as w:
+    async with world(
+        tmp_path / "guild", fake_gpts, access=listing("block", "discord_guilds", "guild")
+    ) as w:
         assert refused_privately(await slash(w, w.channel_id, w.member, "help"), NOT_HERE)
         await w.fake.user_says(w.channel_id, w.member, "hi", mention_bot=True)
         assert await contents(w, w.channel_id, 1) == [NOT_HERE]
@@ -110,10 +123,9 @@ async def test_blocked_channels_cover_their_threads_and_blocked_guilds_keep_dms(
 async def test_roles_come_from_the_member_in_the_message_and_the_interaction(
     tmp_path: Path, fake_gpts: FakeGpts
 ) -> None:
-    def trusted_only(ids: Ids) -> dict[str, Any]:
-        return {"allow": {"discord_roles": [ids.trusted]}}
-
-    async with world(tmp_path / "allow", fake_gpts, access=trusted_only) as w:
+    async with world(
+        tmp_path / "allow", fake_gpts, access=listing("allow", "discord_roles", "trusted")
+    ) as w:
         await w.fake.user_says(w.channel_id, w.member, "me too?", mention_bot=True)
         assert await contents(w, w.channel_id, 1) == [NOT_YOU]
         assert refused_privately(await slash(w, w.channel_id, w.member, "chat", "x"), NOT_YOU)
@@ -124,10 +136,9 @@ async def test_roles_come_from_the_member_in_the_message_and_the_interaction(
                          + "echo: max: and this", count=3)  # fmt: skip
         await w.in_dm("roles are a server's", "echo: roles are a server's")
 
-    def trusted_blocked(ids: Ids) -> dict[str, Any]:
-        return {"block": {"discord_roles": [ids.trusted]}}
-
-    async with world(tmp_path / "block", fake_gpts, access=trusted_blocked) as w:
+    async with world(
+        tmp_path / "block", fake_gpts, access=listing("block", "discord_roles", "trusted")
+    ) as w:
         assert refused_privately(await slash(w, w.channel_id, w.manager, "chat", "x"), NOT_YOU)
         chat = await w.fake.slash(w.channel_id, w.member, "chat", [option("prompt", "ok")])
         await wait_original(w, chat, quote_prompt("ok") + "echo: mia: ok")
@@ -162,11 +173,8 @@ async def test_dms_off_refuse_every_dm_but_the_owners(tmp_path: Path, fake_gpts:
 async def test_a_quota_answers_with_its_reset_and_spares_owners(
     tmp_path: Path, fake_gpts: FakeGpts
 ) -> None:
-    def access(ids: Ids) -> dict[str, Any]:
-        return {"owners": [f"discord:{ids.admin}"]}
-
     quota = {"turns_per_user_per_minute": 1}
-    async with world(tmp_path, fake_gpts, access=access, quota=quota) as w:
+    async with world(tmp_path, fake_gpts, access=admin_owns, quota=quota) as w:
         await w.fake.user_says(w.channel_id, w.member, "one", mention_bot=True)
         await w.answered(w.channel_id, "echo: mia: one")
         await w.fake.user_says(w.channel_id, w.member, "two", mention_bot=True)
@@ -207,11 +215,8 @@ def figures(turns_today: int, tokens_today: int, turns: int, tokens: int) -> dic
 async def test_usage_is_an_ephemeral_embed_that_shows_each_person_what_they_may_see(
     tmp_path: Path, fake_gpts: FakeGpts
 ) -> None:
-    def access(ids: Ids) -> dict[str, Any]:
-        return {"owners": [f"discord:{ids.admin}"]}
-
     fake_gpts.enqueue(*[Reply("ok", usage=COUNTED) for _ in range(4)])
-    async with world(tmp_path, fake_gpts, access=access) as w:
+    async with world(tmp_path, fake_gpts, access=admin_owns) as w:
         await w.fake.user_says(w.channel_id, w.member, "m1", mention_bot=True)
         await w.answered(w.channel_id, "ok")
         for count, text in ((2, "x1"), (3, "x2")):

@@ -57,15 +57,16 @@ async def test_the_window_looks_a_bounded_way_back_past_unanswered_messages(
 async def test_the_window_and_the_start_up_sweep_are_index_seeks(
     sqlite_repo: Repository, db_path: Path
 ) -> None:
-    repo = sqlite_repo
     scope = ScopeKey("telegram", "plan")
     streaming = NewMessage("assistant", "", status="streaming")
     for _ in range(3):
-        await repo.start_turn(scope, NewMessage("user", "q"), history_limit=0, answer=streaming)
-    conversation_id = await repo.current_conversation(scope)
-    with captured_sql(repo) as statements:
-        await repo.exchanges(conversation_id, limit=2)
-        await repo.interrupt_streaming("telegram")
+        await sqlite_repo.start_turn(
+            scope, NewMessage("user", "q"), history_limit=0, answer=streaming
+        )
+    conversation_id = await sqlite_repo.current_conversation(scope)
+    with captured_sql(sqlite_repo) as statements:
+        await sqlite_repo.exchanges(conversation_id, limit=2)
+        await sqlite_repo.interrupt_streaming("telegram")
 
     # The window, the sweep's two SELECTs.
     window_plan, sweep_plan, rows_plan = query_plans(db_path, statements[:3])

@@ -112,6 +112,12 @@ async def bot(
 
 
 @pytest.fixture
+def config_on_db(tmp_path: Path, db_url: str, tg: FakeTelegram, fake_gpts: FakeGpts) -> Config:
+    """The bot's config, on each database the storage tests run on."""
+    return make_config(tmp_path, tg, fake_gpts, db_url=db_url)
+
+
+@pytest.fixture
 def ann(tg: FakeTelegram) -> Json:
     return tg.user(10, "Ann")
 
@@ -208,15 +214,9 @@ async def test_dm_streams_into_one_message_paced_after_typing(
 
 @pytest.mark.asyncio
 async def test_reset_and_separate_histories(
-    tmp_path: Path,
-    db_url: str,
-    tg: FakeTelegram,
-    fake_gpts: FakeGpts,
-    ann: Json,
-    dm: Json,
-    bob: Json,
+    config_on_db: Config, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json, bob: Json
 ) -> None:
-    async with running(make_config(tmp_path, tg, fake_gpts, db_url=db_url)):
+    async with running(config_on_db):
         await check_reset_and_separate_histories(tg, fake_gpts, ann, dm, bob)
 
 
@@ -625,8 +625,7 @@ async def test_a_fixed_language_wins_over_the_app_language(
 
 @pytest.mark.asyncio
 async def test_restart_keeps_history_and_bindings(
-    tmp_path: Path,
-    db_url: str,
+    config_on_db: Config,
     tg: FakeTelegram,
     fake_gpts: FakeGpts,
     ann: Json,
@@ -634,12 +633,11 @@ async def test_restart_keeps_history_and_bindings(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    config = make_config(tmp_path, tg, fake_gpts, db_url=db_url)
-    async with running(config):
+    async with running(config_on_db):
         bound = tg.user_message(dm, ann, "/gpt bind g-AnnsGpt01")
         await tg.wait_until(lambda: len(answer_to(tg, bound)) == 1, WAIT_S)
         await wait_answer(tg, tg.user_message(dm, ann, "remember me"), "echo: remember me")
-    async with running(config):
+    async with running(config_on_db):
         await wait_answer(tg, tg.user_message(dm, ann, "still there?"), "echo: still there?")
     last = fake_gpts.requests[-1]
     assert last.model == "gpt-4-gizmo-g-AnnsGpt01"

@@ -18,6 +18,7 @@ import asyncio
 import base64
 import functools
 import ssl
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
@@ -38,22 +39,22 @@ _FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 _TimeoutKey = tuple[float | None, float | None, float | None, float | None, bool]
 
 
+@dataclass(frozen=True, slots=True)
+class _Defaults:
+    """The timeouts used where a call passes PTB's DEFAULT_NONE."""
+
+    read: float | None
+    write: float | None
+    connect: float | None
+    pool: float | None
+    media_write: float | None
+
+
 class AiohttpRequest(BaseRequest):
     """A `telegram.request.BaseRequest` on one aiohttp ClientSession (opened by `initialize`).
     The arguments and their defaults are HTTPXRequest's."""
 
-    __slots__ = (
-        "_connect_timeout",
-        "_media_write_timeout",
-        "_pool_size",
-        "_pool_timeout",
-        "_proxies",
-        "_read_timeout",
-        "_refused",
-        "_session",
-        "_timeouts",
-        "_write_timeout",
-    )
+    __slots__ = ("_defaults", "_pool_size", "_proxies", "_refused", "_session", "_timeouts")
 
     def __init__(
         self,
@@ -70,18 +71,16 @@ class AiohttpRequest(BaseRequest):
         # waits for it: the adapter watches this instead, or the bot would stay up, deaf.
         self._refused = refused
         self._pool_size = connection_pool_size
-        self._read_timeout = read_timeout
-        self._write_timeout = write_timeout
-        self._connect_timeout = connect_timeout
-        self._pool_timeout = pool_timeout
-        self._media_write_timeout = media_write_timeout
+        self._defaults = _Defaults(
+            read_timeout, write_timeout, connect_timeout, pool_timeout, media_write_timeout
+        )
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[_TimeoutKey, aiohttp.ClientTimeout] = {}
         self._proxies: dict[str, dict[str, Any]] = {}  # origin → proxy arguments
 
     @property
     def read_timeout(self) -> float | None:
-        return self._read_timeout
+        return self._defaults.read
 
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:
@@ -149,13 +148,13 @@ class AiohttpRequest(BaseRequest):
     ) -> aiohttp.ClientTimeout:
         """The ClientTimeout for these values (kept: there are only a few combinations)."""
         if isinstance(read, DefaultValue):
-            read = self._read_timeout
+            read = self._defaults.read
         if isinstance(write, DefaultValue):
-            write = self._media_write_timeout if upload else self._write_timeout
+            write = self._defaults.media_write if upload else self._defaults.write
         if isinstance(connect, DefaultValue):
-            connect = self._connect_timeout
+            connect = self._defaults.connect
         if isinstance(pool, DefaultValue):
-            pool = self._pool_timeout
+            pool = self._defaults.pool
         key = (read, write, connect, pool, upload)
         timeout = self._timeouts.get(key)
         if timeout is None:

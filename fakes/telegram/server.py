@@ -114,10 +114,11 @@ class FakeTelegram(LocalServer, BotApi):
         user_id: int,
         first_name: str,
         *,
-        username: str | None = None,
-        language_code: str | None = None,
+        username: str = "",
+        language_code: str = "",
     ) -> dict[str, Any]:
-        """`language_code`: the user's app language as Telegram reports it ("zh-hans", "en")."""
+        """`language_code`: the user's app language as Telegram reports it ("zh-hans", "en");
+        empty, like `username`, when the user has none."""
         user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name}
         if username:
             user["username"] = username

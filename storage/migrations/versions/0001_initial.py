@@ -5,15 +5,11 @@ Revises:
 Create Date: 2025-11-26
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0001"
-down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0001"
+down_revision: str | None = None
 
 # Frozen copies of the model's types: a migration must not change when models.py does later.
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

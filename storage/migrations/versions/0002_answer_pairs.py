@@ -11,15 +11,11 @@ Revises: 0001
 Create Date: 2025-12-03
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
-down_revision: str | Sequence[str] | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0002"
+down_revision: str | None = "0001"
 
 # Frozen copies, as in 0001: this migration must not change when the models do.
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")

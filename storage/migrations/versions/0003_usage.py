@@ -12,15 +12,11 @@ Revises: 0002
 Create Date: 2025-12-10
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "0003"
+down_revision: str | None = "0002"
 
 # Frozen copies of what the estimate means (core.quota.CHARS_PER_TOKEN): characters / 4, rounded
 # up, for the question and for the answer.

@@ -11,16 +11,12 @@ Revises: 0002
 Create Date: 2026-01-10
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
+revision = "0004"
 # 0003 (quotas) is written beside this one: whichever lands second revises the other.
-down_revision: str | Sequence[str] | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+down_revision: str | None = "0003"
 
 # A frozen copy, as in 0001: this migration must not change when the models do.
 UPDATE_KEY_CHARS = 160

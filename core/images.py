@@ -88,9 +88,9 @@ def _mask_code(text: str) -> str:
     for index, line in enumerate(lines):
         fence = _FENCE.match(line)
         if opener:
-            if fence and fence[1][0] == opener[0] and len(fence[1]) >= len(opener):
-                if not line.strip().lstrip(opener[0]):
-                    opener = ""
+            closes = fence and fence[1][0] == opener[0] and len(fence[1]) >= len(opener)
+            if closes and not line.strip().lstrip(opener[0]):
+                opener = ""
             lines[index] = _blank(line)
         elif fence:
             opener = fence[1]

@@ -26,11 +26,11 @@ from core.buttons import Button
 from core.pacing import Budget
 from core.platform import (
     Clock,
+    Image,
     MessageGone,
     MessageRef,
     PlatformRateLimited,
     PlatformRefused,
-    Image,
     ReplyChannel,
     SendsImages,
     SystemClock,

@@ -18,6 +18,7 @@ import zlib
 from typing import Self
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from fakes.local_server import LocalServer
 
@@ -26,7 +27,7 @@ _HUGE_CHUNK = b"\x89" * (256 * 1024)
 
 
 def png(name: str, size: int = 4) -> bytes:
-    """A valid `size`×`size` PNG of one colour drawn from `name`."""
+    """A valid `size` by `size` PNG of one colour drawn from `name`."""
     red, green, blue = zlib.crc32(name.encode()).to_bytes(4, "big")[:3]
     row = b"\x00" + bytes((red, green, blue)) * size
 
@@ -68,7 +69,7 @@ class FakeImageHost(LocalServer):
         return f"http://127.0.0.1:{self.port}{path}"
 
     @web.middleware
-    async def _record(self, request: web.Request, handler: web.RequestHandler) -> web.StreamResponse:
+    async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests.append(request.path_qs)
         return await handler(request)
 
@@ -90,7 +91,9 @@ class FakeImageHost(LocalServer):
         return response
 
     async def _page(self, request: web.Request) -> web.Response:
-        return web.Response(text="<html><body>not a picture</body></html>", content_type="text/html")
+        return web.Response(
+            text="<html><body>not a picture</body></html>", content_type="text/html"
+        )
 
     async def _slow(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "image/png"})

@@ -3,14 +3,16 @@ against a local image host (fakes/images.py)."""
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
+from bots.console.chat import TerminalChannel
 from core import i18n
-from core.images import ImageFetcher, ImageLink, ImageNotShown, image_links, notes
+from core.images import ImageFetcher, ImageLink, ImageNotShown, image_links, images_for, notes
 from fakes.images import FakeImageHost, png
 
 
@@ -126,3 +128,14 @@ def test_notes_name_each_image_and_why() -> None:
         i18n.IMAGE_TOO_LARGE("en", number=2, megabytes=10),
     ]
     assert "第 2 张图片" in notes(failures[:1], "zh")
+
+
+@pytest.mark.asyncio
+async def test_the_terminal_cannot_show_images_so_nothing_is_downloaded(
+    host: FakeImageHost,
+) -> None:
+    terminal = TerminalChannel(io.StringIO())
+    text = f"![cat]({host.url('/png/cat')}) and ![gone]({host.url('/missing')})"
+    async with ImageFetcher() as fetcher:
+        assert await images_for(fetcher, terminal, text, "en") == ([], "")
+    assert host.requests == []

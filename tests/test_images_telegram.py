@@ -18,6 +18,7 @@ from fakes.gpts import FakeGpts, Reply
 from fakes.images import FakeImageHost, png
 from fakes.rate_window import max_in_window
 from fakes.telegram import FakeTelegram, Fault
+from storage import ScopeKey
 from tests.test_telegram import WAIT_S, answer_to, make_config, running
 
 Json = dict[str, Any]
@@ -151,3 +152,51 @@ async def test_eleven_images_take_two_calls_within_the_bot_wide_budget(
         c.at for c in tg.calls if c.method in PHOTO_METHODS | {"sendMessage", "editMessageText"}
     ]
     assert max_in_window(paced, 1.0) <= rate + 1  # the photos shared the bot-wide budget
+
+
+@pytest.mark.asyncio
+async def test_a_refused_upload_gets_one_line_and_the_stored_answer_is_as_written(
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost
+) -> None:
+    ann = tg.user(10, "Ann")
+    dm = tg.private_chat(ann)
+    answer = f"![a]({host.url('/png/a')}) ![b]({host.url('/missing')})"
+    fake_gpts.enqueue(Reply(answer, chunk_chars=200))
+    tg.inject("sendPhoto", Fault(400, "Bad Request: PHOTO_INVALID_DIMENSIONS"))
+    async with running(make_config(tmp_path, tg, fake_gpts)) as adapter:
+        asked = tg.user_message(dm, ann, "draw")
+        line = i18n.IMAGES_NOT_SENT("en")
+        await tg.wait_until(
+            lambda: [m.get("text") for m in answer_to(tg, asked)][-1:] == [line], WAIT_S
+        )
+        repo = adapter.service.repo
+        conversation = await repo.current_conversation(ScopeKey("telegram", str(dm["id"])))
+        stored = (await repo.history(conversation, limit=2))[-1]
+    assert (stored.role, stored.status, stored.content) == ("assistant", "complete", answer)
+    assert [m.get("text", "") for m in answer_to(tg, asked)][-1] == line
+    assert not tg.photo_messages(dm["id"])
+
+
+@pytest.mark.asyncio
+async def test_a_long_answer_with_images_and_fences_splits_as_without_them(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost
+) -> None:
+    ann = tg.user(10, "Ann")
+    dm = tg.private_chat(ann)
+    code = "\n".join(f"print({n})  # ![not an image]({host.url('/png/code')})" for n in range(90))
+    prose = " ".join(f"word{n}" for n in range(400))
+    first, last = host.url("/png/first"), host.url("/png/last")
+    answer = f"![first]({first})\n\n{prose}\n\n```python\n{code}\n```\n\n{prose}\n\n![last]({last})"
+    assert len(answer) > 2 * 4096
+    fake_gpts.enqueue(Reply(answer, chunk_chars=1500))
+    asked = tg.user_message(dm, ann, "long")
+
+    assert await photos_after(tg, asked, 2) == [png("first"), png("last")]
+    pages = [m for m in answer_to(tg, asked) if "text" in m]
+    assert len(pages) >= 3
+    assert all(len(m["text"].encode("utf-16-le")) // 2 <= 4096 for m in pages)
+    assert "/png/code" not in "".join(host.requests)  # code is not downloaded
+    # Every code line arrived inside a code block, once.
+    shown = [line for m in pages for line in m["text"].splitlines()]
+    assert [line for line in shown if line.startswith("print(")] == code.splitlines()
+    assert link_urls(pages[0])[0] == first and link_urls(pages[-1])[-1] == last

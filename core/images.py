@@ -16,7 +16,7 @@ import logging
 import mimetypes
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
@@ -206,18 +206,33 @@ class ImageFetcher:
         return Image(bytes(data), mime_type, _file_name(link, mime_type), link.alt)
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerImages:
+    """What an answer's image links gave: the images to upload after it, the note lines for
+    the links that stay links, and the cancellation (a shutdown) that cut the downloads short:
+    the answer is still shown and stored, then the turn re-raises it."""
+
+    images: list[Image] = field(default_factory=list)
+    notes: str = ""
+    cancelled: asyncio.CancelledError | None = None
+
+
 async def images_for(
     fetcher: ImageFetcher, channel: object, text: str, language: i18n.Language
-) -> tuple[list[Image], str]:
-    """The images of an answer's `text` to upload after it, and the note lines for its image
-    links that stay links. Nothing for a channel that cannot show images (the terminal)."""
-    if not isinstance(channel, SendsImages):
-        return [], ""
-    links = image_links(text)
+) -> AnswerImages:
+    """The images of an answer's `text`. Nothing for a channel that cannot show images (the
+    terminal), and never an exception: the answer matters more than its pictures."""
+    links = image_links(text) if isinstance(channel, SendsImages) else []
     if not links:
-        return [], ""
-    images, failures = await fetcher.fetch_all(links)
-    return images, notes(failures, language)
+        return AnswerImages()
+    try:
+        images, failures = await fetcher.fetch_all(links)
+    except asyncio.CancelledError as exc:
+        return AnswerImages(cancelled=exc)
+    except Exception:
+        logger.exception("downloading an answer's images failed")
+        return AnswerImages()
+    return AnswerImages(images, notes(failures, language))
 
 
 async def upload(reply: StreamingReply, images: Sequence[Image], language: i18n.Language) -> None:

@@ -6,7 +6,8 @@
 - `/huge`: a 30 MB "image/png" streamed in chunks without Content-Length (generated as it is
   sent, never held whole); `/huge-declared`: the same with its Content-Length.
 - `/page`: an HTML page (`text/html`).
-- `/slow`: headers at once, then a body that waits for `release_slow` (a download timeout).
+- `/slow`: headers at once (then `slow_started` is set), then a body that waits for
+  `release_slow` (a download timeout).
 - `/redirect?to=URL`: a 302 to URL (any scheme).
 """
 
@@ -47,6 +48,7 @@ def png(name: str, size: int = 4) -> bytes:
 class FakeImageHost(LocalServer):
     def __init__(self) -> None:
         self.requests: list[str] = []  # each path asked for, query string included
+        self.slow_started = asyncio.Event()  # `/slow` was asked for
         self.release_slow = asyncio.Event()
 
     async def start(self) -> Self:
@@ -99,6 +101,7 @@ class FakeImageHost(LocalServer):
         response = web.StreamResponse(headers={"Content-Type": "image/png"})
         response.enable_chunked_encoding()
         await response.prepare(request)
+        self.slow_started.set()
         await self.release_slow.wait()
         await response.write(png("slow"))
         return response

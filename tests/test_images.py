@@ -12,7 +12,15 @@ import pytest_asyncio
 
 from bots.console.chat import TerminalChannel
 from core import i18n
-from core.images import ImageFetcher, ImageLink, ImageNotShown, image_links, images_for, notes
+from core.images import (
+    AnswerImages,
+    ImageFetcher,
+    ImageLink,
+    ImageNotShown,
+    image_links,
+    images_for,
+    notes,
+)
 from fakes.images import FakeImageHost, png
 
 
@@ -137,5 +145,5 @@ async def test_the_terminal_cannot_show_images_so_nothing_is_downloaded(
     terminal = TerminalChannel(io.StringIO())
     text = f"![cat]({host.url('/png/cat')}) and ![gone]({host.url('/missing')})"
     async with ImageFetcher() as fetcher:
-        assert await images_for(fetcher, terminal, text, "en") == ([], "")
+        assert await images_for(fetcher, terminal, text, "en") == AnswerImages()
     assert host.requests == []

@@ -5,6 +5,7 @@ uploaded as bytes in the answer's chat and topic."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,26 @@ async def test_a_long_answer_with_images_and_fences_splits_as_without_them(
     shown = [line for m in pages for line in m["text"].splitlines()]
     assert [line for line in shown if line.startswith("print(")] == code.splitlines()
     assert link_urls(pages[0])[0] == first and link_urls(pages[-1])[-1] == last
+
+
+@pytest.mark.asyncio
+async def test_a_shutdown_while_images_download_still_shows_and_stores_the_answer(
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost
+) -> None:
+    ann = tg.user(10, "Ann")
+    dm = tg.private_chat(ann)
+    answer = f"Slow: ![s]({host.url('/slow')}) end."
+    fake_gpts.enqueue(Reply(answer, chunk_chars=200))
+    config = make_config(tmp_path, tg, fake_gpts, bot={"shutdown_grace_s": 0.2})
+    async with running(config) as adapter:
+        asked = tg.user_message(dm, ann, "draw")
+        await tg.wait_until(lambda: bool(answer_to(tg, asked)), WAIT_S)
+        await asyncio.wait_for(host.slow_started.wait(), WAIT_S)  # the download has begun
+        scope = ScopeKey("telegram", str(dm["id"]))
+    (message,) = answer_to(tg, asked)
+    assert message["text"] == "Slow: 🖼s end."  # final: no indicator, no note
+    async with running(config) as adapter:
+        conversation = await adapter.service.repo.current_conversation(scope)
+        stored = (await adapter.service.repo.history(conversation, limit=2))[-1]
+    assert (stored.status, stored.content) == ("complete", answer)
+    assert not tg.photo_messages(dm["id"])

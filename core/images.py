@@ -4,9 +4,9 @@ GPTs that draw (DALL·E, code interpreter plots) answer with Markdown image link
 files that expire within hours and that platforms often cannot fetch themselves, so the bot
 downloads each one and uploads the bytes. Only http(s) links outside code count (a link in a
 ``` fence or a `code span` is code). A download is bounded: `max_bytes` read as a stream (a
-missing or lying Content-Length changes nothing), an `image/*` Content-Type, `timeout_s` in
-all, redirects only to http(s). A link that fails keeps its place in the text; the answer gets
-one short line saying which image could not be shown and why (`notes`).
+missing or lying Content-Length changes nothing), a PNG, JPEG, GIF or WebP Content-Type,
+`timeout_s` in all, redirects only to http(s). A link that fails keeps its place in the text;
+the answer gets one short line saying which image could not be shown and why (`notes`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def image_links(text: str, limit: int = MAX_IMAGES) -> list[ImageLink]:
             break
         start, end = match.span()
         original = _IMAGE_LINK.fullmatch(text, start, end)
-        assert original is not None  # masking only blanks code, which this match is not in
+        if original is None:
+            continue  # code with a "]" in its alt text: rare, left a link
         links.append(ImageLink(len(links) + 1, original["alt"].strip(), original["url"]))
     return links
 

@@ -70,6 +70,9 @@ def test_only_http_links_outside_code_are_images() -> None:
 
 def test_an_unclosed_fence_keeps_the_rest_code_and_the_number_of_links_is_bounded() -> None:
     assert urls("```\n![x](https://x.example/1.png)") == []
+    assert urls("![a `]` b](https://x.example/1.png) ![c](https://x.example/2.png)") == [
+        "https://x.example/2.png"
+    ]
     many = " ".join(f"![{n}](https://x.example/{n}.png)" for n in range(30))
     assert len(image_links(many, limit=20)) == 20
 

@@ -16,6 +16,7 @@ from core.config import Config, secret_variables
 from core.conversation import ConversationService
 from core.errors import DatabaseUnusable
 from core.gpts import GptsClient
+from core.images import ImageFetcher
 from core.interrupted import interrupted_answers
 from core.platform import Adapter, PlatformRefused, SettlesInterrupted
 from core.platforms import Platform, installed_platforms
@@ -59,8 +60,8 @@ async def open_app(config: Config) -> AsyncIterator[App]:
                 stray,
                 location,
             )
-        async with GptsClient(config.gpts) as client:
-            yield App(config, repo, client, ConversationService(config, repo, client))
+        async with GptsClient(config.gpts) as client, ImageFetcher() as images:
+            yield App(config, repo, client, ConversationService(config, repo, client, images))
     finally:
         await repo.close()
 

@@ -53,6 +53,7 @@ from core.errors import (
 )
 from core.gpts import ChatMessage, GptsClient, Usage
 from core.history import upstream_messages
+from core.images import AnswerImages, ImageFetcher, images_for, upload
 from core.quota import Quotas, estimate, has_counts
 from core.running import RunningTurn, RunningTurns, ScopeLocks
 from core.saving import AnswerSaver
@@ -104,10 +105,17 @@ class _Progress:
 
 
 class ConversationService(Bindings):
-    def __init__(self, config: Config, repo: Repository, client: GptsClient) -> None:
+    def __init__(
+        self,
+        config: Config,
+        repo: Repository,
+        client: GptsClient,
+        images: ImageFetcher | None = None,
+    ) -> None:
         self.config = config
         self.repo = repo
         self.client = client
+        self.images = images or ImageFetcher()  # downloads an answer's image links
         self._locks = ScopeLocks()
         self.running = RunningTurns()  # the turns streaming now, by answer id (Stop finds them)
         self.quotas = Quotas(config, repo)
@@ -325,6 +333,12 @@ class ConversationService(Bindings):
             usage, estimated = estimate(progress.prompt_chars, text), True
         # An ended answer can be asked again; one stopped (by a person, or a shutdown) shows none.
         buttons = () if status == "stopped" else (retry_button(progress.answer_id),)
+        images = AnswerImages()
+        if not (isinstance(error, asyncio.CancelledError) and error.args != (STOP_REQUESTED,)):
+            # Not when shutting down: no time. The stored text stays as the GPT wrote it.
+            images = await images_for(self.images, reply.channel, text, turn.language)
+        if images.notes:
+            error_line = f"{images.notes}\n{error_line}" if error_line else images.notes
         try:
             await reply.finish(error_line, buttons)
         finally:
@@ -350,6 +364,9 @@ class ConversationService(Bindings):
                 first_token_ms=answer.first_chunk_ms,
                 total_ms=answer.total_ms,
             )
+        if images.cancelled is not None:
+            raise images.cancelled  # shut down while downloading: shown and stored, now stop
+        await upload(reply, images.images, turn.language)
         return AnswerOutcome(status, text, progress.model, error)
 
     async def _store_answer(

@@ -270,3 +270,22 @@ USAGE_NO_PRIVATE_CHAT = Text(
     "ask again.",
     "🔒 用量只通过私聊发送：请先打开与 {mention} 的私聊并点击“开始”，然后再试一次。",
 )
+
+# Images out: an image link in a final answer that could not be shown as an image (its link stays
+# in the text), and images a platform refused to take.
+IMAGE_UNREACHABLE = Text(
+    "(image {number} could not be loaded: the link has expired or is unreachable)",
+    "（第 {number} 张图片无法加载：链接已过期或无法访问）",
+)
+IMAGE_TOO_LARGE = Text(
+    "(image {number} could not be loaded: it is larger than {megabytes} MB)",
+    "（第 {number} 张图片无法加载：图片大于 {megabytes} MB）",
+)
+IMAGE_NOT_AN_IMAGE = Text(
+    "(image {number} could not be loaded: the link is not an image)",
+    "（第 {number} 张图片无法加载：链接指向的不是图片）",
+)
+IMAGES_NOT_SENT = Text(
+    "(the images of this answer could not be sent here; their links are in the text above)",
+    "（这条回答的图片无法在这里发送；图片链接见上文）",
+)

@@ -73,6 +73,30 @@ class ReplyChannel(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image downloaded for an answer, ready to upload: its bytes, their type (`image/png`),
+    the file name to give it and the alt text the answer gave it."""
+
+    data: bytes
+    mime_type: str
+    file_name: str
+    alt: str
+
+
+@runtime_checkable
+class SendsImages(Protocol):
+    """A `ReplyChannel` that can show images (the terminal and drafts need not).
+
+    `send_images` posts them after the answer's final text, where the answer is, in as few
+    calls as the platform allows (it takes at most `max_images_per_call` per call); like
+    `send`, it raises `PlatformRateLimited` when told to wait."""
+
+    max_images_per_call: int
+
+    async def send_images(self, images: Sequence[Image]) -> None: ...
+
+
 class Clock(Protocol):
     def monotonic(self) -> float: ...
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -30,11 +31,13 @@ from core.buttons import Button
 from core.pacing import Budget
 from core.platform import (
     Clock,
+    Image,
     MessageGone,
     MessageRef,
     PlatformRateLimited,
     PlatformRefused,
     ReplyChannel,
+    SendsImages,
     SystemClock,
 )
 from core.splitting import Page, split_pages
@@ -196,6 +199,18 @@ class StreamingReply:
         if error_line:
             text = f"{text.rstrip()}\n\n{error_line}" if text.strip() else error_line
         await self._show(text, final=True)
+
+    async def send_images(self, images: Sequence[Image]) -> bool:
+        """Post `images` after the final text, each call within the reply's budgets (a 429 is
+        waited out as for text). False when the channel cannot show images (the terminal)."""
+        channel = self.channel
+        if not images or not isinstance(channel, SendsImages):
+            return False
+        per_call = max(1, channel.max_images_per_call)
+        for start in range(0, len(images), per_call):
+            batch = images[start : start + per_call]
+            await self._call(functools.partial(channel.send_images, batch))
+        return True
 
     async def _show_while_streaming(self) -> None:
         while not self._finishing:

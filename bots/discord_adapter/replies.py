@@ -11,6 +11,7 @@ without any sends an empty component list, which removes them. Their presses are
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Awaitable, Sequence
 from functools import partial
@@ -27,6 +28,7 @@ from core.i18n import Language
 from core.interrupted import settle_for
 from core.platform import (
     Clock,
+    Image,
     MessageGone,
     MessageRef,
     PlatformRateLimited,
@@ -44,6 +46,21 @@ UNKNOWN_MESSAGE = 10008
 INVALID_WEBHOOK_TOKEN = 50027
 DEFAULT_RETRY_AFTER_S = 1.0
 BUTTON_STYLES = {"stop": discord.ButtonStyle.danger, "retry": discord.ButtonStyle.secondary}
+MAX_FILES_PER_MESSAGE = 10
+MAX_DESCRIPTION_CHARS = 1024  # an attachment's alt text
+
+
+def image_files(images: Sequence[Image]) -> list[discord.File]:
+    """The images as attachments of one message, their alt text as each one's description.
+    Made anew for every attempt: a sent File is spent."""
+    return [
+        discord.File(
+            io.BytesIO(image.data),
+            filename=image.file_name,
+            description=image.alt[:MAX_DESCRIPTION_CHARS] or None,
+        )
+        for image in images
+    ]
 
 
 def _retry_after(exc: discord.HTTPException) -> float:
@@ -158,6 +175,12 @@ class ChannelReplies:
             partial.edit(content=content, allowed_mentions=NO_PINGS, view=view), editing=True
         )
 
+    max_images_per_call = MAX_FILES_PER_MESSAGE
+
+    async def send_images(self, images: Sequence[Image]) -> None:
+        """One message of attachments under the answer."""
+        await translated(self._channel.send(files=image_files(images), allowed_mentions=NO_PINGS))
+
 
 class InteractionReplies:
     """A /chat answer: the deferred original response shows the quoted prompt and the first page;
@@ -233,6 +256,23 @@ class InteractionReplies:
                 if not self._expire(exc):
                     raise
         return await self._channel_send(text, view)
+
+    max_images_per_call = MAX_FILES_PER_MESSAGE
+
+    async def send_images(self, images: Sequence[Image]) -> None:
+        """A follow-up of attachments (a channel message once the token is too old)."""
+        if self.token_alive:
+            try:
+                await translated(
+                    self._interaction.followup.send(
+                        files=image_files(images), wait=True, allowed_mentions=NO_PINGS
+                    )
+                )
+                return
+            except discord.HTTPException as exc:
+                if not self._expire(exc):
+                    raise
+        await translated(self._channel.send(files=image_files(images), allowed_mentions=NO_PINGS))
 
     async def _channel_send(self, text: str, view: Buttons | None) -> MessageRef:
         message = await translated(self._channel.send(text, allowed_mentions=NO_PINGS, view=view))  # type: ignore[arg-type]

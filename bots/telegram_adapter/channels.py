@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from telegram import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputMediaPhoto,
     Message,
     MessageEntity,
     ReplyParameters,
@@ -39,6 +40,7 @@ from core.i18n import Language
 from core.interrupted import settle_for
 from core.pacing import Budget
 from core.platform import (
+    Image,
     MessageGone,
     MessageRef,
     PlatformRateLimited,
@@ -49,6 +51,7 @@ from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
 
+MAX_ALBUM_PHOTOS = 10  # sendMediaGroup takes 2 to 10
 DRAFT_REFRESH_S = 25.0  # drafts vanish 30 s after their last update
 # rate_limit_args for streamed calls: one attempt, the 429 goes to the core (must be truthy).
 ONE_ATTEMPT = -1
@@ -203,6 +206,30 @@ class MessageChannel:
             )
 
         await _deliver(call, text, final=final)
+
+    max_images_per_call = MAX_ALBUM_PHOTOS
+
+    async def send_images(self, images: Sequence[Image]) -> None:
+        """One photo, or an album of them, uploaded in the answer's chat and topic."""
+        target = self._target
+        async with _telegram_errors():
+            if len(images) == 1:
+                (image,) = images
+                await self._bot.send_photo(
+                    target.chat_id,
+                    image.data,
+                    filename=image.file_name,
+                    message_thread_id=target.thread_id,
+                    rate_limit_args=ONE_ATTEMPT,
+                )
+                return
+            album = [InputMediaPhoto(image.data, filename=image.file_name) for image in images]
+            await self._bot.send_media_group(
+                target.chat_id,
+                album,
+                message_thread_id=target.thread_id,
+                rate_limit_args=ONE_ATTEMPT,
+            )
 
     async def close(self) -> None:
         pass

@@ -17,6 +17,7 @@ from fakes.discord.protocol import (
     FakeMessage,
 )
 from fakes.discord.rest import Rest
+from fakes.discord.uploads import UPLOADS, Upload, uploads_problem
 
 
 class Interactions(Rest):
@@ -104,11 +105,17 @@ class Interactions(Rest):
         content = (body or {}).get("content") or ""
         if len(content) > 2000:
             return self._error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer.")
+        uploads: list[Upload] = request.get(UPLOADS, [])
+        if not content.strip() and not uploads:
+            return self._error(400, 50006, "Cannot send an empty message")
+        if problem := uploads_problem(uploads):
+            return self._error(400, 50035, f"Invalid Form Body: {problem}")
         message = self._store_bot_message(
             int(interaction.payload["channel_id"]),
             body or {},
             webhook=True,
             interaction_id=interaction.id,
+            uploads=uploads,
         )
         interaction.followup_ids.append(message.id)
         if request.query.get("wait") in ("1", "true", "True"):

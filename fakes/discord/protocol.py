@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from fakes.discord.uploads import Upload
+
 API_PREFIX = "/api/v10"
 DISCORD_EPOCH_MS = 1_420_070_400_000
 
@@ -107,6 +109,7 @@ class FakeMessage:
     interaction_id: int | None = None
     deleted: bool = False
     components: list[dict[str, Any]] = field(default_factory=list)
+    uploads: list[Upload] = field(default_factory=list)  # files the bot sent with it
     # (fake time, content) of every create and edit, in order.
     history: list[tuple[float, str]] = field(default_factory=list)
 

@@ -22,6 +22,7 @@ from fakes.discord.protocol import (
     iso,
 )
 from fakes.discord.state import DiscordState
+from fakes.discord.uploads import UPLOADS, Upload, read_multipart, uploads_problem
 
 
 class Rest(DiscordState):
@@ -93,9 +94,12 @@ class Rest(DiscordState):
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = request.path[len(API_PREFIX) :]
         body: Any = None
-        raw = await request.read()
-        if raw and request.content_type == "application/json":
-            body = json.loads(raw)
+        if request.content_type == "multipart/form-data":  # a message with files
+            body, request[UPLOADS] = await read_multipart(request)
+        else:
+            raw = await request.read()
+            if raw and request.content_type == "application/json":
+                body = json.loads(raw)
         found = self._router.match(request.method, path)
         template, params, handler = found if found else ("?", {}, None)
         call = Call(
@@ -225,6 +229,7 @@ class Rest(DiscordState):
         *,
         webhook: bool = False,
         interaction_id: int | None = None,
+        uploads: list[Upload] | None = None,
     ) -> FakeMessage:
         channel = self.channels.get(channel_id, {})
         reference = (body.get("message_reference") or {}).get("message_id")
@@ -240,6 +245,7 @@ class Rest(DiscordState):
             webhook_id=self.app_id if webhook else None,
             interaction_id=interaction_id,
             components=list(body.get("components") or []),
+            uploads=list(uploads or []),
         )
         message.history.append((time.monotonic(), message.content))
         self.messages[message.id] = message
@@ -250,13 +256,16 @@ class Rest(DiscordState):
         if channel_id not in self.channels:
             return self._error(404, 10003, "Unknown Channel")
         content = (body or {}).get("content") or ""
-        if not content.strip():
+        uploads: list[Upload] = request.get(UPLOADS, [])
+        if not content.strip() and not uploads:
             return self._error(400, 50006, "Cannot send an empty message")
+        if problem := uploads_problem(uploads):
+            return self._error(400, 50035, f"Invalid Form Body: {problem}")
         if len(content) > 2000:
             return self._error(400, 50035, "Invalid Form Body: content: Must be 2000 or fewer.")
         if problem := components_problem((body or {}).get("components", [])):
             return self._error(400, 50035, f"Invalid Form Body: {problem}")
-        message = self._store_bot_message(channel_id, body)
+        message = self._store_bot_message(channel_id, body, uploads=uploads)
         return self._json(self.message_payload(message))
 
     def _find_message(self, params: dict[str, str]) -> FakeMessage | None:

@@ -4,6 +4,7 @@ dispatches), zlib-stream compressed when the client asks for it.
 
 Every REST call is recorded with the time the fake received it (`time.monotonic`), so tests can
 check edit spacing, per-channel and bot-wide request rates, `allowed_mentions` and contents.
+Files sent with a message (multipart, as discord.py uploads them) are kept with it (uploads.py).
 Chosen routes can be made to answer 429 (with the `Via` header and JSON `retry_after` discord.py
 needs before it retries) or any other error.
 
@@ -22,6 +23,7 @@ from aiohttp import web
 from fakes.discord.gateway import Gateway
 from fakes.discord.interactions import Interactions
 from fakes.discord.protocol import API_PREFIX
+from fakes.discord.uploads import MAX_REQUEST_BYTES
 
 
 class FakeDiscord(Gateway, Interactions):
@@ -53,7 +55,7 @@ class FakeDiscord(Gateway, Interactions):
         add("POST", "/webhooks/{application_id}/{token}", self._post_followup)
 
     async def start(self) -> Self:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         app.on_shutdown.append(self._close_sockets)

@@ -27,6 +27,7 @@ from fakes.discord.protocol import (
     Router,
     iso,
 )
+from fakes.discord.uploads import attachment_payload
 from fakes.local_server import LocalServer
 
 
@@ -300,7 +301,10 @@ class DiscordState(LocalServer):
             "mention_everyone": False,
             "mentions": [],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": [
+                attachment_payload(upload, message.channel_id, message.id + 1 + index)
+                for index, upload in enumerate(message.uploads)
+            ],
             "embeds": [],
             "components": message.components,
             "pinned": False,

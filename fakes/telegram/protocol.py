@@ -30,7 +30,9 @@ ENTITY_TYPES = {
     "italic", "underline", "strikethrough", "spoiler", "blockquote", "expandable_blockquote",
     "code", "pre", "text_link", "text_mention", "custom_emoji", "date_time",
 }  # fmt: skip
-FLOOD_METHODS = {"sendmessage", "editmessagetext", "sendmessagedraft"}
+FLOOD_METHODS = {
+    "sendmessage", "editmessagetext", "sendmessagedraft", "sendphoto", "sendmediagroup",
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ from the HTTP status, so the statuses matter as much as the texts.
 
 What it checks like the real server: message length (4096 UTF-16 units after entity parsing),
 MarkdownV2 syntax (unescaped reserved characters, unclosed entities), entity bounds, edits with
-unchanged text, edits of unknown messages, drafts outside private chats.
+unchanged text, edits of unknown messages, drafts outside private chats. Photos the bot uploads
+(`sendPhoto`, `sendMediaGroup`) are kept with their bytes (photos.py).
 
 The test drives it: `user_message(chat, user, text)` queues an update (with the `bot_command` and
 `mention` entities Telegram would add) for the long-polled `getUpdates`; `inject(method, fault)`
@@ -38,7 +39,7 @@ from aiohttp import web
 from fakes import issued
 from fakes.local_server import LocalServer
 from fakes.telegram.markdown import auto_entities
-from fakes.telegram.methods import BotApi
+from fakes.telegram.photos import PhotoApi
 from fakes.telegram.protocol import (
     FLOOD_METHODS,
     GROUP_ANONYMOUS_BOT_ID,
@@ -55,9 +56,11 @@ from fakes.telegram.protocol import (
 # Opt in to PTB's timedelta durations now: otherwise reading `RetryAfter.retry_after` (which PTB
 # does itself while building the exception) warns, and the test suite turns warnings into errors.
 os.environ.setdefault("PTB_TIMEDELTA", "true")
+# Uploads: an album of ten photos of up to 10 MB each, as the Bot API takes.
+MAX_REQUEST_BYTES = 110 * 1024 * 1024
 
 
-class FakeTelegram(LocalServer, BotApi):
+class FakeTelegram(LocalServer, PhotoApi):
     def __init__(
         self,
         *,
@@ -88,7 +91,7 @@ class FakeTelegram(LocalServer, BotApi):
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> Self:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
         await self._listen(app, access_log=None)

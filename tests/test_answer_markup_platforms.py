@@ -13,6 +13,7 @@ import pytest
 
 from core import i18n
 from fakes.gpts import FakeGpts, Reply
+from fakes.images import FakeImageHost
 from fakes.telegram import FakeTelegram
 from tests.test_cli import environment, gptsbot
 from tests.test_discord import TIMEOUT, world
@@ -114,11 +115,13 @@ async def test_image_prompt_show_keeps_the_prompt_block(
     tmp_path: Path, fake_gpts: FakeGpts
 ) -> None:
     block = '```json\n{"prompt": "a red fox in snow"}\n```\n'
-    image = "![image](https://files.oaiusercontent.com/file-abc)"
-    fake_gpts.enqueue(Reply(block + image, chunk_chars=3), Reply(block + image, chunk_chars=3))
-    async with world(tmp_path, fake_gpts, bot_config={"image_prompt": "show"}) as w:
-        await w.fake.user_says(w.channel_id, w.member, "draw a fox", mention_bot=True)
-        await w.answered(w.channel_id, block + image)
-    async with world(tmp_path, fake_gpts) as w:  # "hide", the default
-        await w.fake.user_says(w.channel_id, w.member, "draw a fox", mention_bot=True)
-        await w.answered(w.channel_id, image)
+    async with FakeImageHost() as host:
+        image = f"![image]({host.url('/png/fox')})"  # the image itself follows as an upload
+        answer = Reply(block + image, chunk_chars=3)
+        fake_gpts.enqueue(answer, answer)
+        async with world(tmp_path, fake_gpts, bot_config={"image_prompt": "show"}) as w:
+            await w.fake.user_says(w.channel_id, w.member, "draw a fox", mention_bot=True)
+            await w.answered(w.channel_id, block + image, count=2)  # the text, then the image
+        async with world(tmp_path, fake_gpts) as w:  # "hide", the default
+            await w.fake.user_says(w.channel_id, w.member, "draw a fox", mention_bot=True)
+            await w.answered(w.channel_id, image, count=2)

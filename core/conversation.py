@@ -195,8 +195,8 @@ class ConversationService(Bindings):
         scope = turn.scope
         if retrying is None:  # a retry asks again a question already taken and counted
             fetch = self.fetchers.get(scope.platform)
-            turn, refusal = await attachments.prepare(turn, self.config.gpts, fetch)
-            refusal = refusal or self._refusal(turn) or await self.quotas.check(turn)
+            turn, refused_file = await attachments.prepare(turn, self.config.gpts, fetch)
+            refusal = refused_file or self._refusal(turn) or await self.quotas.check(turn)
             if refusal is not None:
                 return await self._refuse(turn, reply, refusal)
         # The turn's whole life in the scope (retries included) ends by this time.

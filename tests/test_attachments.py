@@ -96,7 +96,7 @@ async def test_a_text_file_goes_in_the_message_fenced_and_stays_in_history(
     bot: tuple[Bot, Files],
 ) -> None:
     gpt, files = bot
-    files.add("notes", "a,b\n1,```2\n".encode())
+    files.add("notes", b"a,b\n1,```2\n")
     notes = Attachment("data.csv", "text/csv", 12, "notes")
     await send(gpt, "sum column b", notes)
 

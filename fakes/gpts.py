@@ -376,4 +376,3 @@ def image_urls(content: Any) -> list[str]:
     if isinstance(content, str):
         return []
     return [part["image_url"]["url"] for part in content if part.get("type") == "image_url"]
-

@@ -37,9 +37,7 @@ def content_chars(content: str | list[ContentPart]) -> int:
     """How long `content` counts as: its text, plus `IMAGE_CHARS` per image."""
     if isinstance(content, str):
         return len(content)
-    return sum(
-        len(part["text"]) if part["type"] == "text" else IMAGE_CHARS for part in content
-    )
+    return sum(len(part["text"]) if part["type"] == "text" else IMAGE_CHARS for part in content)
 
 
 def content_text(content: str | list[ContentPart]) -> str:

@@ -37,6 +37,7 @@ from aiohttp import web
 
 from fakes import issued
 from fakes.local_server import LocalServer
+from fakes.telegram.files import FileApi
 from fakes.telegram.markdown import auto_entities
 from fakes.telegram.methods import BotApi
 from fakes.telegram.protocol import (
@@ -57,7 +58,7 @@ from fakes.telegram.protocol import (
 os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 
-class FakeTelegram(LocalServer, BotApi):
+class FakeTelegram(LocalServer, BotApi, FileApi):
     def __init__(
         self,
         *,
@@ -84,6 +85,7 @@ class FakeTelegram(LocalServer, BotApi):
         self._flooded_until: dict[int, float] = {}
         self._next_update_id = 1
         self._next_query_id = 4_000_000_001
+        self._init_files()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -91,6 +93,7 @@ class FakeTelegram(LocalServer, BotApi):
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         await self._listen(app, access_log=None)
         return self
 

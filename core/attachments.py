@@ -132,6 +132,20 @@ async def prepare(
     return dataclasses.replace(turn, text=text, attachments=tuple(images)), None
 
 
+async def fetched_again(turn: Turn, fetch: Fetcher | None) -> Turn:
+    """A retried question with its images fetched again by reference; one that can't be is
+    left out (logged at INFO), as in history."""
+    images: list[Attachment] = []
+    for file in turn.attachments:
+        try:
+            if fetch is None:
+                raise LookupError(f"no fetcher for {turn.scope.platform}")
+            images.append(dataclasses.replace(file, data=await fetch(file.reference)))
+        except Exception as exc:
+            logger.info("an image in %s was not fetched again: %s", turn.scope, type(exc).__name__)
+    return dataclasses.replace(turn, attachments=tuple(images))
+
+
 def _too_large(size: int | None, gpts: GptsConfig) -> bool:
     return size is not None and size > gpts.max_image_bytes
 

@@ -199,6 +199,8 @@ class ConversationService(Bindings):
             refusal = refused_file or self._refusal(turn) or await self.quotas.check(turn)
             if refusal is not None:
                 return await self._refuse(turn, reply, refusal)
+        elif turn.attachments:  # a retried question's images, fetched again
+            turn = await attachments.fetched_again(turn, self.fetchers.get(scope.platform))
         # The turn's whole life in the scope (retries included) ends by this time.
         deadline = asyncio.get_running_loop().time() + self.config.gpts.turn_timeout_s
         try:

@@ -208,6 +208,7 @@ class StoredAnswer:
     asker_name: str | None
     question_message_ids: tuple[str, ...]
     is_current: bool
+    question_attachments: tuple[AttachmentRecord, ...] = ()  # the files sent with the question
 
     @property
     def can_retry(self) -> bool:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from core import commands
 from core.attachments import decode_text, fenced, kind_of
 from core.streaming import StreamingReply
 from core.turns import Attachment, Turn
@@ -176,6 +177,24 @@ async def test_text_only_turns_fetch_nothing_and_send_plain_strings(
     await send(gpt, "two")
     assert all(isinstance(m["content"], str) for m in gpt.fake.requests[-1].messages)
     assert files.fetched == Counter()
+
+
+@pytest.mark.asyncio
+async def test_retry_asks_again_with_the_question_s_images(bot: tuple[Bot, Files]) -> None:
+    gpt, files = bot
+    await send(gpt, "what is this?", image(files, "file-1"))
+    context = commands.Context(DM, ALICE, True, "en")
+    retry = await commands.Commands(gpt.app.service).retry(context, None)
+    assert isinstance(retry, commands.Retry)
+    channel = RecordingChannel(FakeClock())
+    await gpt.app.service.retry(
+        retry.answer_id, retry.turn, StreamingReply(channel, edit_interval_s=0)
+    )
+
+    content = gpt.fake.requests[-1].messages[-1]["content"]
+    assert text_of(content) == "what is this?"
+    assert [decoded(url) for url in image_urls(content)] == [PNG]
+    assert files.fetched == Counter({"file-1": 2})
 
 
 def test_text_files_decode_from_the_encodings_people_use() -> None:

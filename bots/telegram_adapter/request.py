@@ -189,8 +189,6 @@ class AiohttpRequest(BaseRequest):
 def _method(url: str) -> str:
     """The Bot API method a URL calls (`.../bot<token>/sendMessage`): a metric label, so never
     anything else (a file's path, the token)."""
-    if "/file/bot" in url:
-        return "download"
     method = url.rpartition("/")[2]
     return method if method.isalpha() and len(method) <= MAX_METHOD_CHARS else "other"
 

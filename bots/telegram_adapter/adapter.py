@@ -75,6 +75,8 @@ TOKEN_PATTERNS = (r"(/bot)\d+:[A-Za-z0-9_-]+",)
 # asyncio ("Task exception was never retrieved": stopping the Updater can abandon a poll's task).
 REFUSAL_LOGGERS = ("telegram.ext", "telegram.ext.Updater", "asyncio")
 REFUSED = "Telegram refused the bot token: check TELEGRAM_BOT_TOKEN"
+# What the bot reads: text, and photos and documents (with their captions).
+INCOMING = filters.UpdateType.MESSAGE & (filters.TEXT | filters.PHOTO | filters.Document.ALL)
 
 
 class _WithoutRefusedToken(logging.Filter):
@@ -157,12 +159,7 @@ class TelegramAdapter:
             .get_updates_request(AiohttpRequest(connection_pool_size=1, refused=self._refused))
             .build()
         )
-        application.add_handler(
-            MessageHandler(
-                filters.UpdateType.MESSAGE & (filters.TEXT | filters.PHOTO | filters.Document.ALL),
-                self._on_message,
-            )
-        )
+        application.add_handler(MessageHandler(INCOMING, self._on_message))
         application.add_handler(CallbackQueryHandler(self.presses.on_press))
         return application
 

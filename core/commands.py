@@ -28,7 +28,7 @@ from core.conversation import ConversationService
 from core.errors import BadGptName, user_message
 from core.i18n import Language, Text
 from core.tables import Table
-from core.turns import Author, Scope, Turn
+from core.turns import Attachment, Author, Scope, Turn
 from storage import StorageBusy, StoredAnswer
 
 logger = logging.getLogger(__name__)
@@ -434,5 +434,16 @@ def _same_chat(stored: Scope, pressed: Scope) -> bool:
 
 def _retry_of(answer: StoredAnswer, ctx: Context) -> Retry:
     asker = Author(answer.asker_id or "", answer.asker_name or "")
-    turn = Turn(answer.scope, asker, answer.question, ctx.is_private, language=ctx.language)
+    files = tuple(
+        Attachment(file.name, file.mime, file.size, file.reference)
+        for file in answer.question_attachments
+    )
+    turn = Turn(
+        answer.scope,
+        asker,
+        answer.question,
+        ctx.is_private,
+        language=ctx.language,
+        attachments=files,
+    )
     return Retry(answer.id, turn, answer.question_message_ids)

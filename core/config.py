@@ -113,6 +113,13 @@ class GptsConfig:
     history_chars: int = positive(12_000)
     system_prompt: str | None = None
     temperature: float | None = between(0, 2, None)
+    # Images and text files sent to the GPT (core.attachments): more images in one message, or a
+    # larger one, is refused with a line; images go upstream again with the last
+    # `history_images` user messages that had any (fetched again from the platform).
+    max_images_per_turn: int = non_negative(4)
+    max_image_bytes: int = positive(10 * 1024 * 1024)
+    history_images: int = non_negative(2)
+    max_file_chars: int = positive(100_000)
 
 
 @dataclass(frozen=True, slots=True)

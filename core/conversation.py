@@ -36,7 +36,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Literal
 
-from core import i18n, metrics
+from core import attachments, i18n, metrics
 from core.answer_markup import AnswerMarkup
 from core.bindings import Bindings
 from core.buttons import retry_button, stop_button
@@ -52,6 +52,7 @@ from core.errors import (
     user_message,
 )
 from core.gpts import ChatMessage, GptsClient, Usage
+from core.gpts.wire import content_chars
 from core.history import upstream_messages
 from core.images import AnswerImages, ImageFetcher, images_for, upload
 from core.quota import Quotas, estimate, has_counts
@@ -120,8 +121,15 @@ class ConversationService(Bindings):
         self.running = RunningTurns()  # the turns streaming now, by answer id (Stop finds them)
         self.quotas = Quotas(config, repo)
         self._updates_here: set[str] = set()  # the update keys of the turns in this process
+        # Per platform, how its files are fetched by reference (`register_fetcher`).
+        self.fetchers: dict[str, attachments.Fetcher] = {}
         # Tests set this to see unexpected exceptions instead of the user's apology.
         self.reraise_unexpected = False
+
+    def register_fetcher(self, platform: str, fetcher: attachments.Fetcher) -> None:
+        """How the images and files of `platform` are fetched by their reference: for a turn's
+        own, and again for the images history sends."""
+        self.fetchers[platform] = fetcher
 
     async def answer(self, turn: Turn, reply: StreamingReply) -> AnswerOutcome:
         """Answer one user message into `reply`. Never raises for upstream or binding errors.
@@ -197,9 +205,13 @@ class ConversationService(Bindings):
     ) -> AnswerOutcome:
         scope = turn.scope
         if retrying is None:  # a retry asks again a question already taken and counted
-            refusal = self._refusal(turn.text) or await self.quotas.check(turn)
+            fetch = self.fetchers.get(scope.platform)
+            turn, refused_file = await attachments.prepare(turn, self.config.gpts, fetch)
+            refusal = refused_file or self._refusal(turn) or await self.quotas.check(turn)
             if refusal is not None:
                 return await self._refuse(turn, reply, refusal)
+        elif turn.attachments:  # a retried question's images, fetched again
+            turn = await attachments.fetched_again(turn, self.fetchers.get(scope.platform))
         # The turn's whole life in the scope (retries included) ends by this time.
         deadline = asyncio.get_running_loop().time() + self.config.gpts.turn_timeout_s
         try:
@@ -226,8 +238,8 @@ class ConversationService(Bindings):
             if binding is None:
                 raise NoGptBound()
             progress.model, progress.gpt_id = binding.model, binding.gpt_id
-            messages = self._upstream_messages(start.history, turn)
-            progress.prompt_chars = sum(len(message["content"]) for message in messages)
+            messages = await self._upstream_messages(start.history, turn)
+            progress.prompt_chars = sum(content_chars(message["content"]) for message in messages)
             # Stop cancels this task while it reads upstream: it is suspended nowhere else
             # while listed.
             self.running.add(running)
@@ -281,6 +293,7 @@ class ConversationService(Bindings):
             author_name=author.display_name,
             platform_message_ids=(turn.message_id,) if turn.message_id else (),
             update_key=turn.update_key,
+            attachments=attachments.records_of(turn) if turn.attachments else (),
         )
         return await self.repo.start_turn(
             turn.scope,
@@ -384,10 +397,11 @@ class ConversationService(Bindings):
             except Exception as send_error:
                 logger.warning("could not say so: %s", type(send_error).__name__)
 
-    def _refusal(self, text: str) -> GptsBotError | None:
-        """Why the message can't go upstream: it must say something and fit the part of a
-        request kept for messages."""
-        if not text.strip():
+    def _refusal(self, turn: Turn) -> GptsBotError | None:
+        """Why the message can't go upstream: it must say something (an image says enough) and
+        fit the part of a request kept for messages."""
+        text = turn.text
+        if not text.strip() and not turn.attachments:
             return EmptyMessage()
         limit = self.config.gpts.history_chars
         if len(text) > limit:
@@ -420,9 +434,12 @@ class ConversationService(Bindings):
         report_turn(turn, "refused", reply)
         return AnswerOutcome("refused", "", None, refusal)
 
-    def _upstream_messages(self, history: list[Exchange], turn: Turn) -> list[ChatMessage]:
-        """System prompt, then the newest exchanges that fit `history_chars`, then the turn."""
+    async def _upstream_messages(self, history: list[Exchange], turn: Turn) -> list[ChatMessage]:
+        """System prompt, then the newest exchanges that fit `history_chars`, then the turn.
+        The images of the last `history_images` questions that had any are fetched again."""
         gpts = self.config.gpts
+        fetch = self.fetchers.get(turn.scope.platform)
+        earlier = await attachments.history_images(history, gpts.history_images, fetch)
         return upstream_messages(
             history,
             turn.text,
@@ -430,6 +447,8 @@ class ConversationService(Bindings):
             shared=not turn.is_private,
             history_chars=gpts.history_chars,
             system_prompt=gpts.system_prompt,
+            images=attachments.turn_images(turn) if turn.attachments else (),
+            history_images=earlier,
         )
 
     async def reset(self, scope: Scope) -> None:

@@ -7,6 +7,7 @@
     ├── NoGptBound               no binding here and no default GPT
     ├── EmptyMessage             nothing to send the GPT
     ├── MessageTooLong           more than the GPT may be sent at once (`length`, `limit`)
+    ├── AttachmentRefused        a file the GPT can't be sent (too many, too large, wrong type)
     ├── QuotaReached             a `[quota]` limit is used up (`limit`, `value`, `resets_at`)
     └── UpstreamError            the GPTs endpoint failed (with its HTTP status, if any)
         ├── AuthError            401/403: the endpoint refused the key
@@ -83,6 +84,16 @@ class MessageTooLong(GptsBotError):
         super().__init__(f"the message has {length} characters; the limit is {limit}")
         self.length = length
         self.limit = limit
+
+
+class AttachmentRefused(GptsBotError):
+    """A file sent with a message can't go to the GPT: `line` says why, with `facts` (the file's
+    name, sizes and limits) filled in. Nothing of the message goes upstream."""
+
+    def __init__(self, line: i18n.Text, **facts: object) -> None:
+        super().__init__(line("en", **facts))
+        self.line = line
+        self.facts = facts
 
 
 class QuotaReached(GptsBotError):
@@ -190,6 +201,8 @@ def user_message(exc: BaseException, language: Language = "en") -> str:
             text = i18n.EMPTY_MESSAGE
         case MessageTooLong(length=length, limit=limit):
             return i18n.MESSAGE_TOO_LONG(language, length=length, limit=limit)
+        case AttachmentRefused(line=line, facts=facts):
+            return line(language, **facts)
         case QuotaReached():
             return _QUOTA_LINES[exc.limit](
                 language,

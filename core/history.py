@@ -9,11 +9,15 @@ of it; an answer that did not arrive in full goes up marked as cut, never as if 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
+from core.attachments import user_content
 from core.gpts import ChatMessage
+from core.gpts.wire import IMAGE_CHARS, ImagePart, content_chars
 from storage import Exchange
+
+_NO_IMAGES: Final[Mapping[int, list[ImagePart]]] = {}
 
 # Appended to an answer that was cut (partial, interrupted, stopped) when it goes upstream.
 CUT_MARK: Final = "\n[answer cut off]"
@@ -27,23 +31,29 @@ def upstream_messages(
     shared: bool,
     history_chars: int,
     system_prompt: str | None,
+    images: Sequence[ImagePart] = (),
+    history_images: Mapping[int, list[ImagePart]] = _NO_IMAGES,
 ) -> list[ChatMessage]:
     """System prompt, then the newest exchanges that fit `history_chars` together with the new
     message (whole exchanges only), then the new message. In a `shared` chat each user message
-    carries its author's name."""
-    current = ChatMessage(role="user", content=speaker(author_name, question, shared))
-    budget = history_chars - len(current["content"])
+    carries its author's name. `images` go with the new message, `history_images` (by question
+    id) with earlier ones; each counts `IMAGE_CHARS` against the budget."""
+    current = ChatMessage(
+        role="user", content=user_content(speaker(author_name, question, shared), images)
+    )
+    budget = history_chars - content_chars(current["content"])
     window: list[ChatMessage] = []
     for exchange in reversed(history):
         asked = speaker(exchange.author_name, exchange.question, shared)
         answered = exchange.answer
         if exchange.answer_status != "complete":
             answered += CUT_MARK
-        budget -= len(asked) + len(answered)
+        pictures = history_images.get(exchange.question_id, ()) if history_images else ()
+        budget -= len(asked) + len(answered) + IMAGE_CHARS * len(pictures)
         if budget < 0:
             break
         window.append(ChatMessage(role="assistant", content=answered))
-        window.append(ChatMessage(role="user", content=asked))
+        window.append(ChatMessage(role="user", content=user_content(asked, pictures)))
     window.reverse()
     system = [ChatMessage(role="system", content=system_prompt)] if system_prompt else []
     return [*system, *window, current]

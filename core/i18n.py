@@ -289,3 +289,33 @@ IMAGES_NOT_SENT = Text(
     "(the images of this answer could not be sent here; their links are in the text above)",
     "（这条回答的图片无法在这里发送；图片链接见上文）",
 )
+
+# --- images and text files sent to the GPT (core.attachments) ---------------------------------
+TOO_MANY_IMAGES = Text(
+    "⚠️ At most {limit} images per message (this one has {count}): nothing was sent to the GPT. "
+    "Send fewer at a time.",
+    "⚠️ 每条消息最多 {limit} 张图片（这条有 {count} 张），没有发送给 GPT。请分几次发送。",
+)
+NO_IMAGES = Text(
+    "⚠️ Images aren't sent to the GPT here: nothing was sent. Write your question as text.",
+    "⚠️ 这里不向 GPT 发送图片，消息没有发送。请用文字提问。",
+)
+SENT_IMAGE_TOO_LARGE = Text(
+    "⚠️ {name} is too large for the GPT ({size}; at most {limit}): nothing was sent. "
+    "Send a smaller image.",
+    "⚠️ {name} 太大（{size}，最多 {limit}），没有发送给 GPT。请发送小一些的图片。",
+)
+FILE_NOT_SUPPORTED = Text(
+    "⚠️ {name}: this file type isn't supported, nothing was sent to the GPT. Send an image or a "
+    "text file (.txt, .md, .csv, .json, source code).",
+    "⚠️ {name}：不支持这种文件类型，没有发送给 GPT。请发送图片或文本文件（.txt、.md、.csv、"
+    ".json、源代码）。",
+)
+FILE_TOO_LONG = Text(
+    "⚠️ {name} is too long for the GPT ({length} characters; at most {limit}): nothing was sent.",
+    "⚠️ {name} 太长（{length} 个字符，最多 {limit} 个），没有发送给 GPT。",
+)
+FILE_UNREADABLE = Text(
+    "⚠️ {name} could not be fetched: nothing was sent to the GPT. Send it again.",
+    "⚠️ 无法获取 {name}，没有发送给 GPT。请重新发送。",
+)

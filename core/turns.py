@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.i18n import Language
 from storage.records import ScopeKey
@@ -25,12 +25,27 @@ class Author:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message. `reference`: how the platform finds it again (a Telegram file
+    id, a Discord attachment URL, a local path), never a URL with a secret in it. `size`: in
+    bytes, as the platform says (None: unknown). `data`: its bytes, when the adapter has them;
+    otherwise the core fetches them through the platform's fetcher (`core.attachments`)."""
+
+    name: str
+    mime: str
+    size: int | None
+    reference: str
+    data: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Turn:
     """One user message for the GPT. `is_private`: a one-to-one chat with the bot.
     `language`: what the bot's own lines (errors, notices) are written in.
     `update_id`: the platform's id of the update that brought the message, unique within the
     platform (a Telegram chat and message id, a Discord message or interaction id): the same
-    update delivered twice is answered once. None where updates are never delivered twice."""
+    update delivered twice is answered once. None where updates are never delivered twice.
+    `attachments`: the images and files sent with the message, in order."""
 
     scope: Scope
     author: Author
@@ -39,6 +54,7 @@ class Turn:
     message_id: str | None = None
     language: Language = "en"
     update_id: str | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def update_key(self) -> str | None:

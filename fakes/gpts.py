@@ -64,6 +64,8 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "Script",
+    "image_urls",
+    "text_of",
 ]
 
 
@@ -197,7 +199,10 @@ class FakeGpts(LocalServer):
 
     def _echo(self, record: RecordedRequest) -> Reply:
         users = [m for m in record.messages if m.get("role") == "user"]
-        return Reply(f"echo: {users[-1].get('content', '') if users else ''}")
+        content = users[-1].get("content", "") if users else ""
+        images = image_urls(content)
+        shown = f" (+{len(images)} images)" if images else ""
+        return Reply(f"echo: {text_of(content)}{shown}")
 
     async def _serve(
         self, request: web.Request, record: RecordedRequest, script: Script
@@ -354,3 +359,20 @@ class FakeGpts(LocalServer):
         if not getter.done() or getter.cancelled():
             raise _Dropped
         return getter.result()
+
+
+# --- messages with images: OpenAI content parts ----------------------------------------------
+
+
+def text_of(content: Any) -> str:
+    """A message's text: the string, or its `text` parts joined."""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+
+
+def image_urls(content: Any) -> list[str]:
+    """The URLs of a message's `image_url` parts (none for a plain string)."""
+    if isinstance(content, str):
+        return []
+    return [part["image_url"]["url"] for part in content if part.get("type") == "image_url"]

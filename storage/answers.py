@@ -33,6 +33,7 @@ _STORED_ANSWER: Final = (
         _QUESTION.c.author_id,
         _QUESTION.c.author_name,
         _QUESTION.c.platform_message_ids,
+        _QUESTION.c.attachments,
         select(func.max(_NEWEST.c.id)).where(_NEWEST.c.scope_id == SCOPES.c.id).scalar_subquery(),
     )
     .select_from(MESSAGES)
@@ -73,7 +74,7 @@ def stored_answer(connection: Connection, answer_id: int) -> StoredAnswer | None
     if row is None:
         return None
     (id_, platform, chat_id, thread_id, conversation_id, status, question_id, question,
-     asker_id, asker_name, question_ids, newest) = row  # fmt: skip
+     asker_id, asker_name, question_ids, files, newest) = row  # fmt: skip
     return StoredAnswer(
         id=id_,
         scope=ScopeKey(platform, chat_id, thread_id),
@@ -85,6 +86,7 @@ def stored_answer(connection: Connection, answer_id: int) -> StoredAnswer | None
         asker_name=asker_name,
         question_message_ids=tuple(question_ids or ()),
         is_current=conversation_id == newest,
+        question_attachments=queries.attachment_records(files),
     )
 
 

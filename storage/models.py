@@ -8,6 +8,7 @@ Schema (every id is an autoincrementing integer; every timestamp is timezone-awa
                 answers_id -> the user message an answer answers  ix (answers_id)
                 ix (author_id, created_at), ix (conversation_id, created_at): quotas, /usage
                 update_key  the platform update a user message came in   unique
+                attachments the files sent with a user message, by reference (JSON)
       └─ bindings      (scope_id unique, gpt_id, group_id ix, bound_by_*, bound_at)
 
 A scope's *current* conversation is its newest one (highest id); there is no pointer column.
@@ -172,6 +173,9 @@ class Message(Base):
     tokens_estimated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # A user message's platform update, `<platform>:<the platform's id>` (see NewMessage).
     update_key: Mapped[str | None] = mapped_column(String(UPDATE_KEY_CHARS))
+    # A user message's files, by reference (`AttachmentRecord` fields): NULL, not `null`, when
+    # there are none.
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class Binding(Base):

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from storage.models import CONVERSATIONS, MESSAGES, SCOPES, utcnow
 from storage.records import (
+    AttachmentRecord,
     Exchange,
     InterruptedAnswer,
     MessageRecord,
@@ -101,6 +102,7 @@ def _exchanges_statement(*, before: bool) -> Select[Any]:
             _QUESTION.c.content,
             _ANSWER.c.content,
             _ANSWER.c.status,
+            _QUESTION.c.attachments,
         )
         .join_from(_QUESTION, _ANSWER, _ANSWER.c.answers_id == _QUESTION.c.id)
         .where(
@@ -202,7 +204,40 @@ def message_values(message: NewMessage) -> dict[str, Any]:
         "full_length": message.full_length,
         "tokens_estimated": message.tokens_estimated,
         "update_key": message.update_key,
+        "attachments": attachments_json(message.attachments),
     }
+
+
+def attachments_json(attachments: Sequence[AttachmentRecord]) -> list[dict[str, Any]] | None:
+    """The `attachments` column's value: None (SQL NULL) when there are none."""
+    if not attachments:
+        return None
+    return [
+        {
+            "kind": record.kind,
+            "name": record.name,
+            "mime": record.mime,
+            "size": record.size,
+            "reference": record.reference,
+        }
+        for record in attachments
+    ]
+
+
+def attachment_records(value: Sequence[dict[str, Any]] | None) -> tuple[AttachmentRecord, ...]:
+    """The records an `attachments` column holds (none for NULL)."""
+    if not value:
+        return ()
+    return tuple(
+        AttachmentRecord(
+            str(item["kind"]),
+            str(item["name"]),
+            str(item["mime"]),
+            item.get("size"),
+            str(item["reference"]),
+        )
+        for item in value
+    )
 
 
 def insert_message(connection: Connection, values: dict[str, Any]) -> int:
@@ -230,7 +265,10 @@ def exchanges(
     if before is not None:
         statement, params["before"] = _EXCHANGES_BEFORE, before
     rows = connection.execute(statement, params).all()
-    return [Exchange(*row) for row in reversed(rows)]
+    return [
+        Exchange(row[0], row[1], row[2], row[3], row[4], attachment_records(row[5]))
+        for row in reversed(rows)
+    ]
 
 
 def save_answer(connection: Connection, answer_id: int, content: str, ids: Sequence[str]) -> None:

@@ -12,6 +12,7 @@ from typing import Final, Literal, Protocol, get_args
 
 __all__ = [
     "MESSAGE_STATUSES",
+    "AttachmentRecord",
     "BindingRecord",
     "Exchange",
     "InterruptedAnswer",
@@ -98,6 +99,19 @@ class TokenUsage(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class AttachmentRecord:
+    """A file stored with a user message, by reference only (never its bytes): `kind` "image" or
+    "text", its name, mime type, size in bytes (None: unknown) and `reference`, how its platform
+    finds it again (a Telegram file id, a Discord attachment URL, a local path)."""
+
+    kind: str
+    name: str
+    mime: str
+    size: int | None
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewMessage:
     """A message to store (`Repository.add_message`, `Repository.start_turn`).
 
@@ -109,6 +123,7 @@ class NewMessage:
     `update_key`: for a user message, the platform's id of the update that brought it, as
     `<platform>:<id>` (unique across the database): the same update delivered again is refused
     (`DuplicateUpdate`), so it is answered once whichever process gets it.
+    `attachments`: for a user message, the files sent with it, by reference.
     """
 
     role: str
@@ -125,6 +140,7 @@ class NewMessage:
     full_length: int | None = None
     tokens_estimated: bool = False
     update_key: str | None = None
+    attachments: tuple[AttachmentRecord, ...] = ()
 
     def __post_init__(self) -> None:
         _check_status(self.status)
@@ -152,6 +168,7 @@ class Exchange:
 
     Only answers with text are paired (`answer_status` is complete, partial, interrupted or
     stopped); a user message that got none is never part of the window.
+    `question_attachments`: the files sent with the question, by reference.
     """
 
     question_id: int
@@ -159,6 +176,7 @@ class Exchange:
     question: str
     answer: str
     answer_status: MessageStatus
+    question_attachments: tuple[AttachmentRecord, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +208,7 @@ class StoredAnswer:
     asker_name: str | None
     question_message_ids: tuple[str, ...]
     is_current: bool
+    question_attachments: tuple[AttachmentRecord, ...] = ()  # the files sent with the question
 
     @property
     def can_retry(self) -> bool:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any, TextIO, TypeVar
 
+from bots.console.files import file_command, read_file
 from core import commands, i18n
 from core.app import open_app
 from core.buttons import Button
@@ -26,7 +27,7 @@ from core.platform import MessageRef
 from core.platforms import AddCommand, Platform
 from core.streaming import StreamingReply
 from core.tables import aligned
-from core.turns import Author, Scope, Turn
+from core.turns import Attachment, Author, Scope, Turn
 from storage import StorageBusy
 
 NAME = "console"
@@ -42,10 +43,10 @@ _T = TypeVar("_T")
 
 # What only the terminal says.
 WELCOME = Text(
-    "Type a message to talk to the GPT. /help lists the commands; /quit, Ctrl-D or Ctrl-C "
-    "leaves; Ctrl-C during an answer stops it.",
-    "输入消息即可和 GPT 对话。/help 列出命令；/quit、Ctrl-D 或 Ctrl-C 退出；"
-    "回答时按 Ctrl-C 停止回答。",
+    "Type a message to talk to the GPT. /help lists the commands; /image PATH [question] sends "
+    "an image or a text file; /quit, Ctrl-D or Ctrl-C leaves; Ctrl-C during an answer stops it.",
+    "输入消息即可和 GPT 对话。/help 列出命令；/image 路径 [问题] 发送图片或文本文件；"
+    "/quit、Ctrl-D 或 Ctrl-C 退出；回答时按 Ctrl-C 停止回答。",
 )
 TALKING_TO = Text("Talking to {url}", "正在和 {url} 对话")
 DATABASE = Text("Database: {location}", "数据库：{location}")
@@ -123,6 +124,7 @@ async def chat(
     )
     language = context.language
     command_runner = commands.Commands(service)
+    service.register_fetcher(NAME, read_file)
     # An answer a killed `chat` left streaming here is kept as interrupted (sent on as cut).
     await interrupted_answers(service.repo, NAME, chat_id=user)
     try:
@@ -159,7 +161,14 @@ async def chat(
             if text in QUIT_COMMANDS:
                 return 0
             retry: commands.Retry | None = None
-            if text.startswith("/"):
+            files: tuple[Attachment, ...] = ()
+            attached = file_command(text, language)
+            if isinstance(attached, str):
+                print(attached, file=stderr)
+                continue
+            if attached is not None:
+                text, files = attached[0], (attached[1],)
+            elif text.startswith("/"):
                 result = await _command(command_runner, context, text)
                 if isinstance(result, commands.Reply):
                     print(result.text, file=stderr)
@@ -170,7 +179,7 @@ async def chat(
                     retry, text = result, result.turn.text
                 else:
                     text = result.text
-            if not text:
+            if not text and not files:
                 continue
             if await service.binding(context.scope) is None:
                 # The core's sentence tells chat admins about /gpt bind; here it is the command
@@ -179,7 +188,9 @@ async def chat(
                 continue
             reply = StreamingReply(TerminalChannel(stdout), edit_interval_s=0)
             if retry is None:
-                turn = Turn(context.scope, context.author, text, True, language=language)
+                turn = Turn(
+                    context.scope, context.author, text, True, language=language, attachments=files
+                )
                 answering = service.answer(turn, reply)
             else:  # /retry: the last question again, its earlier answer replaced
                 answering = service.retry(retry.answer_id, retry.turn, reply)

@@ -26,7 +26,7 @@ from bots.discord_adapter.access import DiscordAccess
 from bots.discord_adapter.buttons import Presses
 from bots.discord_adapter.calls import call_trace
 from bots.discord_adapter.connection import REFUSED, intents, point_at_api
-from bots.discord_adapter.messages import answer_message
+from bots.discord_adapter.messages import answer_message, fetch_attachment
 from bots.discord_adapter.replies import (
     NO_PINGS,
     is_bot_refused,
@@ -161,6 +161,7 @@ class DiscordAdapter:
         self._token_refused = False
         self._closing: asyncio.Task[None] | None = None  # closing the client after a REST 401
         self.presses = Presses(self)  # the buttons under answers
+        service.register_fetcher(PLATFORM, lambda url: fetch_attachment(self.client, url))
 
     # -- lifecycle ----------------------------------------------------------------------------
 

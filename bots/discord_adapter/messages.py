@@ -3,7 +3,8 @@ channel, replying to it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import mimetypes
+from typing import TYPE_CHECKING, Any, Final
 
 import discord
 
@@ -11,13 +12,14 @@ from bots.discord_adapter.replies import ChannelReplies
 from bots.discord_adapter.text import turn_text
 from core.i18n import Language
 from core.streaming import typing_until_first_message
-from core.turns import Author, Turn
+from core.turns import Attachment, Author, Turn
 
 if TYPE_CHECKING:
     from bots.discord_adapter.adapter import DiscordAdapter
 
 # A typing indicator shows for about 10 s per call.
 TYPING_REFRESH_S = 8.0
+UNKNOWN_MIME: Final = "application/octet-stream"
 
 
 async def answer_message(
@@ -39,7 +41,8 @@ async def answer_message(
         user_names={user.id: user.display_name for user in message.mentions},
         role_names={role.id: role.name for role in message.role_mentions},
     )
-    if not text:
+    files = attachments_of(message)
+    if not text and not files:
         return  # an empty mention, or content withheld without the message-content intent
     channel: Any = message.channel
     if guild is not None and not isinstance(channel, discord.abc.GuildChannel | discord.Thread):
@@ -56,6 +59,7 @@ async def answer_message(
         message_id=str(message.id),
         language=language,
         update_id=str(message.id),  # snowflakes are unique across Discord
+        attachments=files,
     )
     target = client.get_partial_messageable(
         message.channel.id, guild_id=guild.id if guild else None
@@ -81,3 +85,24 @@ def addresses_bot(message: discord.Message, bot_id: int) -> bool:
         return False
     replied = reference.resolved or reference.cached_message
     return isinstance(replied, discord.Message) and replied.author.id == bot_id
+
+
+def attachments_of(message: discord.Message) -> tuple[Attachment, ...]:
+    """The message's attachments, by their CDN URL (signed by Discord, no bot token in it; it
+    expires after about a day, after which history goes without the image)."""
+    return tuple(
+        Attachment(
+            file.filename,
+            file.content_type or mimetypes.guess_type(file.filename)[0] or UNKNOWN_MIME,
+            file.size,
+            file.url,
+        )
+        for file in message.attachments
+    )
+
+
+async def fetch_attachment(client: discord.Client | None, url: str) -> bytes:
+    """An attachment's bytes from the CDN."""
+    if client is None:
+        raise ConnectionError("the Discord client is not connected")
+    return await client.http.get_from_cdn(url)

@@ -34,6 +34,7 @@ from bots.telegram_adapter.channels import (
     settle_interrupted,
     target_of,
 )
+from bots.telegram_adapter.files import attachments_of, fetch_file, file_base_url
 from bots.telegram_adapter.request import AiohttpRequest
 from bots.telegram_adapter.settings import NAME as PLATFORM
 from bots.telegram_adapter.settings import TelegramConfig
@@ -74,6 +75,8 @@ TOKEN_PATTERNS = (r"(/bot)\d+:[A-Za-z0-9_-]+",)
 # asyncio ("Task exception was never retrieved": stopping the Updater can abandon a poll's task).
 REFUSAL_LOGGERS = ("telegram.ext", "telegram.ext.Updater", "asyncio")
 REFUSED = "Telegram refused the bot token: check TELEGRAM_BOT_TOKEN"
+# What the bot reads: text, and photos and documents (with their captions).
+INCOMING = filters.UpdateType.MESSAGE & (filters.TEXT | filters.PHOTO | filters.Document.ALL)
 
 
 class _WithoutRefusedToken(logging.Filter):
@@ -126,6 +129,7 @@ class TelegramAdapter:
         self.webhook: WebhookServer | None = None  # in webhook mode: the server, once up
         self._refused = asyncio.Event()  # a Bot API call answered 401: the token was revoked
         self.presses = Presses(self)
+        service.register_fetcher(PLATFORM, lambda file_id: fetch_file(self._bot, file_id))
 
     def build_application(self) -> Application[Any, Any, Any, Any, Any, Any]:
         telegram = self.settings
@@ -133,6 +137,7 @@ class TelegramAdapter:
             ApplicationBuilder()
             .token(telegram.token)
             .base_url(telegram.base_url)
+            .base_file_url(file_base_url(telegram.base_url))
             .rate_limiter(
                 # Group pacing is the core's (per-group budgets count only messages);
                 # this limiter caps all calls bot-wide and retries after a 429.
@@ -154,9 +159,7 @@ class TelegramAdapter:
             .get_updates_request(AiohttpRequest(connection_pool_size=1, refused=self._refused))
             .build()
         )
-        application.add_handler(
-            MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT, self._on_message)
-        )
+        application.add_handler(MessageHandler(INCOMING, self._on_message))
         application.add_handler(CallbackQueryHandler(self.presses.on_press))
         return application
 
@@ -211,7 +214,7 @@ class TelegramAdapter:
         if message.sender_chat is None and user is not None:
             locale = user.language_code
         else:
-            locale = "zh" if has_chinese(message.text or "") else None
+            locale = "zh" if has_chinese(message.text or message.caption or "") else None
         return language_for(locale, self.config.bot.language)
 
     async def _drain_answers(self) -> None:
@@ -254,23 +257,26 @@ class TelegramAdapter:
                 await self._say(bot, message, i18n.APOLOGY(language))
 
     async def _handle(self, message: Message, bot: ExtBot[Any], language: Language) -> None:
-        if message.text is None:
+        files = attachments_of(message)
+        if message.text is None and not files:
             return
-        text = message.text
+        # A photo or document's text is its caption.
+        text = message.text or message.caption or ""
+        entities = message.entities if message.text is not None else message.caption_entities
         is_private = message.chat.type == ChatType.PRIVATE
         scope = scope_of(message)
-        command = parse_command(text, message.entities, bot.username)
+        command = parse_command(text, entities, bot.username) if not files else None
         if command is not None:
             await self._command(command, message, scope, bot, language)
             return
         if not is_private:
-            spans = bot_mentions(text, message.entities, bot.username, bot.id)
+            spans = bot_mentions(text, entities, bot.username, bot.id)
             if not spans and not is_reply_to(message, bot.id):
                 return  # not addressed to the bot
             text = without_spans(text, spans) if spans else text
         if not await self.access.admits(message, scope, bot, language):
             return
-        if not text:
+        if not text and not files:
             await self._say(bot, message, say.EMPTY_MENTION(language, username=bot.username))
             return
         self._start_answer(message, scope, text, bot, language)
@@ -399,6 +405,7 @@ class TelegramAdapter:
             language=language,
             # Message ids count per chat: with the chat's, unique for the bot.
             update_id=f"{message.chat.id}:{message.id}",
+            attachments=attachments_of(message),
         )
         await self.stream(bot, target_of(message), language, partial(self.service.answer, turn))
 

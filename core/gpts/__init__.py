@@ -12,7 +12,8 @@ with the last text), then `usage` when the endpoint reports it. In non-streaming
 `model_template` of the endpoint the attempt goes to: with `[[gpts.endpoints]]`, a turn goes to a
 healthy endpoint and moves to the next one when the first fails before any text.
 
-    wire           ChatMessage, Delta, Usage: what is sent and what comes back
+    wire           ChatMessage (text, or text and image parts), Delta, Usage: what is sent and
+                   what comes back
     sse            the pure parser (no I/O): SseDecoder, StreamParser, delta_from_chunk
     error_mapping  error bodies -> typed errors of `core.errors`, Retry-After, retry rules and waits
     transport      GptsClient: HTTP, failover, retries, timeouts

@@ -157,10 +157,11 @@ class Gateway(DiscordState):
         mention_bot: bool = False,
         reply_to: int | None = None,
         reply_mentions: bool = True,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> FakeMessage:
         """A user posts a message; MESSAGE_CREATE goes out as Discord would send it (content
         blanked for a guild message that does not mention the bot when the client did not get
-        the message-content intent)."""
+        the message-content intent). `attachments`: from `attachment(...)`."""
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
         if mention_bot:
@@ -171,6 +172,7 @@ class Gateway(DiscordState):
         message.history.append((time.monotonic(), content))
         self.messages[message.id] = message
         data = self.message_payload(message)
+        data["attachments"] = attachments or []
         mentions = [self.bot] if mention_bot else []
         if reply_to is not None:
             replied = self.messages[reply_to]

@@ -20,13 +20,14 @@ from typing import Self
 
 from aiohttp import web
 
+from fakes.discord.attachments import Attachments
 from fakes.discord.gateway import Gateway
 from fakes.discord.interactions import Interactions
 from fakes.discord.protocol import API_PREFIX
 from fakes.discord.uploads import MAX_REQUEST_BYTES
 
 
-class FakeDiscord(Gateway, Interactions):
+class FakeDiscord(Gateway, Interactions, Attachments):
     """The fake. Build guilds, channels and members before the client connects (they arrive in
     GUILD_CREATE), then `async with` (or `start`/`close`) and point the client at `api_base`."""
 
@@ -57,6 +58,7 @@ class FakeDiscord(Gateway, Interactions):
     async def start(self) -> Self:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{attachment_id}/{filename}", self._cdn_get)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         app.on_shutdown.append(self._close_sockets)
         await self._listen(app, handle_signals=False, access_log=None)

@@ -38,6 +38,7 @@ from aiohttp import web
 
 from fakes import issued
 from fakes.local_server import LocalServer
+from fakes.telegram.files import FileApi
 from fakes.telegram.markdown import auto_entities
 from fakes.telegram.photos import PhotoApi
 from fakes.telegram.protocol import (
@@ -60,7 +61,7 @@ os.environ.setdefault("PTB_TIMEDELTA", "true")
 MAX_REQUEST_BYTES = 110 * 1024 * 1024
 
 
-class FakeTelegram(LocalServer, PhotoApi):
+class FakeTelegram(LocalServer, PhotoApi, FileApi):
     def __init__(
         self,
         *,
@@ -87,6 +88,7 @@ class FakeTelegram(LocalServer, PhotoApi):
         self._flooded_until: dict[int, float] = {}
         self._next_update_id = 1
         self._next_query_id = 4_000_000_001
+        self._init_files()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -94,6 +96,7 @@ class FakeTelegram(LocalServer, PhotoApi):
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         await self._listen(app, access_log=None)
         return self
 

@@ -32,14 +32,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
-from typing import Literal
+from functools import partial
 
 from core import attachments, i18n, metrics
 from core.answer_markup import AnswerMarkup
 from core.bindings import Bindings
-from core.buttons import retry_button, stop_button
+from core.buttons import stop_button
+from core.conclusion import AnswerOutcome, TurnProgress, conclude
 from core.config import Config
 from core.errors import (
     STOP_REQUESTED,
@@ -51,11 +52,11 @@ from core.errors import (
     UpstreamError,
     user_message,
 )
-from core.gpts import ChatMessage, GptsClient, Usage
+from core.gpts import ChatMessage, GptsClient
 from core.gpts.wire import content_chars
 from core.history import upstream_messages
-from core.images import AnswerImages, ImageFetcher, images_for, upload
-from core.quota import Quotas, estimate, has_counts
+from core.images import ImageFetcher
+from core.quota import Quotas
 from core.running import RunningTurn, RunningTurns, ScopeLocks
 from core.saving import AnswerSaver
 from core.streaming import StreamingReply
@@ -79,30 +80,6 @@ SHUTDOWN_GRACE_S = 5.0
 REFUSED_KEPT_CHARS = 2000
 # The answer's row as a turn starts it.
 _STREAMING_ANSWER = NewMessage("assistant", "", status="streaming")
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerOutcome:
-    status: MessageStatus | Literal["duplicate"]  # duplicate: delivered twice, answered once
-    text: str
-    model: str | None
-    error: BaseException | None = None
-
-
-@dataclass(slots=True)
-class _Progress:
-    """What one turn has got so far, for the answer's record."""
-
-    conversation_id: int
-    answer_id: int
-    saver: AnswerSaver
-    started: float = field(default_factory=time.monotonic)
-    model: str | None = None
-    gpt_id: str | None = None
-    usage: Usage | None = None
-    prompt_chars: int | None = None  # what went upstream, for an estimate of its tokens
-    first_text_at: float | None = None
-    error: BaseException | None = None
 
 
 class ConversationService(Bindings):
@@ -228,7 +205,7 @@ class ConversationService(Bindings):
         reply.set_buttons((stop_button(start.answer_id),))
         saver = AnswerSaver(self.repo, start.answer_id, reply, self.config.storage.save_interval_s)
         saver.start()
-        progress = _Progress(start.conversation_id, start.answer_id, saver)
+        progress = TurnProgress(start.conversation_id, start.answer_id, saver)
         task = asyncio.current_task()
         assert task is not None
         running = RunningTurn(start.answer_id, scope, turn.author.id, task)
@@ -261,7 +238,7 @@ class ConversationService(Bindings):
                 progress.error = exc
                 logger.info("turn in %s cancelled", scope)
                 async with asyncio.timeout(SHUTDOWN_GRACE_S):
-                    await self._conclude(turn, reply, progress)
+                    await conclude(turn, reply, progress, self.repo, self.images)
                 raise
         except Exception as exc:
             if self.reraise_unexpected:
@@ -270,35 +247,19 @@ class ConversationService(Bindings):
                 raise
             progress.error = exc
             logger.exception("turn in %s failed unexpectedly", scope)
-        return await self._conclude(turn, reply, progress)
+        return await conclude(turn, reply, progress, self.repo, self.images)
 
     async def _start(self, turn: Turn, retrying: int | None) -> TurnStart | None:
         """One transaction: the conversation, its history window, the GPT bound here (or on the
         parent chat), the user's message stored (or, retrying, the earlier answer superseded)
         and the answer's row started. None: the answer can no longer be retried."""
-        history_limit = self.config.gpts.history_messages // 2
+        begin: Callable[..., Awaitable[TurnStart | None]]
         if retrying is not None:
-            return await self.repo.retry_turn(
-                turn.scope,
-                retrying,
-                history_limit=history_limit,
-                with_binding=True,
-                answer=_STREAMING_ANSWER,
-            )
-        author = turn.author
-        message = NewMessage(
-            "user",
-            turn.text,
-            author_id=author.id,
-            author_name=author.display_name,
-            platform_message_ids=(turn.message_id,) if turn.message_id else (),
-            update_key=turn.update_key,
-            attachments=attachments.records_of(turn) if turn.attachments else (),
-        )
-        return await self.repo.start_turn(
-            turn.scope,
-            message,
-            history_limit=history_limit,
+            begin = partial(self.repo.retry_turn, turn.scope, retrying)
+        else:
+            begin = partial(self.repo.start_turn, turn.scope, _question(turn, turn.text))
+        return await begin(
+            history_limit=self.config.gpts.history_messages // 2,
             with_binding=True,
             answer=_STREAMING_ANSWER,
         )
@@ -308,7 +269,7 @@ class ConversationService(Bindings):
         gpt_id: str,
         messages: list[ChatMessage],
         reply: StreamingReply,
-        progress: _Progress,
+        progress: TurnProgress,
         deadline: float,
     ) -> None:
         """Read the answer from upstream into `reply`. Cancelled (a Stop, a shutdown), the
@@ -326,77 +287,6 @@ class ConversationService(Bindings):
                 raise
             raise TurnTimedOut(self.config.gpts.turn_timeout_s) from exc
 
-    async def _conclude(
-        self, turn: Turn, reply: StreamingReply, progress: _Progress
-    ) -> AnswerOutcome:
-        """Finish the reply (with a short error line on failure) and store the answer."""
-        progress.saver.stop()
-        metrics.ACTIVE_STREAMS.labels(turn.scope.platform).dec()
-        text, error = reply.text, progress.error
-        status: MessageStatus = "complete"
-        if isinstance(error, asyncio.CancelledError):
-            status = "stopped"
-        elif error is not None:
-            status = "partial" if text else "error"
-        error_line = user_message(error, turn.language) if error is not None else None
-        if error is None and not text.strip():
-            status, error_line = "error", i18n.EMPTY_ANSWER(turn.language)
-        usage, estimated = progress.usage, False
-        if not has_counts(usage) and text and progress.prompt_chars is not None:
-            usage, estimated = estimate(progress.prompt_chars, text), True
-        # An ended answer can be asked again; one stopped (by a person, or a shutdown) shows none.
-        buttons = () if status == "stopped" else (retry_button(progress.answer_id),)
-        images = AnswerImages()
-        if not (isinstance(error, asyncio.CancelledError) and error.args != (STOP_REQUESTED,)):
-            # Not when shutting down: no time. The stored text stays as the GPT wrote it.
-            images = await images_for(self.images, reply.channel, text, turn.language)
-        if images.notes:
-            error_line = f"{images.notes}\n{error_line}" if error_line else images.notes
-        try:
-            await reply.finish(error_line, buttons)
-        finally:
-            started, first = progress.started, progress.first_text_at
-            answer = NewMessage(
-                "assistant",
-                text,
-                status=status,
-                model=progress.model,
-                usage=usage,
-                tokens_estimated=estimated,
-                first_chunk_ms=_ms(first - started) if first else None,
-                total_ms=_ms(time.monotonic() - started),
-                platform_message_ids=tuple(ref.message_id for ref in reply.messages),
-            )
-            await self._store_answer(turn, reply, progress.answer_id, answer)
-            report_turn(
-                turn,
-                status,
-                reply,
-                gpt_id=progress.gpt_id,
-                usage=progress.usage,
-                first_token_ms=answer.first_chunk_ms,
-                total_ms=answer.total_ms,
-            )
-        if images.cancelled is not None:
-            raise images.cancelled  # shut down while downloading: shown and stored, now stop
-        await upload(reply, images.images, turn.language)
-        return AnswerOutcome(status, text, progress.model, error)
-
-    async def _store_answer(
-        self, turn: Turn, reply: StreamingReply, answer_id: int, answer: NewMessage
-    ) -> None:
-        try:
-            await self.repo.finish_answer(answer_id, answer)
-        except StorageBusy as exc:
-            # The row keeps the text saved last while streaming; say so rather than pretend.
-            logger.error(
-                "the answer %s in %s was not stored in full: %s", answer_id, turn.scope, exc
-            )
-            try:
-                await reply.channel.send(i18n.ANSWER_NOT_SAVED(turn.language), final=True)
-            except Exception as send_error:
-                logger.warning("could not say so: %s", type(send_error).__name__)
-
     def _refusal(self, turn: Turn) -> GptsBotError | None:
         """Why the message can't go upstream: it must say something (an image says enough) and
         fit the part of a request kept for messages."""
@@ -413,17 +303,13 @@ class ConversationService(Bindings):
     ) -> AnswerOutcome:
         """Store the message as refused (an over-long one cut, with its real length), never
         for upstream, and say why."""
-        text, author = turn.text, turn.author
+        text = turn.text
         kept = text[:REFUSED_KEPT_CHARS]
-        message = NewMessage(
-            "user",
+        message = _question(
+            turn,
             kept,
             status="refused",
-            author_id=author.id,
-            author_name=author.display_name,
-            platform_message_ids=(turn.message_id,) if turn.message_id else (),
             full_length=len(text) if len(kept) < len(text) else None,
-            update_key=turn.update_key,
         )
         logger.info("turn in %s refused: %s", turn.scope, type(refusal).__name__)
         try:
@@ -457,5 +343,21 @@ class ConversationService(Bindings):
             await self.repo.start_conversation(scope)
 
 
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
+def _question(
+    turn: Turn, text: str, *, status: MessageStatus = "complete", full_length: int | None = None
+) -> NewMessage:
+    """The user's message as stored: `text` (the turn's, or cut when refused) and who sent it
+    from where, so the same platform update is never taken twice."""
+    author = turn.author
+    return NewMessage(
+        "user",
+        text,
+        status=status,
+        author_id=author.id,
+        author_name=author.display_name,
+        platform_message_ids=(turn.message_id,) if turn.message_id else (),
+        full_length=full_length,
+        update_key=turn.update_key,
+        # A refused message's files never went upstream: nothing to send again.
+        attachments=attachments.records_of(turn) if status != "refused" else (),
+    )

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 
 from core import metrics
-from core.gpts import Usage
 from core.streaming import StreamingReply
 from core.turns import Turn
+from storage import NewMessage
 
 logger = logging.getLogger(__name__)
 
@@ -23,17 +23,16 @@ def report_turn(
     turn: Turn,
     outcome: str,
     reply: StreamingReply,
-    *,
+    answer: NewMessage | None = None,
     gpt_id: str | None = None,
-    first_token_ms: int | None = None,
-    total_ms: int | None = None,
-    usage: Usage | None = None,
 ) -> None:
     """Count the turn that ended with `outcome` (complete, partial, error, stopped, refused) and
-    log its line. `edits`: the platform calls made to show it beyond each message's first send
+    log its line, with the timings and token counts of its stored `answer` (estimated counts are
+    not reported). `edits`: the platform calls made to show it beyond each message's first send
     (retries after a 429 included)."""
     platform = turn.scope.platform
     metrics.TURNS.labels(platform, outcome).inc()
+    usage = answer.usage if answer is not None and not answer.tokens_estimated else None
     prompt = usage.prompt_tokens if usage is not None else None
     completion = usage.completion_tokens if usage is not None else None
     if prompt:
@@ -48,8 +47,8 @@ def report_turn(
         "platform": platform,
         "gpt": gpt_id,
         "outcome": outcome,
-        "first_token_ms": first_token_ms,
-        "total_ms": total_ms,
+        "first_token_ms": answer.first_chunk_ms if answer is not None else None,
+        "total_ms": answer.total_ms if answer is not None else None,
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "messages": messages,

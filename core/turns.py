@@ -51,8 +51,8 @@ class Turn:
     author: Author
     text: str
     is_private: bool
-    message_id: str | None = None
     language: Language = "en"
+    message_id: str | None = None
     update_id: str | None = None
     attachments: tuple[Attachment, ...] = ()
 

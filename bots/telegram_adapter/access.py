@@ -25,7 +25,7 @@ from core.config import AccessConfig
 from core.i18n import Language
 from core.platform import Clock, utf16_units
 from core.tables import aligned
-from core.turns import Scope
+from core.turns import Author, Scope
 
 logger = logging.getLogger(__name__)
 
@@ -141,3 +141,20 @@ async def is_chat_admin(bot: ExtBot[Any], chat_id: int, user_id: int) -> bool:
     # Asked at command (or press) time, never cached: admins come and go.
     member = await bot.get_chat_member(chat_id, user_id)
     return member.status in {ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR}
+
+
+async def author_of(message: Message, bot: ExtBot[Any], *, check_admin: bool) -> Author:
+    """Who wrote `message`; with `check_admin`, whether they are an admin of a group (asked)."""
+    chat = message.chat
+    sender_chat = message.sender_chat
+    if sender_chat is not None:
+        # Anonymous admins post as the group itself; a channel posting here is not an admin.
+        name = sender_chat.title or sender_chat.effective_name or "Anonymous admin"
+        return Author(str(sender_chat.id), name, is_admin=sender_chat.id == chat.id)
+    user = message.from_user
+    if user is None:
+        return Author(str(chat.id), chat.effective_name or "Unknown")
+    is_admin = False
+    if check_admin and chat.type != ChatType.PRIVATE:
+        is_admin = await is_chat_admin(bot, chat.id, user.id)
+    return Author(str(user.id), user.full_name, is_admin=is_admin)

@@ -23,7 +23,7 @@ from telegram.ext import (
 )
 
 from bots.telegram_adapter import text as say
-from bots.telegram_adapter.access import TelegramAccess, is_chat_admin
+from bots.telegram_adapter.access import TelegramAccess, author_of
 from bots.telegram_adapter.buttons import Presses, retry_target
 from bots.telegram_adapter.channels import (
     DRAFT_REFRESH_S,
@@ -57,7 +57,7 @@ from core.pacing import Budget, make_budgets
 from core.platform import Clock, PlatformRefused, SystemClock
 from core.redaction import Redact, filtered
 from core.streaming import StreamingReply, typing_until_first_message
-from core.turns import Author, Scope, Turn
+from core.turns import Scope, Turn
 from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
@@ -306,7 +306,7 @@ class TelegramAdapter:
             await self._say(bot, message, parsed.text)
             return
         needs_admin = parsed.command.needs_admin_check and not is_private
-        author = await self._author(message, bot, check_admin=needs_admin)
+        author = await author_of(message, bot, check_admin=needs_admin)
         context = commands.Context(
             scope,
             author,
@@ -322,21 +322,6 @@ class TelegramAdapter:
             self.presses.start_retry(result, retry_target(result, is_private), bot)
         else:
             await self.access.show(result, message, bot, language)
-
-    async def _author(self, message: Message, bot: ExtBot[Any], *, check_admin: bool) -> Author:
-        chat = message.chat
-        sender_chat = message.sender_chat
-        if sender_chat is not None:
-            # Anonymous admins post as the group itself; a channel posting here is not an admin.
-            name = sender_chat.title or sender_chat.effective_name or "Anonymous admin"
-            return Author(str(sender_chat.id), name, is_admin=sender_chat.id == chat.id)
-        user = message.from_user
-        if user is None:
-            return Author(str(chat.id), chat.effective_name or "Unknown")
-        is_admin = False
-        if check_admin and chat.type != ChatType.PRIVATE:
-            is_admin = await is_chat_admin(bot, chat.id, user.id)
-        return Author(str(user.id), user.full_name, is_admin=is_admin)
 
     async def _say(
         self,
@@ -395,7 +380,7 @@ class TelegramAdapter:
         self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
     ) -> None:
         is_private = message.chat.type == ChatType.PRIVATE
-        author = await self._author(message, bot, check_admin=False)
+        author = await author_of(message, bot, check_admin=False)
         turn = Turn(
             scope,
             author,

@@ -28,7 +28,6 @@ from bots.telegram_adapter.adapter import TelegramAdapter
 from core.app import open_app
 from core.config import LimitsConfig, parse_config
 from core.shared_pacing import (
-    PROBE_EVERY_S,
     RESERVE_SCRIPT,
     RedisBudgets,
     SharedBudget,
@@ -48,6 +47,7 @@ REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 # itself is checked exactly, on the script with given times.
 JITTER_S = 0.04
 WORKER = Path(__file__).with_name("budget_worker.py")
+PROBE_EVERY_S = LimitsConfig().redis_retry_s  # how often an unreachable Redis is tried again
 
 
 def _redis_problem() -> str | None:

@@ -15,6 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from core import i18n
+from fakes.rate_window import max_in_window
 from tests.databases import rows
 from tests.gptsbot_process import WAIT_S, wait_for
 from tests.telegram_workers import (
@@ -130,8 +131,9 @@ async def test_two_workers_answer_each_turn_once_in_order_within_the_bot_limit(
     # nothing to refuse.
     print(
         f"\n{SCOPES * turns} turns in {took:.1f} s (worker a {a.turns()}, b {b.turns()}); "
-        f"{len(calls)} paced calls, at most {peak(calls)} a second (rate {RATE:.0f}, fake's "
-        f"limit {LIMIT}); 429s: {len(w.refused())}"
+        f"{len(calls)} paced calls, at most {peak(calls)} in 0.9 s and "
+        f"{max_in_window([c.at for c in calls], 1.0)} in 1 s (rate {RATE:.0f}/s, fake's limit "
+        f"{LIMIT}/s); 429s: {len(w.refused())}"
     )
     assert peak(calls) <= RATE
     assert w.refused() == []
@@ -215,8 +217,8 @@ async def test_redis_cut_mid_run_each_worker_keeps_its_share_then_shares_again(
         assert await newest_grant_us(prefix) > back_at_us  # granted by Redis again
 
     print(
-        f"\nRedis away: at most {away['a']} and {away['b']} calls a second, {together} together;"
-        f" back: worker a alone {peak(shared)} (rate {RATE:.0f}); 429s: {len(w.refused())}"
+        f"\nRedis away: at most {away['a']} and {away['b']} calls in 0.9 s, {together} together;"
+        f" back: worker a alone {peak(shared)} (rate {RATE:.0f}/s); 429s: {len(w.refused())}"
     )
     assert RATE / 2 < peak(shared) <= RATE
     assert w.refused() == []

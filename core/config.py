@@ -235,6 +235,8 @@ class LimitsConfig:
     key_prefix: str = "gptsbot"
     # While Redis is unreachable each process keeps this share of every budget (1/n).
     expected_processes: int = positive(2)
+    # While Redis is unreachable, a process tries it again at most this often.
+    redis_retry_s: float = positive(5.0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,8 @@ class AnswerSaver:
         self._reply = reply
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._saving = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._save_while_streaming())
@@ -36,22 +38,29 @@ class AnswerSaver:
         """Stop saving (the final update follows). Nothing is awaited, so finishing the reply
         right after happens exactly as it would without a saver; a save already queued to the
         database's thread still lands first, and one landing late changes nothing once the
-        answer is finished."""
-        if self._task is not None:
+        answer is finished. So a save under way is let finish rather than cancelled: cut while
+        it opens a PostgreSQL connection, asyncpg would log an error no one can catch."""
+        self._stopped = True
+        if self._task is not None and not self._saving:
             self._task.cancel()
-            self._task = None
 
     async def _save_while_streaming(self) -> None:
         reply = self._reply
         await reply.first_sent.wait()
         saved: tuple[int, tuple[str, ...]] | None = None
-        while True:
+        while not self._stopped:
             text = reply.text
             ids = tuple(ref.message_id for ref in reply.messages)
             # The text only grows: its length says whether it changed.
             if (len(text), ids) != saved:
                 saved = (len(text), ids)
-                await self._save(text, ids)
+                self._saving = True
+                try:
+                    await self._save(text, ids)
+                finally:
+                    self._saving = False
+                if self._stopped:
+                    return
             await asyncio.sleep(self._interval_s)
 
     async def _save(self, text: str, ids: tuple[str, ...]) -> None:

@@ -14,10 +14,15 @@ budget gives, they take turns, and inside a process answers take turns in arriva
 
 When Redis cannot be reached, each budget falls back to a share of its limit kept in this
 process (`fallback_share`: the limit divided by `expected_processes`), with one WARNING line
-(the URL's password masked); Redis is tried again by the first call at least `PROBE_EVERY_S`
-later (on the injected clock), and its return is logged once too. Neither side of a switch
-starts from nothing: the share also counts the calls Redis granted, and once Redis is back a
-call must fit the share too until the calls made without Redis have left its window.
+(the URL's password masked); Redis is tried again by the first call at least
+`[limits] redis_retry_s` later (on the injected clock), and its return is logged once too.
+Neither side of a switch starts from nothing: the share also counts the calls Redis granted, and
+once Redis is back a call must fit the share too until the calls made without Redis have left
+its window.
+
+The connection is named `<key_prefix>:<host>:<pid>` (Redis's CLIENT LIST shows which process
+holds it). `aclose()` closes it; the budgets stay usable (the next call connects again), so an
+adapter closes them whenever it stops and a restarted one goes on with the same budgets.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import socket
 from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
@@ -39,8 +46,6 @@ from core.platform import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
 
-# While Redis is unreachable, one call tries it again at most this often.
-PROBE_EVERY_S = 5.0
 # A Redis that does not answer within these is unreachable: the budgets fall back at once rather
 # than hold every answer (redis-py's own retries are off for the same reason).
 CONNECT_TIMEOUT_S = 1.0
@@ -91,6 +96,12 @@ def masked(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
+def client_name(key_prefix: str) -> str:
+    """The name this process gives its Redis connection: which bot, which host, which process
+    (CLIENT SETNAME takes no spaces)."""
+    return "".join(c for c in f"{key_prefix}:{socket.gethostname()}:{os.getpid()}" if c > " ")
+
+
 def fallback_share(max_calls: int, period_s: float, processes: int, clock: Clock) -> RateBudget:
     """This process's share of a budget while Redis is away: 1/`processes` of it, as whole calls
     per window when the limit allows (5 per 5 s over 2 processes: 2 per 5 s), else the same
@@ -105,6 +116,7 @@ class _Link:
 
     def __init__(self, limits: LimitsConfig, clock: Clock, *, server_time: bool) -> None:
         self.processes = limits.expected_processes
+        self._retry_s = limits.redis_retry_s
         self.prefix = f"{limits.key_prefix}:budget"
         self._shown_url = masked(limits.redis_url)
         self._password = urlsplit(limits.redis_url).password
@@ -115,6 +127,7 @@ class _Link:
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_timeout=COMMAND_TIMEOUT_S,
             retry=Retry(NoBackoff(), 0),
+            client_name=client_name(limits.key_prefix),
         )
         self._script = self._client.register_script(RESERVE_SCRIPT)
         self._down = False
@@ -129,7 +142,7 @@ class _Link:
             now = self._clock.monotonic()
             if now < self._probe_at:
                 return None
-            self._probe_at = now + PROBE_EVERY_S  # the other calls keep to the fallback meanwhile
+            self._probe_at = now + self._retry_s  # the other calls keep to the fallback meanwhile
         at = "" if self._server_time else str(round(self._clock.monotonic() * MICROSECONDS))
         try:
             wait_us = await self._script(keys=[key], args=[max_calls, period_us, int(only_now), at])
@@ -146,7 +159,7 @@ class _Link:
         if self._down:
             return
         self._down = True
-        self._probe_at = self._clock.monotonic() + PROBE_EVERY_S
+        self._probe_at = self._clock.monotonic() + self._retry_s
         reason = str(exc) or type(exc).__name__
         if self._password:
             reason = reason.replace(self._password, "***")

@@ -104,6 +104,20 @@ class FakeGpts(LocalServer):
             await self._arrived.wait_for(lambda: len(self.requests) >= count)
         return list(self.requests)
 
+    async def wait_request(
+        self, matches: Callable[[RecordedRequest], bool], within_s: float = 5.0
+    ) -> RecordedRequest:
+        """Wait until a request that `matches` has arrived (TimeoutError after `within_s`)."""
+
+        def found() -> RecordedRequest | None:
+            return next((request for request in self.requests if matches(request)), None)
+
+        async with asyncio.timeout(within_s), self._arrived:
+            await self._arrived.wait_for(lambda: found() is not None)
+        request = found()
+        assert request is not None
+        return request
+
     async def start(self) -> Self:
         self._stopping.clear()
         app = web.Application()

@@ -1,7 +1,8 @@
 """Counting calls against a platform's rate limits, the way the platform would.
 
 `max_in_window` is the most calls in any window of a length; `would_be_429s` replays recorded
-calls against a platform's published `Limits` and counts those it would refuse.
+calls against a platform's published `Limits` and counts those it would refuse; `LiveLimit`
+refuses them as they come, for a fake server that answers 429 the way the platform would.
 """
 
 from __future__ import annotations
@@ -58,6 +59,24 @@ def max_in_window(times: Iterable[float], window_s: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+class LiveLimit:
+    """At most `max_calls` in any `window_s`, enforced as calls arrive: `admits(at)` says whether
+    a call at `at` fits, and counts it only if it does (a refused call uses no allowance)."""
+
+    def __init__(self, max_calls: int, window_s: float) -> None:
+        self.max_calls = max_calls
+        self.window_s = window_s
+        self._admitted: deque[float] = deque()
+
+    def admits(self, at: float) -> bool:
+        while self._admitted and self._admitted[0] <= at - self.window_s + TOLERANCE_S:
+            self._admitted.popleft()
+        if len(self._admitted) >= self.max_calls:
+            return False
+        self._admitted.append(at)
+        return True
 
 
 def would_be_429s(calls: Sequence[PlatformCall], limits: Limits) -> dict[str, int]:

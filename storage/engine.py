@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -35,6 +35,10 @@ _SQLITE_BUSY_CODES: Final = frozenset({5, 6})
 # A UNIQUE index or PRIMARY KEY refused a row: SQLite's extended codes, PostgreSQL's SQLSTATE.
 _SQLITE_UNIQUE_CODES: Final = frozenset({1555, 2067})
 _PG_UNIQUE_VIOLATION: Final = "23505"
+# Held by the transaction that migrates a PostgreSQL database: processes starting at once on an
+# empty database would each create the tables (and all but one fail); the others wait, then find
+# it up to date. Any fixed 64-bit number; scope locks are hashes (storage.scope_locks).
+_MIGRATING: Final = text("SELECT pg_advisory_xact_lock(7220308217460930609)")
 
 
 def alembic_config() -> Config:
@@ -60,6 +64,8 @@ def head_revision() -> str:
 def upgrade_to_head(connection: Connection) -> None:
     from alembic import command
 
+    if connection.dialect.name == "postgresql":
+        connection.execute(_MIGRATING)  # released when the migration's transaction ends
     config = alembic_config()
     # env.py migrates on this connection instead of opening its own engine.
     config.attributes["connection"] = connection

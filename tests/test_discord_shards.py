@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from core.streaming import StreamingReply
 from core.turns import Turn
 from fakes.discord import FakeDiscord
 from fakes.gpts import FakeGpts
+from tests.gptsbot_process import Bot, environment, wait_for, write_config
 
 TIMEOUT = 10.0
 SHARDS = 2
@@ -204,3 +206,63 @@ def test_one_shard_lost_means_not_ready_until_it_is_back() -> None:
     assert not ready.is_set()
     readiness.shard_ready(client, 1)  # resumed
     assert ready.is_set()
+
+
+# --- two real `gptsbot run` processes, a shard each -------------------------------------------
+
+SHARD_READY = re.compile(r"Discord shard (\d+) of (\d+) ready")
+
+
+def turn_scopes(bot: Bot) -> list[str]:
+    """The scopes of the turns a process answered (its per-turn INFO lines)."""
+    return re.findall(r" INFO core\.turn_report: turn scope=(\S+) ", bot.log)
+
+
+@pytest.mark.asyncio
+async def test_two_processes_with_a_shard_each_split_the_guilds(
+    tmp_path: Path, fake_gpts: FakeGpts, pg_url: str
+) -> None:
+    w = shard_guilds()
+    async with w.fake:
+        bots = []
+        for shard in range(SHARDS):
+            folder = tmp_path / f"shard{shard}"
+            folder.mkdir()
+            discord_section = {
+                "api_base": w.fake.api_base,
+                "edit_interval_s": 0.05,
+                "shard_count": SHARDS,
+                "shard_ids": [shard],
+            }
+            config = write_config(
+                folder, fake_gpts.base_url, storage={"url": pg_url}, discord=discord_section
+            )
+            env = environment(config, DISCORD_BOT_TOKEN=w.fake.token)
+            bots.append(await Bot.start("run", env=env))
+        try:
+            for bot in bots:
+                await wait_for(lambda bot=bot: "Discord ready as" in bot.log)
+            # Each process connected its own shard and was sent that shard's guilds only.
+            assert identified_shards(w.fake) == [(0, SHARDS), (1, SHARDS)]
+            for shard, bot in enumerate(bots):
+                assert SHARD_READY.findall(bot.log) == [(str(shard), str(SHARDS))]
+                assert f"in {GUILDS_PER_SHARD} guild(s)" in bot.log
+            # A mention in each guild is answered once, by the process of the guild's shard; a
+            # DM by shard 0's.
+            for shard in range(SHARDS):
+                for guild in w.by_shard[shard]:
+                    await mention(w, guild, f"guild {guild}?")
+            dm = w.fake.dm_channel(w.member)
+            await w.fake.user_says(dm, w.member, "in private")
+            await w.fake.wait_for(lambda: len(w.fake.bot_messages(dm)) == 1, TIMEOUT)
+            await wait_for(lambda: sum(len(turn_scopes(bot)) for bot in bots) == 5)
+        finally:
+            codes = [await bot.terminate() for bot in bots]
+    assert codes == [0, 0], [bot.log for bot in bots]
+    for shard, bot in enumerate(bots):
+        channels = [f"discord:{w.channels[guild]}" for guild in w.by_shard[shard]]
+        assert sorted(turn_scopes(bot)) == sorted(
+            channels + ([f"discord:{dm}"] if shard == 0 else [])
+        )
+        assert " ERROR " not in bot.log and w.fake.token not in bot.log
+    assert len(fake_gpts.requests) == 5

@@ -227,3 +227,15 @@ async def test_kill_9_mid_answer_frees_the_scope_for_the_next_process(
 
 async def _equals(value: Awaitable[Any], expected: Any) -> bool:
     return bool(await value == expected)
+
+
+@pytest.mark.asyncio
+async def test_processes_starting_at_once_on_an_empty_database_migrate_it_once(
+    pg_url: str, tmp_path: Path
+) -> None:
+    env = environment(write_config(tmp_path, "http://127.0.0.1:9/v1", storage={"url": pg_url}))
+    # Each would create the schema unless another is at it already: one does, the others wait.
+    upgrades = [await Bot.start("db", "upgrade", env=env) for _ in range(3)]
+    codes = await asyncio.gather(*(upgrade.wait() for upgrade in upgrades))
+    assert codes == [0, 0, 0], [upgrade.log for upgrade in upgrades]
+    assert await scalar(pg_url, "SELECT count(*) FROM alembic_version") == 1

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -26,12 +27,12 @@ from redis.asyncio import Redis
 
 from bots.telegram_adapter.adapter import TelegramAdapter
 from core.app import open_app
-from core.config import LimitsConfig, parse_config
+from core.config import Config, LimitsConfig, parse_config
 from core.shared_pacing import (
-    PROBE_EVERY_S,
     RESERVE_SCRIPT,
     RedisBudgets,
     SharedBudget,
+    client_name,
     fallback_share,
     masked,
 )
@@ -48,6 +49,7 @@ REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 # itself is checked exactly, on the script with given times.
 JITTER_S = 0.04
 WORKER = Path(__file__).with_name("budget_worker.py")
+PROBE_EVERY_S = LimitsConfig().redis_retry_s  # how often an unreachable Redis is tried again
 
 
 def _redis_problem() -> str | None:
@@ -340,6 +342,49 @@ async def test_try_acquire_takes_a_call_only_if_no_process_holds_it(prefix: str)
 # --- an adapter on the Redis backend ---------------------------------------------------------
 
 
+def redis_config(prefix: str, tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts) -> Config:
+    return parse_config(
+        {
+            "gpts": {"base_url": fake_gpts.base_url, "api_key": "k", "default_gpt": "g-Default01"},
+            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
+            "telegram": {"token": tg.token, "base_url": tg.base_url, "group_edit_interval_s": 0.1},
+            "limits": {"backend": "redis", "key_prefix": prefix},
+        },
+        env={},
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(adapter: TelegramAdapter) -> AsyncIterator[None]:
+    """One run of the adapter, as `gptsbot run`'s supervisor starts (and restarts) it."""
+    task = asyncio.create_task(adapter.run())
+    try:
+        await asyncio.wait_for(adapter.ready.wait(), 10)
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def answered_in_group(tg: FakeTelegram, text: str) -> dict[str, Any]:
+    group, ann = tg.group(-1001, "Team"), tg.user(10, "Ann")
+    asked = tg.user_message(group, ann, f"@{tg.username} {text}")
+    await tg.wait_until(
+        lambda: any(m.get("text") == f"echo: Ann: {text}" for m in tg.bot_messages(-1001)), 10
+    )
+    return asked
+
+
+async def connections_named(name: str) -> int:
+    """The connections Redis has open with this client name (CLIENT LIST)."""
+    client = Redis.from_url(REDIS_URL)
+    try:
+        return sum(1 for c in await client.client_list() if c.get("name") == name)
+    finally:
+        await client.aclose()
+
+
 @pytest.mark.asyncio
 async def test_the_telegram_adapter_paces_a_group_through_redis(
     prefix: str,
@@ -349,31 +394,9 @@ async def test_the_telegram_adapter_paces_a_group_through_redis(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, "core.shared_pacing")
-    config = parse_config(
-        {
-            "gpts": {"base_url": fake_gpts.base_url, "api_key": "k", "default_gpt": "g-Default01"},
-            "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
-            "telegram": {"token": tg.token, "base_url": tg.base_url, "group_edit_interval_s": 0.1},
-            "limits": {"backend": "redis", "key_prefix": prefix},
-        },
-        env={},
-    )
-    group, ann = tg.group(-1001, "Team"), tg.user(10, "Ann")
-    async with open_app(config) as app:
-        adapter = TelegramAdapter(config, app.service)
-        task = asyncio.create_task(adapter.run())
-        try:
-            await asyncio.wait_for(adapter.ready.wait(), 10)
-            asked = tg.user_message(group, ann, f"@{tg.username} hello")
-            await tg.wait_until(
-                lambda: any(m.get("text") == "echo: Ann: hello" for m in tg.bot_messages(-1001)),
-                10,
-            )
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await adapter.budgets.aclose()
+    config = redis_config(prefix, tmp_path, tg, fake_gpts)
+    async with open_app(config) as app, running(TelegramAdapter(config, app.service)):
+        asked = await answered_in_group(tg, "hello")
     assert asked["message_id"]
     assert not [r for r in caplog.records if r.name == "core.shared_pacing"]  # Redis answered
     client = Redis.from_url(REDIS_URL)
@@ -381,3 +404,18 @@ async def test_the_telegram_adapter_paces_a_group_through_redis(
         assert await client.llen(f"{prefix}:budget:telegram:group:-1001") >= 1
     finally:
         await client.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_stopped_adapter_leaves_no_redis_connection_and_a_restarted_one_reuses_it(
+    prefix: str, tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    config = redis_config(prefix, tmp_path, tg, fake_gpts)
+    name = client_name(prefix)  # this process's
+    async with open_app(config) as app:
+        adapter = TelegramAdapter(config, app.service)
+        for run in range(3):  # the supervisor restarts the same adapter, budgets and all
+            async with running(adapter):
+                await answered_in_group(tg, f"run {run}")
+                assert await connections_named(name) >= 1  # its budgets' pool
+            assert await connections_named(name) == 0

@@ -144,7 +144,8 @@ class DiscordAdapter:
         self.access = DiscordAccess(config.access, self._clock)
         # One bot-wide budget and one per channel, shared by every answer streaming at once (in
         # this process, or in Redis shared by every process of the bot: [limits]).
-        self.budgets = make_budgets(config.limits, self._clock)  # Redis: aclose() when done
+        # Closed whenever run() ends (a restarted run connects again).
+        self.budgets = make_budgets(config.limits, self._clock)
         self.global_budget = self.budgets.bot_wide(PLATFORM, self.settings.requests_per_second)
         self.channel_budgets = self.budgets.keyed(
             f"{PLATFORM}:channel", self.settings.channel_edits_per_5s, channel_window_s
@@ -167,8 +168,11 @@ class DiscordAdapter:
 
     async def run(self) -> None:
         redact = Redact([self.settings.token], INTERACTION_TOKENS)
-        with filtered(TOKEN_LOGGERS, redact):
-            await self._run()
+        try:
+            with filtered(TOKEN_LOGGERS, redact):
+                await self._run()
+        finally:  # every answer has ended: nothing paces any more
+            await self.budgets.aclose()
 
     async def _run(self) -> None:
         saved = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY

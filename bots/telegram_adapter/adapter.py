@@ -119,7 +119,8 @@ class TelegramAdapter:
         self.failures: list[BaseException] = []
         self.ready = asyncio.Event()  # set once polling runs
         # In this process, or in Redis shared by every process of the bot ([limits]).
-        self.budgets = make_budgets(config.limits, self._clock)  # Redis: aclose() when done
+        # Closed whenever run() ends (a restarted run connects again).
+        self.budgets = make_budgets(config.limits, self._clock)
         self._bot_budget = self.budgets.bot_wide(PLATFORM, self.settings.messages_per_second)
         self._group_budgets = self.budgets.keyed(
             f"{PLATFORM}:group", GROUP_MESSAGES_PER_MINUTE, 60.0
@@ -167,11 +168,14 @@ class TelegramAdapter:
         # Bot API URLs contain the token: PTB logs them at DEBUG, httpx every request at INFO.
         httpx_logger = logging.getLogger("httpx")
         httpx_logger.setLevel(max(logging.WARNING, httpx_logger.level))
-        with (
-            filtered(TOKEN_LOGGERS, Redact([self.settings.token], TOKEN_PATTERNS)),
-            filtered(REFUSAL_LOGGERS, _WithoutRefusedToken()),
-        ):
-            await self._run()
+        try:
+            with (
+                filtered(TOKEN_LOGGERS, Redact([self.settings.token], TOKEN_PATTERNS)),
+                filtered(REFUSAL_LOGGERS, _WithoutRefusedToken()),
+            ):
+                await self._run()
+        finally:  # every answer has ended: nothing paces any more
+            await self.budgets.aclose()
 
     async def _run(self) -> None:
         self._refused.clear()

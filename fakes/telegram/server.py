@@ -19,7 +19,9 @@ makes the next call(s) of a method fail; `set_member(chat, user, status)` decide
 already waiting included) answers 401 Unauthorized; `press(message, user, data)` presses an
 inline keyboard button (a callback query the bot must answer with `answerCallbackQuery`);
 `webhook` holds what setWebhook was given (getUpdates then answers 409 Conflict, as Telegram
-does), and `update(update_id)` is the update a webhook would be posted. Every
+does), and `update(update_id)` is the update a webhook would be posted. `bot_limit`
+(a `fakes.rate_window.LiveLimit`) answers the messages over it 429, as Telegram's bot-wide flood
+limit does, whichever process of the bot sends them. Every
 call is recorded in
 `calls` with the time it arrived on the fake's own clock (`time.monotonic()`), so tests measure
 pacing where Telegram would.
@@ -38,6 +40,7 @@ from aiohttp import web
 
 from fakes import issued
 from fakes.local_server import LocalServer
+from fakes.rate_window import LiveLimit
 from fakes.telegram.files import FileApi
 from fakes.telegram.markdown import auto_entities
 from fakes.telegram.photos import PhotoApi
@@ -86,6 +89,7 @@ class FakeTelegram(LocalServer, PhotoApi, FileApi):
         self.calls: list[Call] = []
         self._faults: dict[str, list[Injected]] = {}
         self._flooded_until: dict[int, float] = {}
+        self.bot_limit: LiveLimit | None = None  # e.g. LiveLimit(30, 1.0): Telegram's own
         self._next_update_id = 1
         self._next_query_id = 4_000_000_001
         self._init_files()
@@ -339,7 +343,11 @@ class FakeTelegram(LocalServer, PhotoApi, FileApi):
         try:
             if self.revoked:
                 raise Refused(UNAUTHORIZED)
-            fault = self._injected(method, params) or self._still_flooded(method, params)
+            fault = (
+                self._injected(method, params)
+                or self._still_flooded(method, params)
+                or self._over_bot_limit(method, call.at)
+            )
             if fault is not None:
                 if fault.retry_after is not None and "chat_id" in params:
                     until = self.clock() + fault.retry_after
@@ -362,6 +370,11 @@ class FakeTelegram(LocalServer, PhotoApi, FileApi):
                 injected.times -= 1
                 return injected.fault
         return None
+
+    def _over_bot_limit(self, method: str, at: float) -> Fault | None:
+        if self.bot_limit is None or method.lower() not in FLOOD_METHODS:
+            return None
+        return None if self.bot_limit.admits(at) else Fault.flood(1)
 
     def _still_flooded(self, method: str, params: dict[str, Any]) -> Fault | None:
         """Like Telegram, keep refusing messages to a chat until its retry_after has passed."""

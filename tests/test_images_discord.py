@@ -5,11 +5,9 @@ channel, or as a follow-up of a /chat answer."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from tests.discord_fixtures import discord  # noqa: F401 — discord.py imported quietly
 
@@ -20,6 +18,7 @@ from fakes.discord import FakeMessage
 from fakes.gpts import FakeGpts, Reply
 from fakes.images import FakeImageHost, png
 from fakes.rate_window import max_in_window
+from tests.helpers import long_image_answer
 from tests.test_discord import (
     EDIT_MESSAGE,
     POST_MESSAGE,
@@ -32,12 +31,6 @@ from tests.test_discord import (
 
 FOLLOW_UP = "/webhooks/{application_id}/{token}"
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture
-async def host() -> AsyncIterator[FakeImageHost]:
-    async with FakeImageHost() as server:
-        yield server
 
 
 def with_files(w: World, channel_id: int) -> list[FakeMessage]:
@@ -129,21 +122,19 @@ async def test_twelve_images_take_two_messages_within_the_bot_wide_budget(
 async def test_a_long_answer_with_images_and_fences_splits_as_without_them(
     tmp_path: Path, fake_gpts: FakeGpts, host: FakeImageHost
 ) -> None:
-    code = "\n".join(f"print({n})  # ![not an image]({host.url('/png/code')})" for n in range(40))
-    prose = " ".join(f"word{n}" for n in range(200))
-    first, last = host.url("/png/first"), host.url("/png/last")
-    answer = f"![first]({first})\n\n{prose}\n\n```python\n{code}\n```\n\n{prose}\n\n![last]({last})"
-    assert len(answer) > 2 * 2000
-    fake_gpts.enqueue(Reply(answer, chunk_chars=700))
+    answer = long_image_answer(host, code_lines=40, prose_words=200)
+    assert len(answer.text) > 2 * 2000
+    fake_gpts.enqueue(Reply(answer.text, chunk_chars=700))
     async with world(tmp_path, fake_gpts) as w:
         await w.fake.user_says(w.channel_id, w.member, "long", mention_bot=True)
         (images,) = await uploaded(w, w.channel_id, 2)
         assert [u.data for u in images.uploads] == [png("first"), png("last")]
         pages = [m.content for m in w.fake.bot_messages(w.channel_id) if not m.uploads]
     assert len(pages) >= 3 and all(len(page) <= 2000 for page in pages)
-    assert pages[0].startswith(f"![first]({first})") and pages[-1].endswith(f"![last]({last})")
+    assert pages[0].startswith(f"![first]({answer.first})")
+    assert pages[-1].endswith(f"![last]({answer.last})")
     assert "/png/code" not in "".join(host.requests)  # code is not downloaded
     shown = [line for page in pages for line in page.splitlines()]
-    assert [line for line in shown if line.startswith("print(")] == code.splitlines()
+    assert [line for line in shown if line.startswith("print(")] == answer.code.splitlines()
     # Each page that holds code opens and closes its fence.
     assert all(page.count("```") % 2 == 0 for page in pages)

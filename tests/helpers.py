@@ -1,8 +1,11 @@
 """Small builders the in-process tests share: a parsed config over the fake GPTs endpoint and a
-SQLite file, the chat messages a request is expected to carry, and a long answer with images."""
+SQLite file, the chat messages a request is expected to carry, the bytes of an image it carries,
+and a long answer with images."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,3 +61,11 @@ def long_image_answer(host: FakeImageHost, *, code_lines: int, prose_words: int)
     first, last = host.url("/png/first"), host.url("/png/last")
     text = f"![first]({first})\n\n{prose}\n\n```python\n{code}\n```\n\n{prose}\n\n![last]({last})"
     return LongImageAnswer(text, code, first, last)
+
+
+def data_url_bytes(url: str, media_types: Collection[str] = ("image/png",)) -> bytes:
+    """The bytes of a base64 `data:` URL (an image sent upstream), whose media type must be one
+    of `media_types`."""
+    head, _, encoded = url.partition(",")
+    assert head in {f"data:{media_type};base64" for media_type in media_types}, head
+    return base64.b64decode(encoded)

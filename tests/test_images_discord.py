@@ -49,7 +49,7 @@ async def uploaded(w: World, channel_id: int, count: int) -> list[FakeMessage]:
 
 
 async def test_two_image_links_become_attachments_of_one_message_after_the_text(
-    w: World, host: FakeImageHost
+    host: FakeImageHost, w: World
 ) -> None:
     cat, dog = host.url("/png/cat?se=2026&sig=abc"), host.url("/png/dog")
     answer = f"Here: ![a cat]({cat}) and ![a dog]({dog}) done."
@@ -69,7 +69,7 @@ async def test_two_image_links_become_attachments_of_one_message_after_the_text(
 
 
 async def test_a_chat_answer_with_a_dead_link_notes_it_once_and_follows_up_with_the_other(
-    w: World, host: FakeImageHost
+    host: FakeImageHost, w: World
 ) -> None:
     w.fake.fail("POST", FOLLOW_UP, retry_after=0.05)  # the upload's 429 is survived
     gone, fine = host.url("/missing?sig=x"), host.url("/png/fine")
@@ -88,7 +88,7 @@ async def test_a_chat_answer_with_a_dead_link_notes_it_once_and_follows_up_with_
 
 
 async def test_too_large_and_not_an_image_are_refused_with_notes(
-    w: World, host: FakeImageHost
+    host: FakeImageHost, w: World
 ) -> None:
     answer = f"Big ![big]({host.url('/huge-declared')}) and ![web]({host.url('/page')})"
     w.gpts.enqueue(Reply(answer, chunk_chars=200))
@@ -122,7 +122,7 @@ async def test_twelve_images_take_two_messages_within_the_bot_wide_budget(
 
 
 async def test_a_long_answer_with_images_and_fences_splits_as_without_them(
-    w: World, host: FakeImageHost
+    host: FakeImageHost, w: World
 ) -> None:
     answer = long_image_answer(host, code_lines=40, prose_words=200)
     assert len(answer.text) > 2 * 2000

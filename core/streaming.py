@@ -51,6 +51,25 @@ SLOWDOWN_FACTOR = 2.0
 MAX_SLOWDOWN = 8.0
 
 
+class _Pieces:
+    """Text that grows by small pieces (every streamed delta), joined only when read."""
+
+    __slots__ = ("_joined", "_pending")
+
+    def __init__(self, text: str = "") -> None:
+        self._joined = text
+        self._pending: list[str] = []
+
+    def append(self, piece: str) -> None:
+        self._pending.append(piece)
+
+    def joined(self) -> str:
+        if self._pending:
+            self._joined += "".join(self._pending)
+            self._pending.clear()
+        return self._joined
+
+
 @dataclass(slots=True)
 class _Shown:
     """A message of this reply and what it shows now."""
@@ -79,12 +98,10 @@ class StreamingReply:
         self._budgets = tuple(budgets)
         self._indicator = indicator
         self._clock = clock or SystemClock()
-        self._parts: list[str] = []
-        self._joined = ""
+        self._text = _Pieces()
         self._markup = markup or AnswerMarkup()
-        self._shown_parts: list[str] = []  # display text not yet joined into `_display`
+        self._display = _Pieces()  # the text as shown: cleaned of markup as it streams
         self._markup_finished = False
-        self._display = ""
         self._waiting = ""  # a line shown until the answer's text arrives (see show_waiting)
         self._buttons: tuple[Button, ...] = ()  # under the message being written
         self._final_buttons: tuple[Button, ...] = ()  # under the last message, once final
@@ -104,18 +121,12 @@ class StreamingReply:
     @property
     def text(self) -> str:
         """Everything appended so far."""
-        if self._parts:
-            self._joined += "".join(self._parts)
-            self._parts.clear()
-        return self._joined
+        return self._text.joined()
 
     @property
     def display_text(self) -> str:
         """What people see of the text so far: cleaned, without what may still be a marker."""
-        if self._shown_parts:
-            self._display += "".join(self._shown_parts)
-            self._shown_parts.clear()
-        return self._display
+        return self._display.joined()
 
     def set_markup(self, markup: AnswerMarkup) -> None:
         """Clean the answer with `markup` (its language, its image prompt setting). Call before
@@ -136,8 +147,8 @@ class StreamingReply:
         if not text or self._finishing:
             return
         self._waiting = ""
-        self._parts.append(text)
-        self._shown_parts.append(self._markup.feed(text))
+        self._text.append(text)
+        self._display.append(self._markup.feed(text))
         self._wake()
 
     def show_waiting(self, line: str) -> None:
@@ -176,8 +187,8 @@ class StreamingReply:
         """Take over messages an earlier reply left showing an older text (a process that died
         mid-answer): `finish` then edits them to `text` plus its line. Call before anything else.
         Give the reply the indicator the earlier one had, so the text splits the same way."""
-        self._joined = text
-        self._display = self._markup.clean(text)
+        self._text = _Pieces(text)
+        self._display = _Pieces(self._markup.clean(text))
         self._markup_finished = True
         # Never equal to a page's text, so every message is edited at once (no pacing wait).
         self._shown = [_Shown(ref, "", final=False, shown_at=-math.inf) for ref in refs]
@@ -188,7 +199,7 @@ class StreamingReply:
         self._finishing = True
         if not self._markup_finished:
             self._markup_finished = True
-            self._shown_parts.append(self._markup.finish())
+            self._display.append(self._markup.finish())
         self._final_buttons = tuple(buttons)
         if self._pump is not None:
             if not self._in_call:

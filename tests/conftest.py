@@ -11,6 +11,7 @@ import pytest_asyncio
 from bots.telegram_adapter.adapter import TOKEN_LOGGERS, TOKEN_PATTERNS
 from core.redaction import Redact, filtered
 from fakes.gpts import FakeGpts, Gate
+from fakes.images import FakeImageHost
 from fakes.telegram import FakeTelegram
 
 # Every test's log records are checked for the secrets the fakes issued (secret_scan.py);
@@ -53,3 +54,10 @@ def bot_api_redacted(tg: FakeTelegram) -> Iterator[None]:
     loggers get the filter the adapter installs."""
     with filtered(TOKEN_LOGGERS, Redact([tg.token], TOKEN_PATTERNS)):
         yield
+
+
+@pytest_asyncio.fixture
+async def host() -> AsyncIterator[FakeImageHost]:
+    """A local image host (fakes/images.py): `host.url("/png/cat")` serves an image."""
+    async with FakeImageHost() as server:
+        yield server

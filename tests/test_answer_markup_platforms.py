@@ -112,16 +112,15 @@ async def test_the_terminal_prints_the_cleaned_answer_in_its_language(
 
 @pytest.mark.asyncio
 async def test_image_prompt_show_keeps_the_prompt_block(
-    tmp_path: Path, fake_gpts: FakeGpts
+    tmp_path: Path, fake_gpts: FakeGpts, host: FakeImageHost
 ) -> None:
     block = '```json\n{"prompt": "a red fox in snow"}\n```\n'
-    async with FakeImageHost() as host:
-        image = f"![image]({host.url('/png/fox')})"  # the image itself follows as an upload
-        answer = Reply(block + image, chunk_chars=3)
-        fake_gpts.enqueue(answer, answer)
-        async with world(tmp_path, fake_gpts, bot_config={"image_prompt": "show"}) as w:
-            await w.fake.user_says(w.channel_id, w.member, "draw a fox", mention_bot=True)
-            await w.answered(w.channel_id, block + image, count=2)  # the text, then the image
-        async with world(tmp_path, fake_gpts) as w:  # "hide", the default
-            await w.fake.user_says(w.channel_id, w.member, "draw a fox", mention_bot=True)
-            await w.answered(w.channel_id, image, count=2)
+    image = f"![image]({host.url('/png/fox')})"  # the image itself follows as an upload
+    answer = Reply(block + image, chunk_chars=3)
+    fake_gpts.enqueue(answer, answer)
+    async with world(tmp_path, fake_gpts, bot_config={"image_prompt": "show"}) as w:
+        await w.fake.user_says(w.channel_id, w.member, "draw a fox", mention_bot=True)
+        await w.answered(w.channel_id, block + image, count=2)  # the text, then the image
+    async with world(tmp_path, fake_gpts) as w:  # "hide", the default
+        await w.fake.user_says(w.channel_id, w.member, "draw a fox", mention_bot=True)
+        await w.answered(w.channel_id, image, count=2)

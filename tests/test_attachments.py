@@ -4,7 +4,6 @@ adapter's would. The platforms' own tests (Telegram, Discord, terminal) cover th
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -18,6 +17,7 @@ from core.turns import Attachment, Turn
 from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts, image_urls, text_of
 from fakes.recording import RecordingChannel
+from tests.helpers import data_url_bytes
 from tests.test_conversation import ALICE, DM, Bot, bot_on, stored
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -59,12 +59,6 @@ def image(files: Files, reference: str, data: bytes = PNG) -> Attachment:
     return Attachment(f"{reference}.png", "image/png", len(data), reference)
 
 
-def decoded(url: str) -> bytes:
-    head, _, encoded = url.partition(",")
-    assert head == "data:image/png;base64"
-    return base64.b64decode(encoded)
-
-
 @pytest.mark.asyncio
 async def test_an_image_goes_upstream_as_a_data_url_and_is_stored_by_reference(
     bot: tuple[Bot, Files],
@@ -74,7 +68,7 @@ async def test_an_image_goes_upstream_as_a_data_url_and_is_stored_by_reference(
 
     content = gpt.fake.requests[-1].messages[-1]["content"]
     assert content[0] == {"type": "text", "text": "what is this?"}
-    assert [decoded(url) for url in image_urls(content)] == [PNG]
+    assert [data_url_bytes(url) for url in image_urls(content)] == [PNG]
     assert "\n".join(channel.visible()).startswith("echo: what is this? (+1 images)")
     conversation = await gpt.app.repo.current_conversation(DM)
     [exchange] = await gpt.app.repo.exchanges(conversation, limit=5)
@@ -143,7 +137,7 @@ async def test_history_sends_again_only_the_images_of_the_last_two_image_turns(
 
     messages = gpt.fake.requests[-1].messages
     with_images = {
-        text_of(m["content"]): [decoded(url)[-1] for url in image_urls(m["content"])]
+        text_of(m["content"]): [data_url_bytes(url)[-1] for url in image_urls(m["content"])]
         for m in messages
         if m["role"] == "user"
     }
@@ -193,7 +187,7 @@ async def test_retry_asks_again_with_the_question_s_images(bot: tuple[Bot, Files
 
     content = gpt.fake.requests[-1].messages[-1]["content"]
     assert text_of(content) == "what is this?"
-    assert [decoded(url) for url in image_urls(content)] == [PNG]
+    assert [data_url_bytes(url) for url in image_urls(content)] == [PNG]
     assert files.fetched == Counter({"file-1": 2})
 
 

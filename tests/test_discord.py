@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from tests.discord_fixtures import discord  # discord.py imported with its audioop warning silenced
 
@@ -227,6 +228,13 @@ async def world(
                 with contextlib.suppress(asyncio.CancelledError, PlatformRefused):
                     await asyncio.wait_for(w.task, TIMEOUT)
     assert w.adapter.unexpected == []
+
+
+@pytest_asyncio.fixture
+async def w(tmp_path: Path, fake_gpts: FakeGpts) -> AsyncIterator[World]:
+    """The default `world`, for a test that needs no other (`w.gpts` is `fake_gpts`)."""
+    async with world(tmp_path, fake_gpts) as default:
+        yield default
 
 
 def option(name: str, value: str, **extra: Any) -> dict[str, Any]:

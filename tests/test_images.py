@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from bots.console.chat import TerminalChannel
 from core import i18n
@@ -22,12 +20,6 @@ from core.images import (
     notes,
 )
 from fakes.images import FakeImageHost, png
-
-
-@pytest_asyncio.fixture
-async def host() -> AsyncIterator[FakeImageHost]:
-    async with FakeImageHost() as server:
-        yield server
 
 
 def urls(text: str) -> list[str]:

@@ -6,12 +6,9 @@ uploaded as bytes in the answer's chat and topic."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from bots.telegram_adapter.adapter import TelegramAdapter
 from core import i18n
@@ -19,25 +16,16 @@ from fakes.gpts import FakeGpts, Reply
 from fakes.images import FakeImageHost, png
 from fakes.rate_window import max_in_window
 from fakes.telegram import FakeTelegram, Fault
-from storage import ScopeKey
-from tests.test_telegram import WAIT_S, answer_to, make_config, running
+from storage import MessageRecord, ScopeKey
+from tests import test_telegram
+from tests.helpers import long_image_answer
+from tests.test_telegram import WAIT_S, Json, answer_to, make_config, running
 
-Json = dict[str, Any]
 PHOTO_METHODS = {"sendPhoto", "sendMediaGroup"}
+pytestmark = pytest.mark.asyncio
 
-
-@pytest_asyncio.fixture
-async def host() -> AsyncIterator[FakeImageHost]:
-    async with FakeImageHost() as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def bot(
-    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
-) -> AsyncIterator[TelegramAdapter]:
-    async with running(make_config(tmp_path, tg, fake_gpts)) as adapter:
-        yield adapter
+# test_telegram.py's fixtures, found here by name: the same bot, person and private chat.
+bot, ann, dm = test_telegram.bot, test_telegram.ann, test_telegram.dm
 
 
 def link_urls(message: Json) -> list[str]:
@@ -62,12 +50,17 @@ async def final_text(tg: FakeTelegram, asked: Json, ends_with: str) -> Json:
     return [m for m in answer_to(tg, asked) if "text" in m][-1]
 
 
-@pytest.mark.asyncio
+async def last_stored(adapter: TelegramAdapter, chat: Json) -> MessageRecord:
+    """The last message stored in the chat's current conversation."""
+    repo = adapter.service.repo
+    conversation = await repo.current_conversation(ScopeKey("telegram", str(chat["id"])))
+    return (await repo.history(conversation, limit=2))[-1]
+
+
+@pytest.mark.usefixtures("bot")
 async def test_two_image_links_become_an_album_and_the_text_keeps_them(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost
+    tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost, ann: Json, dm: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    dm = tg.private_chat(ann)
     cat, dog = host.url("/png/cat?se=2026&sig=abc"), host.url("/png/dog")
     fake_gpts.enqueue(Reply(f"Here: ![a cat]({cat}) and ![a dog]({dog}) done.", chunk_chars=20))
     asked = tg.user_message(dm, ann, "draw two")
@@ -84,11 +77,10 @@ async def test_two_image_links_become_an_album_and_the_text_keeps_them(
     assert album.at >= last_edit
 
 
-@pytest.mark.asyncio
+@pytest.mark.usefixtures("bot")
 async def test_a_dead_link_keeps_its_text_with_one_note_and_the_other_image_is_sent(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost
+    tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost, ann: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
     group = tg.group(-1005, "Forum", forum=True)
     topic = tg.create_topic(group, "art", ann)
     gone, fine = host.url("/missing?sig=x"), host.url("/png/fine")
@@ -105,19 +97,17 @@ async def test_a_dead_link_keeps_its_text_with_one_note_and_the_other_image_is_s
     assert tg.photo_messages(group["id"])[0]["message_thread_id"] == topic
 
 
-@pytest.mark.asyncio
+@pytest.mark.usefixtures("bot")
 async def test_too_large_and_not_an_image_are_refused_with_notes(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost
+    tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost, ann: Json, dm: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    dm = tg.private_chat(ann)
     huge, page = host.url("/huge"), host.url("/page")
-    fake_gpts.enqueue(Reply(f"Big ![big]({huge}) and ![web]({page})", chunk_chars=200))
-    asked = tg.user_message(dm, ann, "draw")
     notes = [
         i18n.IMAGE_TOO_LARGE("en", number=1, megabytes=10),
         i18n.IMAGE_NOT_AN_IMAGE("en", number=2),
     ]
+    fake_gpts.enqueue(Reply(f"Big ![big]({huge}) and ![web]({page})", chunk_chars=200))
+    asked = tg.user_message(dm, ann, "draw")
 
     text = await final_text(tg, asked, notes[-1])
     assert text["text"].endswith("\n".join(notes))
@@ -126,14 +116,11 @@ async def test_too_large_and_not_an_image_are_refused_with_notes(
     assert not any(c.method in PHOTO_METHODS for c in tg.calls)
 
 
-@pytest.mark.asyncio
 async def test_eleven_images_take_two_calls_within_the_bot_wide_budget(
-    tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost, tmp_path: Path
+    tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost, tmp_path: Path, ann: Json, dm: Json
 ) -> None:
     rate = 2
     config = make_config(tmp_path, tg, fake_gpts, messages_per_second=rate)
-    ann = tg.user(10, "Ann")
-    dm = tg.private_chat(ann)
     names = [f"p{n}" for n in range(11)]
     links = " ".join(f"![{name}]({host.url('/png/' + name)})" for name in names)
     fake_gpts.enqueue(Reply(f"Eleven: {links}", chunk_chars=100))
@@ -155,41 +142,36 @@ async def test_eleven_images_take_two_calls_within_the_bot_wide_budget(
     assert max_in_window(paced, 1.0) <= rate + 1  # the photos shared the bot-wide budget
 
 
-@pytest.mark.asyncio
 async def test_a_refused_upload_gets_one_line_and_the_stored_answer_is_as_written(
-    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost
+    bot: TelegramAdapter,
+    tg: FakeTelegram,
+    fake_gpts: FakeGpts,
+    host: FakeImageHost,
+    ann: Json,
+    dm: Json,
 ) -> None:
-    ann = tg.user(10, "Ann")
-    dm = tg.private_chat(ann)
     answer = f"![a]({host.url('/png/a')}) ![b]({host.url('/missing')})"
     fake_gpts.enqueue(Reply(answer, chunk_chars=200))
     tg.inject("sendPhoto", Fault(400, "Bad Request: PHOTO_INVALID_DIMENSIONS"))
-    async with running(make_config(tmp_path, tg, fake_gpts)) as adapter:
-        asked = tg.user_message(dm, ann, "draw")
-        line = i18n.IMAGES_NOT_SENT("en")
-        await tg.wait_until(
-            lambda: [m.get("text") for m in answer_to(tg, asked)][-1:] == [line], WAIT_S
-        )
-        repo = adapter.service.repo
-        conversation = await repo.current_conversation(ScopeKey("telegram", str(dm["id"])))
-        stored = (await repo.history(conversation, limit=2))[-1]
+    asked = tg.user_message(dm, ann, "draw")
+    line = i18n.IMAGES_NOT_SENT("en")
+    await tg.wait_until(
+        lambda: [m.get("text") for m in answer_to(tg, asked)][-1:] == [line], WAIT_S
+    )
+
+    stored = await last_stored(bot, dm)
     assert (stored.role, stored.status, stored.content) == ("assistant", "complete", answer)
     assert [m.get("text", "") for m in answer_to(tg, asked)][-1] == line
     assert not tg.photo_messages(dm["id"])
 
 
-@pytest.mark.asyncio
+@pytest.mark.usefixtures("bot")
 async def test_a_long_answer_with_images_and_fences_splits_as_without_them(
-    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost
+    tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost, ann: Json, dm: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    dm = tg.private_chat(ann)
-    code = "\n".join(f"print({n})  # ![not an image]({host.url('/png/code')})" for n in range(90))
-    prose = " ".join(f"word{n}" for n in range(400))
-    first, last = host.url("/png/first"), host.url("/png/last")
-    answer = f"![first]({first})\n\n{prose}\n\n```python\n{code}\n```\n\n{prose}\n\n![last]({last})"
-    assert len(answer) > 2 * 4096
-    fake_gpts.enqueue(Reply(answer, chunk_chars=1500))
+    answer = long_image_answer(host, code_lines=90, prose_words=400)
+    assert len(answer.text) > 2 * 4096
+    fake_gpts.enqueue(Reply(answer.text, chunk_chars=1500))
     asked = tg.user_message(dm, ann, "long")
 
     assert await photos_after(tg, asked, 2) == [png("first"), png("last")]
@@ -199,28 +181,23 @@ async def test_a_long_answer_with_images_and_fences_splits_as_without_them(
     assert "/png/code" not in "".join(host.requests)  # code is not downloaded
     # Every code line arrived inside a code block, once.
     shown = [line for m in pages for line in m["text"].splitlines()]
-    assert [line for line in shown if line.startswith("print(")] == code.splitlines()
-    assert link_urls(pages[0])[0] == first and link_urls(pages[-1])[-1] == last
+    assert [line for line in shown if line.startswith("print(")] == answer.code.splitlines()
+    assert link_urls(pages[0])[0] == answer.first and link_urls(pages[-1])[-1] == answer.last
 
 
-@pytest.mark.asyncio
 async def test_a_shutdown_while_images_download_still_shows_and_stores_the_answer(
-    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost, ann: Json, dm: Json
 ) -> None:
-    ann = tg.user(10, "Ann")
-    dm = tg.private_chat(ann)
     answer = f"Slow: ![s]({host.url('/slow')}) end."
     fake_gpts.enqueue(Reply(answer, chunk_chars=200))
     config = make_config(tmp_path, tg, fake_gpts, bot={"shutdown_grace_s": 0.2})
-    async with running(config) as adapter:
+    async with running(config):
         asked = tg.user_message(dm, ann, "draw")
         await tg.wait_until(lambda: bool(answer_to(tg, asked)), WAIT_S)
         await asyncio.wait_for(host.slow_started.wait(), WAIT_S)  # the download has begun
-        scope = ScopeKey("telegram", str(dm["id"]))
     (message,) = answer_to(tg, asked)
     assert message["text"] == "Slow: 🖼s end."  # final: no indicator, no note
     async with running(config) as adapter:
-        conversation = await adapter.service.repo.current_conversation(scope)
-        stored = (await adapter.service.repo.history(conversation, limit=2))[-1]
+        stored = await last_stored(adapter, dm)
     assert (stored.status, stored.content) == ("complete", answer)
     assert not tg.photo_messages(dm["id"])

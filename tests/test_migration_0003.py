@@ -11,8 +11,8 @@ import pytest
 
 from storage import Exchange, NewMessage, Repository, ScopeKey, UsageFigures
 from storage.engine import head_revision
+from tests.revisions import migrate as migrate_url
 from tests.sql_probes import raw
-from tests.test_migration_0002 import migrate as migrate_url
 
 GROUP = ScopeKey("telegram", "-100")
 TOPIC = ScopeKey("telegram", "-100", "7")

@@ -5,32 +5,18 @@ downgrade keeps the messages. On SQLite and PostgreSQL (`db_url`)."""
 from __future__ import annotations
 
 import pytest
-from alembic.script import ScriptDirectory
 
-from storage import DuplicateUpdate, Exchange, NewMessage, Repository, alembic_config
-from tests.databases import rows, scalar
-from tests.test_migration_0002 import CHANNEL, TOPIC, fill_at_0001, migrate
+from storage import DuplicateUpdate, Exchange, NewMessage, Repository
+from tests.databases import scalar
+from tests.revisions import CHANNEL, TOPIC, downgraded_after, revision_before, upgraded_from
 
-SCRIPTS = ScriptDirectory.from_config(alembic_config())
-UPDATE_KEYS = SCRIPTS.get_revision("0004")
-assert UPDATE_KEYS is not None
-# The revision 0004 follows (0002 when it was written): the test follows it if that changes.
-BEFORE = str(UPDATE_KEYS.down_revision)
+BEFORE = revision_before("0004")  # 0002 when this test was written
 STREAMING = NewMessage("assistant", "", status="streaming")
-
-
-async def filled_before_0004(url: str) -> None:
-    await migrate(url, "0001")
-    await fill_at_0001(url)
-    await migrate(url, BEFORE)
 
 
 @pytest.mark.asyncio
 async def test_a_filled_database_upgrades_and_stores_each_update_once(db_url: str) -> None:
-    await filled_before_0004(db_url)
-
-    async with await Repository.open(db_url) as repo:
-        await repo.upgrade()
+    async with upgraded_from(db_url, BEFORE) as repo:
         current = await repo.current_conversation(TOPIC)
         assert [(m.role, m.content) for m in await repo.history(current, limit=3)] == [
             ("assistant", ""),
@@ -55,21 +41,12 @@ async def test_a_filled_database_upgrades_and_stores_each_update_once(db_url: st
         assert await repo.is_update_stored("telegram:-100:77")
 
     assert await scalar(db_url, "SELECT count(*) FROM messages WHERE update_key IS NULL") == 13
-    head = SCRIPTS.get_current_head()
-    assert await rows(db_url, "SELECT version_num FROM alembic_version") == [(head,)]
 
 
 @pytest.mark.asyncio
 async def test_0004_downgrades_keeping_the_messages(db_url: str) -> None:
-    await filled_before_0004(db_url)
-    async with await Repository.open(db_url) as repo:
-        await repo.upgrade()
-        keyed = NewMessage("user", "keyed", update_key="discord:1234")
-        await repo.start_turn(CHANNEL, keyed, history_limit=0)
-
-    await migrate(db_url, BEFORE, down=True)
-
-    contents = await rows(db_url, "SELECT content FROM messages ORDER BY id")
+    keyed = NewMessage("user", "keyed", update_key="discord:1234")
+    contents = await downgraded_after(db_url, keyed, to=BEFORE)
     assert len(contents) == 11 and contents[-1] == ("keyed",)
     async with await Repository.open(db_url) as repo:
         await repo.upgrade()  # and up again: the old key is gone, so the update is new

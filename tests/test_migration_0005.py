@@ -5,31 +5,18 @@ and PostgreSQL (`db_url`)."""
 from __future__ import annotations
 
 import pytest
-from alembic.script import ScriptDirectory
 
-from storage import AttachmentRecord, NewMessage, Repository, alembic_config
-from tests.databases import rows, scalar
-from tests.test_migration_0002 import CHANNEL, TOPIC, fill_at_0001, migrate
+from storage import AttachmentRecord, NewMessage
+from tests.databases import scalar
+from tests.revisions import CHANNEL, TOPIC, downgraded_after, revision_before, upgraded_from
 
-SCRIPTS = ScriptDirectory.from_config(alembic_config())
-ATTACHMENTS = SCRIPTS.get_revision("0005")
-assert ATTACHMENTS is not None
-BEFORE = str(ATTACHMENTS.down_revision)
+BEFORE = revision_before("0005")
 PHOTO = AttachmentRecord("image", "photo.jpg", "image/jpeg", 2048, "AgACAgIAAxkBAAIB")
-
-
-async def filled_before_0005(url: str) -> None:
-    await migrate(url, "0001")
-    await fill_at_0001(url)
-    await migrate(url, BEFORE)
 
 
 @pytest.mark.asyncio
 async def test_a_filled_database_upgrades_and_keeps_files_by_reference(db_url: str) -> None:
-    await filled_before_0005(db_url)
-
-    async with await Repository.open(db_url) as repo:
-        await repo.upgrade()
+    async with upgraded_from(db_url, BEFORE) as repo:
         current = await repo.current_conversation(TOPIC)
         old = await repo.exchanges(current, limit=5)
         assert [(e.question, e.question_attachments) for e in old] == [
@@ -51,19 +38,10 @@ async def test_a_filled_database_upgrades_and_keeps_files_by_reference(db_url: s
 
     # Old messages and answers hold SQL NULL, not a JSON null.
     assert await scalar(db_url, "SELECT count(*) FROM messages WHERE attachments IS NULL") == 11
-    head = SCRIPTS.get_current_head()
-    assert await rows(db_url, "SELECT version_num FROM alembic_version") == [(head,)]
 
 
 @pytest.mark.asyncio
 async def test_0005_downgrades_keeping_the_messages(db_url: str) -> None:
-    await filled_before_0005(db_url)
-    async with await Repository.open(db_url) as repo:
-        await repo.upgrade()
-        asked = NewMessage("user", "with a photo", attachments=(PHOTO,))
-        await repo.start_turn(CHANNEL, asked, history_limit=0)
-
-    await migrate(db_url, BEFORE, down=True)
-
-    contents = await rows(db_url, "SELECT content FROM messages ORDER BY id")
+    asked = NewMessage("user", "with a photo", attachments=(PHOTO,))
+    contents = await downgraded_after(db_url, asked, to=BEFORE)
     assert len(contents) == 11 and contents[-1] == ("with a photo",)

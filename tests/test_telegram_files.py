@@ -16,6 +16,7 @@ from bots.telegram_adapter.files import file_base_url
 from fakes.gpts import FakeGpts, image_urls, text_of
 from fakes.telegram import FakeTelegram
 from tests import test_telegram
+from tests.helpers import data_url_bytes
 from tests.test_telegram import Json, make_config, reply_text, running, wait_answer
 
 # test_telegram.py's fixtures, found here by name: the same bot, people and chats.
@@ -29,9 +30,7 @@ def jpeg(n: int) -> bytes:
 
 
 def data_of(url: str) -> bytes:
-    head, _, encoded = url.partition(",")
-    assert head in {"data:image/jpeg;base64", "data:image/png;base64"}
-    return base64.b64decode(encoded)
+    return data_url_bytes(url, ("image/jpeg", "image/png"))
 
 
 def no_request_has_the_token(tg: FakeTelegram, fake_gpts: FakeGpts) -> bool:

@@ -2,8 +2,8 @@
 
 The core's `StreamingReply` decides when to send and edit and where to split; these classes only
 perform the calls, with `allowed_mentions` that ping no one and masked links to anything but
-http(s)/mailto escaped (`links`; `measure` leaves room for the escapes), and translate what
-Discord answered into `MessageGone` / `PlatformRateLimited` / `PlatformRefused`.
+http(s)/mailto escaped (`links`; `measure` leaves room for the escapes); what Discord refuses
+becomes the core's errors (`failures`).
 
 The core's buttons (Stop, Retry) are button components on those same calls (`Buttons`); an edit
 without any sends an empty component list, which removes them. Their presses are `buttons.py`'s.
@@ -15,36 +15,25 @@ import io
 import logging
 from collections.abc import Awaitable, Sequence
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import discord
 from discord.utils import MISSING
 
+from bots.discord_adapter.failures import INVALID_WEBHOOK_TOKEN, translated
+from bots.discord_adapter.failures import is_bot_refused as is_bot_refused  # for adapter.py
 from bots.discord_adapter.links import shown_chars_bound, without_unsafe_links
 from bots.discord_adapter.text import MAX_MESSAGE_CHARS, quote_prompt
 from core.buttons import Button
 from core.config import BotConfig
 from core.i18n import Language
 from core.interrupted import settle_for
-from core.platform import (
-    Clock,
-    Image,
-    MessageGone,
-    MessageRef,
-    PlatformRateLimited,
-    PlatformRefused,
-    code_points,
-)
+from core.platform import Clock, Image, MessageRef, code_points
 from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 NO_PINGS = discord.AllowedMentions.none()
-UNKNOWN_MESSAGE = 10008
-INVALID_WEBHOOK_TOKEN = 50027
-DEFAULT_RETRY_AFTER_S = 1.0
 BUTTON_STYLES = {"stop": discord.ButtonStyle.danger, "retry": discord.ButtonStyle.secondary}
 MAX_FILES_PER_MESSAGE = 10
 MAX_DESCRIPTION_CHARS = 1024  # an attachment's alt text
@@ -61,42 +50,6 @@ def image_files(images: Sequence[Image]) -> list[discord.File]:
         )
         for image in images
     ]
-
-
-def _retry_after(exc: discord.HTTPException) -> float:
-    headers = exc.response.headers
-    for name in ("X-RateLimit-Reset-After", "Retry-After"):
-        try:
-            return float(headers[name])
-        except (KeyError, ValueError):
-            continue
-    return DEFAULT_RETRY_AFTER_S
-
-
-def is_bot_refused(exc: discord.HTTPException) -> bool:
-    """A 401 for the bot's token (an interaction's expired token answers 401 too, with its own
-    code)."""
-    return exc.status == 401 and exc.code != INVALID_WEBHOOK_TOKEN
-
-
-async def translated(call: Awaitable[T], *, editing: bool = False) -> T:
-    """Await a discord.py call; a 429 it gave up on becomes `PlatformRateLimited`, a refused bot
-    token `PlatformRefused`, and when `editing`, a deleted message (404 Unknown Message)
-    `MessageGone`."""
-    try:
-        return await call
-    except discord.RateLimited as exc:  # longer than max_ratelimit_timeout: the core waits
-        raise PlatformRateLimited(exc.retry_after) from exc
-    except discord.NotFound as exc:
-        if editing and exc.code == UNKNOWN_MESSAGE:
-            raise MessageGone(str(exc.code)) from exc
-        raise
-    except discord.HTTPException as exc:
-        if exc.status == 429:  # still limited after discord.py's own retries
-            raise PlatformRateLimited(_retry_after(exc)) from exc
-        if is_bot_refused(exc):
-            raise PlatformRefused("Discord refused the bot token") from None
-        raise
 
 
 class Buttons(discord.ui.View):

@@ -26,12 +26,9 @@ from bots.discord_adapter.access import DiscordAccess
 from bots.discord_adapter.buttons import Presses
 from bots.discord_adapter.calls import call_trace
 from bots.discord_adapter.connection import REFUSED, intents, point_at_api
+from bots.discord_adapter.failures import is_bot_refused
 from bots.discord_adapter.messages import answer_message, fetch_attachment
-from bots.discord_adapter.replies import (
-    NO_PINGS,
-    is_bot_refused,
-    settle_interrupted,
-)
+from bots.discord_adapter.replies import NO_PINGS, settle_interrupted
 from bots.discord_adapter.settings import NAME as PLATFORM
 from bots.discord_adapter.settings import DiscordConfig
 from bots.discord_adapter.shards import ShardReadiness, shard_options

@@ -21,7 +21,6 @@ import discord
 from discord.utils import MISSING
 
 from bots.discord_adapter.failures import INVALID_WEBHOOK_TOKEN, translated
-from bots.discord_adapter.failures import is_bot_refused as is_bot_refused  # for adapter.py
 from bots.discord_adapter.links import shown_chars_bound, without_unsafe_links
 from bots.discord_adapter.text import MAX_MESSAGE_CHARS, quote_prompt
 from core.buttons import Button

@@ -151,7 +151,21 @@ def start_workers(
                 cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         bots.append(bot)
+        if worker == 0 and workers > 1:
+            _wait_migrated(bot, folder / "bot-0.log")
     return bots
+
+
+def _wait_migrated(bot: subprocess.Popen[str], log: Path) -> None:
+    """Until the first worker has brought the fresh database's schema up to date: two
+    processes migrating one new PostgreSQL database at once collide on creating its types."""
+    deadline = time.monotonic() + 120
+    while "database schema up to date" not in log.read_text():
+        if bot.poll() is not None:
+            raise RuntimeError(f"the first worker exited with {bot.returncode} at start")
+        if time.monotonic() > deadline:
+            raise TimeoutError("the first worker did not migrate the database")
+        time.sleep(0.05)
 
 
 def wait_ready(platform: str, fake: Fake, bots: Sequence[subprocess.Popen[str]]) -> None:

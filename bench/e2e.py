@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -81,8 +82,14 @@ def status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def _py_spy_path() -> Path:
+    """py-spy next to this Python, else on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return beside if beside.exists() else Path(shutil.which("py-spy") or beside)
+
+
 def _py_spy(pid: int, path: str) -> subprocess.Popen[bytes]:
-    spy = Path(sys.executable).with_name("py-spy")
+    spy = _py_spy_path()
     kind = "raw" if path.endswith(".txt") else "speedscope"
     # --gil: only the thread running Python, so an idle event loop is not counted as busy.
     command = [str(spy), "record", "--pid", str(pid), "--rate", "250", "--gil",
@@ -113,15 +120,21 @@ def measure(
     """One end-to-end run with `n` chats (Telegram private chats, Discord channels) answered by
     `workers` `gptsbot run` processes; `gpts_url` is the fake GPTs endpoint.
 
-    `profile`: a file for a py-spy profile of the (first) bot during the turns (py-spy must be
-    installed next to this Python; it is a profiling tool, not a dependency)."""
+    `profile`: a file for a py-spy profile of the (first) bot during the turns, if py-spy is
+    installed next to this Python or on PATH (a profiling tool, not a dependency); else a
+    cProfile of its whole run (start-up included) in `profile` + ".prof", which slows it."""
+    cprofile = None
+    if profile and not _py_spy_path().exists():
+        cprofile, profile = profile + ".prof", None
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gptsbot-bench-")))
         the_shared = stack.enter_context(shared.backends()) if workers > 1 else None
         fake = launch.start_fake(platform, n, workers)
         bots: list[subprocess.Popen[str]] = []
         try:
-            bots = launch.start_workers(platform, fake, gpts_url, folder, workers, the_shared)
+            bots = launch.start_workers(
+                platform, fake, gpts_url, folder, workers, the_shared, cprofile=cprofile
+            )
             try:
                 launch.wait_ready(platform, fake, bots)
                 result = _drive(bots, fake, profile)

@@ -139,15 +139,18 @@ def worker_env(platform: str, fake: Fake, config: Path) -> dict[str, str]:
 
 
 def start_workers(
-    platform: str, fake: Fake, gpts_url: str, folder: Path, workers: int, shared: Shared | None
-) -> list[subprocess.Popen[str]]:
+    platform: str, fake: Fake, gpts_url: str, folder: Path, workers: int, shared: Shared | None,
+    *, cprofile: str | None = None,
+) -> list[subprocess.Popen[str]]:  # fmt: skip
+    """`cprofile`: run the first worker under cProfile, writing its profile there at exit."""
     bots = []
     for worker in range(workers):
         config = worker_config(platform, fake, gpts_url, folder, worker, workers, shared)
         env = worker_env(platform, fake, config)
+        profiling = ["-m", "cProfile", "-o", cprofile] if cprofile and worker == 0 else []
         with (folder / f"bot-{worker}.log").open("w") as log:
             bot = subprocess.Popen(
-                [sys.executable, "-m", "core.cli", "run"],
+                [sys.executable, *profiling, "-m", "core.cli", "run"],
                 cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         bots.append(bot)

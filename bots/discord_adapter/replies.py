@@ -17,7 +17,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 import discord
-from discord.http import handle_message_parameters
 from discord.utils import MISSING
 
 from bots.discord_adapter.links import shown_chars_bound, without_unsafe_links
@@ -152,28 +151,12 @@ class ChannelReplies:
     async def edit(
         self, ref: MessageRef, text: str, *, final: bool, buttons: Sequence[Button] = ()
     ) -> None:
+        partial = self._channel.get_partial_message(int(ref.message_id))
         content = without_unsafe_links(text)
         view = self._view(buttons)
         await translated(
-            _edit_message(self._channel, int(ref.message_id), content, view), editing=True
+            partial.edit(content=content, allowed_mentions=NO_PINGS, view=view), editing=True
         )
-
-
-async def _edit_message(
-    channel: discord.PartialMessageable, message_id: int, content: str, view: Buttons | None
-) -> None:
-    """What `PartialMessage.edit(content=, allowed_mentions=NO_PINGS, view=)` does, without
-    building a discord.Message from Discord's answer (unused here; about a tenth of a streamed
-    edit's CPU): the same parameters, the same request, the same errors."""
-    state = channel._state
-    state.prevent_view_updates_for(message_id)
-    with handle_message_parameters(
-        content=content,
-        view=view,
-        allowed_mentions=NO_PINGS,
-        previous_allowed_mentions=state.allowed_mentions,
-    ) as params:
-        await state.http.edit_message(channel.id, message_id, params=params)
 
 
 class InteractionReplies:

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import queue
 import shutil
 import signal
 import statistics
@@ -163,7 +164,7 @@ def _drive(
 ) -> dict[str, Any]:
     import json
 
-    time.sleep(0.5)  # the first long poll is out; start-up work is over
+    time.sleep(0.5)  # every worker is ready (polling, connected or listening): start-up is over
     idle_t0, idle_c0 = time.monotonic(), _cpu(bots)
     time.sleep(IDLE_S)
     idle_t1, idle_c1 = time.monotonic(), _cpu(bots)
@@ -175,7 +176,7 @@ def _drive(
     threads0 = thread_cpu_s(bots[0].pid)
     fake.process.stdin.write("GO\n")
     fake.process.stdin.flush()
-    _, line = fake.wait_for("DONE", TIMEOUT_S)
+    line = _wait_done(bots, fake)
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(timeout=30)
@@ -200,6 +201,19 @@ def _drive(
         "rss_before_turns_mib": max(rss_before) / 1024,
         "rss_peak_mib_by_worker": [status_kib(bot.pid, "VmHWM") / 1024 for bot in bots],
     }
+
+
+def _wait_done(bots: list[subprocess.Popen[str]], fake: launch.Fake) -> str:
+    """The fake's DONE line; a worker that exits meanwhile ends the wait at once."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        try:
+            return fake.wait_for("DONE", 5.0)[1]
+        except queue.Empty:
+            if any(bot.poll() is not None for bot in bots):
+                raise RuntimeError("a worker exited before every answer was final") from None
+            if time.monotonic() > deadline:
+                raise
 
 
 def _cpu(bots: list[subprocess.Popen[str]]) -> list[float]:

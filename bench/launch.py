@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import os
 import queue
+import random
 import secrets
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 from bench.shared import Shared
-from bench.startup import ROOT, TIMEOUT_S, _lines
+from bench.startup import ROOT, TIMEOUT_S, _lines, stop
 
 WEBHOOK_PATH = "/telegram/updates"
 READY_LINE = {"telegram": "GETUPDATES", "discord": "GATEWAY"}
@@ -50,9 +54,16 @@ class Fake:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port free now, below Linux's ephemeral range (32768-60999): one the kernel hands out
+    for port 0 could be taken by another server before the worker binds it."""
+    while True:
+        port = random.randint(20_000, 32_000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def start_fake(platform: str, users: int, workers: int) -> Fake:
@@ -143,7 +154,20 @@ def start_workers(
     *, cprofile: str | None = None,
 ) -> list[subprocess.Popen[str]]:  # fmt: skip
     """`cprofile`: run the first worker under cProfile, writing its profile there at exit."""
-    bots = []
+    bots: list[subprocess.Popen[str]] = []
+    try:
+        _start_each(platform, fake, gpts_url, folder, workers, shared, cprofile, bots)
+    except BaseException:
+        for bot in bots:  # none is left running when one cannot start
+            stop(bot)
+        raise
+    return bots
+
+
+def _start_each(
+    platform: str, fake: Fake, gpts_url: str, folder: Path, workers: int, shared: Shared | None,
+    cprofile: str | None, bots: list[subprocess.Popen[str]],
+) -> None:  # fmt: skip
     for worker in range(workers):
         config = worker_config(platform, fake, gpts_url, folder, worker, workers, shared)
         env = worker_env(platform, fake, config)
@@ -156,7 +180,6 @@ def start_workers(
         bots.append(bot)
         if worker == 0 and workers > 1:
             _wait_migrated(bot, folder / "bot-0.log")
-    return bots
 
 
 def _wait_migrated(bot: subprocess.Popen[str], log: Path) -> None:
@@ -179,14 +202,23 @@ def wait_ready(platform: str, fake: Fake, bots: Sequence[subprocess.Popen[str]])
         fake.wait_for(READY_LINE[platform], 120)
         return
     for url in fake.webhooks:
-        port = int(url.split(":")[2].split("/")[0])
-        while True:
+        # The worker refuses an update without its secret (403): then it is this worker that
+        # serves the path, not something else on the port.
+        while _status_without_secret(url) != HTTPStatus.FORBIDDEN:
             if any(bot.poll() is not None for bot in bots):
                 raise RuntimeError("a worker exited before it was ready")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no worker listens on port {port}") from None
-                time.sleep(0.1)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no worker serves {url} (see its log)")
+            time.sleep(0.1)
+
+
+def _status_without_secret(url: str) -> int | None:
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+    try:
+        with direct.open(request, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+    except OSError:
+        return None

@@ -4,13 +4,16 @@
     python -m bench.run --n 1,200 --platform telegram --no-baseline
     python -m bench.run --quick               # N = 1,10: a smoke run in ~20 s
     python -m bench.run --e2e telegram --n 1,200   # `gptsbot run` through the fake Bot API
+    python -m bench.run --e2e discord --workers 2  # two `gptsbot run`, Redis and PostgreSQL
 
 Each measurement runs in a fresh child process (so peak RSS is per N) against the fake GPTs
 endpoint in a process of its own (so the upstream's CPU is not counted as the bot's). The
 standard workload is a 1,200-character answer in 60 chunks over 6.4 s (0.5 s to the first chunk,
 then one chunk every 0.1 s), one answer per scope, N scopes at once. See bench/scenario.py for
-what each figure means. With `--e2e telegram` the N sizes run end to end instead: the real
-`gptsbot run` process (python-telegram-bot) against the fake Telegram Bot API, see bench/e2e.py.
+what each figure means. With `--e2e telegram` or `--e2e discord` the N sizes run end to end
+instead: the real `gptsbot run` process (python-telegram-bot, discord.py) against the platform's
+fake (with `--workers 2`: two processes sharing Redis and a fresh PostgreSQL database), see
+bench/e2e.py.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench import e2e, history, startup
+from bench import e2e, history, shared, startup
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
@@ -87,9 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--n", help="concurrent scopes, comma-separated (default 1,100,1000; "
                         "with --e2e 1,200)")  # fmt: skip
-    parser.add_argument("--e2e", choices=["telegram"],
+    parser.add_argument("--e2e", choices=["telegram", "discord"],
                         help="run `gptsbot run` end to end through this platform's fake instead "
                         "of the in-process core")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=1,
+                        help="with --e2e: `gptsbot run` processes sharing the work (2 or more: "
+                        "Redis and PostgreSQL, see bench/shared.py)")  # fmt: skip
     parser.add_argument("--platform", default="discord", choices=["discord", "telegram"],
                         help="whose published limits pace and judge the calls")  # fmt: skip
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
@@ -108,11 +114,21 @@ def main(argv: list[str] | None = None) -> int:
                         "--e2e: a py-spy profile of the bot, if py-spy is installed)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output file")
     args = parser.parse_args(argv)
+    if args.workers != 1 and not args.e2e:
+        parser.error("--workers needs --e2e")
+    if args.workers > 1 and (why := shared.reachable()):
+        parser.error(f"--workers {args.workers}: {why}")
     if args.quick:
         args.n, args.history = "1,10", "10,1000"
     if args.n is None:
         args.n = "1,200" if args.e2e else "1,100,1000"
     sizes = [int(x) for x in args.n.split(",") if x]
+    if args.workers > 1:
+        room = shared.connection_room() - shared.CONNECTIONS_PER_WORKER * args.workers
+        if max(sizes) > room:
+            parser.error(f"--workers {args.workers}: each answer being written holds a PostgreSQL "
+                         f"connection (its scope's lock); the server has room for about {room} "
+                         "answers at once: use a smaller --n or raise max_connections")  # fmt: skip
     started = time.monotonic()
     report: dict[str, Any] = {
         "workload": {
@@ -132,10 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.profile:
                 Path(args.profile).mkdir(parents=True, exist_ok=True)
                 profile = str(Path(args.profile) / f"e2e-{args.e2e}-{n}.txt")
-            result = e2e.measure(n, base_url, chunks=args.chunks, chunk_delay=args.chunk_delay,
+            result = e2e.measure(n, base_url, platform=args.e2e, workers=args.workers,
+                                 chunks=args.chunks, chunk_delay=args.chunk_delay,
                                  interval=args.interval, profile=profile)  # fmt: skip
             report["runs"].append(result)
-            print(f"  n={n:<5} {result['mode']} cpu {result['cpu_ms_per_turn']:.2f} ms/turn, "
+            print(f"  n={n:<5} {result['mode']} x{args.workers} "
+                  f"cpu {result['cpu_ms_per_turn']:.2f} ms/turn, "
                   f"rss {result['rss_peak_mib']:.0f} MiB, {result['turns_per_s']} turns/s, "
                   f"calls/reply {result['calls_per_reply']:.2f}, "
                   f"429s {result['would_be_429s_total']}", file=sys.stderr, flush=True)  # fmt: skip
@@ -184,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
 def summary_line(report: dict[str, Any]) -> str:
     parts = []
     for run in report["runs"]:
-        if run["mode"] == "e2e-telegram":
+        if run["mode"].startswith("e2e-"):
             parts.append(
-                f"e2e telegram N={run['n']}: {run['turns_per_s']} turns/s, "
+                f"e2e {run['mode'][4:]} x{run['workers']} N={run['n']}: "
+                f"{run['turns_per_s']} turns/s, "
                 f"{run['cpu_ms_per_turn']:.2f} ms CPU/turn, {run['rss_peak_mib']:.0f} MiB, "
                 f"{run['calls_per_reply']:.1f} calls/reply, peak {run['peak_calls_per_s']}/s, "
                 f"429s {run['would_be_429s_total']}"

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bench import e2e, run
+from bench import e2e, run, shared
 
 RUN_FIELDS = {
     "n", "mode", "platform", "turns", "turns_ok", "wall_s", "turns_per_s", "cpu_ms_per_turn",
@@ -62,26 +63,55 @@ E2E_FIELDS = {
 }  # fmt: skip
 
 
-def test_a_tiny_end_to_end_run_through_telegram(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`gptsbot run` against the fake Bot API: two private chats, each answered in full."""
+def tiny_e2e_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platform: str, n: int, workers: int = 1
+) -> dict[str, Any]:
+    """`python -m bench.run --e2e <platform>` with a short answer; its one run, checked."""
     monkeypatch.setattr(e2e, "IDLE_S", 0.5)
     monkeypatch.setattr(e2e, "SETTLE_S", 0.2)
     out = tmp_path / "e2e.json"
     code = run.main(
-        ["--e2e", "telegram", "--n", "2", "--chars", "60", "--chunks", "6", "--first-delay",
-         "0.05", "--chunk-delay", "0.05", "--history", "", "--no-startup", "--out", str(out)]
+        ["--e2e", platform, "--workers", str(workers), "--n", str(n), "--chars", "60",
+         "--chunks", "6", "--first-delay", "0.05", "--chunk-delay", "0.05", "--history", "",
+         "--no-startup", "--out", str(out)]
     )  # fmt: skip
     assert code == 0
     runs = json.loads(out.read_text())["runs"]
-    assert [(r["n"], r["mode"]) for r in runs] == [(2, "e2e-telegram")]
-    result = runs[0]
+    assert [(r["n"], r["mode"], r["workers"]) for r in runs] == [(n, f"e2e-{platform}", workers)]
+    result: dict[str, Any] = runs[0]
     assert result.keys() >= E2E_FIELDS, E2E_FIELDS - result.keys()
-    assert result["turns"] == 2
+    assert result["turns"] == n
     assert result["bot_exit_code"] == 0
     assert result["log_errors"] == 0
     assert result["cpu_ms_per_turn"] >= 0
     assert result["rss_peak_mib"] > 10
     assert 1 <= result["calls_per_reply"] <= result["ceiling_per_reply"]
     assert result["would_be_429s_total"] == result["platform_429s"] == 0
+    assert result["peak_calls_per_s"] <= result["overall_ceiling_per_s"]
+    return result
+
+
+def test_a_tiny_end_to_end_run_through_telegram(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gptsbot run` against the fake Bot API: two private chats, each answered in full."""
+    tiny_e2e_run(tmp_path, monkeypatch, "telegram", 2)
+
+
+def test_a_tiny_end_to_end_run_through_discord(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`gptsbot run` (discord.py) against the fake Discord: one mention, answered in full."""
+    tiny_e2e_run(tmp_path, monkeypatch, "discord", 1)
+
+
+@pytest.mark.parametrize("platform", ["telegram", "discord"])
+def test_two_workers_share_the_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platform: str
+) -> None:
+    """Two `gptsbot run` processes sharing Redis and PostgreSQL (Telegram by webhook, Discord by
+    shards): each answers its share, together within the platform's ceilings."""
+    if why := shared.reachable():
+        pytest.skip(why)
+    result = tiny_e2e_run(tmp_path, monkeypatch, platform, 2, workers=2)
+    assert len(result["cpu_s_by_worker"]) == len(result["rss_peak_mib_by_worker"]) == 2

@@ -5,6 +5,7 @@ python-telegram-bot Application answers what is posted there (secret header chec
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,20 @@ def test_webhook_config_and_its_secret_from_the_environment() -> None:
     assert settings.secret_token == SECRET and SECRET not in repr(settings)
     assert SECRET in config.secrets()
     assert telegram_config().platforms["telegram"].mode == "polling"
+
+
+@pytest.mark.asyncio
+async def test_a_taken_listen_port_is_the_error_it_fails_with(
+    tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts
+) -> None:
+    """Another server holds the port: the worker fails saying so, not with PTB's "This
+    Application is not running!" from stopping what never started."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = make_config(tmp_path, tg, fake_gpts, mode="webhook", webhook_url=WEBHOOK_URL,
+                             listen=f"127.0.0.1:{port}", secret_token=SECRET)  # fmt: skip
+        with pytest.raises(OSError, match="address already in use"):
+            async with running(config):
+                pass

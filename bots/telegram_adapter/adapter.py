@@ -206,7 +206,8 @@ class TelegramAdapter:
                     logger.debug("the Bot API refused the token: stopping")
             finally:
                 self.ready.clear()
-                await application.stop()
+                if application.running:  # not when the webhook could not listen: that error goes on
+                    await application.stop()
                 await self._drain_answers()
                 logger.info("Telegram bot @%s stopped", bot.username)
 

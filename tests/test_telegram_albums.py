@@ -5,6 +5,7 @@ the fake Bot API; the fake GPTs endpoint records what went up."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from fakes.telegram import FakeTelegram
 from tests import test_telegram
 from tests.test_telegram import Json, make_config, reply_text, running, wait_answer
 from tests.test_telegram_files import data_of, jpeg, no_request_has_the_token
+from tests.test_updates_once import skipped
 
 # test_telegram.py's fixtures, found here by name: the same people and chats.
 ann, dm, group = test_telegram.ann, test_telegram.dm, test_telegram.group
@@ -112,3 +114,22 @@ async def test_an_album_still_being_collected_at_shutdown_is_dropped_cleanly(
     assert adapter.albums.waiting == 0
     assert [text_of(r.messages[-1]["content"]) for r in fake_gpts.requests] == ["meanwhile"]
     assert [m["text"] for m in tg.bot_messages(dm["id"])] == ["echo: meanwhile"]
+
+
+@pytest.mark.asyncio
+async def test_an_album_delivered_again_is_answered_once(
+    bot: TelegramAdapter,
+    tg: FakeTelegram,
+    fake_gpts: FakeGpts,
+    ann: Json,
+    dm: Json,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="core.conversation")
+    album = tg.user_album(dm, ann, [jpeg(1), jpeg(2)], caption="once")
+    await wait_answer(tg, album[0], "echo: once (+2 images)")
+    for item in album:  # as Telegram does when the bot's confirmation never reached it
+        tg.deliver_again(tg.update_id_of(item))
+    await skipped(caplog)  # the album again: the same first message, so the same turn
+    await wait_answer(tg, tg.user_message(dm, ann, "next"), "echo: next")
+    assert [text_of(r.messages[-1]["content"]) for r in fake_gpts.requests] == ["once", "next"]

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from telegram import Chat, Message
+from telegram.constants import ChatType
 
 from bots.telegram_adapter.adapter import TelegramAdapter
+from bots.telegram_adapter.albums import ALBUM_MAX_WAIT_S, Albums
 from core import i18n
+from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts, image_urls, text_of
 from fakes.telegram import FakeTelegram
 from tests import test_telegram
@@ -133,3 +138,36 @@ async def test_an_album_delivered_again_is_answered_once(
     await skipped(caplog)  # the album again: the same first message, so the same turn
     await wait_answer(tg, tg.user_message(dm, ann, "next"), "echo: next")
     assert [text_of(r.messages[-1]["content"]) for r in fake_gpts.requests] == ["once", "next"]
+
+
+def album_item(message_id: int, group_id: str = "g1", chat_id: int = 7) -> Message:
+    chat = Chat(chat_id, ChatType.PRIVATE)
+    return Message(message_id, datetime.now(UTC), chat, media_group_id=group_id)
+
+
+@pytest.mark.asyncio
+async def test_the_wait_restarts_with_each_item_up_to_a_cap() -> None:
+    clock = FakeClock()
+    albums = Albums(clock, wait_s=1.0)
+    handled: list[tuple[float, list[int]]] = []
+
+    async def handle(items: Sequence[Message]) -> None:
+        handled.append((clock.now, [item.id for item in items]))
+
+    albums.add(album_item(2), handle)
+    albums.add(album_item(9, chat_id=8), handle)  # another chat: another album
+    await clock.advance(0.8)
+    albums.add(album_item(1), handle)  # late, and earlier in the album: sorted by message id
+    albums.add(album_item(2), handle)  # the same item again: once
+    await clock.advance(0.8)
+    assert handled == [(1.0, [9])]
+    await clock.advance(0.2)
+    assert handled == [(1.0, [9]), (1.8, [1, 2])]
+
+    albums.add(album_item(5, "g2"), handle)  # an item every 0.9 s: handled at the cap
+    for n in range(6, 14):
+        await clock.advance(0.9)
+        albums.add(album_item(n, "g2"), handle)
+    assert handled[-1] == (1.8 + ALBUM_MAX_WAIT_S, [5, 6, 7, 8, 9, 10])
+    await albums.close()  # the rest, still waiting: dropped
+    assert albums.waiting == 0 and len(handled) == 3

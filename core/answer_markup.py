@@ -14,13 +14,16 @@ GPTs served through OpenAI-compatible relays write markup only ChatGPT's own pag
 still be the start of a marker (an open `【`, a `[` before its link closes, a ```json line before
 its closing fence) is held back, within length caps, so no marker ever flashes half-written. The
 output only grows (what was returned never changes), which the streaming reply's page split
-relies on. Text without any opener character passes straight through.
+relies on. Text without any opener character passes straight through, but for its trailing
+spaces: they wait for what follows, so that a removed marker between a space and punctuation
+(`text 【4:0†source】.`) shows as `text.`, not `text .` (and `a 【1†x】 b` as `a b`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -48,6 +51,9 @@ _FENCE_OPENING = "```json"
 _JSON_BLOCK = re.compile(r"```json[ \t]*\n(.*?)\n```[ \t]*(?:\n|\Z)", re.DOTALL | re.IGNORECASE)
 # A prompt block's beginning: anything but an object is shown at once.
 _JSON_BLOCK_START = re.compile(r"```json[ \t]*(?:\n\s*(?:\{.*)?)?", re.DOTALL | re.IGNORECASE)
+_SPACES: Final = " \t"
+# Closing and other punctuation (`.`, `,`, `)`, `。`): no space before it where a marker went.
+_CLOSING_PUNCTUATION: Final = frozenset({"Pe", "Pf", "Po"})
 
 
 class _Hold:
@@ -67,6 +73,9 @@ class AnswerMarkup:
     # The raw character before `_pending` (a line starts after a newline).
     _before_pending: str = field(default="\n", init=False)
     _shown_end: str = field(default="\n\n", init=False)  # the last characters shown
+    # Trailing spaces of the display not shown yet, and whether a marker was removed after them.
+    _spaces: str = field(default="", init=False)
+    _spaces_then_marker: bool = field(default=False, init=False)
     # Cited addresses: their number and title.
     _sources: dict[str, tuple[int, str]] = field(default_factory=dict, init=False)
 
@@ -102,24 +111,41 @@ class AnswerMarkup:
         pos = 0
         while (found := openers.search(text, pos)) is not None:
             start = found.start()
-            shown.append(text[pos:start])
+            self._show(shown, text[pos:start])
             before = text[start - 1] if start else self._before_pending
             outcome = self._marker_at(text, start, before, at_end=at_end)
             if isinstance(outcome, _Hold):
                 pos = start
                 break
             replacement, pos = outcome
-            shown.append(replacement)
+            if replacement:
+                self._show(shown, replacement)
+            elif self._spaces:
+                self._spaces_then_marker = True
         else:
-            shown.append(text[pos:])
+            self._show(shown, text[pos:])
             pos = len(text)
         if pos:
             self._before_pending = text[pos - 1]
         self._pending = text[pos:]
+        if at_end and not self._spaces_then_marker:
+            shown.append(self._spaces)  # the answer's own trailing spaces
+        if at_end:
+            self._spaces, self._spaces_then_marker = "", False
         result = "".join(shown)
         if result:
             self._shown_end = (self._shown_end + result)[-2:]
         return result
+
+    def _show(self, shown: list[str], piece: str) -> None:
+        """Add `piece` to what is shown, but for its trailing spaces (held for what follows)."""
+        if not piece:
+            return
+        if self._spaces and not (self._spaces_then_marker and _needs_no_space(piece[0])):
+            shown.append(self._spaces)
+        kept = piece.rstrip(_SPACES)
+        shown.append(kept)
+        self._spaces, self._spaces_then_marker = piece[len(kept) :], False
 
     def _marker_at(
         self, text: str, start: int, before: str, *, at_end: bool
@@ -201,6 +227,11 @@ class AnswerMarkup:
         if label and label != name:
             name = f"{label}: {name}"
         return i18n.SANDBOX_FILE(self.language, name=name)
+
+
+def _needs_no_space(char: str) -> bool:
+    """Whether `char` wants no space before it where a marker was removed."""
+    return char in _SPACES or char == "\n" or unicodedata.category(char) in _CLOSING_PUNCTUATION
 
 
 def _is_image_prompt(block: str) -> bool:

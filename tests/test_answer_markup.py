@@ -174,20 +174,22 @@ def test_stray_and_unclosed_private_use_characters_are_dropped() -> None:
 
 def test_plain_text_is_shown_as_it_arrives() -> None:
     rng = random.Random(3)
-    words = ["fox ", "den, ", "snow. ", "狐狸 ", "(tail) ", "a`b` ", "?\n", "1:2 ", "😀 "]
+    words = ["fox ", "den, ", "snow. ", "狐狸 ", "(tail) ", "a`b` ", "?\n", "1:2 ", "😀 ", "\t"]
     text = "".join(rng.choice(words) for _ in range(400))[:1200]
     assert len(text) == 1200
     markup = AnswerMarkup()
+    shown = ""
     for start in range(0, len(text), 7):
-        chunk = text[start : start + 7]
-        assert markup.feed(chunk) == chunk  # nothing held back: no added latency
-    assert markup.finish() == ""
+        shown += markup.feed(text[start : start + 7])
+        # Nothing held back (no added latency) but trailing spaces, until what follows comes.
+        assert shown == text[: start + 7].rstrip(" \t")
+    assert shown + markup.finish() == text
 
 
 def test_an_opener_that_starts_no_marker_is_held_only_while_it_could() -> None:
     markup = AnswerMarkup()
-    assert markup.feed("a [ b") == "a "
-    assert markup.feed(" c\n") == "[ b c\n"  # a link never spans lines
+    assert markup.feed("a [ b") == "a"  # its space waits for what follows the opener
+    assert markup.feed(" c\n") == " [ b c\n"  # a link never spans lines
     assert markup.feed("【") == ""
     assert markup.feed("注意】") == "【注意】"
     assert markup.feed("x" * BRACKET_CAP + "【" + "y" * BRACKET_CAP) == "x" * BRACKET_CAP + (
@@ -205,3 +207,39 @@ def test_a_json_block_is_held_only_while_it_may_be_a_prompt() -> None:
     assert markup.feed("\n```\n") == "\n```\n"
     assert markup.feed("```json\n{") == ""
     assert markup.feed('"a": 1}\n```\n') == '```json\n{"a": 1}\n```\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("text 【4:0†source】.", "text."),
+        ("text 【4:0†source】", "text"),
+        ("a 【1†x】 b", "a b"),
+        ("a 【1†x】b", "a b"),
+        ("a 【1†x】【2†y】, b", "a, b"),
+        ("a 【1†x】 【2†y】 b", "a b"),
+        ("line \ue200cite\ue202turn0search0\ue201\nnext", "line\nnext"),
+        ("中文 【3†来源】。", "中文。"),
+        ("see 【1†x】(p. 2)", "see (p. 2)"),
+        ("tab\t【1†x】)", "tab)"),
+        ("kept  ", "kept  "),
+        ("kept .", "kept ."),
+    ],
+)
+def test_a_removed_marker_leaves_no_space_before_punctuation_or_a_line_end(
+    text: str, cleaned: str
+) -> None:
+    assert AnswerMarkup().clean(text) == cleaned
+    for a, b in itertools.combinations(range(len(text) + 1), 2):
+        assert_never_partial(streamed([text[:a], text[a:b], text[b:]]), cleaned)
+    assert_never_partial(streamed(list(text)), cleaned)
+
+
+def test_a_space_is_held_only_until_the_next_character() -> None:
+    markup = AnswerMarkup()
+    assert markup.feed("one two ") == "one two"
+    assert markup.feed("three") == " three"
+    assert markup.feed(" 【1†x】") == ""
+    assert markup.feed(".") == "."
+    assert markup.feed(" ") == ""
+    assert markup.finish() == " "

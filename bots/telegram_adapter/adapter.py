@@ -24,6 +24,7 @@ from telegram.ext import (
 
 from bots.telegram_adapter import text as say
 from bots.telegram_adapter.access import TelegramAccess, author_of
+from bots.telegram_adapter.albums import Albums
 from bots.telegram_adapter.buttons import Presses, retry_target
 from bots.telegram_adapter.channels import (
     DRAFT_REFRESH_S,
@@ -41,8 +42,8 @@ from bots.telegram_adapter.settings import TelegramConfig
 from bots.telegram_adapter.text import (
     Command,
     bot_mentions,
-    has_chinese,
     is_reply_to,
+    language_of,
     parse_command,
     register_commands,
     scope_of,
@@ -52,12 +53,12 @@ from bots.telegram_adapter.webhook import WebhookServer, receiving
 from core import commands, i18n
 from core.config import Config
 from core.conversation import ConversationService
-from core.i18n import Language, language_for
+from core.i18n import Language
 from core.pacing import Budget, make_budgets
 from core.platform import Clock, PlatformRefused, SystemClock
 from core.redaction import Redact, filtered
 from core.streaming import StreamingReply, typing_until_first_message
-from core.turns import Scope, Turn
+from core.turns import Attachment, Scope, Turn
 from storage import InterruptedAnswer
 
 logger = logging.getLogger(__name__)
@@ -118,8 +119,7 @@ class TelegramAdapter:
         self.reraise_unexpected = False
         self.failures: list[BaseException] = []
         self.ready = asyncio.Event()  # set once polling runs
-        # In this process, or in Redis shared by every process of the bot ([limits]).
-        # Closed whenever run() ends (a restarted run connects again).
+        # Here or in Redis ([limits]); closed whenever run() ends, reconnected by the next run.
         self.budgets = make_budgets(config.limits, self._clock)
         self._bot_budget = self.budgets.bot_wide(PLATFORM, self.settings.messages_per_second)
         self._group_budgets = self.budgets.keyed(
@@ -130,6 +130,7 @@ class TelegramAdapter:
         self.webhook: WebhookServer | None = None  # in webhook mode: the server, once up
         self._refused = asyncio.Event()  # a Bot API call answered 401: the token was revoked
         self.presses = Presses(self)
+        self.albums = Albums(self._clock, self.settings.album_wait_s)
         service.register_fetcher(PLATFORM, lambda file_id: fetch_file(self._bot, file_id))
 
     def build_application(self) -> Application[Any, Any, Any, Any, Any, Any]:
@@ -206,21 +207,11 @@ class TelegramAdapter:
                     logger.debug("the Bot API refused the token: stopping")
             finally:
                 self.ready.clear()
-                if application.running:  # not when the webhook could not listen: that error goes on
+                if application.running:  # a webhook that could not listen never ran
                     await application.stop()
+                await self.albums.close()
                 await self._drain_answers()
                 logger.info("Telegram bot @%s stopped", bot.username)
-
-    def _language(self, message: Message) -> Language:
-        """The language to speak to the sender in: their Telegram app's language; for a message
-        posted as a chat (anonymous admins, channels), which carries no person's locale, Chinese
-        when the text is written in Chinese. `[bot] language` overrides both."""
-        user = message.from_user
-        if message.sender_chat is None and user is not None:
-            locale = user.language_code
-        else:
-            locale = "zh" if has_chinese(message.text or message.caption or "") else None
-        return language_for(locale, self.config.bot.language)
 
     async def _drain_answers(self) -> None:
         if not self._answers:
@@ -241,13 +232,21 @@ class TelegramAdapter:
         message = update.message
         if message is None:
             return
-        language = self._language(message)
+        if message.media_group_id is not None:  # one item of an album: all of it is one message
+            self.albums.add(message, partial(self._on_items, bot=context.bot))
+            return
+        await self._on_items([message], context.bot)
+
+    async def _on_items(self, items: Sequence[Message], bot: ExtBot[Any]) -> None:
+        """One message, or an album's items (answered at the first) handled as one."""
+        message = items[0]
+        language = language_of(items, self.config.bot.language)
         try:
-            await self._handle(message, context.bot, language)
+            await self._handle(items, bot, language)
         except (InvalidToken, PlatformRefused):
             return  # the token was revoked: run() stops the adapter and says so
         except Exception as exc:
-            await self._failed(exc, message, context.bot, language)
+            await self._failed(exc, message, bot, language)
             if self.reraise_unexpected:
                 raise
 
@@ -261,13 +260,15 @@ class TelegramAdapter:
             with contextlib.suppress(TelegramError):
                 await self._say(bot, message, i18n.APOLOGY(language))
 
-    async def _handle(self, message: Message, bot: ExtBot[Any], language: Language) -> None:
-        files = attachments_of(message)
+    async def _handle(self, items: Sequence[Message], bot: ExtBot[Any], language: Language) -> None:
+        message = items[0]
+        files = tuple(file for item in items for file in attachments_of(item))
         if message.text is None and not files:
             return
-        # A photo or document's text is its caption.
-        text = message.text or message.caption or ""
-        entities = message.entities if message.text is not None else message.caption_entities
+        # A photo or document's text is its caption (in an album, whichever item has one).
+        captioned = next((item for item in items if item.caption), message)
+        text = message.text or captioned.caption or ""
+        entities = message.entities if message.text is not None else captioned.caption_entities
         is_private = message.chat.type == ChatType.PRIVATE
         scope = scope_of(message)
         command = parse_command(text, entities, bot.username) if not files else None
@@ -276,7 +277,7 @@ class TelegramAdapter:
             return
         if not is_private:
             spans = bot_mentions(text, entities, bot.username, bot.id)
-            if not spans and not is_reply_to(message, bot.id):
+            if not spans and not any(is_reply_to(item, bot.id) for item in items):
                 return  # not addressed to the bot
             text = without_spans(text, spans) if spans else text
         if not await self.access.admits(message, scope, bot, language):
@@ -284,7 +285,7 @@ class TelegramAdapter:
         if not text and not files:
             await self._say(bot, message, say.EMPTY_MENTION(language, username=bot.username))
             return
-        self._start_answer(message, scope, text, bot, language)
+        self._start_answer(message, scope, text, bot, language, files)
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -360,9 +361,15 @@ class TelegramAdapter:
         return [self._group_budgets[str(target.chat_id)], self._bot_budget]
 
     def _start_answer(
-        self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
+        self,
+        message: Message,
+        scope: Scope,
+        text: str,
+        bot: ExtBot[Any],
+        language: Language,
+        files: tuple[Attachment, ...] = (),
     ) -> None:
-        self.spawn(self._answer(message, scope, text, bot, language))
+        self.spawn(self._answer(message, scope, text, bot, language, files))
 
     def spawn(self, answering: Coroutine[Any, Any, None]) -> None:
         # Not awaited: the update loop goes on while the answer streams (the core keeps turns
@@ -372,32 +379,34 @@ class TelegramAdapter:
         task.add_done_callback(self._answers.discard)
 
     async def _answer(
-        self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
+        self,
+        message: Message,
+        scope: Scope,
+        text: str,
+        bot: ExtBot[Any],
+        language: Language,
+        files: tuple[Attachment, ...],
     ) -> None:
+        is_private = message.chat.type == ChatType.PRIVATE
         try:
-            await self._stream_answer(message, scope, text, bot, language)
+            author = await author_of(message, bot, check_admin=False)
+            turn = Turn(
+                scope,
+                author,
+                text,
+                is_private=is_private,
+                message_id=str(message.id),
+                language=language,
+                # Message ids count per chat: with the chat's, unique for the bot.
+                update_id=f"{message.chat.id}:{message.id}",
+                attachments=files,
+            )
+            answer = partial(self.service.answer, turn)
+            await self.stream(bot, target_of(message), language, answer)
         except (InvalidToken, PlatformRefused):
             return  # the token was revoked: run() stops the adapter and says so
         except Exception as exc:
             await self._failed(exc, message, bot, language)
-
-    async def _stream_answer(
-        self, message: Message, scope: Scope, text: str, bot: ExtBot[Any], language: Language
-    ) -> None:
-        is_private = message.chat.type == ChatType.PRIVATE
-        author = await author_of(message, bot, check_admin=False)
-        turn = Turn(
-            scope,
-            author,
-            text,
-            is_private=is_private,
-            message_id=str(message.id),
-            language=language,
-            # Message ids count per chat: with the chat's, unique for the bot.
-            update_id=f"{message.chat.id}:{message.id}",
-            attachments=attachments_of(message),
-        )
-        await self.stream(bot, target_of(message), language, partial(self.service.answer, turn))
 
     async def stream(
         self,

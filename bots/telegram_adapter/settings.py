@@ -34,6 +34,8 @@ class TelegramConfig:
     # network jitter never bunches 31 arrivals into one second.
     messages_per_second: float = positive(29.0)
     dm_streaming: Literal["edit", "draft"] = "edit"
+    # An album arrives as one message per item: answered once none came for this long.
+    album_wait_s: float = positive(1.0)
     # "webhook": Telegram posts updates to webhook_url, which this worker serves on `listen`.
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str = ""  # https://...

@@ -13,7 +13,7 @@ from telegram.constants import MessageEntityType, MessageLimit
 
 from bots.telegram_adapter.settings import NAME as PLATFORM
 from core import commands
-from core.i18n import LanguageSetting, Text, language_for
+from core.i18n import Language, LanguageSetting, Text, language_for
 from core.turns import Scope
 
 MAX_TEXT_UNITS = MessageLimit.MAX_TEXT_LENGTH
@@ -89,6 +89,21 @@ def has_chinese(text: str) -> bool:
     """Whether `text` contains Chinese characters: the only hint at the language a message wants
     when it carries no person's locale (posted by an anonymous admin or a channel)."""
     return _HAN.search(text) is not None
+
+
+def language_of(items: Sequence[Message], setting: LanguageSetting) -> Language:
+    """The language to speak to the sender of a message (or an album's items) in: their Telegram
+    app's language; for a message posted as a chat (anonymous admins, channels), which carries no
+    person's locale, Chinese when the text is written in Chinese. `[bot] language` overrides
+    both."""
+    message = items[0]
+    user = message.from_user
+    if message.sender_chat is None and user is not None:
+        locale = user.language_code
+    else:
+        written = " ".join(item.text or item.caption or "" for item in items)
+        locale = "zh" if has_chinese(written) else None
+    return language_for(locale, setting)
 
 
 def thread_id_of(message: Message) -> int | None:

@@ -3,6 +3,9 @@
 Mixed into `FakeTelegram`. `user_photo(chat, user, data, caption=...)` queues a message whose
 `photo` is a PhotoSize array (a small thumbnail, then `data` itself as the largest, as Telegram
 sends them); `user_document(chat, user, data, file_name, mime_type)` one with a `document`.
+`user_album(chat, user, [data, ...], caption=...)` queues an album of photos as Telegram
+delivers one: a message (and update) per photo, sharing a `media_group_id`, the caption on the
+first.
 `getFile` answers with a `file_path`, and `GET /file/bot<token>/<file_path>` serves the bytes,
 as api.telegram.org does. `get_file_calls` and `downloads` count, per file id, how often the bot
 asked for each (history sends some images again, fetched again).
@@ -11,6 +14,7 @@ asked for each (history sends some images again, fetched again).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +23,7 @@ from fakes.telegram.markdown import auto_entities
 from fakes.telegram.protocol import UNAUTHORIZED, Fault, Refused, error_response
 
 THUMBNAIL_BYTES = 64
+FIRST_MEDIA_GROUP = 14_000_000_001
 
 
 class FileApi:
@@ -31,6 +36,7 @@ class FileApi:
         self.get_file_calls: Counter[str] = Counter()
         self.downloads: Counter[str] = Counter()
         self._file_paths: dict[str, str] = {}  # file_path -> file id
+        self._next_user_album = FIRST_MEDIA_GROUP
 
     def add_file(self, data: bytes, folder: str = "documents", suffix: str = "") -> str:
         """Store a file as Telegram would after an upload; returns its file id."""
@@ -54,14 +60,39 @@ class FileApi:
         size: tuple[int, int] = (1280, 960),
     ) -> dict[str, Any]:
         """A photo from `user`: its thumbnail and `data` as the largest size."""
+        return self._user_file(chat, user, {"photo": self._photo_sizes(data, size)}, caption)
+
+    def user_album(
+        self,
+        chat: dict[str, Any],
+        user: dict[str, Any],
+        photos: Sequence[bytes],
+        *,
+        caption: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """An album of photos from `user`: one message each, the caption on the first."""
+        group_id = str(self._next_user_album)
+        self._next_user_album += 1
+        return [
+            self._user_file(
+                chat,
+                user,
+                {"photo": self._photo_sizes(data), "media_group_id": group_id},
+                caption if n == 0 else None,
+            )
+            for n, data in enumerate(photos)
+        ]
+
+    def _photo_sizes(
+        self, data: bytes, size: tuple[int, int] = (1280, 960)
+    ) -> list[dict[str, Any]]:
         thumbnail = self.add_file(data[:THUMBNAIL_BYTES], "photos", ".jpg")
         largest = self.add_file(data, "photos", ".jpg")
         width, height = size
-        photo = [
+        return [
             {**self._file(thumbnail), "width": 90, "height": 90 * height // width},
             {**self._file(largest), "width": width, "height": height},
         ]
-        return self._user_file(chat, user, {"photo": photo}, caption)
 
     def user_document(
         self,

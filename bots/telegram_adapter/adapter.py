@@ -285,7 +285,7 @@ class TelegramAdapter:
         if not text and not files:
             await self._say(bot, message, say.EMPTY_MENTION(language, username=bot.username))
             return
-        self._start_answer(message, scope, text, bot, language, files)
+        self.spawn(self._answer(message, scope, text, bot, language, files))
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -323,7 +323,7 @@ class TelegramAdapter:
         )
         result = await self.commands.run(context, parsed.command, parsed.args)
         if isinstance(result, commands.Ask):
-            self._start_answer(message, scope, result.text, bot, language)
+            self.spawn(self._answer(message, scope, result.text, bot, language))
         elif isinstance(result, commands.Retry):
             self.presses.start_retry(result, retry_target(result, is_private), bot)
         else:
@@ -360,17 +360,6 @@ class TelegramAdapter:
             return [self._bot_budget]
         return [self._group_budgets[str(target.chat_id)], self._bot_budget]
 
-    def _start_answer(
-        self,
-        message: Message,
-        scope: Scope,
-        text: str,
-        bot: ExtBot[Any],
-        language: Language,
-        files: tuple[Attachment, ...] = (),
-    ) -> None:
-        self.spawn(self._answer(message, scope, text, bot, language, files))
-
     def spawn(self, answering: Coroutine[Any, Any, None]) -> None:
         # Not awaited: the update loop goes on while the answer streams (the core keeps turns
         # of one scope in order).
@@ -385,8 +374,9 @@ class TelegramAdapter:
         text: str,
         bot: ExtBot[Any],
         language: Language,
-        files: tuple[Attachment, ...],
+        files: tuple[Attachment, ...] = (),
     ) -> None:
+        """Answer `message` (`text`, `files`) in a task of its own: see `spawn`."""
         is_private = message.chat.type == ChatType.PRIVATE
         try:
             author = await author_of(message, bot, check_admin=False)

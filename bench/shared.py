@@ -56,18 +56,6 @@ def reachable() -> str | None:
     return None
 
 
-# Connections a worker holds besides one per answer being written (its pools).
-CONNECTIONS_PER_WORKER = 15
-
-
-def connection_room() -> int:
-    """How many more connections the PostgreSQL server accepts now. Each answer being written
-    holds one of its own (its scope's advisory lock, storage/scope_locks.py), so N answers at
-    once across the workers need N of them."""
-    return int(asyncio.run(_database("SELECT current_setting('max_connections')::int - "
-                                     "(SELECT count(*) FROM pg_stat_activity)")))  # fmt: skip
-
-
 async def _database(statement: str) -> object:
     import asyncpg
 

@@ -16,7 +16,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.shared import Shared
-from bench.startup import ROOT, TIMEOUT_S, _lines, stop
+from bench.startup import ROOT, start_server, stop
 
 WEBHOOK_PATH = "/telegram/updates"
 READY_LINE = {"telegram": "GETUPDATES", "discord": "GATEWAY"}
@@ -77,15 +76,7 @@ def start_fake(platform: str, users: int, workers: int) -> Fake:
             command += ["--webhooks", ",".join(webhooks), "--secret", secret]
     else:
         command = ["bench.discord_server", "--users", str(users), "--shards", str(workers)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", *command],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    events: queue.Queue[tuple[float, str]] = queue.Queue()
-    assert process.stdout is not None
-    threading.Thread(target=_lines, args=(process.stdout, events), daemon=True).start()
-    _, line = events.get(timeout=TIMEOUT_S)
-    _, base_url, token = line.split()
+    process, events, base_url, token = start_server(*command)
     return Fake(process, events, base_url, token, webhooks, secret)
 
 

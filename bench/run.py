@@ -123,12 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.n is None:
         args.n = "1,200" if args.e2e else "1,100,1000"
     sizes = [int(x) for x in args.n.split(",") if x]
-    if args.workers > 1:
-        room = shared.connection_room() - shared.CONNECTIONS_PER_WORKER * args.workers
-        if max(sizes) > room:
-            parser.error(f"--workers {args.workers}: each answer being written holds a PostgreSQL "
-                         f"connection (its scope's lock); the server has room for about {room} "
-                         "answers at once: use a smaller --n or raise max_connections")  # fmt: skip
     started = time.monotonic()
     report: dict[str, Any] = {
         "workload": {

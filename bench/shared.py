@@ -40,7 +40,9 @@ def backends() -> Iterator[Shared]:
         yield Shared(url.render_as_string(hide_password=False), REDIS_URL, prefix)
     finally:
         asyncio.run(_database(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        asyncio.run(_forget(prefix))
+        from fakes.redis_keys import forget_keys  # redis is an optional extra
+
+        asyncio.run(forget_keys(REDIS_URL, f"{prefix}*"))
 
 
 def reachable() -> str | None:
@@ -54,18 +56,6 @@ def reachable() -> str | None:
     except Exception as exc:
         return f"Redis at {REDIS_URL} unreachable: {exc!r}"
     return None
-
-
-# Connections a worker holds besides one per answer being written (its pools).
-CONNECTIONS_PER_WORKER = 15
-
-
-def connection_room() -> int:
-    """How many more connections the PostgreSQL server accepts now. Each answer being written
-    holds one of its own (its scope's advisory lock, storage/scope_locks.py), so N answers at
-    once across the workers need N of them."""
-    return int(asyncio.run(_database("SELECT current_setting('max_connections')::int - "
-                                     "(SELECT count(*) FROM pg_stat_activity)")))  # fmt: skip
 
 
 async def _database(statement: str) -> object:
@@ -88,17 +78,5 @@ async def _ping() -> None:
     client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
         await client.ping()
-    finally:
-        await client.aclose()
-
-
-async def _forget(prefix: str) -> None:
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
     finally:
         await client.aclose()

@@ -31,10 +31,12 @@ def _lines(stream: IO[str], into: queue.Queue[tuple[float, str]]) -> None:
             into.put((time.monotonic(), line))
 
 
-def start_telegram(users: int = 0) -> tuple[subprocess.Popen[str], queue.Queue[tuple[float, str]],
-                                             str, str]:  # fmt: skip
+def start_server(*command: str) -> tuple[subprocess.Popen[str], queue.Queue[tuple[float, str]],
+                                        str, str]:  # fmt: skip
+    """Start a fake platform server (`python -m <command>`); its first line says where it listens
+    and its token. The queue gets its later lines, timed."""
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.telegram_server", "--users", str(users)],
+        [sys.executable, "-m", *command],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     events: queue.Queue[tuple[float, str]] = queue.Queue()
@@ -74,7 +76,7 @@ def bot_env(folder: Path, base_url: str, token: str, gpts_url: str, db: Path) ->
 
 
 def _once(folder: Path, db: Path) -> dict[str, float]:
-    server, events, base_url, token = start_telegram()
+    server, events, base_url, token = start_server("bench.telegram_server", "--users", "0")
     try:
         env = bot_env(folder, base_url, token, "http://127.0.0.1:9/v1", db)
         started = time.monotonic()

@@ -78,9 +78,10 @@ class Repository(Transactions):
     ) -> AsyncIterator[None]:
         """Hold the scope against every other process sharing the database, for a whole turn.
 
-        PostgreSQL: an advisory lock on a connection held for the block, released with it if
-        the process dies; `on_busy` is awaited first when another holds it (what it raises is
-        raised here). SQLite: nothing to hold, one process answers per file.
+        PostgreSQL: an advisory lock held for the block (on the process's lock connection, or
+        one of its own while another process holds the scope), released if the process dies;
+        `on_busy` is awaited first when another holds it (what it raises is raised here).
+        SQLite: nothing to hold, one process answers per file.
         """
         if self._scope_locks is None:
             yield

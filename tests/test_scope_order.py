@@ -56,10 +56,12 @@ async def two_services(fake: FakeGpts, url: str) -> AsyncIterator[tuple[App, App
         yield one, two
 
 
-def ask(app: App, text: str) -> tuple[RecordingChannel, asyncio.Task[AnswerOutcome]]:
+def ask(
+    app: App, text: str, scope: Scope = GROUP
+) -> tuple[RecordingChannel, asyncio.Task[AnswerOutcome]]:
     channel = RecordingChannel(FakeClock())
     reply = StreamingReply(channel, edit_interval_s=0)
-    turn = Turn(GROUP, ALICE, text, is_private=False)
+    turn = Turn(scope, ALICE, text, is_private=False)
     return channel, asyncio.create_task(app.service.answer(turn, reply))
 
 

@@ -39,6 +39,7 @@ from core.shared_pacing import (
 from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts
 from fakes.rate_window import max_in_window
+from fakes.redis_keys import forget_keys
 from fakes.tcp_proxy import TcpProxy
 from fakes.telegram import FakeTelegram
 
@@ -75,13 +76,7 @@ async def prefix(redis_up: None) -> AsyncIterator[str]:
     """A key prefix for this test alone; its keys are deleted afterwards."""
     name = f"gptsbot-test-{uuid.uuid4().hex[:12]}"
     yield name
-    client = Redis.from_url(REDIS_URL)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{name}:*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+    await forget_keys(REDIS_URL, f"{name}:*")
 
 
 def limits(prefix: str, url: str = REDIS_URL, processes: int = 2) -> LimitsConfig:

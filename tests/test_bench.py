@@ -5,13 +5,14 @@ No wall-clock assertions: only that each field is present and sane.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import e2e, run, shared
+from bench import e2e, gpts_read, run, shared
 
 RUN_FIELDS = {
     "n", "mode", "platform", "turns", "turns_ok", "wall_s", "turns_per_s", "cpu_ms_per_turn",
@@ -20,6 +21,12 @@ RUN_FIELDS = {
     "delivered_per_reply", "fairness_jain", "allowance_used_while_streaming", "would_be_429s",
     "would_be_429s_total", "message_interval_violations", "db_ms_per_turn", "db_calls_per_turn",
 }  # fmt: skip
+
+
+def test_the_read_path_bench_streams_every_answer_whole() -> None:
+    """bench.gpts_read checks each answer's length itself; one small round, a figure out."""
+    per_read = asyncio.run(gpts_read.measure(5, 1, None))
+    assert len(per_read) == 1 and per_read[0] > 0
 
 
 def test_a_tiny_run_reports_every_figure(tmp_path: Path) -> None:

@@ -150,6 +150,18 @@ def test_malformed_line_is_skipped_with_a_warning(caplog: pytest.LogCaptureFixtu
             {"choices": [{"index": 1, "delta": {"content": "b"}}, {"delta": {"content": "a"}}]},
             Delta("a"),
         ),
+        # Next to the fast path of a plain content chunk, each condition of it missed once:
+        ({"choices": [{"index": 0, "delta": {"content": "a"}}]}, Delta("a")),
+        (
+            {"choices": [{"delta": {"content": "a"}}], "usage": {"total_tokens": 3}},
+            Delta("a", usage=Usage(None, None, 3)),
+        ),
+        ({"choices": [{"delta": {"content": "a", "refusal": "no"}}]}, Delta("ano")),
+        ({"choices": [{"delta": {"content": ""}, "message": {"content": "m"}}]}, Delta("m")),
+        ({"choices": [{"delta": {"content": 5}}]}, None),
+        ({"choices": [{"index": 2, "delta": {"content": "a"}}]}, Delta("a")),
+        ({"choices": [{"delta": {"content": "a"}, "finish_reason": ""}]}, Delta("a")),
+        ({"choices": [{"delta": {"content": "a"}}], "usage": None}, Delta("a")),
     ],
 )
 def test_delta_from_chunk(chunk: dict[str, object], expected: Delta | None) -> None:
@@ -331,6 +343,39 @@ def test_decoder_matches_the_line_by_line_rules_on_random_bodies_and_splits() ->
         lf_only = text.replace("\r\n", "\n").replace("\r", "\n")
         assert decode_in_pieces(lf_only.encode(), rng) == reference_events(lf_only)
         assert reference_events(lf_only) == expected
+
+
+def decode_at_event_ends(body: bytes, rng: random.Random) -> list[str]:
+    """Fed as a transport feeds it (the whole-events way first), in pieces that end mostly
+    where an event ends, sometimes elsewhere."""
+    decoder = SseDecoder()
+    ends = [i + 2 for i in range(len(body)) if body[i : i + 2] == b"\n\n"] + [len(body)]
+    events: list[str] = []
+    start = 0
+    while start < len(body):
+        later = [end for end in ends if end > start]
+        stop = rng.choice(later[:3]) if rng.random() < 0.8 else start + rng.randint(1, 40)
+        piece = body[start:stop]
+        whole = decoder.feed_whole_events(piece)
+        events += decoder.feed(piece) if whole is None else whole
+        start = stop
+    return events + decoder.close()
+
+
+def test_whole_events_way_matches_the_line_by_line_rules() -> None:
+    rng = random.Random(20261130)
+    usual = 'data: {"choices": [{"delta": {"content": "é ✓ x"}}]}\n\n'
+    for _ in range(400):
+        text = random_sse_text(rng)
+        if rng.random() < 0.5:
+            text = usual * rng.randint(0, 5) + text + usual * rng.randint(0, 5)
+        expected = reference_events(text)
+        assert decode_at_event_ends(text.encode(), rng) == expected, text
+    raw = "data: ✓\n\n".encode()
+    for body in (raw + b"data: \xff\n\n", raw[:-1] + b"x", raw.replace(b"\n\n", b"\r\n\r\n")):
+        expected = reference_events(body.decode(errors="replace"))
+        for _ in range(20):
+            assert decode_at_event_ends(body, rng) == expected, body
 
 
 def test_decoder_replaces_invalid_utf8_and_keeps_a_split_sequence() -> None:

@@ -55,6 +55,32 @@ class SseDecoder:
         self._undecoded = data[used:] if used < len(data) else b""
         return self._drain(self._buffer + text if self._buffer else text, final=False)
 
+    def feed_whole_events(self, data: bytes) -> list[str] | None:
+        """`feed` for the usual read, else None (and nothing fed): whole events of one `data:`
+        line each, LF line ends, valid UTF-8, with nothing pending. The same events as `feed`,
+        found with bytes methods on the whole read instead of decoding and splitting it."""
+        if self._buffer or self._data or self._undecoded or not self._started:
+            return None
+        last = len(data) - 2
+        if data.find(b"\n") == last and data[-1:] == b"\n":  # one event, the usual read
+            parts = [data[:last]]
+        elif data[last:] == b"\n\n":
+            parts = data[:last].split(b"\n\n")
+            if data.count(b"\n") != 2 * len(parts):  # a part of several lines, a blank line more
+                return None
+        else:
+            return None
+        events: list[str] = []
+        for part in parts:
+            if not part.startswith(b"data:") or b"\r" in part:
+                return None
+            try:
+                line = part.decode()
+            except UnicodeDecodeError:
+                return None
+            events.append(line[6:] if line[5:6] == " " else line[5:])
+        return events
+
     def close(self) -> list[str]:
         """End of stream: dispatch what is pending, even without the closing blank line."""
         text = _utf8_decode(self._undecoded, "replace", True)[0] if self._undecoded else ""
@@ -155,6 +181,17 @@ def delta_from_chunk(chunk: Mapping[str, Any], *, secret: str = "") -> Delta | N
     """
     if chunk.get("error"):
         raise error_from_body(None, chunk, secret=secret)
+    # Fast path, the same result as the general one below for almost every chunk of an answer:
+    # one choice with a plain content delta, no finish_reason, no usage.
+    choices = chunk.get("choices")
+    if type(choices) is list and len(choices) == 1 and chunk.get("usage") is None:
+        choice = choices[0]
+        if type(choice) is dict and choice.get("index", 0) == 0:
+            delta = choice.get("delta")
+            if type(delta) is dict and delta.get("refusal") is None:
+                content = delta.get("content")
+                if type(content) is str and content and choice.get("finish_reason") is None:
+                    return Delta(content)
     text, finish_reason = "", None
     choice = _first_choice(chunk)
     if choice is not None:
@@ -187,7 +224,8 @@ class StreamParser:
         return self.done or self.error is not None
 
     def feed(self, data: bytes) -> list[Delta]:
-        return self._handle(self._sse.feed(data))
+        events = self._sse.feed_whole_events(data)
+        return self._handle(self._sse.feed(data) if events is None else events)
 
     def close(self) -> list[Delta]:
         return self._handle(self._sse.close())

@@ -140,7 +140,7 @@ class GptsClient:
             payload["temperature"] = self._config.temperature
         return payload
 
-    async def stream_chat(
+    def stream_chat(
         self, gpt_id: str, messages: Sequence[ChatMessage]
     ) -> AsyncGenerator[Delta, None]:
         """The answer of the GPT `gpt_id` to `messages`, as Deltas (one Delta in non-streaming
@@ -149,9 +149,8 @@ class GptsClient:
         Raises AuthError, GptNotFound, RateLimited, UpstreamTimeout, StreamInterrupted or
         UpstreamError after failover and the allowed retries.
         """
-        async with aclosing(self._request(gpt_id, messages)) as deltas:
-            async for delta in deltas:
-                yield delta
+        # The generator itself, not one wrapping it: a layer less to resume twice per chunk.
+        return self._request(gpt_id, messages)
 
     async def check(self, gpt_id: str, endpoint: Endpoint | None = None) -> None:
         """Send one tiny request for the GPT `gpt_id` to `endpoint` (default: the first), with
@@ -220,15 +219,19 @@ class GptsClient:
                 logger.debug("POST %s model=%s (retry %d)", endpoint.chat_url, model, retries)
                 timing = metrics.UpstreamAttempt(endpoint.label, loop.time)
                 try:
-                    attempt = self._attempt(endpoint, payload, progress, total_deadline)
-                    async with aclosing(attempt) as deltas:
-                        async for delta in deltas:
-                            if not progress.answered and pinned is None:
-                                progress.answered = True
-                                pool.succeeded(endpoint)
-                            if delta.text:
-                                timing.text()
-                            yield delta
+                    response, deltas = await self._attempt(endpoint, payload, total_deadline)
+                    try:
+                        async with aclosing(deltas):
+                            async for delta in deltas:
+                                if not progress.answered and pinned is None:
+                                    progress.answered = True
+                                    pool.succeeded(endpoint)
+                                if delta.text:
+                                    progress.text_yielded = True
+                                    timing.text()
+                                yield delta
+                    finally:
+                        response.release()
                 except UpstreamError as exc:
                     timing.failed(exc)
                     if progress.text_yielded or not is_endpoint_failure(exc):
@@ -271,12 +274,10 @@ class GptsClient:
         return phase_deadline, UpstreamTimeout(phase, seconds)
 
     async def _attempt(
-        self,
-        endpoint: Endpoint,
-        payload: dict[str, Any],
-        progress: _Progress,
-        total_deadline: float,
-    ) -> AsyncGenerator[Delta, None]:
+        self, endpoint: Endpoint, payload: dict[str, Any], total_deadline: float
+    ) -> tuple[aiohttp.ClientResponse, AsyncGenerator[Delta, None]]:
+        """Post the request; its answer's response (the caller releases it) and Deltas. Not a
+        generator wrapping the stream's, so a chunk passes through one generator less."""
         config = self._config
         stream = bool(payload["stream"])
         # Relays send no headers before the GPT's first token: that wait is the first chunk's.
@@ -316,24 +317,28 @@ class GptsClient:
                 deltas = self._read_sse(
                     endpoint, response, first_deadline, first_timeout, total_deadline
                 )
-                async with aclosing(deltas):
-                    if stream:
-                        async for delta in deltas:
-                            progress.text_yielded = progress.text_yielded or bool(delta.text)
-                            yield delta
-                        return
-                    try:
-                        whole = _merge([delta async for delta in deltas])
-                    except StreamInterrupted as exc:
-                        # Nothing reached a user yet in non-streaming mode: worth a retry.
-                        raise UpstreamError(exc.message) from exc
-            else:
-                body = await self._read_body(response, first_deadline, first_timeout)
-                whole = self._parse_completion(endpoint, body, response.content_type)
-            progress.text_yielded = bool(whole.text)
-            yield whole
-        finally:
+                return response, deltas if stream else self._merged(deltas)
+            body = await self._read_body(response, first_deadline, first_timeout)
+            whole = self._parse_completion(endpoint, body, response.content_type)
+            return response, self._one(whole)
+        except BaseException:
             response.release()
+            raise
+
+    @staticmethod
+    async def _merged(deltas: AsyncGenerator[Delta, None]) -> AsyncGenerator[Delta, None]:
+        """A stream asked not to stream (a relay that streams anyway) as one Delta."""
+        async with aclosing(deltas):
+            try:
+                whole = _merge([delta async for delta in deltas])
+            except StreamInterrupted as exc:
+                # Nothing reached a user yet in non-streaming mode: worth a retry.
+                raise UpstreamError(exc.message) from exc
+        yield whole
+
+    @staticmethod
+    async def _one(whole: Delta) -> AsyncGenerator[Delta, None]:
+        yield whole
 
     async def _read_body(
         self, response: aiohttp.ClientResponse, deadline: float, late: UpstreamTimeout

@@ -60,7 +60,10 @@ async def open_app(config: Config) -> AsyncIterator[App]:
                 stray,
                 location,
             )
-        async with GptsClient(config.gpts) as client, ImageFetcher() as images:
+        async with (
+            GptsClient(config.gpts) as client,
+            ImageFetcher(private_hosts=config.bot.allow_private_image_hosts) as images,
+        ):
             yield App(config, repo, client, ConversationService(config, repo, client, images))
     finally:
         await repo.close()

@@ -145,6 +145,9 @@ class BotConfig:
     shutdown_grace_s: float | None = non_negative(None)
     # An image GPT's ```json block with the image's prompt: "hide" folds it away from answers.
     image_prompt: ImagePrompt = "hide"
+    # Answers' image links to loopback or private-network addresses (a relay serving its images
+    # on the operator's network): refused by default, since users can steer what a GPT writes.
+    allow_private_image_hosts: bool = False
 
 
 def _user_ids_problem(users: tuple[str, ...]) -> str | None:

@@ -93,7 +93,8 @@ class ConversationService(Bindings):
         self.config = config
         self.repo = repo
         self.client = client
-        self.images = images or ImageFetcher()  # downloads an answer's image links
+        # Downloads an answer's image links.
+        self.images = images or ImageFetcher(private_hosts=config.bot.allow_private_image_hosts)
         self._locks = ScopeLocks()
         self.running = RunningTurns()  # the turns streaming now, by answer id (Stop finds them)
         self.quotas = Quotas(config, repo)

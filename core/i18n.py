@@ -285,6 +285,10 @@ IMAGE_NOT_AN_IMAGE = Text(
     "(image {number} could not be loaded: the link is not an image)",
     "（第 {number} 张图片无法加载：链接指向的不是图片）",
 )
+IMAGE_PRIVATE_ADDRESS = Text(
+    "(image {number} was not loaded: its address is on a private network)",
+    "（第 {number} 张图片未加载：其地址位于内部网络）",
+)
 IMAGES_NOT_SENT = Text(
     "(the images of this answer could not be sent here; their links are in the text above)",
     "（这条回答的图片无法在这里发送；图片链接见上文）",

@@ -5,8 +5,9 @@ files that expire within hours and that platforms often cannot fetch themselves,
 downloads each one and uploads the bytes. Only http(s) links outside code count (a link in a
 ``` fence or a `code span` is code). A download is bounded: `max_bytes` read as a stream (a
 missing or lying Content-Length changes nothing), a PNG, JPEG, GIF or WebP Content-Type,
-`timeout_s` in all, redirects only to http(s). A link that fails keeps its place in the text;
-the answer gets one short line saying which image could not be shown and why (`notes`).
+`timeout_s` in all, redirects only to http(s), and by default only to public addresses, checked
+on every hop (core.image_hosts). A link that fails keeps its place in the text; the answer gets
+one short line saying which image could not be shown and why (`notes`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
+from yarl import URL
 
 from core import i18n
+from core.image_hosts import PrivateAddress, PublicAddressesOnly, literal_host_is_private
 from core.platform import Image, PlatformRefused, SendsImages
 
 if TYPE_CHECKING:
@@ -37,6 +41,7 @@ MAX_IMAGES = 20  # per answer: more links than this stay links
 CHUNK_BYTES = 64 * 1024
 # Platforms show these as pictures; an SVG is a document (and can carry scripts).
 _SHOWN_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _CODE_SPAN = re.compile(r"(`+)(?!`).*?(?<!`)\1(?!`)")
@@ -46,7 +51,7 @@ _IMAGE_LINK = re.compile(
     re.IGNORECASE,
 )
 
-Failure = Literal["unreachable", "too_large", "not_image"]
+Failure = Literal["unreachable", "too_large", "not_image", "private_address"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +66,11 @@ class ImageLink:
 class ImageNotShown(Exception):
     """An image link that could not become an image, and why."""
 
-    def __init__(self, link: ImageLink, reason: Failure) -> None:
+    def __init__(self, link: ImageLink, reason: Failure, host: str | None = None) -> None:
         super().__init__(reason)
         self.link = link
         self.reason = reason
+        self.host = host or _host(link.url)  # the host refused: a redirect's, if it was one
 
 
 def image_links(text: str, limit: int = MAX_IMAGES) -> list[ImageLink]:
@@ -112,6 +118,8 @@ def note(failure: ImageNotShown, language: i18n.Language) -> str:
         return i18n.IMAGE_TOO_LARGE(language, number=number, megabytes=MAX_IMAGE_BYTES >> 20)
     if failure.reason == "not_image":
         return i18n.IMAGE_NOT_AN_IMAGE(language, number=number)
+    if failure.reason == "private_address":
+        return i18n.IMAGE_PRIVATE_ADDRESS(language, number=number)
     return i18n.IMAGE_UNREACHABLE(language, number=number)
 
 
@@ -130,16 +138,24 @@ def _file_name(link: ImageLink, mime_type: str) -> str:
 
 
 class ImageFetcher:
-    """Downloads an answer's images over one shared aiohttp session (opened on first use)."""
+    """Downloads an answer's images over one shared aiohttp session (opened on first use).
+
+    `private_hosts` allows links to loopback and private-network addresses (`[bot]
+    allow_private_image_hosts`). `resolver` turns names into addresses, closed with the fetcher;
+    by default aiohttp's, keeping only public addresses unless `private_hosts`."""
 
     def __init__(
         self,
         *,
         max_bytes: int = MAX_IMAGE_BYTES,
         timeout_s: float = DOWNLOAD_TIMEOUT_S,
+        private_hosts: bool = False,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.max_bytes = max_bytes
+        self.private_hosts = private_hosts
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ImageFetcher:
@@ -152,6 +168,19 @@ class ImageFetcher:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            if self._resolver is None:  # made here: aiohttp's resolvers want a running loop
+                self._resolver = aiohttp.DefaultResolver()
+                if not self.private_hosts:
+                    self._resolver = PublicAddressesOnly(self._resolver)
+            connector = aiohttp.TCPConnector(resolver=self._resolver)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
 
     async def fetch_all(
         self, links: Sequence[ImageLink]
@@ -176,7 +205,7 @@ class ImageFetcher:
         try:
             return await self._download(link)
         except ImageNotShown as exc:
-            logger.info("image %d not shown (%s): %s", link.number, _host(link.url), exc.reason)
+            logger.info("image %d not shown (%s): %s", link.number, exc.host, exc.reason)
             raise
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             logger.info(
@@ -188,22 +217,41 @@ class ImageFetcher:
             raise ImageNotShown(link, "unreachable") from None
 
     async def _download(self, link: ImageLink) -> Image:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        async with self._session.get(link.url, max_redirects=MAX_REDIRECTS) as response:
-            if response.status != 200 or response.url.scheme not in ("http", "https"):
+        """Redirects are followed here, not by aiohttp, to check each hop's literal host."""
+        session = self._open()
+        url = URL(link.url)
+        for _ in range(MAX_REDIRECTS + 1):
+            if url.scheme not in ("http", "https"):
                 raise ImageNotShown(link, "unreachable")
-            mime_type = response.content_type.lower()
-            if mime_type not in _SHOWN_TYPES:
-                raise ImageNotShown(link, "not_image")
-            if (response.content_length or 0) > self.max_bytes:
+            if not self.private_hosts and literal_host_is_private(url.host):
+                raise ImageNotShown(link, "private_address", url.host)
+            try:
+                async with session.get(url, allow_redirects=False) as response:
+                    location = response.headers.get("Location")
+                    if response.status in _REDIRECTS and location:
+                        url = response.url.join(URL(location))
+                        continue
+                    return await self._read(link, response)
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, PrivateAddress):  # a name the resolver refused
+                    raise ImageNotShown(link, "private_address", exc.host) from None
+                raise
+        raise ImageNotShown(link, "unreachable")  # too many redirects
+
+    async def _read(self, link: ImageLink, response: aiohttp.ClientResponse) -> Image:
+        if response.status != 200:
+            raise ImageNotShown(link, "unreachable")
+        mime_type = response.content_type.lower()
+        if mime_type not in _SHOWN_TYPES:
+            raise ImageNotShown(link, "not_image")
+        if (response.content_length or 0) > self.max_bytes:
+            raise ImageNotShown(link, "too_large")
+        data = bytearray()
+        async for chunk in response.content.iter_chunked(CHUNK_BYTES):
+            data += chunk
+            if len(data) > self.max_bytes:
+                response.close()  # the rest is never read: drop the connection
                 raise ImageNotShown(link, "too_large")
-            data = bytearray()
-            async for chunk in response.content.iter_chunked(CHUNK_BYTES):
-                data += chunk
-                if len(data) > self.max_bytes:
-                    response.close()  # the rest is never read: drop the connection
-                    raise ImageNotShown(link, "too_large")
         return Image(bytes(data), mime_type, _file_name(link, mime_type), link.alt)
 
 

@@ -179,6 +179,7 @@ async def world(
                 "bot": {
                     "streaming_indicator": INDICATOR,
                     "shutdown_grace_s": 0.2,
+                    "allow_private_image_hosts": True,  # the image host is on 127.0.0.1
                     **(bot_config or {}),
                 },
                 "discord": {

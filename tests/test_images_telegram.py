@@ -116,6 +116,23 @@ async def test_too_large_and_not_an_image_are_refused_with_notes(
     assert not any(c.method in PHOTO_METHODS for c in tg.calls)
 
 
+async def test_by_default_a_private_address_is_not_asked_and_keeps_its_link_with_a_note(
+    tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost, tmp_path: Path, ann: Json, dm: Json
+) -> None:
+    config = make_config(tmp_path, tg, fake_gpts, bot={"allow_private_image_hosts": False})
+    inside = host.url("/png/inside")
+    fake_gpts.enqueue(Reply(f"Look: ![inside]({inside}) done.", chunk_chars=200))
+    note = i18n.IMAGE_PRIVATE_ADDRESS("en", number=1)
+    async with running(config):
+        asked = tg.user_message(dm, ann, "draw")
+        text = await final_text(tg, asked, note)
+
+    assert text["text"] == f"Look: 🖼inside done.\n\n{note}"
+    assert link_urls(text) == [inside]
+    assert host.requests == []
+    assert not any(c.method in PHOTO_METHODS for c in tg.calls)
+
+
 async def test_eleven_images_take_two_calls_within_the_bot_wide_budget(
     tg: FakeTelegram, fake_gpts: FakeGpts, host: FakeImageHost, tmp_path: Path, ann: Json, dm: Json
 ) -> None:

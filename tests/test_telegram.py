@@ -53,7 +53,8 @@ def make_config(
     `db_url` names another."""
     return parse_config(
         {
-            "bot": bot or {},
+            # The image host (fakes/images.py) is on 127.0.0.1.
+            "bot": {"allow_private_image_hosts": True, **(bot or {})},
             "access": access or {},
             "quota": quota or {},
             "gpts": {

@@ -5,8 +5,8 @@ fetch from the operator's own network (a local service, cloud metadata at 169.25
 post what it got. Names are checked where they are resolved, by the connection's resolver
 (`PublicAddressesOnly`), so every connection of every redirect hop is checked and a name cannot
 resolve to a public address for a check and a private one for the connection (DNS rebinding).
-aiohttp never resolves an IP literal, so the fetcher checks literal hosts itself (`literal_host_
-is_private`) on the link and on each redirect.
+aiohttp never resolves an IP literal, so the fetcher checks literal hosts itself
+(`literal_host_is_private`) on the link and on each redirect.
 """
 
 from __future__ import annotations

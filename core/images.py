@@ -137,6 +137,14 @@ def _file_name(link: ImageLink, mime_type: str) -> str:
     return f"image-{link.number}{extension}"
 
 
+@dataclass(frozen=True, slots=True)
+class DownloadLimits:
+    """How much of an image link the bot reads, and for how long, before giving up on it."""
+
+    max_bytes: int = MAX_IMAGE_BYTES
+    timeout_s: float = DOWNLOAD_TIMEOUT_S
+
+
 class ImageFetcher:
     """Downloads an answer's images over one shared aiohttp session (opened on first use).
 
@@ -147,14 +155,13 @@ class ImageFetcher:
     def __init__(
         self,
         *,
-        max_bytes: int = MAX_IMAGE_BYTES,
-        timeout_s: float = DOWNLOAD_TIMEOUT_S,
         private_hosts: bool = False,
         resolver: AbstractResolver | None = None,
+        limits: DownloadLimits = DownloadLimits(),
     ) -> None:
-        self.max_bytes = max_bytes
+        self._timeout = aiohttp.ClientTimeout(total=limits.timeout_s)
+        self.max_bytes = limits.max_bytes
         self.private_hosts = private_hosts
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 

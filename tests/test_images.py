@@ -16,6 +16,7 @@ from core import i18n
 from core.image_hosts import PrivateAddress, PublicAddressesOnly, is_public
 from core.images import (
     AnswerImages,
+    DownloadLimits,
     ImageFetcher,
     ImageLink,
     ImageNotShown,
@@ -120,7 +121,7 @@ async def test_links_that_cannot_become_images_say_why(
 
 @pytest.mark.asyncio
 async def test_the_cap_and_the_timeout_hold_for_every_download(host: FakeImageHost) -> None:
-    async with local_fetcher(max_bytes=1000, timeout_s=0.3) as fetcher:
+    async with local_fetcher(limits=DownloadLimits(max_bytes=1000, timeout_s=0.3)) as fetcher:
         images, failures = await fetcher.fetch_all(
             [
                 ImageLink(1, "", host.url("/png/small")),

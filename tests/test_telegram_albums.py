@@ -106,7 +106,7 @@ async def test_two_albums_back_to_back_are_two_questions(
 
 
 @pytest.mark.asyncio
-async def test_an_album_still_being_collected_at_shutdown_is_dropped_cleanly(
+async def test_an_album_still_being_collected_at_shutdown_is_asked_at_once(
     tmp_path: Path, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json
 ) -> None:
     config = make_config(tmp_path, tg, fake_gpts, album_wait_s=60.0)
@@ -115,10 +115,14 @@ async def test_an_album_still_being_collected_at_shutdown_is_dropped_cleanly(
         # Updates are handled in order: once this is answered, the album's items were collected.
         await wait_answer(tg, tg.user_message(dm, ann, "meanwhile"), "echo: meanwhile")
         assert adapter.albums.waiting == 1
-    # running() checks that nothing failed; nothing was asked or answered.
+    # Stopping did not wait the minute out, nor drop what Ann sent: it was asked and answered
+    # (running() checks that nothing failed).
     assert adapter.albums.waiting == 0
-    assert [text_of(r.messages[-1]["content"]) for r in fake_gpts.requests] == ["meanwhile"]
-    assert [m["text"] for m in tg.bot_messages(dm["id"])] == ["echo: meanwhile"]
+    sent = [r.messages[-1]["content"] for r in fake_gpts.requests]
+    assert [text_of(content) for content in sent] == ["meanwhile", "later"]
+    assert [data_of(url) for url in image_urls(sent[1])] == [jpeg(1), jpeg(2)]
+    texts = [m["text"] for m in tg.bot_messages(dm["id"])]
+    assert texts == ["echo: meanwhile", "echo: later (+2 images)"]
 
 
 @pytest.mark.asyncio
@@ -169,5 +173,5 @@ async def test_the_wait_restarts_with_each_item_up_to_a_cap() -> None:
         await clock.advance(0.9)
         albums.add(album_item(n, "g2"), handle)
     assert handled[-1] == (1.8 + ALBUM_MAX_WAIT_S, [5, 6, 7, 8, 9, 10])
-    await albums.close()  # the rest, still waiting: dropped
-    assert albums.waiting == 0 and len(handled) == 3
+    await albums.close()  # the rest, still waiting: handled at once, with what came
+    assert albums.waiting == 0 and handled[-1] == (clock.now, [11, 12, 13])

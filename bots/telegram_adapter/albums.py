@@ -30,14 +30,16 @@ Handle = Callable[[Sequence[Message]], Awaitable[None]]
 class _Album:
     first_at: float
     last_at: float
+    handle: Handle
     items: dict[int, Message] = field(default_factory=dict)  # by message id: once each
     collecting: bool = True
     task: asyncio.Task[None] | None = None
 
 
 class Albums:
-    """The albums being collected, by chat and media group. `close()` drops those still waiting
-    (and lets those being handled finish)."""
+    """The albums being collected, by chat and media group. `close()` handles those still
+    waiting at once (what people sent is asked, not dropped) and lets those being handled
+    finish."""
 
     def __init__(self, clock: Clock, wait_s: float) -> None:
         self._clock = clock
@@ -59,12 +61,12 @@ class Albums:
         if album is None or not album.collecting:
             # A late item of an album already handled (a re-delivery): it starts another album,
             # with the same first message, so the core answers it once.
-            album = self._albums[key] = _Album(now, now)
-            album.task = asyncio.create_task(self._collect(key, album, handle))
+            album = self._albums[key] = _Album(now, now, handle)
+            album.task = asyncio.create_task(self._collect(key, album))
         album.last_at = now
         album.items[message.id] = message
 
-    async def _collect(self, key: tuple[int, str], album: _Album, handle: Handle) -> None:
+    async def _collect(self, key: tuple[int, str], album: _Album) -> None:
         try:
             while True:
                 deadline = min(album.last_at + self._wait_s, album.first_at + self._max_wait_s)
@@ -72,23 +74,31 @@ class Albums:
                 if remaining <= 0:
                     break
                 await self._clock.sleep(remaining)
-            album.collecting = False
-            items = [album.items[message_id] for message_id in sorted(album.items)]
-            # `handle` logs (and apologises for) what goes wrong itself, as for any message.
-            with contextlib.suppress(Exception):
-                await handle(items)
+            await self._handle(album)
         finally:
             if self._albums.get(key) is album:
                 del self._albums[key]
 
+    @staticmethod
+    async def _handle(album: _Album) -> None:
+        album.collecting = False
+        items = [album.items[message_id] for message_id in sorted(album.items)]
+        # `handle` logs (and apologises for) what goes wrong itself, as for any message.
+        with contextlib.suppress(Exception):
+            await album.handle(items)
+
     async def close(self) -> None:
-        """Drop the albums still being collected; wait for those being handled."""
+        """Stop waiting: the albums still being collected are handled now, with the items that
+        came; then wait until every album has been handled."""
         albums = list(self._albums.values())
-        dropped = [album for album in albums if album.collecting]
-        if dropped:
-            logger.info("stopping: %d album(s) still being collected are dropped", len(dropped))
-        for album in dropped:
+        waiting = [album for album in albums if album.collecting]
+        for album in waiting:
             assert album.task is not None
             album.task.cancel()
-        tasks = [album.task for album in albums if album.task is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(
+            *(a.task for a in albums if a.task is not None), return_exceptions=True
+        )
+        if waiting:
+            logger.info("stopping: %d album(s) still being collected are asked now", len(waiting))
+        for album in waiting:
+            await self._handle(album)

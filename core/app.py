@@ -16,7 +16,6 @@ from core.config import Config, secret_variables
 from core.conversation import ConversationService
 from core.errors import DatabaseUnusable
 from core.gpts import GptsClient
-from core.images import ImageFetcher
 from core.interrupted import interrupted_answers
 from core.platform import Adapter, PlatformRefused, SettlesInterrupted
 from core.platforms import Platform, installed_platforms
@@ -60,11 +59,10 @@ async def open_app(config: Config) -> AsyncIterator[App]:
                 stray,
                 location,
             )
-        async with (
-            GptsClient(config.gpts) as client,
-            ImageFetcher(private_hosts=config.bot.allow_private_image_hosts) as images,
-        ):
-            yield App(config, repo, client, ConversationService(config, repo, client, images))
+        async with GptsClient(config.gpts) as client:
+            service = ConversationService(config, repo, client)
+            async with service.images:  # the image downloads' connections, closed at the end
+                yield App(config, repo, client, service)
     finally:
         await repo.close()
 

@@ -88,13 +88,12 @@ class ConversationService(Bindings):
         config: Config,
         repo: Repository,
         client: GptsClient,
-        images: ImageFetcher | None = None,
     ) -> None:
         self.config = config
         self.repo = repo
         self.client = client
-        # Downloads an answer's image links.
-        self.images = images or ImageFetcher(private_hosts=config.bot.allow_private_image_hosts)
+        # Downloads an answer's image links (its owner closes it: `async with service.images`).
+        self.images = ImageFetcher(private_hosts=config.bot.allow_private_image_hosts)
         self._locks = ScopeLocks()
         self.running = RunningTurns()  # the turns streaming now, by answer id (Stop finds them)
         self.quotas = Quotas(config, repo)

@@ -49,6 +49,17 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _log_queue: queue.Queue[logging.LogRecord] | None = None
 
 
+def run_loop(main: Coroutine[None, None, int]) -> int:
+    """`main` on uvloop where it is installed (not on Windows): the bot spends most of its CPU
+    in the event loop and its sockets, and uvloop's take about a tenth less per turn."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -66,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[Config, argparse.Namespace], Coroutine[None, None, int]] = args.handler
     with _logging_to_stderr(level, log_formatter(config.log.format)):
         try:
-            return asyncio.run(handler(config, args))
+            return run_loop(handler(config, args))
         except (DatabaseUnusable, ConfigError) as exc:  # ConfigError: e.g. metrics.listen taken
             _say(str(exc))
             return EXIT_USAGE

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import uvloop
 
 from bots.telegram_adapter.adapter import TOKEN_LOGGERS, TOKEN_PATTERNS
 from core.redaction import Redact, filtered
@@ -18,6 +20,13 @@ from fakes.telegram import FakeTelegram
 # pytester runs a test session inside a test, to prove that check fails when it should;
 # databases.py gives the tests SQLite and, with GPTSBOT_TEST_PG_URL, PostgreSQL.
 pytest_plugins = ["tests.secret_scan", "pytester", "tests.databases"]
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The tests run on the loop the bot runs on (core.cli.run_loop)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest_asyncio.fixture

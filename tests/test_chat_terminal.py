@@ -32,13 +32,18 @@ class Terminal:
         self._seen = 0
 
     async def start(self, *args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-        def take_terminal() -> None:  # in the child, after setsid(): a new session's terminal
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        slave = self._slave
+
+        def take_terminal() -> None:  # in the child: a new session, with this terminal
+            # Both here, and on the terminal's own descriptor: uvloop runs preexec_fn right
+            # after the fork, before it sets up the session and the child's stdin.
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
 
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "core.cli", *args,
             stdin=self._slave, stdout=self._slave, stderr=self._slave, env=env,
-            start_new_session=True, preexec_fn=take_terminal,
+            preexec_fn=take_terminal,
         )  # fmt: skip
         os.close(self._slave)
         return process

@@ -22,6 +22,7 @@ import aiohttp
 from aiohttp.base_protocol import BaseProtocol
 
 from bench.upstream import answer_text
+from core.cli import run_loop
 from core.config import GptsConfig
 from core.gpts import GptsClient
 from core.gpts.wire import ChatMessage
@@ -124,7 +125,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--profile", help="write a cProfile of the measured rounds here")
     args = parser.parse_args()
-    per_read = asyncio.run(measure(args.n, args.rounds, args.profile))
+    per_read = run_loop(measure(args.n, args.rounds, args.profile))
     best, median = min(per_read), sorted(per_read)[len(per_read) // 2]
     print(json.dumps({"n": args.n, "best_us_per_read": round(best, 2),
                       "median_us_per_read": round(median, 2)}))  # fmt: skip

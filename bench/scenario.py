@@ -24,6 +24,7 @@ from typing import Any
 from bench.baseline import BaselineReply, GlobalThrottle
 from bench.platform import Arrivals, Recorder, RecordingChannel, TracingClock
 from core.app import open_app
+from core.cli import run_loop
 from core.config import parse_config
 from core.pacing import KeyedBudgets, RateBudget
 from core.streaming import StreamingReply
@@ -352,7 +353,7 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="llmcord's global throttle")
     parser.add_argument("--profile", help="write a cProfile of the measured turns here")
     args = parser.parse_args()
-    result = asyncio.run(run(args))
+    result = run_loop(run(args))
     print(json.dumps(result))
 
 

@@ -10,6 +10,7 @@ import queue
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from logging.handlers import QueueHandler, QueueListener
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
@@ -41,6 +42,8 @@ from core.ops_server import serve_ops
 from core.platforms import installed_platforms
 from storage.copy import TargetNotEmpty, copy_database
 
+T = TypeVar("T")
+
 logger = logging.getLogger("gptsbot")
 
 EXIT_USAGE = 2
@@ -49,7 +52,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _log_queue: queue.Queue[logging.LogRecord] | None = None
 
 
-def run_loop(main: Coroutine[None, None, int]) -> int:
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
     """`main` on uvloop where it is installed (not on Windows): the bot spends most of its CPU
     in the event loop and its sockets, and uvloop's take about a tenth less per turn."""
     try:

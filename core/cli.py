@@ -53,8 +53,8 @@ _log_queue: queue.Queue[logging.LogRecord] | None = None
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:
-    """`main` on uvloop where it is installed (not on Windows): the bot spends most of its CPU
-    in the event loop and its sockets, and uvloop's take about a tenth less per turn."""
+    """`main` on uvloop where it is installed (not on Windows): about a quarter of a turn's CPU
+    is the event loop and its sockets, which uvloop runs in C."""
     try:
         import uvloop
     except ImportError:

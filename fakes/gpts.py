@@ -351,6 +351,7 @@ class FakeGpts(LocalServer):
                     role = {"role": "assistant", "content": ""}
                     await response.write(event(chunk(model, role)))
                 await response.write(event(chunk(model, {"content": item})))
+                gate.mark_written()
         if not stream:
             return self._whole(
                 model, Reply(text, finish_reason=gate.finish_reason, usage=gate.usage)

@@ -102,10 +102,24 @@ class Gate:
 
     finish_reason: str | None = "stop"
     usage: dict[str, int] | None = None
+    written: int = 0  # pieces the fake has written to the client's socket
     _queue: asyncio.Queue[str | bool] = field(default_factory=asyncio.Queue, repr=False)
+    _progress: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     def send(self, text: str) -> None:
         self._queue.put_nowait(text)
+
+    async def wait_written(self, count: int) -> None:
+        """Until the fake has written `count` pieces: on loopback, they are in the client's socket
+        by then."""
+        while self.written < count:
+            self._progress.clear()
+            await self._progress.wait()
+
+    def mark_written(self) -> None:
+        """The fake wrote one more piece."""
+        self.written += 1
+        self._progress.set()
 
     def finish(self) -> None:
         """End the answer normally: finish_reason, usage, [DONE]."""

@@ -32,7 +32,13 @@ def write_config(tmp_path: Path, gpts_url: str, **sections: dict[str, Any]) -> P
     """config.toml with the fake GPTs endpoint, a database under tmp_path and `sections`
     ({"telegram": {"base_url": ...}, "storage": {"save_interval_s": 0.2}}) merged in."""
     tables: dict[str, dict[str, Any]] = {
-        "gpts": {"base_url": gpts_url, "retry_backoff_s": 0.01, "default_gpt": DEFAULT_GPT},
+        # Every chunk as it comes: the tests step answers piece by piece.
+        "gpts": {
+            "base_url": gpts_url,
+            "retry_backoff_s": 0.01,
+            "default_gpt": DEFAULT_GPT,
+            "read_interval_s": 0,
+        },
         "storage": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"},
     }
     for name, values in sections.items():

@@ -27,7 +27,12 @@ def sqlite_config(
     state in the SQLite file `db`; `storage` adds keys to the [storage] table."""
     return parse_config(
         {
-            "gpts": {"base_url": fake_gpts.base_url, "default_gpt": DEFAULT_GPT},
+            # Every chunk as it comes: the tests step answers piece by piece.
+            "gpts": {
+                "base_url": fake_gpts.base_url,
+                "default_gpt": DEFAULT_GPT,
+                "read_interval_s": 0,
+            },
             "storage": {"url": f"sqlite+aiosqlite:///{db}", **storage},
         },
         {} if env is None else env,

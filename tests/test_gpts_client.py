@@ -23,6 +23,7 @@ from core.errors import (
 )
 from core.gpts import ChatMessage, Delta, GptsClient, Usage
 from core.gpts.error_mapping import RETRY_JITTER
+from fakes.clock import FakeClock
 from fakes.gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
 
 API_KEY = "sk-test-SECRET-0123456789abcdef"
@@ -54,6 +55,7 @@ def make_config(fake: FakeGpts, **overrides: Any) -> GptsConfig:
         "first_chunk_timeout_s": 2.0,
         "idle_timeout_s": 2.0,
         "total_timeout_s": 5.0,
+        "read_interval_s": 0,  # every chunk as it comes: the tests step answers piece by piece
     }
     return GptsConfig(**(settings | overrides))
 
@@ -159,6 +161,34 @@ async def test_gated_answer_is_stepped_by_the_test(fake_gpts: FakeGpts) -> None:
         assert await anext(answer) == Delta(finish_reason="stop")
         with pytest.raises(StopAsyncIteration):
             await anext(answer)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("interval_s", [0.0, 0.25])
+async def test_once_text_flows_what_arrives_within_the_read_interval_comes_in_one_read(
+    fake_gpts: FakeGpts, interval_s: float
+) -> None:
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    clock = FakeClock()
+    config = make_config(fake_gpts, read_interval_s=interval_s)
+    async with GptsClient(config, sleep=clock.sleep) as client:
+        answer = client.stream_chat(GPT, HISTORY)
+        gate.send("a")
+        assert await anext(answer) == Delta("a")
+        following = asyncio.create_task(anext(answer))
+        for piece in "bcd":
+            gate.send(piece)
+        await gate.wait_written(4)
+        if interval_s:
+            await asyncio.sleep(0.05)  # time enough to read "b", were the stream being read
+            assert not following.done()
+            await clock.advance(interval_s)
+        assert await asyncio.wait_for(following, 5) == Delta("b")
+        # "c" and "d" came in the same read: no second wait on the clock before them.
+        assert await asyncio.wait_for(anext(answer), 5) == Delta("c")
+        assert await asyncio.wait_for(anext(answer), 5) == Delta("d")
+        await answer.aclose()
 
 
 @pytest.mark.asyncio

@@ -21,7 +21,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -78,13 +78,16 @@ class GptsClient:
         session: aiohttp.ClientSession | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """`rng` draws the jitter of retry waits and the weighted choice of an endpoint; `clock`
-        times the endpoints' back-offs. Tests pass a seeded or scripted one and a fake clock."""
+        times the endpoints' back-offs; `sleep` waits out `read_interval_s` between reads.
+        Tests pass a seeded or scripted one and a fake clock."""
         self._config = config
         self._rng = rng or random.Random()
         self._session = session
         self._owns_session = session is None
+        self._sleep = sleep
         self._pool = EndpointPool(
             endpoints_of(config),
             backoff_s=config.endpoint_backoff_s,
@@ -381,6 +384,7 @@ class GptsClient:
         finished = False  # a finish_reason arrived: only usage and [DONE] may follow
         loop = asyncio.get_running_loop()
         idle_s = self._config.idle_timeout_s
+        gather_s = self._config.read_interval_s
         read = response.content.readany
         watchdog = Watchdog(loop)
         try:
@@ -429,6 +433,10 @@ class GptsClient:
                     raise parser.error
                 if not data:
                     break
+                if has_text and not finished and gather_s:
+                    # The next chunks gather meanwhile and come in one read: one task wake-up
+                    # and one pass through the generators for all of them.
+                    await self._sleep(gather_s)
         finally:
             watchdog.close()
         if not parser.valid_chunks:

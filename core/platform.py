@@ -110,7 +110,13 @@ class SystemClock:
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
+        """At least `seconds` on `monotonic`: uvloop's timers count whole milliseconds, so one may
+        fire up to a millisecond early, and a rate budget must never grant a call early."""
+        deadline = time.monotonic() + seconds
         await asyncio.sleep(seconds)
+        # Waiting on time itself, not polling for something another task sets.
+        while (left := deadline - time.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(left)
 
 
 def code_points(text: str) -> int:

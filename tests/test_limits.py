@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 
 import pytest
 
 from core.config import LimitsConfig, parse_config
 from core.errors import ConfigError
 from core.pacing import KeyedBudgets, MemoryBudgets, RateBudget, make_budgets
+from core.platform import SystemClock
 from core.shared_pacing import RedisBudgets, SharedBudget
 from fakes.clock import FakeClock
 
@@ -85,3 +87,15 @@ async def test_the_redis_backend_names_a_key_per_platform_and_chat() -> None:
         assert channel.key == "bot7:budget:discord:channel:123"
     finally:
         await budgets.aclose()  # nothing was asked: no connection was opened
+
+
+@pytest.mark.asyncio
+async def test_the_system_clock_never_wakes_before_its_deadline() -> None:
+    # The budgets sleep on it until a call's slot. uvloop (the bot's loop, and the tests') counts
+    # timers in whole milliseconds: these waits' fractions of one are what it rounds away.
+    clock = SystemClock()
+    for n in range(40):
+        seconds = 0.001 + n * 0.00013
+        deadline = time.monotonic() + seconds
+        await clock.sleep(seconds)
+        assert time.monotonic() >= deadline

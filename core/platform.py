@@ -114,9 +114,10 @@ class SystemClock:
         fire up to a millisecond early, and a rate budget must never grant a call early."""
         deadline = time.monotonic() + seconds
         await asyncio.sleep(seconds)
-        # Waiting on time itself, not polling for something another task sets.
+        # Waiting on time itself, not polling for something another task sets. A millisecond
+        # more: uvloop would run a timer of less than one at once, and this would spin.
         while (left := deadline - time.monotonic()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(left)
+            await asyncio.sleep(left + 0.001)
 
 
 def code_points(text: str) -> int:

@@ -10,8 +10,8 @@ before any text for a reason about the endpoint (connection error, 5xx, 429, fir
 refused key...) marks it unhealthy, and the turn moves at once to an endpoint it has not tried
 yet. Once each was tried, retryable failures (connection errors, 408, 429, 5xx, a first-chunk
 timeout) are retried with backoff, at most `max_retries` times, on the endpoints that did not
-refuse the turn for good. With one endpoint this is plain retrying. Each read of a stream is
-timed by one `Watchdog` rather than an `asyncio.timeout` per chunk.
+refuse the turn for good. With one endpoint this is plain retrying. An answer's stream is read by
+`core.gpts.stream_reading`.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from core.gpts.error_mapping import (
     redact_and_shorten,
     retry_delay,
 )
-from core.gpts.sse import StreamParser, delta_from_completion
-from core.gpts.watchdog import Watchdog
+from core.gpts.sse import delta_from_completion
+from core.gpts.stream_reading import read_sse
 from core.gpts.wire import ChatMessage, Delta
 
 logger = logging.getLogger(__name__)
@@ -317,8 +317,14 @@ class GptsClient:
             if response.content_type == "text/event-stream" or (
                 stream and response.content_type not in ("application/json", "text/html")
             ):
-                deltas = self._read_sse(
-                    endpoint, response, first_deadline, first_timeout, total_deadline
+                deltas = read_sse(
+                    response,
+                    config,
+                    self._sleep,
+                    secret=endpoint.api_key,
+                    first_deadline=first_deadline,
+                    first_timeout=first_timeout,
+                    total_deadline=total_deadline,
                 )
                 return response, deltas if stream else self._merged(deltas)
             body = await self._read_body(response, first_deadline, first_timeout)
@@ -370,82 +376,3 @@ class GptsClient:
                 status=200,
             )
         return delta_from_completion(parsed, secret=endpoint.api_key)
-
-    async def _read_sse(
-        self,
-        endpoint: Endpoint,
-        response: aiohttp.ClientResponse,
-        first_deadline: float,
-        first_timeout: UpstreamTimeout,
-        total_deadline: float,
-    ) -> AsyncGenerator[Delta, None]:
-        parser = StreamParser(secret=endpoint.api_key)
-        has_text = False  # after text, a break is StreamInterrupted and the idle timeout applies
-        finished = False  # a finish_reason arrived: only usage and [DONE] may follow
-        loop = asyncio.get_running_loop()
-        idle_s = self._config.idle_timeout_s
-        gather_s = self._config.read_interval_s
-        read = response.content.readany
-        watchdog = Watchdog(loop)
-        try:
-            while not parser.is_stopped:
-                # Per read, only the deadline: the error is built if it is ever reached.
-                deadline = min(loop.time() + idle_s, total_deadline) if has_text else first_deadline
-                watchdog.start(deadline)
-                try:
-                    data = await read()
-                except asyncio.CancelledError as cancelled:
-                    if not watchdog.claim():
-                        raise
-                    try:  # what `asyncio.timeout` raises, so the causes stay the same
-                        raise TimeoutError from cancelled
-                    except TimeoutError as exc:
-                        if finished:
-                            logger.warning("GPTs stream stalled after its finish_reason; ending it")
-                            return
-                        if not has_text:
-                            raise first_timeout from exc
-                        if deadline >= total_deadline:
-                            raise UpstreamTimeout("total", self._config.total_timeout_s) from exc
-                        raise UpstreamTimeout("idle", idle_s) from exc
-                except aiohttp.ClientError as exc:
-                    if finished:
-                        logger.warning("GPTs stream broke after its finish_reason: %s", exc)
-                        return
-                    reason = redact_and_shorten(str(exc)) or type(exc).__name__
-                    if has_text:
-                        raise StreamInterrupted(
-                            f"the GPTs endpoint broke the connection mid-answer: {reason}"
-                        ) from exc
-                    raise UpstreamError(
-                        f"the GPTs endpoint broke the connection: {reason}"
-                    ) from exc
-                watchdog.stop()
-                for delta in parser.feed(data) if data else parser.close():
-                    if delta.finish_reason is not None:
-                        finished = True
-                    if delta.text:
-                        has_text = True
-                    yield delta
-                if parser.error is not None:
-                    if has_text:
-                        raise StreamInterrupted(parser.error.message)
-                    raise parser.error
-                if not data:
-                    break
-                if has_text and not finished and gather_s:
-                    # The next chunks gather meanwhile and come in one read: one task wake-up
-                    # and one pass through the generators for all of them.
-                    await self._sleep(gather_s)
-        finally:
-            watchdog.close()
-        if not parser.valid_chunks:
-            raise UpstreamError("the GPTs endpoint sent no readable answer", status=200)
-        if parser.done or finished:
-            return  # relays send either marker without the other: each one ends an answer
-        if has_text:
-            # Neither marker: the relay closed mid-answer. What arrived is kept, marked as cut.
-            raise StreamInterrupted(
-                "the GPTs stream ended without finish_reason or [DONE]: the answer was cut"
-            )
-        raise UpstreamError("the GPTs stream ended before the answer started")

@@ -1,0 +1,104 @@
+"""Reading one answer's server-sent events: the read timeouts (one `Watchdog` per stream rather
+than an `asyncio.timeout` per chunk), reads gathered once text flows, and what a broken or cut
+stream raises."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+
+import aiohttp
+
+from core.config import GptsConfig
+from core.errors import StreamInterrupted, UpstreamError, UpstreamTimeout
+from core.gpts.error_mapping import redact_and_shorten
+from core.gpts.sse import StreamParser
+from core.gpts.watchdog import Watchdog
+from core.gpts.wire import Delta
+
+logger = logging.getLogger(__name__)
+
+
+async def read_sse(
+    response: aiohttp.ClientResponse,
+    config: GptsConfig,
+    sleep: Callable[[float], Awaitable[None]],
+    *,
+    secret: str,
+    first_deadline: float,
+    first_timeout: UpstreamTimeout,
+    total_deadline: float,
+) -> AsyncGenerator[Delta, None]:
+    """The Deltas of `response`'s body. Until the first text, a read may take until
+    `first_deadline` (then `first_timeout`); after it, `config.idle_timeout_s` per read, all
+    within `total_deadline`. Once text flows, reads are `config.read_interval_s` apart (`sleep`).
+    `secret` is redacted from error messages."""
+    parser = StreamParser(secret=secret)
+    has_text = False  # after text, a break is StreamInterrupted and the idle timeout applies
+    finished = False  # a finish_reason arrived: only usage and [DONE] may follow
+    loop = asyncio.get_running_loop()
+    idle_s = config.idle_timeout_s
+    gather_s = config.read_interval_s
+    read = response.content.readany
+    watchdog = Watchdog(loop)
+    try:
+        while not parser.is_stopped:
+            # Per read, only the deadline: the error is built if it is ever reached.
+            deadline = min(loop.time() + idle_s, total_deadline) if has_text else first_deadline
+            watchdog.start(deadline)
+            try:
+                data = await read()
+            except asyncio.CancelledError as cancelled:
+                if not watchdog.claim():
+                    raise
+                try:  # what `asyncio.timeout` raises, so the causes stay the same
+                    raise TimeoutError from cancelled
+                except TimeoutError as exc:
+                    if finished:
+                        logger.warning("GPTs stream stalled after its finish_reason; ending it")
+                        return
+                    if not has_text:
+                        raise first_timeout from exc
+                    if deadline >= total_deadline:
+                        raise UpstreamTimeout("total", config.total_timeout_s) from exc
+                    raise UpstreamTimeout("idle", idle_s) from exc
+            except aiohttp.ClientError as exc:
+                if finished:
+                    logger.warning("GPTs stream broke after its finish_reason: %s", exc)
+                    return
+                reason = redact_and_shorten(str(exc)) or type(exc).__name__
+                if has_text:
+                    raise StreamInterrupted(
+                        f"the GPTs endpoint broke the connection mid-answer: {reason}"
+                    ) from exc
+                raise UpstreamError(f"the GPTs endpoint broke the connection: {reason}") from exc
+            watchdog.stop()
+            for delta in parser.feed(data) if data else parser.close():
+                if delta.finish_reason is not None:
+                    finished = True
+                if delta.text:
+                    has_text = True
+                yield delta
+            if parser.error is not None:
+                if has_text:
+                    raise StreamInterrupted(parser.error.message)
+                raise parser.error
+            if not data:
+                break
+            if has_text and not finished and gather_s:
+                # The next chunks gather meanwhile and come in one read: one task wake-up
+                # and one pass through the generators for all of them.
+                await sleep(gather_s)
+    finally:
+        watchdog.close()
+    if not parser.valid_chunks:
+        raise UpstreamError("the GPTs endpoint sent no readable answer", status=200)
+    if parser.done or finished:
+        return  # relays send either marker without the other: each one ends an answer
+    if has_text:
+        # Neither marker: the relay closed mid-answer. What arrived is kept, marked as cut.
+        raise StreamInterrupted(
+            "the GPTs stream ended without finish_reason or [DONE]: the answer was cut"
+        )
+    raise UpstreamError("the GPTs stream ended before the answer started")

@@ -48,6 +48,7 @@ class _Response:
 
     status = 200
     content_type = "text/event-stream"
+    connection = None  # no socket: between gathered reads there is nothing to pause
 
     def __init__(self, content: aiohttp.StreamReader) -> None:
         self.content = content

@@ -23,6 +23,7 @@ from core.errors import (
 )
 from core.gpts import ChatMessage, Delta, GptsClient, Usage
 from core.gpts.error_mapping import RETRY_JITTER
+from core.gpts.stream_reading import sleep_unread
 from fakes.clock import FakeClock
 from fakes.gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
 
@@ -189,6 +190,61 @@ async def test_once_text_flows_what_arrives_within_the_read_interval_comes_in_on
         assert await asyncio.wait_for(anext(answer), 5) == Delta("c")
         assert await asyncio.wait_for(anext(answer), 5) == Delta("d")
         await answer.aclose()
+
+
+@pytest.mark.asyncio
+async def test_gathered_reads_wake_on_the_ticks_of_the_read_interval(fake_gpts: FakeGpts) -> None:
+    """Every wait between reads ends on a multiple of the interval on the loop's clock, the same
+    instants for every stream: one loop wake-up reads them all."""
+    interval_s = 0.25
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    loop = asyncio.get_running_loop()
+    clock = FakeClock()
+    wake_ups: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        wake_ups.append((loop.time() + seconds) / interval_s)
+        await clock.sleep(seconds)
+
+    config = make_config(fake_gpts, read_interval_s=interval_s)
+    async with GptsClient(config, sleep=sleep) as client:
+        answer = client.stream_chat(GPT, HISTORY)
+        gate.send("a")
+        assert await anext(answer) == Delta("a")
+        following = asyncio.create_task(anext(answer))
+        gate.send("b")
+        await gate.wait_written(2)
+        await clock.advance(interval_s)
+        assert await asyncio.wait_for(following, 5) == Delta("b")
+        await answer.aclose()
+    assert wake_ups
+    assert all(abs(tick - round(tick)) < 1e-6 for tick in wake_ups), wake_ups
+
+
+@pytest.mark.asyncio
+async def test_while_reads_gather_the_socket_is_not_read(fake_gpts: FakeGpts) -> None:
+    """What arrives during the wait stays in the kernel, to come in one receive after it."""
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    gate.send("a")  # the headers come with the first piece
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{fake_gpts.base_url}/chat/completions", json={"stream": True}) as response,
+    ):
+        assert b'"content": "a"' in await response.content.readany()
+        unread_during_the_wait = None
+
+        async def sleep(seconds: float) -> None:
+            nonlocal unread_during_the_wait
+            gate.send("b")
+            await gate.wait_written(2)
+            await asyncio.sleep(0.05)  # time enough to read "b", were the socket being read
+            unread_during_the_wait = response.content.read_nowait()
+
+        await sleep_unread(response, sleep, 0.25)
+        assert unread_during_the_wait == b""
+        assert b'"content": "b"' in await asyncio.wait_for(response.content.readany(), 5)
 
 
 @pytest.mark.asyncio

@@ -88,8 +88,9 @@ async def read_sse(
                 break
             if has_text and not finished and gather_s:
                 # The next chunks gather meanwhile and come in one read: one task wake-up
-                # and one pass through the generators for all of them.
-                await sleep(gather_s)
+                # and one pass through the generators for all of them. Waking on the loop
+                # clock's ticks, every stream reads in the same loop iteration.
+                await sleep_unread(response, sleep, gather_s - loop.time() % gather_s)
     finally:
         watchdog.close()
     if not parser.valid_chunks:
@@ -102,3 +103,22 @@ async def read_sse(
             "the GPTs stream ended without finish_reason or [DONE]: the answer was cut"
         )
     raise UpstreamError("the GPTs stream ended before the answer started")
+
+
+async def sleep_unread(
+    response: aiohttp.ClientResponse, sleep: Callable[[float], Awaitable[None]], seconds: float
+) -> None:
+    """Sleep with the response's socket unread: what arrives meanwhile waits in the kernel and
+    comes in one receive, not one receive (and one loop wake-up) per chunk. aiohttp's own
+    flow control pauses the protocol, not the transport, so the two do not meet."""
+    connection = response.connection
+    transport = connection.transport if connection is not None else None
+    if transport is None:
+        await sleep(seconds)
+        return
+    transport.pause_reading()
+    try:
+        await sleep(seconds)
+    finally:
+        if not transport.is_closing():
+            transport.resume_reading()

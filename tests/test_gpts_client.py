@@ -248,6 +248,24 @@ async def test_while_reads_gather_the_socket_is_not_read(fake_gpts: FakeGpts) ->
 
 
 @pytest.mark.asyncio
+async def test_a_socket_aiohttp_stopped_reading_stays_stopped(fake_gpts: FakeGpts) -> None:
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    gate.send("a")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{fake_gpts.base_url}/chat/completions", json={"stream": True}) as response,
+    ):
+        await response.content.readany()
+        assert response.connection is not None and response.connection.transport is not None
+        transport = response.connection.transport
+        transport.pause_reading()  # as aiohttp does when its buffer is full
+        await sleep_unread(response, asyncio.sleep, 0.0)
+        assert not transport.is_reading()
+        transport.resume_reading()
+
+
+@pytest.mark.asyncio
 async def test_401_is_an_auth_error_without_the_key(fake_gpts: FakeGpts) -> None:
     message = f"Incorrect API key provided: {API_KEY}. You can find your API key at ..."
     fake_gpts.enqueue(Fail(401, {"error": {"message": message, "type": "invalid_request_error"}}))

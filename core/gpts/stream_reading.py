@@ -109,11 +109,11 @@ async def sleep_unread(
     response: aiohttp.ClientResponse, sleep: Callable[[float], Awaitable[None]], seconds: float
 ) -> None:
     """Sleep with the response's socket unread: what arrives meanwhile waits in the kernel and
-    comes in one receive, not one receive (and one loop wake-up) per chunk. aiohttp's own
-    flow control pauses the protocol, not the transport, so the two do not meet."""
+    comes in one receive, not one receive (and one loop wake-up) per chunk. A socket aiohttp
+    has stopped reading itself (its buffer full) is left to aiohttp."""
     connection = response.connection
     transport = connection.transport if connection is not None else None
-    if transport is None:
+    if transport is None or not transport.is_reading():
         await sleep(seconds)
         return
     transport.pause_reading()

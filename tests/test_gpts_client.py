@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -222,10 +223,11 @@ async def test_gathered_reads_wake_on_the_ticks_of_the_read_interval(fake_gpts: 
     assert all(abs(tick - round(tick)) < 1e-6 for tick in wake_ups), wake_ups
 
 
-@pytest.mark.asyncio
-async def test_while_reads_gather_the_socket_is_not_read(fake_gpts: FakeGpts) -> None:
-    """What arrives during the wait stays in the kernel, to come in one receive after it."""
-    gate = Gate()
+@contextlib.asynccontextmanager
+async def first_piece_read(
+    fake_gpts: FakeGpts, gate: Gate
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """A raw aiohttp response to `gate`'s answer, its first piece ("a") already read."""
     fake_gpts.enqueue(gate)
     gate.send("a")  # the headers come with the first piece
     async with (
@@ -233,6 +235,14 @@ async def test_while_reads_gather_the_socket_is_not_read(fake_gpts: FakeGpts) ->
         session.post(f"{fake_gpts.base_url}/chat/completions", json={"stream": True}) as response,
     ):
         assert b'"content": "a"' in await response.content.readany()
+        yield response
+
+
+@pytest.mark.asyncio
+async def test_while_reads_gather_the_socket_is_not_read(fake_gpts: FakeGpts) -> None:
+    """What arrives during the wait stays in the kernel, to come in one receive after it."""
+    gate = Gate()
+    async with first_piece_read(fake_gpts, gate) as response:
         unread_during_the_wait = None
 
         async def sleep(seconds: float) -> None:
@@ -249,14 +259,7 @@ async def test_while_reads_gather_the_socket_is_not_read(fake_gpts: FakeGpts) ->
 
 @pytest.mark.asyncio
 async def test_a_socket_aiohttp_stopped_reading_stays_stopped(fake_gpts: FakeGpts) -> None:
-    gate = Gate()
-    fake_gpts.enqueue(gate)
-    gate.send("a")
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{fake_gpts.base_url}/chat/completions", json={"stream": True}) as response,
-    ):
-        await response.content.readany()
+    async with first_piece_read(fake_gpts, Gate()) as response:
         assert response.connection is not None and response.connection.transport is not None
         transport = response.connection.transport
         transport.pause_reading()  # as aiohttp does when its buffer is full

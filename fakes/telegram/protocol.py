@@ -133,6 +133,17 @@ def shallow(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k != "reply_to_message"}
 
 
+async def read_params(request: web.Request) -> dict[str, Any]:
+    """A call's parameters from its JSON, form-encoded or multipart body (the Bot API takes all
+    three). Raises ValueError for a JSON body that is not an object."""
+    if request.content_type == "application/json":
+        params = await request.json()
+        if not isinstance(params, dict):
+            raise ValueError("the JSON body is not an object")
+        return params
+    return decode(dict(await request.post()))
+
+
 def decode(form: dict[str, Any]) -> dict[str, Any]:
     """Form values are strings; PTB JSON-encodes everything that isn't one."""
     params: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """A local fake of the Telegram Bot API that the real python-telegram-bot talks to.
 
-An aiohttp server on 127.0.0.1 answering `POST /bot<token>/<method>` with form-encoded or
+An aiohttp server on 127.0.0.1 answering `POST /bot<token>/<method>` with JSON, form-encoded or
 multipart bodies, the way api.telegram.org does: `{"ok": true, "result": ...}`, or an error with
 the real HTTP status and Telegram's own descriptions ("Bad Request: message is not modified: ...",
 429 "Too Many Requests: retry after N" with `parameters.retry_after`). PTB chooses its exception
@@ -52,8 +52,8 @@ from fakes.telegram.protocol import (
     Fault,
     Injected,
     Refused,
-    decode,
     error_response,
+    read_params,
     shallow,
 )
 
@@ -334,9 +334,11 @@ class FakeTelegram(LocalServer, PhotoApi, FileApi):
         if token != self.token:
             return error_response(UNAUTHORIZED)
         try:
-            params = decode(dict(await request.post()))
+            params = await read_params(request)
         except ConnectionResetError:  # the client gave up mid-request (e.g. at shutdown)
             return web.Response(status=400)
+        except ValueError:  # not JSON, or not an object
+            return error_response(Fault(400, "Bad Request: can't parse JSON body"))
         call = Call(method, params, self.clock())
         self.calls.append(call)
         self._notify()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import warnings
@@ -22,8 +21,6 @@ from functools import partial
 from typing import Any, TypeVar
 
 from telegram import (
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
     InputMediaPhoto,
     Message,
     MessageEntity,
@@ -132,15 +129,14 @@ async def _telegram_errors() -> Any:
         raise
 
 
-@functools.lru_cache(maxsize=256)
-def _keyboard(buttons: tuple[Button, ...], language: Language) -> InlineKeyboardMarkup:
-    row = [InlineKeyboardButton(b.label(language), callback_data=b.data) for b in buttons]
-    return InlineKeyboardMarkup([row])
-
-
-def keyboard(buttons: Sequence[Button], language: Language) -> InlineKeyboardMarkup | None:
-    """`buttons` in one row under a message; None (no keyboard: an edit removes it) for none."""
-    return _keyboard(tuple(buttons), language) if buttons else None
+def keyboard(buttons: Sequence[Button], language: Language) -> dict[str, Any] | None:
+    """`buttons` in one row under a message, as the Bot API's InlineKeyboardMarkup JSON; None
+    (no keyboard: an edit removes it) for none. Plain JSON, not PTB's objects: their to_dict on
+    every streamed call cost more than the rest of building the call."""
+    if not buttons:
+        return None
+    row = [{"text": b.label(language), "callback_data": b.data} for b in buttons]
+    return {"inline_keyboard": [row]}
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,7 @@ async def read_sse(
                     ) from exc
                 raise UpstreamError(f"the GPTs endpoint broke the connection: {reason}") from exc
             watchdog.stop()
-            for delta in parser.feed(data) if data else parser.close():
+            for delta in _joined(parser.feed(data) if data else parser.close()):
                 if delta.finish_reason is not None:
                     finished = True
                 if delta.text:
@@ -103,6 +103,27 @@ async def read_sse(
             "the GPTs stream ended without finish_reason or [DONE]: the answer was cut"
         )
     raise UpstreamError("the GPTs stream ended before the answer started")
+
+
+def _joined(deltas: list[Delta]) -> list[Delta]:
+    """One read's Deltas with each run of text-only ones joined into one: text that arrived
+    together is shown together anyway, and each Delta costs a pass through the generators
+    and the reply above."""
+    if len(deltas) < 2:
+        return deltas
+    joined: list[Delta] = []
+    texts: list[str] = []
+    for delta in deltas:
+        if delta.finish_reason is None and delta.usage is None:
+            texts.append(delta.text)
+            continue
+        if texts:
+            joined.append(Delta("".join(texts)))
+            texts = []
+        joined.append(delta)
+    if texts:
+        joined.append(Delta("".join(texts)))
+    return joined
 
 
 async def sleep_unread(

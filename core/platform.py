@@ -126,6 +126,8 @@ def code_points(text: str) -> int:
 
 def utf16_units(text: str) -> int:
     """Telegram measures text (limits, entity offsets) in UTF-16 code units."""
+    if text.isascii():  # one unit a character; str knows it without looking at the text
+        return len(text)
     return len(text.encode("utf-16-le")) // 2
 
 

@@ -168,12 +168,56 @@ def test_delta_from_chunk(chunk: dict[str, object], expected: Delta | None) -> N
     assert delta_from_chunk(chunk) == expected
 
 
+def chunk_sse(*pieces: str, finish: bool = True) -> bytes:
+    """An SSE body with one content chunk per piece, JSON-escaped as a relay's
+    JSON.stringify escapes a lone surrogate ("\\ud83d")."""
+    chunks = [{"choices": [{"index": 0, "delta": {"content": p}}]} for p in pieces]
+    if finish:
+        chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks] + ["data: [DONE]\n\n"]
+    return "".join(events).encode()
+
+
+@pytest.mark.parametrize(
+    ("pieces", "finish", "expected"),
+    [
+        # An emoji cut between its UTF-16 halves, by a relay slicing text by UTF-16 units.
+        (["smile \ud83d", "\ude00 ok"], True, "smile \U0001f600 ok"),
+        (["\ud83d", "\ude00"], True, "\U0001f600"),
+        (["中文\ud83d", "\ude00中文"], True, "中文\U0001f600中文"),
+        # Lone halves: one replacement character each, the text around them kept.
+        (["a\ude00b"], True, "a\ufffdb"),
+        (["end \ud83d"], True, "end \ufffd"),  # the finish comes before the other half
+        (["end \ud83d"], False, "end \ufffd"),  # [DONE] does
+        (["\ud83d", "x"], True, "\ufffdx"),
+    ],
+)
+def test_surrogate_halves_from_a_relay_are_joined_or_replaced(
+    pieces: list[str], finish: bool, expected: str
+) -> None:
+    body = chunk_sse(*pieces, finish=finish)
+    first_event = body.index(b"\n\n") + 2
+    for split in (None, [first_event]):  # all in one read; the first chunk in a read of its own
+        deltas, _ = replay(body, split)
+        text = "".join(d.text for d in deltas)
+        assert text == expected
+        text.encode()  # storable and sendable: no surrogate is left
+
+
+def test_a_stream_cut_between_surrogate_halves_ends_with_a_replacement() -> None:
+    body = chunk_sse("cut \ud83d", finish=False).replace(b"data: [DONE]\n\n", b"")
+    deltas, _ = replay(body)
+    assert "".join(d.text for d in deltas) == "cut \ufffd"
+
+
 def test_delta_from_completion() -> None:
     body = {
         "choices": [{"message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
     }
     assert delta_from_completion(body) == Delta("hi", "stop", Usage(3, 1, 4))
+    lone = {"choices": [{"message": {"content": "x\ud83d \ud83d\ude00"}, "finish_reason": "stop"}]}
+    assert delta_from_completion(lone).text == "x\ufffd \U0001f600"
     with pytest.raises(UpstreamError, match="without any choices"):
         delta_from_completion({"id": "x"})
     with pytest.raises(GptNotFound):

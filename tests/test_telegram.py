@@ -214,6 +214,22 @@ async def test_dm_streams_into_one_message_paced_after_typing(
 
 
 @pytest.mark.asyncio
+async def test_an_emoji_a_relay_split_between_chunks_is_shown_and_stored_whole(
+    bot: TelegramAdapter, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json, gate: Gate
+) -> None:
+    """A relay cutting text by UTF-16 units sends each half of 😀 as a lone JSON escape."""
+    asked = tg.user_message(dm, ann, "Smile")
+    gate.send("smile \ud83d")
+    await gate.wait_written(1)
+    gate.send("\ude00 and a lone \udc00 half")
+    gate.finish()
+    answer = "smile \U0001f600 and a lone \ufffd half"
+    await wait_answer(tg, asked, answer)
+    await wait_answer(tg, tg.user_message(dm, ann, "again"), "echo: again")
+    assert fake_gpts.requests[1].messages[-2] == {"role": "assistant", "content": answer}
+
+
+@pytest.mark.asyncio
 async def test_reset_and_separate_histories(
     config_on_db: Config, tg: FakeTelegram, fake_gpts: FakeGpts, ann: Json, dm: Json, bob: Json
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -26,6 +27,17 @@ MAX_LOGGED_LINE_CHARS = 120
 _utf8_decode = codecs.utf_8_decode
 # json.loads minus its checks: the data is stripped already, and trailing text is caught below.
 _json_decode = json.JSONDecoder().raw_decode
+# UTF-16 surrogates: in a str from JSON they come only from escapes such as \\ud83d.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_HIGH_SURROGATES = ("\ud800", "\udbff")
+
+
+def mend_surrogates(text: str) -> str:
+    """`text` with each UTF-16 surrogate pair joined into its character and each lone half
+    replaced by U+FFFD: a str holding surrogates cannot be encoded (stored, sent, printed)."""
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class SseDecoder:
@@ -218,6 +230,8 @@ class StreamParser:
         self.error: UpstreamError | None = None
         self.valid_chunks = 0
         self.malformed_chunks = 0
+        # A high surrogate that ended a chunk's text: the low half may start the next chunk's.
+        self._high = ""
 
     @property
     def is_stopped(self) -> bool:
@@ -228,7 +242,10 @@ class StreamParser:
         return self._handle(self._sse.feed(data) if events is None else events)
 
     def close(self) -> list[Delta]:
-        return self._handle(self._sse.close())
+        deltas = self._handle(self._sse.close())
+        if self._high:  # the stream ended between the halves
+            deltas.append(self._mended(Delta(), last=True))
+        return deltas
 
     def _handle(self, events: list[str]) -> list[Delta]:
         deltas: list[Delta] = []
@@ -237,8 +254,25 @@ class StreamParser:
                 break
             delta = self._event(data.strip())
             if delta is not None:
+                if self._high or not delta.text.isascii():
+                    delta = self._mended(delta)
                 deltas.append(delta)
+        if self._high and self.is_stopped:
+            deltas.append(self._mended(Delta(), last=True))
         return deltas
+
+    def _mended(self, delta: Delta, *, last: bool = False) -> Delta:
+        """`delta` with its surrogates mended (`mend_surrogates`), across chunks too: a relay
+        that cuts text by UTF-16 units (JavaScript's `slice`) can split an emoji's pair between
+        two chunks, each half a lone escape in its JSON. `last`: no text can follow."""
+        text = self._high + delta.text
+        self._high = ""
+        if not _SURROGATE.search(text):
+            return delta
+        end = text[-1]
+        if _HIGH_SURROGATES[0] <= end <= _HIGH_SURROGATES[1] and not (last or delta.finish_reason):
+            text, self._high = text[:-1], end
+        return Delta(mend_surrogates(text), delta.finish_reason, delta.usage)
 
     def _event(self, data: str) -> Delta | None:
         if data == DONE_MARKER:
@@ -269,4 +303,6 @@ def delta_from_completion(body: Mapping[str, Any], *, secret: str = "") -> Delta
     delta = delta_from_chunk(body, secret=secret)
     if delta is None and _first_choice(body) is None:
         raise UpstreamError("the GPTs endpoint answered without any choices", status=200)
-    return delta or Delta()
+    if delta is None:
+        return Delta()
+    return Delta(mend_surrogates(delta.text), delta.finish_reason, delta.usage)

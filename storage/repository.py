@@ -22,6 +22,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -228,7 +229,7 @@ class Repository(Transactions):
             except (StorageBusy, OperationalError) as exc:
                 logger.warning("answer %s not saved while streaming: %s", answer_id, exc)
             return
-        self._executor.submit(self._save_in_thread, answer_id, work)
+        self._executor.submit(partial(self._save_in_thread, answer_id, work))
 
     async def finish_answer(self, answer_id: int, message: NewMessage) -> None:
         """Store the answer's final text, status, model, usage, timings and platform messages."""

@@ -13,7 +13,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self, TypeVar
@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import queries
+from storage.db_thread import DbThread
 from storage.engine import (
     SQLITE_BUSY_TIMEOUT_MS,
     create_engines,
@@ -80,9 +81,7 @@ class Transactions:
     ) -> None:
         self._engine = engine
         self._thread_engine = thread_engine
-        self._executor = (
-            ThreadPoolExecutor(1, thread_name_prefix="gptsbot-db") if thread_engine else None
-        )
+        self._executor = DbThread("gptsbot-db") if thread_engine else None
         self._lock_retry_s = lock_retry_s
         self._thread_connection: Connection | None = None  # used in the executor's thread only
         # The SQLite file the thread's connection opened (see `ping`).
@@ -115,9 +114,8 @@ class Transactions:
         if self._scope_locks is not None:
             await self._scope_locks.close()
         if self._executor is not None and self._thread_engine is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._close_in_thread)
-            self._executor.shutdown(wait=False)
+            await self._executor.run(self._close_in_thread)
+            self._executor.stop()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -153,8 +151,7 @@ class Transactions:
             async with self._engine.connect() as connection:
                 await connection.run_sync(queries.read_version)
             return
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._ping_in_thread)
+        await self._executor.run(self._ping_in_thread)
 
     def _ping_in_thread(self) -> None:
         self._transaction_in_thread(queries.read_version)
@@ -199,8 +196,7 @@ class Transactions:
     async def _run_once(self, work: Callable[[Connection], _T], retry: bool) -> _T:
         if self._executor is None:
             return await self._run_async(work, retry=retry)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._run_in_thread, work, retry)
+        return await self._executor.run(partial(self._run_in_thread, work, retry))
 
     def _run_in_thread(self, work: Callable[[Connection], _T], retry: bool) -> _T:
         if retry:

@@ -108,6 +108,9 @@ class Command:
     # The handler itself looks at `Author.is_admin` (admins see more of /usage; /retry of
     # someone else's question), so the adapter must find it out even for a command anyone may run.
     reads_admin: bool = False
+    # An optional file the command takes where a command can carry one (a Discord slash
+    # command's attachment option); elsewhere files come with the message itself.
+    attachment: Argument | None = None
 
     @property
     def needs_admin_check(self) -> bool:
@@ -256,6 +259,11 @@ REGISTRY: tuple[Command, ...] = (
         Text("Ask the GPT", "向 GPT 提问"),
         _chat,
         (Argument("prompt", Text("question", "问题"), Text("What to ask", "要问的问题")),),
+        attachment=Argument(
+            "file",
+            Text("file", "文件"),
+            Text("A picture or file to ask about", "要一起发送的图片或文件"),
+        ),
     ),
     BIND,
     Command(

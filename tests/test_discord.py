@@ -273,7 +273,8 @@ async def test_commands_are_synced_with_names_options_and_permissions(
         assert set(synced) == {"help", "chat", "gpt", "reset", "usage", "retry"}
         chat = synced["chat"]
         assert [(o["name"], o["type"], o["required"]) for o in chat["options"]] == [
-            ("prompt", 3, True)
+            ("prompt", 3, True),
+            ("file", 11, False),  # an attachment
         ]
         assert chat["default_member_permissions"] is None
         assert synced["reset"]["options"] == []
@@ -848,6 +849,7 @@ async def test_command_descriptions_are_chinese_for_chinese_clients(
         "help",
         "chat",
         "chat prompt",
+        "chat file",
         "reset",
         "gpt",
         "gpt bind",
@@ -866,6 +868,8 @@ async def test_command_descriptions_are_chinese_for_chinese_clients(
         assert localized == {"zh-CN": description.zh, "zh-TW": description.zh}
         assert found["gpt bind gpt"][1]["zh-CN"] == bind.arguments[0].description.zh
         assert found["chat prompt"][1]["zh-CN"] == chat_command.arguments[0].description.zh
+        assert chat_command.attachment is not None
+        assert found["chat file"][1]["zh-CN"] == chat_command.attachment.description.zh
         assert all(set(loc) == {"zh-CN", "zh-TW"} for _, loc in found.values())
         assert all(desc.isascii() for desc, _ in found.values())
     else:  # a fixed language: the descriptions are written in it, for every client

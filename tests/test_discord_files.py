@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bots.discord_adapter.text import quote_prompt
 from fakes.gpts import image_urls, text_of
 from tests import test_discord
 from tests.helpers import data_url_bytes
@@ -87,3 +88,24 @@ async def test_history_sends_again_only_the_last_two_image_turns(w: World) -> No
         ("which one is brighter?", []),
     ]
     assert w.fake.cdn_fetches - before == Counter({ids[1]: 1, ids[2]: 1})
+
+
+async def test_a_file_given_to_chat_goes_up_with_the_prompt_and_is_named_above_the_answer(
+    w: World,
+) -> None:
+    image = w.fake.attachment(PNG, "diagram_v2.png", "image/png")
+    file_option = {"name": "file", "type": 11, "value": image["id"]}
+    interaction = await w.fake.slash(
+        w.channel_id,
+        w.member,
+        "chat",
+        [test_discord.option("prompt", "explain this"), file_option],
+        attachments=[image],
+    )
+    header = quote_prompt("explain this") + "> 📎 diagram\\_v2.png\n"
+    await test_discord.wait_original(w, interaction, header + "echo: mia: explain this (+1 images)")
+
+    content = w.gpts.requests[-1].messages[-1]["content"]
+    assert content[0] == {"type": "text", "text": "mia: explain this"}
+    assert [data_url_bytes(url) for url in image_urls(content)] == [PNG]
+    assert w.fake.cdn_fetches == Counter({image["id"]: 1})

@@ -17,6 +17,7 @@ from bots.discord_adapter.text import (
     MAX_MESSAGE_CHARS,
     CommandTranslator,
     described,
+    quote_files,
     quote_prompt,
     turn_text,
 )
@@ -37,6 +38,11 @@ def test_turn_text_drops_the_bots_mention_and_names_the_others() -> None:
 def test_turn_text_keeps_unknown_mentions_and_empty_stays_empty() -> None:
     assert turn_text(f"<@!{BOT}>", BOT) == ""
     assert turn_text("hi <@999>", BOT) == "hi <@999>"
+
+
+def test_quote_files_names_each_file_escaped_and_shortened() -> None:
+    assert quote_files(["a_b.png", "x" * 150], limit=10) == "> 📎 a\\_b.png\n> 📎 xxxxxxxxx…\n"
+    assert quote_files([]) == ""
 
 
 def test_quote_prompt_escapes_markdown_and_quotes_every_line() -> None:

@@ -8,7 +8,7 @@ one function of the adapter; nothing here decides what a command does.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Literal
 
 import discord
@@ -25,7 +25,11 @@ from core.i18n import Language
 ADMIN_PERMISSIONS = discord.Permissions(manage_channels=True)
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 
-Run = Callable[[discord.Interaction, commands.Command, Mapping[str, str]], Awaitable[None]]
+# The interaction, the command, its text options, and the files of its attachment option.
+Run = Callable[
+    [discord.Interaction, commands.Command, Mapping[str, str], Sequence[discord.Attachment]],
+    Awaitable[None],
+]
 Suggest = Callable[
     [discord.Interaction, commands.Argument, str], Awaitable[list[app_commands.Choice[str]]]
 ]
@@ -98,23 +102,40 @@ def _app_command(
     suggest: Suggest,
     language: Language,
 ) -> app_commands.Command[Any, ..., None]:
-    async def callback(interaction: discord.Interaction[Any], /, **values: str) -> None:
-        await run(interaction, command, values)
+    attachment = command.attachment
 
-    # discord.py reads the options from the callback's signature: one string per argument.
-    callback.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-            *(
-                inspect.Parameter(
-                    argument.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str
-                )
-                for argument in command.arguments
-            ),
-        ]
-    )
+    async def callback(
+        interaction: discord.Interaction[Any], /, **values: str | discord.Attachment | None
+    ) -> None:
+        texts = {name: value for name, value in values.items() if isinstance(value, str)}
+        files = [value for value in values.values() if isinstance(value, discord.Attachment)]
+        await run(interaction, command, texts, files)
+
+    # discord.py reads the options from the callback's signature: one string per argument, and
+    # an optional attachment for the command's file.
+    parameters = [
+        inspect.Parameter("interaction", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        *(
+            inspect.Parameter(
+                argument.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str
+            )
+            for argument in command.arguments
+        ),
+    ]
+    described_options = [*command.arguments]
+    if attachment is not None:
+        parameters.append(
+            inspect.Parameter(
+                attachment.name,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                annotation=discord.Attachment | None,
+                default=None,
+            )
+        )
+        described_options.append(attachment)
+    callback.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     callback.__discord_app_commands_param_description__ = {  # type: ignore[attr-defined]
-        argument.name: described(argument.description, language) for argument in command.arguments
+        argument.name: described(argument.description, language) for argument in described_options
     }
     app_command: app_commands.Command[Any, ..., None] = app_commands.Command(
         name=command.path[-1],

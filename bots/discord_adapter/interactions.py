@@ -3,14 +3,15 @@ and /chat's answer streamed into the deferred response."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 
+from bots.discord_adapter.messages import attachments_from
 from bots.discord_adapter.replies import InteractionReplies
-from bots.discord_adapter.text import quote_prompt
+from bots.discord_adapter.text import quote_files, quote_prompt
 from core import commands
 from core.turns import Turn
 
@@ -23,6 +24,7 @@ async def run_command(
     interaction: discord.Interaction,
     command: commands.Command,
     values: Mapping[str, str],
+    files: Sequence[discord.Attachment] = (),
 ) -> None:
     language = adapter._interaction_language(interaction)
 
@@ -32,7 +34,7 @@ async def run_command(
             return
         result = await adapter.commands.run(context, command, values)
         if isinstance(result, commands.Ask):
-            await ask(adapter, interaction, context, result.text)
+            await ask(adapter, interaction, context, result.text, files)
         elif isinstance(result, commands.Retry):
             await adapter.presses.retry(interaction, result)
         else:
@@ -62,8 +64,10 @@ async def ask(
     interaction: discord.Interaction,
     context: commands.Context,
     prompt: str,
+    files: Sequence[discord.Attachment] = (),
 ) -> None:
-    """/chat: the prompt quoted above an answer streamed into the deferred response."""
+    """/chat: the prompt (and the names of its files) quoted above an answer streamed into the
+    deferred response."""
     await interaction.response.defer(thinking=True)  # first: Discord's 3-second deadline
     started = adapter._clock.monotonic()
     client = interaction.client
@@ -74,7 +78,7 @@ async def ask(
     replies = InteractionReplies(
         interaction,
         target,
-        header=quote_prompt(prompt),
+        header=quote_prompt(prompt) + quote_files(file.filename for file in files),
         deadline=started + adapter.interaction_window_s,
         clock=adapter._clock,
         language=language,
@@ -86,5 +90,6 @@ async def ask(
         context.is_private,
         language=language,
         update_id=str(interaction.id),
+        attachments=attachments_from(files),
     )
     await adapter.service.answer(turn, adapter._streaming_reply(replies, channel_id))

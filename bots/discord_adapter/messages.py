@@ -4,6 +4,7 @@ channel, replying to it."""
 from __future__ import annotations
 
 import mimetypes
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 import discord
@@ -88,7 +89,12 @@ def addresses_bot(message: discord.Message, bot_id: int) -> bool:
 
 
 def attachments_of(message: discord.Message) -> tuple[Attachment, ...]:
-    """The message's attachments, by their CDN URL (signed by Discord, no bot token in it; it
+    """The message's attachments (see `attachments_from`)."""
+    return attachments_from(message.attachments)
+
+
+def attachments_from(files: Iterable[discord.Attachment]) -> tuple[Attachment, ...]:
+    """Discord's attachments by their CDN URL (signed by Discord, no bot token in it; it
     expires after about a day, after which history goes without the image)."""
     return tuple(
         Attachment(
@@ -97,7 +103,7 @@ def attachments_of(message: discord.Message) -> tuple[Attachment, ...]:
             file.size,
             file.url,
         )
-        for file in message.attachments
+        for file in files
     )
 
 

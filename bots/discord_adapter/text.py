@@ -4,7 +4,7 @@ the bot sends people, in English and Simplified Chinese (`core.i18n.Text`)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import discord
 from discord import app_commands
@@ -15,9 +15,17 @@ from core.i18n import Language, LanguageSetting, Text, language_for
 MAX_MESSAGE_CHARS = 2000
 # The /chat prompt is quoted above the answer; a long prompt is shortened there (not upstream).
 PROMPT_QUOTE_CHARS = 300
+FILE_NAME_QUOTE_CHARS = 100  # and each file's name under it
 
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
+
+
+def quote_files(names: Iterable[str], limit: int = FILE_NAME_QUOTE_CHARS) -> str:
+    """A quote line per file sent with a prompt, under `quote_prompt`'s lines: 📎 and its name
+    (shortened past `limit` characters)."""
+    shown = (name if len(name) <= limit else name[: limit - 1] + "…" for name in names)
+    return "".join(f"> 📎 {discord.utils.escape_markdown(name)}\n" for name in shown)
 
 
 def quote_prompt(prompt: str, limit: int = PROMPT_QUOTE_CHARS) -> str:

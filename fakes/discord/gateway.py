@@ -217,12 +217,15 @@ class Gateway(DiscordState):
         interaction_type: int = APPLICATION_COMMAND,
         locale: str = "en-US",
         user_install: bool = False,
+        attachments: Iterable[dict[str, Any]] = (),
     ) -> FakeInteraction:
         """A user runs a slash command. `command` may be "gpt bind" (a subcommand); `options`
         are Discord option dicts ({"name", "type", "value"}). In a guild the member's resolved
         `permissions` travel with the interaction (default: the member's). `locale` is the
         language of the user's Discord client; `guild_locale` is the guild's preferred one.
-        `user_install`: run through the user's own install of the app."""
+        `user_install`: run through the user's own install of the app. `attachments`: the
+        files of attachment options (`attachment(...)`; the option's value is the file's id),
+        sent in `resolved` as Discord does."""
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
         name, *sub = command.split()
@@ -236,6 +239,9 @@ class Gateway(DiscordState):
             command_data["options"] = [
                 {"name": sub[0], "type": 1, "options": command_data["options"]}
             ]
+        files = {str(file["id"]): file for file in attachments}
+        if files:
+            command_data["resolved"] = {"attachments": files}
         if guild_id in self.guild_commands:
             command_data["guild_id"] = str(guild_id)
         return await self._interact(

@@ -13,7 +13,8 @@ from telegram import MessageEntity
 from telegramify_markdown.config import get_runtime_config
 from telegramify_markdown.converter import STANDARD_OPTIONS
 
-from bots.telegram_adapter.rendering import PARSE_OPTIONS, literal_markdown, render_markdown
+from bots.telegram_adapter import rendering
+from bots.telegram_adapter.rendering import PARSE_OPTIONS, literal_markdown
 from bots.telegram_adapter.text import MAX_TEXT_UNITS, utf16_slice
 from core.config import parse_config
 from core.links import is_safe_url
@@ -22,6 +23,15 @@ from core.splitting import open_fence, split_message
 from tests.rendering_corpus import CORPUS, Answer
 
 INDICATOR = parse_config({}, env={}).bot.streaming_indicator
+
+
+def render_markdown(text: str) -> tuple[str, list[MessageEntity]] | None:
+    """`rendering.render_markdown`, its entities (Bot API JSON) read as PTB's MessageEntity."""
+    result = rendering.render_markdown(text)
+    if result is None:
+        return None
+    return result[0], [MessageEntity.de_json(entity, None) for entity in result[1]]
+
 
 # --- what counts as visible ---------------------------------------------------------------------
 #

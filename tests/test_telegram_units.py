@@ -82,7 +82,7 @@ def test_render_markdown_to_entities() -> None:
     assert rendered is not None
     text, entities = rendered
     assert text.startswith("Bold, it and a link")
-    kinds = {(e.type, utf16_slice(text, e.offset, e.length)) for e in entities}
+    kinds = {(e["type"], utf16_slice(text, e["offset"], e["length"])) for e in entities}
     assert ("bold", "Bold") in kinds and ("italic", "it") in kinds
     assert ("text_link", "a link") in kinds and ("pre", "x = 1") in kinds
 

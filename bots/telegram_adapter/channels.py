@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 from telegram import (
     InputMediaPhoto,
     Message,
-    MessageEntity,
     ReplyParameters,
 )
 from telegram.constants import ChatType
@@ -178,7 +177,7 @@ class MessageChannel:
             # Only the first message quotes the question; continuations follow it.
             reply = ReplyParameters(target.reply_to, allow_sending_without_reply=True)
 
-        async def call(body: str, entities: list[MessageEntity] | None) -> Any:
+        async def call(body: str, entities: list[dict[str, Any]] | None) -> Any:
             parameters = {
                 "chat_id": target.chat_id,
                 "text": body,
@@ -199,7 +198,7 @@ class MessageChannel:
     ) -> None:
         markup = keyboard(buttons, self._language)
 
-        async def call(body: str, entities: list[MessageEntity] | None) -> Any:
+        async def call(body: str, entities: list[dict[str, Any]] | None) -> Any:
             parameters = {
                 "chat_id": int(ref.chat_id),
                 "message_id": int(ref.message_id),
@@ -261,7 +260,7 @@ async def _streamed_call(bot: ExtBot[Any], method: str, parameters: dict[str, An
 
 
 async def _deliver(
-    call: Callable[[str, list[MessageEntity] | None], Awaitable[T]], text: str, *, final: bool
+    call: Callable[[str, list[dict[str, Any]] | None], Awaitable[T]], text: str, *, final: bool
 ) -> T | None:
     """Send `text` through `call`: rendered from Markdown when final, plain if that is refused.
     Returns None when Telegram said the message already shows exactly this."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bench import e2e, gpts_read, run, shared
+from bench import e2e, gpts_read, run, shared, telegram_calls
 
 RUN_FIELDS = {
     "n", "mode", "platform", "turns", "turns_ok", "wall_s", "turns_per_s", "cpu_ms_per_turn",
@@ -27,6 +27,13 @@ def test_the_read_path_bench_streams_every_answer_whole() -> None:
     """bench.gpts_read checks each answer's length itself; one small round, a figure out."""
     per_read = asyncio.run(gpts_read.measure(5, 1, None))
     assert len(per_read) == 1 and per_read[0] > 0
+
+
+def test_the_telegram_calls_bench_sends_and_edits_through_the_fake() -> None:
+    """bench.telegram_calls: one small round against the fake Bot API in its own process."""
+    with telegram_calls.fake_bot_api(3) as (base_url, token):
+        per_call = asyncio.run(telegram_calls.measure(3, 1, base_url, token))
+    assert len(per_call) == 1 and per_call[0] > 0
 
 
 def test_a_tiny_run_reports_every_figure(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ message, and marks the earlier answer `superseded`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -61,7 +62,7 @@ from core.running import RunningTurn, RunningTurns, ScopeLocks
 from core.saving import AnswerSaver
 from core.streaming import StreamingReply
 from core.turn_report import report_turn
-from core.turns import Scope, Turn
+from core.turns import UNSTORABLE, Scope, Turn, storable_text
 from storage import (
     DuplicateUpdate,
     Exchange,
@@ -128,6 +129,8 @@ class ConversationService(Bindings):
     async def _take_turn(
         self, turn: Turn, reply: StreamingReply, retrying: int | None
     ) -> AnswerOutcome:
+        if UNSTORABLE.search(turn.text):  # a NUL typed into the terminal, say
+            turn = dataclasses.replace(turn, text=storable_text(turn.text))
         waited = started = False
         key = turn.update_key
         # What people see is cleaned in the turn's language (notes such as a sandbox file's).

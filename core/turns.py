@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from core.i18n import Language
 from storage.records import ScopeKey
+
+# What some database or platform refuses in text: NUL (PostgreSQL's text type) and UTF-16
+# surrogates (no codec encodes a lone one, and JSON escapes such as "\\ud83d" can carry them).
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """`text` as every database and platform takes it: each UTF-16 surrogate pair joined into
+    its character, each lone half and each NUL replaced by U+FFFD."""
+    if not UNSTORABLE.search(text):
+        return text
+    text = text.replace("\x00", "\ufffd")
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
 
 # Where a conversation lives: the storage's own key, so a scope goes to storage as it is.
 # `Scope(platform, chat_id, thread_id="")`; `.parent` is the chat a thread/topic belongs to.

@@ -103,6 +103,19 @@ async def test_a_turn_streams_and_stores_both_messages(bot: Bot) -> None:
 
 
 @pytest.mark.asyncio
+async def test_nul_characters_are_stored_as_replacement_characters(bot: Bot) -> None:
+    """PostgreSQL's text takes no NUL: a relay's "\\u0000" or a NUL typed into the terminal
+    would lose the turn there. Both are kept as U+FFFD, on every database."""
+    bot.fake.enqueue(Reply("an\x00swer", chunk_chars=3))
+    channel = await bot.say("ques\x00tion")
+    assert channel.visible() == ["an\ufffdswer"]
+    assert await stored(bot.app, DM) == [
+        ("user", "ques\ufffdtion", "complete"),
+        ("assistant", "an\ufffdswer", "complete"),
+    ]
+
+
+@pytest.mark.asyncio
 async def test_history_goes_upstream_within_both_bounds(fake_gpts: FakeGpts, db_url: str) -> None:
     async with bot_on(fake_gpts, db_url, history_messages=4, history_chars=60) as bot:
         for i in range(4):

@@ -190,9 +190,11 @@ def chunk_sse(*pieces: str, finish: bool = True) -> bytes:
         (["end \ud83d"], True, "end \ufffd"),  # the finish comes before the other half
         (["end \ud83d"], False, "end \ufffd"),  # [DONE] does
         (["\ud83d", "x"], True, "\ufffdx"),
+        # NUL, which PostgreSQL's text refuses, the same way.
+        (["nul\x00here"], True, "nul\ufffdhere"),
     ],
 )
-def test_surrogate_halves_from_a_relay_are_joined_or_replaced(
+def test_surrogates_and_nul_from_a_relay_are_joined_or_replaced(
     pieces: list[str], finish: bool, expected: str
 ) -> None:
     body = chunk_sse(*pieces, finish=finish)

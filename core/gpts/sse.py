@@ -10,13 +10,13 @@ from __future__ import annotations
 import codecs
 import json
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from core.errors import UpstreamError
 from core.gpts.error_mapping import error_from_body
 from core.gpts.wire import Delta, Usage
+from core.turns import UNSTORABLE, storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -27,17 +27,7 @@ MAX_LOGGED_LINE_CHARS = 120
 _utf8_decode = codecs.utf_8_decode
 # json.loads minus its checks: the data is stripped already, and trailing text is caught below.
 _json_decode = json.JSONDecoder().raw_decode
-# UTF-16 surrogates: in a str from JSON they come only from escapes such as \\ud83d.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _HIGH_SURROGATES = ("\ud800", "\udbff")
-
-
-def mend_surrogates(text: str) -> str:
-    """`text` with each UTF-16 surrogate pair joined into its character and each lone half
-    replaced by U+FFFD: a str holding surrogates cannot be encoded (stored, sent, printed)."""
-    if text.isascii() or not _SURROGATE.search(text):
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class SseDecoder:
@@ -254,7 +244,7 @@ class StreamParser:
                 break
             delta = self._event(data.strip())
             if delta is not None:
-                if self._high or not delta.text.isascii():
+                if self._high or UNSTORABLE.search(delta.text):
                     delta = self._mended(delta)
                 deltas.append(delta)
         if self._high and self.is_stopped:
@@ -262,17 +252,15 @@ class StreamParser:
         return deltas
 
     def _mended(self, delta: Delta, *, last: bool = False) -> Delta:
-        """`delta` with its surrogates mended (`mend_surrogates`), across chunks too: a relay
-        that cuts text by UTF-16 units (JavaScript's `slice`) can split an emoji's pair between
-        two chunks, each half a lone escape in its JSON. `last`: no text can follow."""
+        """`delta` as `storable_text` makes it, across chunks too: a relay that cuts text by
+        UTF-16 units (JavaScript's `slice`) can split an emoji's pair between two chunks, each
+        half a lone escape in its JSON. `last`: no text can follow."""
         text = self._high + delta.text
         self._high = ""
-        if not _SURROGATE.search(text):
-            return delta
-        end = text[-1]
+        end = text[-1:]
         if _HIGH_SURROGATES[0] <= end <= _HIGH_SURROGATES[1] and not (last or delta.finish_reason):
             text, self._high = text[:-1], end
-        return Delta(mend_surrogates(text), delta.finish_reason, delta.usage)
+        return Delta(storable_text(text), delta.finish_reason, delta.usage)
 
     def _event(self, data: str) -> Delta | None:
         if data == DONE_MARKER:
@@ -305,4 +293,4 @@ def delta_from_completion(body: Mapping[str, Any], *, secret: str = "") -> Delta
         raise UpstreamError("the GPTs endpoint answered without any choices", status=200)
     if delta is None:
         return Delta()
-    return Delta(mend_surrogates(delta.text), delta.finish_reason, delta.usage)
+    return Delta(storable_text(delta.text), delta.finish_reason, delta.usage)

@@ -223,13 +223,13 @@ class Repository(Transactions):
         def work(connection: Connection) -> None:
             queries.save_answer(connection, answer_id, content, platform_message_ids)
 
-        if self._executor is None:
+        if self._db_thread is None:
             try:
                 await self._run(work)
             except (StorageBusy, OperationalError) as exc:
                 logger.warning("answer %s not saved while streaming: %s", answer_id, exc)
             return
-        self._executor.submit(partial(self._save_in_thread, answer_id, work))
+        self._db_thread.submit(partial(self._save_in_thread, answer_id, work))
 
     async def finish_answer(self, answer_id: int, message: NewMessage) -> None:
         """Store the answer's final text, status, model, usage, timings and platform messages."""

@@ -81,9 +81,9 @@ class Transactions:
     ) -> None:
         self._engine = engine
         self._thread_engine = thread_engine
-        self._executor = DbThread("gptsbot-db") if thread_engine else None
+        self._db_thread = DbThread("gptsbot-db") if thread_engine else None
         self._lock_retry_s = lock_retry_s
-        self._thread_connection: Connection | None = None  # used in the executor's thread only
+        self._thread_connection: Connection | None = None  # used in the database's thread only
         # The SQLite file the thread's connection opened (see `ping`).
         self._file_identity: tuple[int, int] | None = None
         # Called with the seconds each call took (the core's metrics), if set.
@@ -113,9 +113,9 @@ class Transactions:
     async def close(self) -> None:
         if self._scope_locks is not None:
             await self._scope_locks.close()
-        if self._executor is not None and self._thread_engine is not None:
-            await self._executor.run(self._close_in_thread)
-            self._executor.stop()
+        if self._db_thread is not None and self._thread_engine is not None:
+            await self._db_thread.run(self._close_in_thread)
+            self._db_thread.stop()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -147,11 +147,11 @@ class Transactions:
         file at its path is no longer the one the repository has open (removed, replaced, made
         a folder): its connection would go on writing into a file nobody will find again. The
         file found there is never opened: another connection could disturb the open one's log."""
-        if self._executor is None:
+        if self._db_thread is None:
             async with self._engine.connect() as connection:
                 await connection.run_sync(queries.read_version)
             return
-        await self._executor.run(self._ping_in_thread)
+        await self._db_thread.run(self._ping_in_thread)
 
     def _ping_in_thread(self) -> None:
         self._transaction_in_thread(queries.read_version)
@@ -194,9 +194,9 @@ class Transactions:
             return result
 
     async def _run_once(self, work: Callable[[Connection], _T], retry: bool) -> _T:
-        if self._executor is None:
+        if self._db_thread is None:
             return await self._run_async(work, retry=retry)
-        return await self._executor.run(partial(self._run_in_thread, work, retry))
+        return await self._db_thread.run(partial(self._run_in_thread, work, retry))
 
     def _run_in_thread(self, work: Callable[[Connection], _T], retry: bool) -> _T:
         if retry:

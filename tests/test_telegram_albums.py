@@ -150,6 +150,27 @@ def album_item(message_id: int, group_id: str = "g1", chat_id: int = 7) -> Messa
 
 
 @pytest.mark.asyncio
+async def test_a_chats_albums_go_to_the_core_in_the_order_they_were_sent() -> None:
+    clock = FakeClock()
+    albums = Albums(clock, wait_s=1.0)
+    handled: list[tuple[float, list[int]]] = []
+
+    async def handle(items: Sequence[Message]) -> None:
+        handled.append((clock.now, [item.id for item in items]))
+
+    albums.add(album_item(1, "first"), handle)
+    await clock.advance(0.1)
+    albums.add(album_item(3, "second"), handle)
+    albums.add(album_item(9, "elsewhere", chat_id=8), handle)  # another chat: not held back
+    await clock.advance(0.4)
+    albums.add(album_item(2, "first"), handle)  # the first album's window now ends last
+    await clock.advance(0.6)
+    assert handled == [(1.1, [9])]  # the second album's window is over; it waits for the first
+    await clock.advance(0.4)
+    assert handled == [(1.1, [9]), (1.5, [1, 2]), (1.5, [3])]
+
+
+@pytest.mark.asyncio
 async def test_the_wait_restarts_with_each_item_up_to_a_cap() -> None:
     clock = FakeClock()
     albums = Albums(clock, wait_s=1.0)

@@ -1,7 +1,8 @@
 """Telegram albums: several photos or documents sent together arrive as one message each, sharing a
 `media_group_id` (only one item carries the caption). They are collected here until the chat has
 been quiet for `[telegram] album_wait_s` (the wait restarts with each item, up to
-`ALBUM_MAX_WAIT_S` in all), then handled as one message: one question with all the files.
+`ALBUM_MAX_WAIT_S` in all), then handled as one message: one question with all the files. A
+chat's albums are handed over in the order they were sent.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class _Album:
     items: dict[int, Message] = field(default_factory=dict)  # by message id: once each
     collecting: bool = True
     task: asyncio.Task[None] | None = None
+    handed_over: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Albums:
@@ -74,14 +76,29 @@ class Albums:
                 if remaining <= 0:
                     break
                 await self._clock.sleep(remaining)
+            # A chat's albums go to the core in the order they were sent, whichever window
+            # ended first: timers ending within a millisecond of each other fire in any order.
+            for earlier in self._sent_before(key, album):
+                await earlier.handed_over.wait()
             await self._handle(album)
         finally:
             if self._albums.get(key) is album:
                 del self._albums[key]
 
+    def _sent_before(self, key: tuple[int, str], album: _Album) -> list[_Album]:
+        """The chat's other albums still collecting whose first item came before `album`'s."""
+        first = min(album.items)
+        return [
+            other
+            for (chat_id, _), other in self._albums.items()
+            if chat_id == key[0] and other.collecting and other is not album
+            and min(other.items) < first
+        ]  # fmt: skip
+
     @staticmethod
     async def _handle(album: _Album) -> None:
         album.collecting = False
+        album.handed_over.set()
         items = [album.items[message_id] for message_id in sorted(album.items)]
         # `handle` logs (and apologises for) what goes wrong itself, as for any message.
         with contextlib.suppress(Exception):

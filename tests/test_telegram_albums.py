@@ -16,7 +16,7 @@ from telegram import Chat, Message
 from telegram.constants import ChatType
 
 from bots.telegram_adapter.adapter import TelegramAdapter
-from bots.telegram_adapter.albums import ALBUM_MAX_WAIT_S, Albums
+from bots.telegram_adapter.albums import ALBUM_MAX_WAIT_S, Albums, Handle
 from core import i18n
 from fakes.clock import FakeClock
 from fakes.gpts import FakeGpts, image_urls, text_of
@@ -149,15 +149,21 @@ def album_item(message_id: int, group_id: str = "g1", chat_id: int = 7) -> Messa
     return Message(message_id, datetime.now(UTC), chat, media_group_id=group_id)
 
 
-@pytest.mark.asyncio
-async def test_a_chats_albums_go_to_the_core_in_the_order_they_were_sent() -> None:
-    clock = FakeClock()
-    albums = Albums(clock, wait_s=1.0)
+def recorder(clock: FakeClock) -> tuple[list[tuple[float, list[int]]], Handle]:
+    """What the albums handed over (when, which items), and the handler that notes it."""
     handled: list[tuple[float, list[int]]] = []
 
     async def handle(items: Sequence[Message]) -> None:
         handled.append((clock.now, [item.id for item in items]))
 
+    return handled, handle
+
+
+@pytest.mark.asyncio
+async def test_a_chats_albums_go_to_the_core_in_the_order_they_were_sent() -> None:
+    clock = FakeClock()
+    albums = Albums(clock, wait_s=1.0)
+    handled, handle = recorder(clock)
     albums.add(album_item(1, "first"), handle)
     await clock.advance(0.1)
     albums.add(album_item(3, "second"), handle)
@@ -174,11 +180,7 @@ async def test_a_chats_albums_go_to_the_core_in_the_order_they_were_sent() -> No
 async def test_the_wait_restarts_with_each_item_up_to_a_cap() -> None:
     clock = FakeClock()
     albums = Albums(clock, wait_s=1.0)
-    handled: list[tuple[float, list[int]]] = []
-
-    async def handle(items: Sequence[Message]) -> None:
-        handled.append((clock.now, [item.id for item in items]))
-
+    handled, handle = recorder(clock)
     albums.add(album_item(2), handle)
     albums.add(album_item(9, chat_id=8), handle)  # another chat: another album
     await clock.advance(0.8)

@@ -11,128 +11,44 @@ the question or is an admin, and answer with a `Reply` for the presser alone or 
 
 Adapters translate only: Discord builds its app commands from `REGISTRY`, Telegram its menus and
 the terminal its `/name args` parsing (`parse`), and every sentence comes from `core.i18n`. A
-command's `name` is its path: `"gpt bind"` is the `bind` subcommand of the `gpt` group.
+command's `name` is its path: `"gpt bind"` is the `bind` subcommand of the `gpt` group. The
+types a command is made of are in `core.command_types`, and exported here too.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from core import access, i18n, usage
 from core.bindings import BindingInfo
 from core.buttons import parse_press
+from core.command_types import (
+    Argument,
+    Ask,
+    Command,
+    Context,
+    Group,
+    Handler,
+    Permission,
+    Reply,
+    Retry,
+)
 from core.conversation import ConversationService
 from core.errors import BadGptName, user_message
 from core.i18n import Language, Text
-from core.tables import Table
 from core.turns import Attachment, Author, Scope, Turn
 from storage import StorageBusy, StoredAnswer
 
+# The command types are used through this module too (`commands.Reply`, `commands.Command`).
+__all__ = [
+    "BIND", "GPT_ARGUMENT", "GROUPS", "REGISTRY", "Argument", "Ask", "Command", "Commands",
+    "Context", "Group", "Handler", "Parsed", "Permission", "Reply", "Retry", "describe_binding",
+    "find", "parse", "top_level",
+]  # fmt: skip
+
 logger = logging.getLogger(__name__)
-
-
-class Permission(enum.Enum):
-    ANYONE = "anyone"
-    ADMIN = "admin"  # admins of the scope (everyone in a private chat) and owners
-    OWNER = "owner"  # the bot's owners ([access] owners)
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """Who runs a command and where, as the adapter saw it. `group_id`: the server or group the
-    scope belongs to; `bot_mention`: how people address the bot in a shared chat ("@mybot")."""
-
-    scope: Scope
-    author: Author
-    is_private: bool
-    language: Language
-    group_id: str | None = None
-    bot_mention: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What a command answers. `private`: only the person who ran it needs to see it (Discord
-    answers ephemerally; chats without that answer as usual). `table`: figures shown under the
-    text (a Discord embed, a Telegram `pre` block, aligned columns in the terminal).
-    `confidential`: no one else may see it: where the platform can't answer only the asker in
-    this chat (a Telegram group), the adapter sends it in a private chat with them instead."""
-
-    text: str
-    private: bool = False
-    table: Table | None = None
-    confidential: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Ask:
-    """The command is a question for the GPT: the adapter streams `text` as a turn."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """Ask a stored question again (a Retry button, /retry): the adapter opens a new message and
-    streams `service.retry(answer_id, turn, reply)` into it. `turn` is the question as it was
-    asked (its author, its text); `question_message_ids` are the platform messages that asked it
-    (a reply may quote them)."""
-
-    answer_id: int
-    turn: Turn
-    question_message_ids: tuple[str, ...]
-
-
-Handler = Callable[["Commands", Context, Mapping[str, str]], Awaitable[Reply | Ask | Retry]]
-
-
-@dataclass(frozen=True, slots=True)
-class Argument:
-    name: str
-    placeholder: Text  # in usage lines: /gpt bind <GPT link or id>
-    description: Text
-    # Offer the GPTs already bound in this server or group as completions.
-    suggests_bound_gpts: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    name: str
-    description: Text
-    handler: Handler
-    arguments: tuple[Argument, ...] = ()
-    permission: Permission = Permission.ANYONE
-    # The handler itself looks at `Author.is_admin` (admins see more of /usage; /retry of
-    # someone else's question), so the adapter must find it out even for a command anyone may run.
-    reads_admin: bool = False
-    # An optional file the command takes where a command can carry one (a Discord slash
-    # command's attachment option); elsewhere files come with the message itself.
-    attachment: Argument | None = None
-
-    @property
-    def needs_admin_check(self) -> bool:
-        """Whether the adapter must tell whether the author is an admin here."""
-        return self.permission is not Permission.ANYONE or self.reads_admin
-
-    @property
-    def path(self) -> tuple[str, ...]:
-        return tuple(self.name.split())
-
-    def usage(self, language: Language) -> str:
-        placeholders = (f"<{argument.placeholder(language)}>" for argument in self.arguments)
-        return " ".join([f"/{self.name}", *placeholders])
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    """Commands under one name (`/gpt bind`, `/gpt info`); `default` runs for the bare name."""
-
-    name: str
-    description: Text
-    default: str
 
 
 # --- the handlers --------------------------------------------------------------------------------

@@ -130,8 +130,8 @@ async def _telegram_errors() -> Any:
 
 def keyboard(buttons: Sequence[Button], language: Language) -> dict[str, Any] | None:
     """`buttons` in one row under a message, as the Bot API's InlineKeyboardMarkup JSON; None
-    (no keyboard: an edit removes it) for none. Plain JSON, not PTB's objects: their to_dict on
-    every streamed call cost more than the rest of building the call."""
+    (no keyboard: an edit removes it) for none. Plain JSON, not PTB's objects: those were built
+    anew for each answer (the buttons carry its id) and turned back into JSON on every call."""
     if not buttons:
         return None
     row = [{"text": b.label(language), "callback_data": b.data} for b in buttons]

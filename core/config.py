@@ -106,9 +106,9 @@ class GptsConfig:
     idle_timeout_s: float = positive(60.0)
     total_timeout_s: float = positive(600.0)
     # Once text flows, the stream is read at most this often: the chunks that arrived meanwhile
-    # are read in one go, a fraction of the CPU of one read each (messages change at most once
-    # a second anyway). 0: every chunk as it comes.
-    read_interval_s: float = between(0, 1, 0.25)
+    # are read in one go, a fraction of the CPU of one read each. A reply edited more often
+    # (the terminal's) is read as often as it is shown. 0: every chunk as it comes.
+    read_interval_s: float = between(0, 1, 1.0)
     # The most a turn may hold its chat, retries included: the next turn there waits for it.
     turn_timeout_s: float = positive(300.0)
     max_retries: int = non_negative(2)

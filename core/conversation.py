@@ -279,7 +279,10 @@ class ConversationService(Bindings):
         stream is closed unfinished: its HTTP connection closes, so the GPT stops generating."""
         timeout = asyncio.timeout_at(deadline)
         try:
-            async with timeout, aclosing(self.client.stream_chat(gpt_id, messages)) as deltas:
+            # Read no more often than the reply can show it: a read wakes every layer above.
+            read_interval_s = min(self.config.gpts.read_interval_s, reply.edit_interval_s)
+            answer = self.client.stream_chat(gpt_id, messages, read_interval_s=read_interval_s)
+            async with timeout, aclosing(answer) as deltas:
                 async for delta in deltas:
                     if delta.text:
                         progress.first_text_at = progress.first_text_at or time.monotonic()

@@ -226,6 +226,9 @@ class StreamingReply:
     async def _show_while_streaming(self) -> None:
         while not self._finishing:
             await self._changed.wait()
+            # The text is read once the message may be edited again, not before the wait:
+            # what the edit shows is as new as it can be.
+            await self._until_editable()
             self._changed.clear()
             try:
                 await self._show(self.display_text, final=False)
@@ -234,6 +237,17 @@ class StreamingReply:
             except Exception:
                 # Nothing is lost: the next change (or finish) shows all the text again.
                 logger.warning("showing a streamed answer failed", exc_info=True)
+
+    async def _until_editable(self) -> None:
+        """Sleep until the message being written may be edited (`edit_interval_s` after its
+        last call, longer after a 429)."""
+        if self._shown:
+            await self._sleep_until_due(self._shown[-1])
+
+    async def _sleep_until_due(self, shown: _Shown) -> None:
+        due = shown.shown_at + self.edit_interval_s * shown.slowdown - self._clock.monotonic()
+        if due > 0:
+            await self._clock.sleep(due)
 
     async def _show(self, text: str, *, final: bool) -> None:
         if not text and not final:
@@ -286,9 +300,7 @@ class StreamingReply:
     ) -> None:
         if shown.text == text and shown.final == final and shown.buttons == buttons:
             return
-        due = shown.shown_at + self.edit_interval_s * shown.slowdown - self._clock.monotonic()
-        if due > 0:
-            await self._clock.sleep(due)
+        await self._sleep_until_due(shown)
         try:
             await self._call(
                 lambda: self.channel.edit(shown.ref, text, final=final, buttons=buttons), shown

@@ -103,6 +103,34 @@ async def test_a_turn_streams_and_stores_both_messages(bot: Bot) -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(("edit_interval_s", "read_interval_s"), [(0.0, 0.0), (3.0, 1.0)])
+async def test_the_stream_is_read_no_more_often_than_the_reply_shows_it(
+    fake_gpts: FakeGpts,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    edit_interval_s: float,
+    read_interval_s: float,
+) -> None:
+    """The terminal shows each piece as it comes; a chat message changes once a second at most
+    (or less often), so reading its stream more often would only cost CPU."""
+    async with bot_on(fake_gpts, db_url, read_interval_s=1.0) as bot:
+        client = bot.app.service.client
+        asked: list[float | None] = []
+        stream_chat = client.stream_chat
+
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            asked.append(kwargs.get("read_interval_s"))
+            return stream_chat(*args, **kwargs)
+
+        monkeypatch.setattr(client, "stream_chat", recording)
+        channel = RecordingChannel(FakeClock())
+        reply = StreamingReply(channel, edit_interval_s=edit_interval_s)
+        await bot.app.service.answer(Turn(DM, ALICE, "hi", is_private=True), reply)
+    assert asked == [read_interval_s]
+    assert channel.visible() == ["echo: hi"]
+
+
+@pytest.mark.asyncio
 async def test_nul_characters_are_stored_as_replacement_characters(bot: Bot) -> None:
     """PostgreSQL's text takes no NUL: a relay's "\\u0000" or a NUL typed into the terminal
     would lose the turn there. Both are kept as U+FFFD, on every database."""

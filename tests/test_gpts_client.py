@@ -166,16 +166,20 @@ async def test_gated_answer_is_stepped_by_the_test(fake_gpts: FakeGpts) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("interval_s", [0.0, 0.25])
+@pytest.mark.parametrize(
+    ("configured_s", "asked_s"),
+    [(0.0, None), (0.25, None), (1.0, 0.0)],  # last: a reply shown as each piece comes
+)
 async def test_once_text_flows_what_arrives_within_the_read_interval_comes_in_one_read(
-    fake_gpts: FakeGpts, interval_s: float
+    fake_gpts: FakeGpts, configured_s: float, asked_s: float | None
 ) -> None:
+    interval_s = configured_s if asked_s is None else asked_s
     gate = Gate()
     fake_gpts.enqueue(gate)
     clock = FakeClock()
-    config = make_config(fake_gpts, read_interval_s=interval_s)
+    config = make_config(fake_gpts, read_interval_s=configured_s)
     async with GptsClient(config, sleep=clock.sleep) as client:
-        answer = client.stream_chat(GPT, HISTORY)
+        answer = client.stream_chat(GPT, HISTORY, read_interval_s=asked_s)
         gate.send("a")
         assert await anext(answer) == Delta("a")
         following = asyncio.create_task(anext(answer))

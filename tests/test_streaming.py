@@ -69,6 +69,21 @@ async def test_edits_are_paced_per_message_and_end_with_the_full_text() -> None:
 
 
 @pytest.mark.asyncio
+async def test_an_edit_shows_the_text_that_arrived_while_it_waited_its_turn() -> None:
+    clock, channel, reply = paced_reply()
+    reply.append("a")
+    await clock.advance(0.1)  # "a" is sent at once; the next edit is due at 1.0
+    reply.append("b")
+    await clock.advance(0.5)
+    reply.append("c")  # arrives while the edit waits for its turn
+    await clock.advance(0.5)
+    assert [(call.kind, call.text, call.at) for call in channel.calls] == [
+        ("send", "a", 0.0),
+        ("edit", "abc", 1.0),
+    ]
+
+
+@pytest.mark.asyncio
 async def test_a_waiting_line_is_replaced_in_place_by_the_answer() -> None:
     clock = FakeClock()
     channel = RecordingChannel(clock)

@@ -25,6 +25,7 @@ async def read_sse(
     config: GptsConfig,
     sleep: Callable[[float], Awaitable[None]],
     *,
+    gather_s: float,
     secret: str,
     first_deadline: float,
     first_timeout: UpstreamTimeout,
@@ -32,14 +33,13 @@ async def read_sse(
 ) -> AsyncGenerator[Delta, None]:
     """The Deltas of `response`'s body. Until the first text, a read may take until
     `first_deadline` (then `first_timeout`); after it, `config.idle_timeout_s` per read, all
-    within `total_deadline`. Once text flows, reads are `config.read_interval_s` apart (`sleep`).
+    within `total_deadline`. Once text flows, reads are `gather_s` apart (`sleep`).
     `secret` is redacted from error messages."""
     parser = StreamParser(secret=secret)
     has_text = False  # after text, a break is StreamInterrupted and the idle timeout applies
     finished = False  # a finish_reason arrived: only usage and [DONE] may follow
     loop = asyncio.get_running_loop()
     idle_s = config.idle_timeout_s
-    gather_s = config.read_interval_s
     read = response.content.readany
     watchdog = Watchdog(loop)
     try:

@@ -81,7 +81,7 @@ class GptsClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """`rng` draws the jitter of retry waits and the weighted choice of an endpoint; `clock`
-        times the endpoints' back-offs; `sleep` waits out `read_interval_s` between reads.
+        times the endpoints' back-offs; `sleep` waits out the read interval between reads.
         Tests pass a seeded or scripted one and a fake clock."""
         self._config = config
         self._rng = rng or random.Random()
@@ -144,16 +144,18 @@ class GptsClient:
         return payload
 
     def stream_chat(
-        self, gpt_id: str, messages: Sequence[ChatMessage]
+        self, gpt_id: str, messages: Sequence[ChatMessage], *, read_interval_s: float | None = None
     ) -> AsyncGenerator[Delta, None]:
         """The answer of the GPT `gpt_id` to `messages`, as Deltas (one Delta in non-streaming
-        mode). The model asked is the chosen endpoint's `model_template` with `gpt_id`.
+        mode). The model asked is the chosen endpoint's `model_template` with `gpt_id`. Once
+        text flows, the stream is read at most every `read_interval_s` (default: the config's;
+        a reply that shows the text more often than that asks for less).
 
         Raises AuthError, GptNotFound, RateLimited, UpstreamTimeout, StreamInterrupted or
         UpstreamError after failover and the allowed retries.
         """
         # The generator itself, not one wrapping it: a layer less to resume twice per chunk.
-        return self._request(gpt_id, messages)
+        return self._request(gpt_id, messages, read_interval_s=read_interval_s)
 
     async def check(self, gpt_id: str, endpoint: Endpoint | None = None) -> None:
         """Send one tiny request for the GPT `gpt_id` to `endpoint` (default: the first), with
@@ -198,6 +200,8 @@ class GptsClient:
         messages: Sequence[ChatMessage],
         extra: dict[str, Any] | None = None,
         pinned: Endpoint | None = None,
+        *,
+        read_interval_s: float | None = None,
     ) -> AsyncGenerator[Delta, None]:
         """Attempts until one succeeds, fails for good, or text has been yielded: on another
         endpoint at once after an endpoint failure, else after a backoff (see the module's
@@ -209,6 +213,7 @@ class GptsClient:
         tried: set[Endpoint] = set()
         refused: set[Endpoint] = set()  # failed in a way a retry would not change
         retries = 0
+        gather_s = self._config.read_interval_s if read_interval_s is None else read_interval_s
         while True:
             progress = _Progress()
             if pinned is not None:
@@ -222,7 +227,7 @@ class GptsClient:
                 logger.debug("POST %s model=%s (retry %d)", endpoint.chat_url, model, retries)
                 timing = metrics.UpstreamAttempt(endpoint.label, loop.time)
                 try:
-                    response, deltas = await self._attempt(endpoint, payload, total_deadline)
+                    response, deltas = await self._attempt(endpoint, payload, total_deadline, gather_s)
                     try:
                         async with aclosing(deltas):
                             async for delta in deltas:
@@ -279,10 +284,11 @@ class GptsClient:
         return phase_deadline, UpstreamTimeout(phase, seconds)
 
     async def _attempt(
-        self, endpoint: Endpoint, payload: dict[str, Any], total_deadline: float
+        self, endpoint: Endpoint, payload: dict[str, Any], total_deadline: float, gather_s: float
     ) -> tuple[aiohttp.ClientResponse, AsyncGenerator[Delta, None]]:
-        """Post the request; its answer's response (the caller releases it) and Deltas. Not a
-        generator wrapping the stream's, so a chunk passes through one generator less."""
+        """Post the request; its answer's response (the caller releases it) and Deltas, read at
+        most every `gather_s` once text flows. Not a generator wrapping the stream's, so a chunk
+        passes through one generator less."""
         config = self._config
         stream = bool(payload["stream"])
         # Relays send no headers before the GPT's first token: that wait is the first chunk's.
@@ -323,6 +329,7 @@ class GptsClient:
                     response,
                     config,
                     self._sleep,
+                    gather_s=gather_s,
                     secret=endpoint.api_key,
                     first_deadline=first_deadline,
                     first_timeout=first_timeout,

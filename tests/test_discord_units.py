@@ -13,6 +13,7 @@ from tests.discord_fixtures import discord  # discord.py imported quietly first
 from discord import app_commands
 
 from bots.discord_adapter import text
+from bots.discord_adapter.replies import Buttons, components
 from bots.discord_adapter.text import (
     MAX_MESSAGE_CHARS,
     CommandTranslator,
@@ -22,7 +23,8 @@ from bots.discord_adapter.text import (
     turn_text,
 )
 from core import commands
-from core.i18n import LanguageSetting, Text
+from core.buttons import retry_button, stop_button
+from core.i18n import Language, LanguageSetting, Text
 
 BOT = 111
 
@@ -100,3 +102,13 @@ async def test_translator_gives_chinese_descriptions_to_chinese_clients(
     # Strings that are not adapter sentences (command names) are left alone.
     plain = app_commands.locale_str("chat")
     assert await translator.translate(plain, discord.Locale.chinese, context) is None
+
+
+@pytest.mark.asyncio  # a discord.py View needs a running loop
+@pytest.mark.parametrize("language", ["en", "zh"])
+async def test_channel_message_buttons_are_the_json_discord_py_writes_for_them(
+    language: Language,
+) -> None:
+    for buttons in ([stop_button(7)], [retry_button(7)], [stop_button(7), retry_button(8)]):
+        assert components(buttons, language) == Buttons(buttons, language).to_components()
+    assert components([], "en") == []

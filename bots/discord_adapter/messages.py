@@ -65,7 +65,7 @@ async def answer_message(
     target = client.get_partial_messageable(
         message.channel.id, guild_id=guild.id if guild else None
     )
-    replies = ChannelReplies(target, reply_to=message, language=language)
+    replies = ChannelReplies(target, client.http, reply_to=message, language=language)
     reply = adapter._streaming_reply(replies, target.id)
     async with typing_until_first_message(
         reply, target.typing, adapter.global_budget, TYPING_REFRESH_S

@@ -227,7 +227,9 @@ class GptsClient:
                 logger.debug("POST %s model=%s (retry %d)", endpoint.chat_url, model, retries)
                 timing = metrics.UpstreamAttempt(endpoint.label, loop.time)
                 try:
-                    response, deltas = await self._attempt(endpoint, payload, total_deadline, gather_s)
+                    response, deltas = await self._attempt(
+                        endpoint, payload, total_deadline, gather_s
+                    )
                     try:
                         async with aclosing(deltas):
                             async for delta in deltas:

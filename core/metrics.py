@@ -99,9 +99,16 @@ DB_SECONDS = Histogram(
 TOO_MANY_REQUESTS = 429
 
 
+# The counter of each (platform, method): `labels()` costs a lock and a lookup of its own.
+_platform_calls: dict[tuple[str, str], Counter] = {}
+
+
 def platform_call(platform: str, method: str, status: int) -> None:
     """One API call a platform answered with HTTP `status`."""
-    PLATFORM_CALLS.labels(platform, method).inc()
+    counter = _platform_calls.get((platform, method))
+    if counter is None:
+        counter = _platform_calls[platform, method] = PLATFORM_CALLS.labels(platform, method)
+    counter.inc()
     if status == TOO_MANY_REQUESTS:
         PLATFORM_RATE_LIMITED.labels(platform).inc()
 

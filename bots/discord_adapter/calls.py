@@ -20,10 +20,30 @@ _TOKEN_AFTER = ("webhooks", "interactions")
 _SWITCHING_PROTOCOLS = 101  # the gateway's websocket, not a REST call
 
 
+_DIGITS = re.compile(r"\d+")
+_KNOWN_ROUTES_MAX = 256
+# Route labels by the call's method and path with its numbers zeroed: calls that differ only in
+# their ids (all of an answer's) share one. Not for the routes with a token in their path.
+_known_routes: dict[tuple[str, str], str] = {}
+
+
 def route(method: str, url: yarl.URL) -> str:
     """`POST /channels/{id}/messages`: the call's method and path with every id and token
     replaced, so the label set stays small and names no chat."""
-    path = _API_PREFIX.sub("", url.path, count=1) if url.path.startswith("/api") else url.path
+    path = url.path
+    if any(word in path for word in _TOKEN_AFTER):
+        return _route(method, path)
+    key = (method, _DIGITS.sub("0", path))  # a word has no digit: the label is the same
+    label = _known_routes.get(key)
+    if label is None:
+        if len(_known_routes) >= _KNOWN_ROUTES_MAX:
+            _known_routes.clear()
+        label = _known_routes[key] = _route(method, path)
+    return label
+
+
+def _route(method: str, path: str) -> str:
+    path = _API_PREFIX.sub("", path, count=1) if path.startswith("/api") else path
     shown: list[str] = []
     for segment in (s for s in path.split("/") if s):
         if len(shown) >= 2 and shown[-2] in _TOKEN_AFTER and shown[-1] == "{id}":

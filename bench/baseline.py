@@ -34,10 +34,16 @@ class BaselineReply:
         self._start: asyncio.Task[None] | None = None
         self._edit: asyncio.Task[None] | None = None
         self.first_sent = asyncio.Event()
+        # The core reads the stream as our replies pace it: as often as this one edits.
+        self.edit_interval_s = EDIT_DELAY_SECONDS
 
     @property
     def text(self) -> str:
         return self._text
+
+    def shown_in(self) -> float | None:
+        """llmcord shows the text when a chunk comes, not at a time of its own."""
+        return None
 
     @property
     def messages(self) -> list[MessageRef]:

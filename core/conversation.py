@@ -279,9 +279,12 @@ class ConversationService(Bindings):
         stream is closed unfinished: its HTTP connection closes, so the GPT stops generating."""
         timeout = asyncio.timeout_at(deadline)
         try:
-            # Read no more often than the reply can show it: a read wakes every layer above.
+            # Read no more often than the reply can show it (a read wakes every layer above),
+            # and just before it does.
             read_interval_s = min(self.config.gpts.read_interval_s, reply.edit_interval_s)
-            answer = self.client.stream_chat(gpt_id, messages, read_interval_s=read_interval_s)
+            answer = self.client.stream_chat(
+                gpt_id, messages, read_interval_s=read_interval_s, shown_in=reply.shown_in
+            )
             async with timeout, aclosing(answer) as deltas:
                 async for delta in deltas:
                     if delta.text:

@@ -138,6 +138,15 @@ class StreamingReply:
         """A waiting line is shown (or about to be), and the answer has not started."""
         return bool(self._waiting)
 
+    def shown_in(self) -> float | None:
+        """Seconds until the text is next read to be shown, when there is new text for a
+        message that waits out its edit interval (None otherwise): a source that gathers text
+        can deliver more just before. Worked out here, not by the pump, so it holds as soon as
+        the text is appended."""
+        if not self._shown or not self._changed.is_set() or self._finishing:
+            return None
+        return self._due_at(self._shown[-1]) - self._clock.monotonic()
+
     @property
     def messages(self) -> list[MessageRef]:
         return [shown.ref for shown in self._shown]
@@ -244,8 +253,11 @@ class StreamingReply:
         if self._shown:
             await self._sleep_until_due(self._shown[-1])
 
+    def _due_at(self, shown: _Shown) -> float:
+        return shown.shown_at + self.edit_interval_s * shown.slowdown
+
     async def _sleep_until_due(self, shown: _Shown) -> None:
-        due = shown.shown_at + self.edit_interval_s * shown.slowdown - self._clock.monotonic()
+        due = self._due_at(shown) - self._clock.monotonic()
         if due > 0:
             await self._clock.sleep(due)
 

@@ -24,7 +24,7 @@ from core.errors import (
 )
 from core.gpts import ChatMessage, Delta, GptsClient, Usage
 from core.gpts.error_mapping import RETRY_JITTER
-from core.gpts.stream_reading import sleep_unread
+from core.gpts.stream_reading import READ_AHEAD_S, Gathering, sleep_unread
 from fakes.clock import FakeClock
 from fakes.gpts import CLOUDFLARE_524, Fail, FakeGpts, Gate, Hang, RawSse, Reply
 
@@ -235,6 +235,52 @@ async def test_gathered_reads_wake_on_the_ticks_of_the_read_interval(fake_gpts: 
         await answer.aclose()
     assert wake_ups
     assert all(abs(tick - round(tick)) < 1e-6 for tick in wake_ups), wake_ups
+
+
+def test_a_read_comes_just_before_the_reply_shows_the_text_else_on_the_tick() -> None:
+    def gathering(shown_in: float | None) -> Gathering:
+        return Gathering(1.0, lambda: shown_in)
+
+    now = 10.25  # the next tick is in 0.75 s
+    assert gathering(None).wait_s(now) == pytest.approx(0.75)
+    assert gathering(0.5).wait_s(now) == pytest.approx(0.5 - READ_AHEAD_S)
+    assert gathering(0.9).wait_s(now) == pytest.approx(0.75)  # the tick comes first
+    # Too late to read ahead: the reply shows what the last read brought.
+    assert gathering(READ_AHEAD_S / 2).wait_s(now) == pytest.approx(0.75)
+
+
+@pytest.mark.asyncio
+async def test_the_caller_about_to_show_the_text_gets_a_read_just_before(
+    fake_gpts: FakeGpts,
+) -> None:
+    gate = Gate()
+    fake_gpts.enqueue(gate)
+    clock = FakeClock()
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await clock.sleep(seconds)
+
+    interval_s = 3600.0
+    loop = asyncio.get_running_loop()
+    said: list[float] = []
+
+    def shown_in() -> float:
+        said.append((interval_s - loop.time() % interval_s) / 2)  # halfway to the next tick
+        return said[-1]
+
+    async with GptsClient(make_config(fake_gpts), sleep=sleep) as client:
+        answer = client.stream_chat(GPT, HISTORY, read_interval_s=interval_s, shown_in=shown_in)
+        gate.send("a")
+        assert await anext(answer) == Delta("a")
+        following = asyncio.create_task(anext(answer))
+        gate.send("b")
+        await gate.wait_written(2)
+        await clock.advance(said[0] - READ_AHEAD_S)
+        assert await asyncio.wait_for(following, 5) == Delta("b")
+        await answer.aclose()
+    assert waits == [pytest.approx(said[0] - READ_AHEAD_S)]
 
 
 @contextlib.asynccontextmanager

@@ -84,6 +84,20 @@ async def test_an_edit_shows_the_text_that_arrived_while_it_waited_its_turn() ->
 
 
 @pytest.mark.asyncio
+async def test_while_an_edit_waits_its_turn_the_reply_says_when_it_reads_the_text() -> None:
+    clock, channel, reply = paced_reply()
+    assert reply.shown_in() is None
+    reply.append("a")
+    await clock.advance(0.1)
+    assert reply.shown_in() is None  # sent; nothing new to show
+    reply.append("b")
+    await clock.advance(0.2)
+    assert reply.shown_in() == pytest.approx(0.7)  # the edit is due at 1.0
+    await clock.advance(0.7)
+    assert channel.visible() == ["ab"] and reply.shown_in() is None
+
+
+@pytest.mark.asyncio
 async def test_a_waiting_line_is_replaced_in_place_by_the_answer() -> None:
     clock = FakeClock()
     channel = RecordingChannel(clock)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass
 
 import aiohttp
 
@@ -19,13 +20,42 @@ from core.gpts.wire import Delta
 
 logger = logging.getLogger(__name__)
 
+# A read for a reply about to show the text starts this long before: time for the loop to take
+# in the socket's data and the reply to get it.
+READ_AHEAD_S = 0.02
+
+
+def _never() -> float | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Gathering:
+    """How often a stream is read once text flows: on the ticks of `interval_s` on the loop's
+    clock (every stream in the same loop iteration), or sooner, just before the reader's
+    consumer shows the text: `shown_in()` says in how many seconds it will (None: it is not
+    waiting to). 0: every chunk as it comes."""
+
+    interval_s: float
+    shown_in: Callable[[], float | None] = _never
+
+    def wait_s(self, now: float) -> float:
+        """Seconds from `now` (on the loop's clock) to the next read."""
+        tick = self.interval_s - now % self.interval_s
+        shown_in = self.shown_in()
+        if shown_in is None:
+            return tick
+        early = shown_in - READ_AHEAD_S
+        # Past that point the reply reads what the last read brought: wait for the tick.
+        return early if 0 < early < tick else tick
+
 
 async def read_sse(
     response: aiohttp.ClientResponse,
     config: GptsConfig,
     sleep: Callable[[float], Awaitable[None]],
     *,
-    gather_s: float,
+    gathering: Gathering,
     secret: str,
     first_deadline: float,
     first_timeout: UpstreamTimeout,
@@ -33,7 +63,7 @@ async def read_sse(
 ) -> AsyncGenerator[Delta, None]:
     """The Deltas of `response`'s body. Until the first text, a read may take until
     `first_deadline` (then `first_timeout`); after it, `config.idle_timeout_s` per read, all
-    within `total_deadline`. Once text flows, reads are `gather_s` apart (`sleep`).
+    within `total_deadline`. Once text flows, reads are paced by `gathering` (`sleep`).
     `secret` is redacted from error messages."""
     parser = StreamParser(secret=secret)
     has_text = False  # after text, a break is StreamInterrupted and the idle timeout applies
@@ -86,11 +116,10 @@ async def read_sse(
                 raise parser.error
             if not data:
                 break
-            if has_text and not finished and gather_s:
+            if has_text and not finished and gathering.interval_s:
                 # The next chunks gather meanwhile and come in one read: one task wake-up
-                # and one pass through the generators for all of them. Waking on the loop
-                # clock's ticks, every stream reads in the same loop iteration.
-                await sleep_unread(response, sleep, gather_s - loop.time() % gather_s)
+                # and one pass through the generators for all of them.
+                await sleep_unread(response, sleep, gathering.wait_s(loop.time()))
     finally:
         watchdog.close()
     if not parser.valid_chunks:

@@ -40,7 +40,7 @@ from core.gpts.error_mapping import (
     retry_delay,
 )
 from core.gpts.sse import delta_from_completion
-from core.gpts.stream_reading import read_sse
+from core.gpts.stream_reading import Gathering, read_sse
 from core.gpts.wire import ChatMessage, Delta
 
 logger = logging.getLogger(__name__)
@@ -144,18 +144,26 @@ class GptsClient:
         return payload
 
     def stream_chat(
-        self, gpt_id: str, messages: Sequence[ChatMessage], *, read_interval_s: float | None = None
+        self,
+        gpt_id: str,
+        messages: Sequence[ChatMessage],
+        *,
+        read_interval_s: float | None = None,
+        shown_in: Callable[[], float | None] | None = None,
     ) -> AsyncGenerator[Delta, None]:
         """The answer of the GPT `gpt_id` to `messages`, as Deltas (one Delta in non-streaming
         mode). The model asked is the chosen endpoint's `model_template` with `gpt_id`. Once
-        text flows, the stream is read at most every `read_interval_s` (default: the config's;
-        a reply that shows the text more often than that asks for less).
+        text flows, the stream is read every `read_interval_s` (default: the config's; a reply
+        that shows the text more often than that asks for less), and just before the moment
+        `shown_in()` names, in seconds from now, when the caller will show the text.
 
         Raises AuthError, GptNotFound, RateLimited, UpstreamTimeout, StreamInterrupted or
         UpstreamError after failover and the allowed retries.
         """
         # The generator itself, not one wrapping it: a layer less to resume twice per chunk.
-        return self._request(gpt_id, messages, read_interval_s=read_interval_s)
+        interval_s = self._config.read_interval_s if read_interval_s is None else read_interval_s
+        gathering = Gathering(interval_s, shown_in) if shown_in else Gathering(interval_s)
+        return self._request(gpt_id, messages, gathering=gathering)
 
     async def check(self, gpt_id: str, endpoint: Endpoint | None = None) -> None:
         """Send one tiny request for the GPT `gpt_id` to `endpoint` (default: the first), with
@@ -201,7 +209,7 @@ class GptsClient:
         extra: dict[str, Any] | None = None,
         pinned: Endpoint | None = None,
         *,
-        read_interval_s: float | None = None,
+        gathering: Gathering | None = None,
     ) -> AsyncGenerator[Delta, None]:
         """Attempts until one succeeds, fails for good, or text has been yielded: on another
         endpoint at once after an endpoint failure, else after a backoff (see the module's
@@ -213,7 +221,7 @@ class GptsClient:
         tried: set[Endpoint] = set()
         refused: set[Endpoint] = set()  # failed in a way a retry would not change
         retries = 0
-        gather_s = self._config.read_interval_s if read_interval_s is None else read_interval_s
+        gathering = gathering or Gathering(self._config.read_interval_s)
         while True:
             progress = _Progress()
             if pinned is not None:
@@ -228,7 +236,7 @@ class GptsClient:
                 timing = metrics.UpstreamAttempt(endpoint.label, loop.time)
                 try:
                     response, deltas = await self._attempt(
-                        endpoint, payload, total_deadline, gather_s
+                        endpoint, payload, total_deadline, gathering
                     )
                     try:
                         async with aclosing(deltas):
@@ -286,10 +294,14 @@ class GptsClient:
         return phase_deadline, UpstreamTimeout(phase, seconds)
 
     async def _attempt(
-        self, endpoint: Endpoint, payload: dict[str, Any], total_deadline: float, gather_s: float
+        self,
+        endpoint: Endpoint,
+        payload: dict[str, Any],
+        total_deadline: float,
+        gathering: Gathering,
     ) -> tuple[aiohttp.ClientResponse, AsyncGenerator[Delta, None]]:
-        """Post the request; its answer's response (the caller releases it) and Deltas, read at
-        most every `gather_s` once text flows. Not a generator wrapping the stream's, so a chunk
+        """Post the request; its answer's response (the caller releases it) and Deltas, read as
+        `gathering` paces them once text flows. Not a generator wrapping the stream's, so a chunk
         passes through one generator less."""
         config = self._config
         stream = bool(payload["stream"])
@@ -331,7 +343,7 @@ class GptsClient:
                     response,
                     config,
                     self._sleep,
-                    gather_s=gather_s,
+                    gathering=gathering,
                     secret=endpoint.api_key,
                     first_deadline=first_deadline,
                     first_timeout=first_timeout,

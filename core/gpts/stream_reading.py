@@ -25,10 +25,6 @@ logger = logging.getLogger(__name__)
 READ_AHEAD_S = 0.02
 
 
-def _never() -> float | None:
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class Gathering:
     """How often a stream is read once text flows: on the ticks of `interval_s` on the loop's
@@ -37,12 +33,12 @@ class Gathering:
     waiting to). 0: every chunk as it comes."""
 
     interval_s: float
-    shown_in: Callable[[], float | None] = _never
+    shown_in: Callable[[], float | None] | None = None
 
     def wait_s(self, now: float) -> float:
         """Seconds from `now` (on the loop's clock) to the next read."""
         tick = self.interval_s - now % self.interval_s
-        shown_in = self.shown_in()
+        shown_in = self.shown_in() if self.shown_in is not None else None
         if shown_in is None:
             return tick
         early = shown_in - READ_AHEAD_S

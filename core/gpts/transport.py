@@ -162,8 +162,7 @@ class GptsClient:
         """
         # The generator itself, not one wrapping it: a layer less to resume twice per chunk.
         interval_s = self._config.read_interval_s if read_interval_s is None else read_interval_s
-        gathering = Gathering(interval_s, shown_in) if shown_in else Gathering(interval_s)
-        return self._request(gpt_id, messages, gathering=gathering)
+        return self._request(gpt_id, messages, gathering=Gathering(interval_s, shown_in))
 
     async def check(self, gpt_id: str, endpoint: Endpoint | None = None) -> None:
         """Send one tiny request for the GPT `gpt_id` to `endpoint` (default: the first), with

@@ -9,6 +9,7 @@ from typing import Any, Final, cast
 from sqlalchemy import bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection, CursorResult
 
+from storage.direct import execute
 from storage.models import BINDINGS, SCOPES
 from storage.queries import IS_SCOPE, SCOPE_ID, insert_scope, scope_id, scope_params
 from storage.records import BindingRecord, ScopeKey
@@ -44,7 +45,7 @@ def get_binding(connection: Connection, scope: ScopeKey) -> BindingRecord | None
 
 def turn_binding(connection: Connection, scope: ScopeKey) -> BindingRecord | None:
     """The scope's binding or, for a thread, its parent chat's: one SELECT for both."""
-    rows = {row[0]: row[1:] for row in connection.execute(_TURN_BINDINGS, scope_params(scope))}
+    rows = {row[0]: row[1:] for row in execute(connection, _TURN_BINDINGS, scope_params(scope))}
     for candidate in (scope, scope.parent):
         if candidate is not None and candidate.thread_id in rows:
             return _binding_record(candidate, rows[candidate.thread_id])

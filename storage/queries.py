@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from storage.direct import execute
 from storage.models import CONVERSATIONS, MESSAGES, SCOPES, utcnow
 from storage.records import (
     AttachmentRecord,
@@ -242,7 +243,7 @@ def attachment_records(value: Sequence[dict[str, Any]] | None) -> tuple[Attachme
 
 def insert_message(connection: Connection, values: dict[str, Any]) -> int:
     """Store one message from `message_values(...)` plus `conversation_id`; returns its id."""
-    return cast(int, connection.execute(_INSERT_MESSAGE, values).scalar_one())
+    return cast(int, execute(connection, _INSERT_MESSAGE, values)[0][0])
 
 
 def history(connection: Connection, conversation_id: int, limit: int) -> list[MessageRecord]:
@@ -264,7 +265,7 @@ def exchanges(
     statement = _EXCHANGES
     if before is not None:
         statement, params["before"] = _EXCHANGES_BEFORE, before
-    rows = connection.execute(statement, params).all()
+    rows = execute(connection, statement, params)
     return [
         Exchange(row[0], row[1], row[2], row[3], row[4], attachment_records(row[5]))
         for row in reversed(rows)
@@ -273,13 +274,13 @@ def exchanges(
 
 def save_answer(connection: Connection, answer_id: int, content: str, ids: Sequence[str]) -> None:
     params = {"answer_id": answer_id, "saved_content": content, "saved_ids": list(ids)}
-    connection.execute(_SAVE_ANSWER, params)
+    execute(connection, _SAVE_ANSWER, params)
 
 
 def finish_answer(connection: Connection, answer_id: int, message: NewMessage) -> None:
     """The answer's final text, status, usage and timings (`message.role` etc. are kept)."""
     final = {f"final_{column}": value for column, value in _final_values(message).items()}
-    connection.execute(_FINISH_ANSWER, {"answer_id": answer_id, **final})
+    execute(connection, _FINISH_ANSWER, {"answer_id": answer_id, **final})
 
 
 def is_update_stored(connection: Connection, update_key: str) -> bool:
@@ -377,10 +378,10 @@ def interrupt_streaming(
 
 def current_conversation(connection: Connection, scope: ScopeKey) -> int:
     """The scope's newest conversation id; inserts the scope (with one) when missing."""
-    row = connection.execute(_CURRENT_CONVERSATION, scope_params(scope)).one_or_none()
-    if row is None:
+    rows = execute(connection, _CURRENT_CONVERSATION, scope_params(scope))
+    if not rows:
         return insert_scope(connection, scope)[1]
-    scope_id, conversation_id = row
+    scope_id, conversation_id = rows[0]
     if conversation_id is not None:
         return cast(int, conversation_id)
     # Unreachable through this API (scopes are born with a conversation); repairs rows written by
@@ -404,13 +405,13 @@ def scope_id(connection: Connection, scope: ScopeKey) -> int | None:
 def insert_scope(connection: Connection, scope: ScopeKey) -> tuple[int, int]:
     """Insert a scope together with its first conversation; returns both ids. Every scope has a
     conversation from birth, so `current_conversation` never races on an empty scope."""
-    new_id = cast(int, connection.execute(_INSERT_SCOPE, scope_params(scope)).scalar_one())
+    new_id = cast(int, execute(connection, _INSERT_SCOPE, scope_params(scope))[0][0])
     return new_id, _insert_conversation(connection, new_id)
 
 
 def _insert_conversation(connection: Connection, scope_id: int) -> int:
     values = {"scope_id": scope_id, "started_at": utcnow()}
-    return cast(int, connection.execute(_INSERT_CONVERSATION, values).scalar_one())
+    return cast(int, execute(connection, _INSERT_CONVERSATION, values)[0][0])
 
 
 def count_messages(connection: Connection, conversation_id: int) -> int:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Final
 
-from sqlalchemy import event
+from sqlalchemy.engine import Connection
 
 from storage import Repository
+
+_TRANSACTION: Final = ("BEGIN", "COMMIT", "ROLLBACK")
 
 
 @contextmanager
@@ -20,37 +23,39 @@ def raw(db_path: Path) -> Iterator[sqlite3.Connection]:
         yield connection
 
 
-@contextmanager
-def captured_sql(
-    repository: Repository, starting_with: str = ""
-) -> Iterator[list[tuple[str, Any]]]:
-    """The SQL the repository sends while the block runs, as (statement, parameters), as it is
-    sent; only the statements `starting_with` that text, when given."""
-    statements: list[tuple[str, Any]] = []
-    # An SQLite file is used through a thread of the repository's own (the stdlib driver).
-    engines = [
-        engine
-        for engine in (repository._engine.sync_engine, repository._thread_engine)
-        if engine is not None
-    ]
+@asynccontextmanager
+async def captured_sql(repository: Repository, matching: str = "") -> AsyncIterator[list[str]]:
+    """The SQL the repository's SQLite file runs while the block runs, as SQLite traces it (its
+    values in place), without the transactions' BEGIN and COMMIT; only the statements that
+    start by `matching` (a regular expression), when given. It sees what SQLAlchemy runs and
+    what `storage.direct` runs on the driver's connection alike."""
+    statements: list[str] = []
+    pattern = re.compile(matching)
 
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if statement.startswith(starting_with):
-            statements.append((statement, parameters))
+    def record(statement: str) -> None:
+        if pattern.match(statement) and not statement.startswith(_TRANSACTION):
+            statements.append(statement)
 
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
+    def trace(callback: Callable[[str], None] | None) -> Callable[[Connection], None]:
+        def install(connection: Connection) -> None:
+            driver = connection.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection), "an SQLite file's repository"
+            driver.set_trace_callback(callback)
+
+        return install
+
+    # Installed on the repository's own thread, between its calls.
+    await repository._run(trace(record))
     try:
         yield statements
     finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
+        await repository._run(trace(None))
 
 
-def query_plans(db_path: Path, statements: list[tuple[str, Any]]) -> list[str]:
-    """SQLite's EXPLAIN QUERY PLAN of each captured (sql, params), its steps joined by " | "."""
+def query_plans(db_path: Path, statements: list[str]) -> list[str]:
+    """SQLite's EXPLAIN QUERY PLAN of each captured statement, its steps joined by " | "."""
     with raw(db_path) as connection:
         return [
-            " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-            for sql, params in statements
+            " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            for sql in statements
         ]

@@ -27,8 +27,8 @@ ALICE = Author("1", "Alice")
 INDICATOR = " ▌"
 
 
-# The UPDATE that saves a streaming answer's text and messages.
-SAVE = "UPDATE messages SET content=?, platform_message_ids=?"
+# The UPDATE that saves a streaming answer's text and messages (the test's text has no quote).
+SAVE = "UPDATE messages SET content='[^']*', platform_message_ids="
 
 
 @pytest.mark.asyncio
@@ -40,7 +40,7 @@ async def test_the_answer_is_saved_at_its_first_message_then_per_interval_not_pe
         repo = app.repo
         channel = RecordingChannel(FakeClock())
         reply = StreamingReply(channel, edit_interval_s=0, indicator=INDICATOR)
-        with captured_sql(repo, starting_with=SAVE) as saves:
+        async with captured_sql(repo, matching=SAVE) as saves:
             task = asyncio.create_task(app.service.answer(Turn(DM, ALICE, "go", True), reply))
             await fake_gpts.wait_requests(1)
             conversation = await repo.current_conversation(DM)

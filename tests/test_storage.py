@@ -319,7 +319,7 @@ async def test_history_query_is_an_index_seek_not_a_scan(
     scope = ScopeKey("discord", "plan")
     conversation_id = await repo.current_conversation(scope)
     await add_numbered(repo, conversation_id, 3)
-    with captured_sql(repo) as statements:
+    async with captured_sql(repo) as statements:
         await repo.history(conversation_id, limit=2)
         await repo.current_conversation(scope)
 

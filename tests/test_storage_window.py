@@ -64,7 +64,7 @@ async def test_the_window_and_the_start_up_sweep_are_index_seeks(
             scope, NewMessage("user", "q"), history_limit=0, answer=streaming
         )
     conversation_id = await sqlite_repo.current_conversation(scope)
-    with captured_sql(sqlite_repo) as statements:
+    async with captured_sql(sqlite_repo) as statements:
         await sqlite_repo.exchanges(conversation_id, limit=2)
         await sqlite_repo.interrupt_streaming("telegram")
 

@@ -441,3 +441,64 @@ def test_data_that_is_not_one_json_object_is_malformed(data: str) -> None:
     parser = StreamParser()
     assert parser.feed(f"data: {data}\n\n".encode()) == []
     assert parser.malformed_chunks == 1 and parser.valid_chunks == 0
+
+
+# Events an answer's reads may hold, most of them plain content chunks.
+_PLAIN = ["plain ", "中文 ", "\ud83d", "\ude00", "nul\x00", "", 'a"quote" ']
+_OTHER = [
+    {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+    {"choices": [{"index": 0, "delta": {"refusal": "no. "}}]},
+    {"choices": [{"index": 0, "delta": {"content": "last"}, "finish_reason": "stop"}]},
+    {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}},
+    {"error": {"message": "The server had an error", "type": "server_error"}},
+]
+
+
+def random_answer_events(rng: random.Random) -> list[str]:
+    events = []
+    for _ in range(rng.randint(1, 30)):
+        roll = rng.random()
+        if roll < 0.8:
+            chunk = {"choices": [{"index": 0, "delta": {"content": rng.choice(_PLAIN)}}]}
+            events.append(json.dumps(chunk))
+        elif roll < 0.95:
+            events.append(json.dumps(rng.choice(_OTHER)))
+        else:
+            events.append(rng.choice(["[DONE]", "not json", '{"a": 1}{"b": 2}', " {}"]))
+    return events
+
+
+def everything(deltas: list[Delta]) -> tuple[str, list[str], list[Usage]]:
+    """The text of `deltas`, and every finish and usage in them, in order."""
+    text = "".join(d.text for d in deltas)
+    return (
+        text,
+        [d.finish_reason for d in deltas if d.finish_reason],
+        [d.usage for d in deltas if d.usage],
+    )
+
+
+def test_reads_of_whole_events_give_what_the_events_one_by_one_give() -> None:
+    """A read of several plain content chunks is parsed at once: the same text, finish, usage,
+    counts and error as each event on its own (fed byte by byte, every event takes that way)."""
+    rng = random.Random(20261201)
+    for _ in range(500):
+        events = random_answer_events(rng)
+        body = "".join(f"data: {data}\n\n" for data in events).encode()
+        one_by_one, reference = replay(body, [1] * len(body))
+        parser = StreamParser()
+        deltas = parser.feed(f"data: {events[0]}\n\n".encode())
+        start = 1
+        while start < len(events):
+            stop = start + rng.randint(1, 8)
+            deltas += parser.feed("".join(f"data: {d}\n\n" for d in events[start:stop]).encode())
+            start = stop
+        deltas += parser.close()
+        assert everything(deltas) == everything(one_by_one), events
+        counts = (parser.valid_chunks, parser.malformed_chunks, parser.done, str(parser.error))
+        assert counts == (
+            reference.valid_chunks,
+            reference.malformed_chunks,
+            reference.done,
+            str(reference.error),
+        ), events

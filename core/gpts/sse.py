@@ -175,6 +175,25 @@ def _first_choice(chunk: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return mappings[0] if mappings else None
 
 
+def _plain_content(chunk: Mapping[str, Any]) -> str | None:
+    """The text of a plain content chunk, almost every chunk of an answer: one choice with a
+    content delta (maybe empty), no finish_reason, usage, refusal or error. None for any other
+    chunk (`delta_from_chunk`'s general path reads those); for these it gives the same."""
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1 or chunk.get("usage") is not None:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("index", 0) != 0:
+        return None
+    delta = choice.get("delta")
+    if type(delta) is not dict or delta.get("refusal") is not None:
+        return None
+    content = delta.get("content")
+    if type(content) is not str or choice.get("finish_reason") is not None:
+        return None
+    return None if chunk.get("error") else content
+
+
 def delta_from_chunk(chunk: Mapping[str, Any], *, secret: str = "") -> Delta | None:
     """One decoded `chat.completion.chunk` (or a whole `chat.completion`) as a Delta.
 
@@ -183,17 +202,9 @@ def delta_from_chunk(chunk: Mapping[str, Any], *, secret: str = "") -> Delta | N
     """
     if chunk.get("error"):
         raise error_from_body(None, chunk, secret=secret)
-    # Fast path, the same result as the general one below for almost every chunk of an answer:
-    # one choice with a plain content delta, no finish_reason, no usage.
-    choices = chunk.get("choices")
-    if type(choices) is list and len(choices) == 1 and chunk.get("usage") is None:
-        choice = choices[0]
-        if type(choice) is dict and choice.get("index", 0) == 0:
-            delta = choice.get("delta")
-            if type(delta) is dict and delta.get("refusal") is None:
-                content = delta.get("content")
-                if type(content) is str and content and choice.get("finish_reason") is None:
-                    return Delta(content)
+    content = _plain_content(chunk)
+    if content:
+        return Delta(content)
     text, finish_reason = "", None
     choice = _first_choice(chunk)
     if choice is not None:
@@ -229,7 +240,10 @@ class StreamParser:
 
     def feed(self, data: bytes) -> list[Delta]:
         events = self._sse.feed_whole_events(data)
-        return self._handle(self._sse.feed(data) if events is None else events)
+        if events is None:
+            return self._handle(self._sse.feed(data))
+        plain = self._plain_text(events)
+        return self._handle(events) if plain is None else plain
 
     def close(self) -> list[Delta]:
         deltas = self._handle(self._sse.close())
@@ -250,6 +264,30 @@ class StreamParser:
         if self._high and self.is_stopped:
             deltas.append(self._mended(Delta(), last=True))
         return deltas
+
+    def _plain_text(self, events: list[str]) -> list[Delta] | None:
+        """What `_handle` makes of the usual read, for less: when every event is a plain
+        content chunk, their text as one Delta (none if empty). None, having changed nothing,
+        for any other read: `_handle` then looks at each event (a [DONE], an error, a finish,
+        a malformed line, a half emoji pending from the last read)."""
+        if self._high or self.is_stopped:
+            return None
+        texts: list[str] = []
+        for data in events:
+            try:
+                chunk, end = _json_decode(data)
+            except ValueError:
+                return None
+            content = _plain_content(chunk) if type(chunk) is dict else None
+            if content is None or end != len(data):
+                return None
+            texts.append(content)
+        self.valid_chunks += len(events)
+        text = "".join(texts)
+        if not text:
+            return []
+        delta = Delta(text)
+        return [self._mended(delta) if UNSTORABLE.search(text) else delta]
 
     def _mended(self, delta: Delta, *, last: bool = False) -> Delta:
         """`delta` as `storable_text` makes it, across chunks too: a relay that cuts text by
